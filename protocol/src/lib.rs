@@ -1,0 +1,21 @@
+//! Ferry's pure data: what is stored, signed and sent, and how it is encoded.
+//!
+//! - [`ids`]: BLAKE3 chunk, blob and recipe ids, SHA-256 digests, publisher key ids.
+//! - [`recipe`]: how a blob is rebuilt from chunks (and, later, from transforms of stored content).
+//! - [`release`]: release manifests — name, version, entries — and their ed25519 signatures.
+//! - [`codec`]: the versioned bincode 2 encoding; every top-level object starts with a magic and a format version.
+//!
+//! This crate does no I/O: no files, no network, no async runtime. It is the crate to fuzz.
+
+pub mod codec;
+pub mod ids;
+pub mod recipe;
+pub mod release;
+
+pub use codec::{CodecError, Object};
+pub use ids::{BlobId, ChunkId, Hash32, IdParseError, KeyId, RecipeId, Sha256Digest};
+pub use recipe::{Part, Recipe};
+pub use release::{
+    Entry, FileEntry, ImageBlob, ImageEntry, PublisherKey, ReleaseKind, ReleaseManifest,
+    SignatureError, SignedRelease, BlobRef, NameError, validate_name, validate_version, validate_rel_path,
+};
