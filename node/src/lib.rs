@@ -1,1 +1,22 @@
+//! The Ferry node library.
+//!
+//! - [`config`]: the store's `config.toml` (chunking parameters every node of a site must share).
+//! - [`chunker`]: FastCDC v2020 over any reader.
+//! - [`store`]: packs of zstd-compressed chunks, the sled index, recipes, blobs, releases, fsck.
+//! - [`keys`]: the publisher's ed25519 key.
+//! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
+//! - [`export`]: writing a release back out as an OCI layout or a file tree.
+//! - [`progress`]: how long work reports progress (the CLI draws it).
+//! - [`sample`]: the generated sample release `ferry quickstart` adds.
 
+pub mod chunker;
+pub mod config;
+pub mod export;
+pub mod ingest;
+pub mod keys;
+pub mod progress;
+pub mod sample;
+pub mod store;
+
+pub use progress::{NoProgress, Progress};
+pub use store::{Store, StoreError};

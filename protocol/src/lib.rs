@@ -16,6 +16,7 @@ pub use codec::{CodecError, Object};
 pub use ids::{BlobId, ChunkId, Hash32, IdParseError, KeyId, RecipeId, Sha256Digest};
 pub use recipe::{Part, Recipe};
 pub use release::{
-    Entry, FileEntry, ImageBlob, ImageEntry, PublisherKey, ReleaseKind, ReleaseManifest,
-    SignatureError, SignedRelease, BlobRef, NameError, validate_name, validate_version, validate_rel_path,
+    validate_name, validate_rel_path, validate_version, BlobRef, Entry, FileEntry, ImageBlob,
+    ImageEntry, NameError, PublisherKey, ReleaseKind, ReleaseManifest, SignatureError,
+    SignedRelease,
 };

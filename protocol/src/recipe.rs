@@ -92,7 +92,10 @@ impl Recipe {
     pub fn is_consistent(&self) -> bool {
         match self {
             Recipe::Concat { size, parts } => {
-                parts.iter().try_fold(0u64, |acc, p| acc.checked_add(p.len())) == Some(*size)
+                parts
+                    .iter()
+                    .try_fold(0u64, |acc, p| acc.checked_add(p.len()))
+                    == Some(*size)
             }
         }
     }

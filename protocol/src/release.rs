@@ -188,12 +188,15 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name.split('/').all(|part| {
-            part.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            part.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 && part
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         });
-    ok.then_some(()).ok_or_else(|| NameError::Name(name.to_string()))
+    ok.then_some(())
+        .ok_or_else(|| NameError::Name(name.to_string()))
 }
 
 /// Check a version: `[A-Za-z0-9][A-Za-z0-9._+-]*`, at most 128 bytes.
@@ -201,16 +204,22 @@ pub fn validate_version(version: &str) -> Result<(), NameError> {
     let ok = !version.is_empty()
         && version.len() <= 128
         && version.as_bytes()[0].is_ascii_alphanumeric()
-        && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
-    ok.then_some(()).ok_or_else(|| NameError::Version(version.to_string()))
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| NameError::Version(version.to_string()))
 }
 
 /// Check a path inside a release: relative, `/`-separated, no `.`/`..`/empty parts, no NUL.
 pub fn validate_rel_path(path: &str) -> Result<(), NameError> {
     let ok = !path.is_empty()
         && !path.contains('\0')
-        && path.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
-    ok.then_some(()).ok_or_else(|| NameError::Path(path.to_string()))
+        && path
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+    ok.then_some(())
+        .ok_or_else(|| NameError::Path(path.to_string()))
 }
 
 impl ReleaseManifest {
@@ -275,7 +284,11 @@ impl PublisherKey {
 
     /// The one-line text form: `ferry-ed25519 <key-id> <public-key-hex>`.
     pub fn to_line(&self) -> String {
-        format!("ferry-ed25519 {} {}", self.id(), hex::encode(self.0.as_bytes()))
+        format!(
+            "ferry-ed25519 {} {}",
+            self.id(),
+            hex::encode(self.0.as_bytes())
+        )
     }
 
     /// Parse the text form, checking that the id matches the key.
@@ -310,7 +323,9 @@ pub enum SignatureError {
         found: KeyId,
     },
     /// The signature does not verify.
-    #[error("signature by key {0} does not verify: the manifest was altered or the signature forged")]
+    #[error(
+        "signature by key {0} does not verify: the manifest was altered or the signature forged"
+    )]
     Invalid(KeyId),
     /// The manifest inside does not decode.
     #[error(transparent)]

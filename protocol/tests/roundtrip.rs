@@ -10,8 +10,13 @@ fn hash32() -> impl Strategy<Value = Hash32> {
 
 fn part() -> impl Strategy<Value = Part> {
     prop_oneof![
-        (hash32(), any::<u32>()).prop_map(|(h, len)| Part::Chunk { id: ChunkId(h), len }),
-        any::<u32>().prop_map(|len| Part::Zero { len: u64::from(len) }),
+        (hash32(), any::<u32>()).prop_map(|(h, len)| Part::Chunk {
+            id: ChunkId(h),
+            len
+        }),
+        any::<u32>().prop_map(|len| Part::Zero {
+            len: u64::from(len)
+        }),
     ]
 }
 
@@ -31,8 +36,11 @@ fn blob_ref() -> impl Strategy<Value = BlobRef> {
 fn entry() -> impl Strategy<Value = Entry> {
     let text = "[a-z0-9._/-]{1,24}";
     prop_oneof![
-        (text, any::<u32>(), blob_ref())
-            .prop_map(|(path, mode, blob)| Entry::File(FileEntry { path, mode, blob })),
+        (text, any::<u32>(), blob_ref()).prop_map(|(path, mode, blob)| Entry::File(FileEntry {
+            path,
+            mode,
+            blob
+        })),
         (text, any::<u32>()).prop_map(|(path, mode)| Entry::Dir { path, mode }),
         (text, ".{0,40}").prop_map(|(path, target)| Entry::Symlink { path, target }),
         (
@@ -67,15 +75,17 @@ fn manifest() -> impl Strategy<Value = ReleaseManifest> {
         any::<u64>(),
         any::<[u8; 8]>(),
     )
-        .prop_map(|(name, version, entries, created, sequence, key)| ReleaseManifest {
-            name,
-            version,
-            kind: ReleaseKind::of(&entries),
-            entries,
-            created,
-            sequence,
-            publisher: KeyId(key),
-        })
+        .prop_map(
+            |(name, version, entries, created, sequence, key)| ReleaseManifest {
+                name,
+                version,
+                kind: ReleaseKind::of(&entries),
+                entries,
+                created,
+                sequence,
+                publisher: KeyId(key),
+            },
+        )
 }
 
 proptest! {

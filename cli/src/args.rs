@@ -1,0 +1,165 @@
+//! Command-line arguments. Doc comments here are the help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Ferry: content-addressed software delivery into air-gapped private clouds.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The store directory [default: $XDG_DATA_HOME/ferry/store]
+    #[arg(long, env = "FERRY_STORE", global = true)]
+    pub store: Option<PathBuf>,
+    /// Print data as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Draw no progress bars.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store and its publisher key.
+    Init(InitArgs),
+    /// Publisher keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Ingest sources into a new signed release NAME@VERSION.
+    Add(AddArgs),
+    /// Write a release back out.
+    Get(GetArgs),
+    /// List releases.
+    Ls,
+    /// Show a release: entries, sizes, chunks shared with other releases.
+    Show(ShowArgs),
+    /// Re-verify every chunk, recipe, blob and release; exit 1 if anything is broken.
+    Fsck,
+    /// Set up a store with a sample release and write it out, ready to pull.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Smallest chunk (e.g. 16K).
+    #[arg(long, default_value = "16K", value_parser = parse_size)]
+    pub min_chunk: u64,
+    /// Average chunk (e.g. 64K).
+    #[arg(long, default_value = "64K", value_parser = parse_size)]
+    pub avg_chunk: u64,
+    /// Largest chunk (e.g. 256K).
+    #[arg(long, default_value = "256K", value_parser = parse_size)]
+    pub max_chunk: u64,
+    /// zstd level for stored chunks (1-22).
+    #[arg(long, default_value_t = 3)]
+    pub zstd_level: i32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write the publisher's public key to stdout.
+    Export,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The release to create, NAME@VERSION.
+    pub release: String,
+    /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH.
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
+    /// Reach this registry host[:port] over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry")]
+    pub insecure: Vec<String>,
+    /// Registry credentials, USER:PASSWORD.
+    #[arg(long, env = "FERRY_REGISTRY_CREDS", hide_env_values = true)]
+    pub creds: Option<String>,
+    /// A registry bearer token to send as is.
+    #[arg(long, env = "FERRY_REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The release, NAME@VERSION.
+    pub release: String,
+    /// Where: oci:DIR (an OCI image layout) or dir:DIR (the release's files).
+    #[arg(long)]
+    pub out: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The release, NAME@VERSION.
+    pub release: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Where to write the sample release as an OCI layout and a file tree.
+    #[arg(long, default_value = "ferry-sample")]
+    pub out: PathBuf,
+}
+
+/// `16K`, `64KiB`, `4M`, `1G` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[digits.len()..];
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64K, 4M, 1G"))?;
+    let mult = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?}: use K, M or G")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// `NAME@VERSION`.
+pub fn parse_release(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n.to_string(), v.to_string())),
+        _ => anyhow::bail!("invalid release {s:?}: expected NAME@VERSION"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("4095M"), Ok(4095 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("K").is_err());
+    }
+
+    #[test]
+    fn releases() {
+        assert_eq!(
+            parse_release("platform@2026.11.2").unwrap(),
+            ("platform".into(), "2026.11.2".into())
+        );
+        assert!(parse_release("platform").is_err());
+        assert!(parse_release("@1").is_err());
+    }
+}

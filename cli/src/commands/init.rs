@@ -1,0 +1,32 @@
+use crate::args::{Global, InitArgs};
+use crate::output;
+use ferry_node::config::{Chunking, StoreConfig};
+use ferry_node::Store;
+
+pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
+    let dir = super::store_dir(g)?;
+    let to_u32 = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| anyhow::anyhow!("--{what} {v} is too large"))
+    };
+    let config = StoreConfig {
+        chunking: Chunking {
+            min: to_u32(a.min_chunk, "min-chunk")?,
+            avg: to_u32(a.avg_chunk, "avg-chunk")?,
+            max: to_u32(a.max_chunk, "max-chunk")?,
+            ..Chunking::default()
+        },
+        zstd_level: a.zstd_level,
+        ..StoreConfig::default()
+    };
+    let store = Store::create(&dir, config)?;
+    let key_id = store.publisher().id().to_string();
+    if g.json {
+        output::json(&serde_json::json!({ "store": dir, "key_id": key_id }));
+    } else {
+        output::line(format!(
+            "created store {} with publisher key {key_id}",
+            dir.display()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! One module per subcommand; `run` dispatches.
+
+mod add;
+mod fsck;
+mod get;
+mod init;
+mod keys;
+mod ls;
+mod quickstart;
+mod show;
+
+use crate::args::{Cli, Command, Global};
+use anyhow::Context;
+use ferry_node::Store;
+use std::path::PathBuf;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Keys(k) => keys::run(g, k),
+        Command::Add(a) => add::run(g, a),
+        Command::Get(a) => get::run(g, a),
+        Command::Ls => ls::run(g),
+        Command::Show(a) => show::run(g, a),
+        Command::Fsck => fsck::run(g),
+        Command::Quickstart(a) => quickstart::run(g, a),
+    }
+}
+
+/// The store directory: `--store`, `$FERRY_STORE`, or `$XDG_DATA_HOME/ferry/store`.
+pub fn store_dir(g: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &g.store {
+        return Ok(s.clone());
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("cannot find a default store location: set --store or FERRY_STORE")?;
+    Ok(data.join("ferry/store"))
+}
+
+/// Open the store named by the global options.
+pub fn open_store(g: &Global) -> anyhow::Result<Store> {
+    Ok(Store::open(&store_dir(g)?)?)
+}

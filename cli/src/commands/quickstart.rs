@@ -1,0 +1,79 @@
+use crate::args::{Global, QuickstartArgs};
+use crate::{output, progress::Bar};
+use ferry_node::config::StoreConfig;
+use ferry_node::ingest::{self, AddOptions, Source};
+use ferry_node::{export, sample, Store};
+
+/// The sample release every new store gets.
+const SAMPLE: (&str, &str) = ("sample", "1.0");
+
+pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
+    let dir = super::store_dir(g)?;
+    let store = if dir.join("config.toml").exists() {
+        Store::open(&dir)?
+    } else {
+        eprintln!("creating store {}", dir.display());
+        Store::create(&dir, StoreConfig::default())?
+    };
+    let (name, version) = SAMPLE;
+    if store.release(name, version).is_err() {
+        let staging = tempdir_in(&a.out)?;
+        let (layout, tree) = sample::write(&staging)?;
+        let sources = [
+            Source::Oci {
+                dir: layout,
+                tag: Some(version.to_string()),
+            },
+            Source::Dir(tree),
+        ];
+        let bar = Bar::new(!g.no_progress);
+        let (_, report) = ingest::add(
+            &store,
+            name,
+            version,
+            &sources,
+            &AddOptions::default(),
+            &bar,
+        )?;
+        drop(bar);
+        std::fs::remove_dir_all(&staging).ok();
+        eprintln!(
+            "added {}: {} entries, {} chunks",
+            report.release, report.entries, report.chunks
+        );
+    }
+    let release = store.release(name, version)?;
+    let oci = a.out.join("oci");
+    let files = a.out.join("files");
+    let bar = Bar::new(!g.no_progress);
+    export::oci::write(&store, &release, &oci, &bar)?;
+    export::files::write(&store, &release, &files, &bar)?;
+    drop(bar);
+    let report = store.fsck(&ferry_node::NoProgress)?;
+    output::line(format!(
+        "store {} holds {} release(s); fsck {}",
+        dir.display(),
+        report.releases,
+        if report.ok { "clean" } else { "FOUND PROBLEMS" }
+    ));
+    output::line(format!(
+        "release {} written back out:\n  image  oci:{}:{version}   (try: skopeo inspect oci:{}:{version})\n  files  {}",
+        release.id(),
+        oci.display(),
+        oci.display(),
+        files.display()
+    ));
+    output::line(format!(
+        "next: ferry --store {} show {}; ferry --store {} add NAME@VERSION oci:DIR:TAG",
+        dir.display(),
+        release.id(),
+        dir.display()
+    ));
+    Ok(())
+}
+
+fn tempdir_in(out: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let staging = out.join(".staging");
+    std::fs::create_dir_all(&staging)?;
+    Ok(staging)
+}

@@ -1,0 +1,107 @@
+use crate::args::{parse_release, Global, ShowArgs};
+use crate::output;
+use ferry_protocol::Entry;
+use serde_json::json;
+use std::collections::HashSet;
+
+pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
+    let (name, version) = parse_release(&a.release)?;
+    let store = super::open_store(g)?;
+    let m = store.release(&name, &version)?;
+    let mine = store.chunks_of(&m.blobs())?;
+    let mut others = HashSet::new();
+    for r in store.releases()? {
+        if r.manifest.name == m.name && r.manifest.version == m.version {
+            continue;
+        }
+        others.extend(store.chunks_of(&r.manifest.blobs())?);
+    }
+    let shared = mine.iter().filter(|c| others.contains(c)).count();
+    let mut stored = 0;
+    for c in &mine {
+        stored += store.stored_size(c)?;
+    }
+    let entries: Vec<_> = m
+        .entries
+        .iter()
+        .map(|e| match e {
+            Entry::Image(i) => json!({
+                "type": "image",
+                "registry": i.registry,
+                "repository": i.repository,
+                "tag": i.tag,
+                "digest": i.digest.to_string(),
+                "media_type": i.media_type,
+                "blobs": i.blobs.len(),
+                "bytes": i.blobs.iter().map(|b| b.blob.size).sum::<u64>(),
+            }),
+            Entry::File(f) => json!({
+                "type": "file",
+                "path": f.path,
+                "mode": f.mode,
+                "bytes": f.blob.size,
+                "sha256": f.blob.sha256.to_string(),
+            }),
+            Entry::Dir { path, mode } => json!({ "type": "dir", "path": path, "mode": mode }),
+            Entry::Symlink { path, target } => {
+                json!({ "type": "symlink", "path": path, "target": target })
+            }
+            _ => json!({ "type": "unknown" }),
+        })
+        .collect();
+    let summary = json!({
+        "name": m.name,
+        "version": m.version,
+        "kind": m.kind.as_str(),
+        "created": m.created,
+        "sequence": m.sequence,
+        "publisher": m.publisher.to_string(),
+        "entries": entries,
+        "logical_bytes": m.logical_size(),
+        "stored_bytes": stored,
+        "chunks": mine.len(),
+        "chunks_shared": shared,
+        "chunks_unique": mine.len() - shared,
+    });
+    if g.json {
+        output::json(&summary);
+        return Ok(());
+    }
+    output::line(format!(
+        "{}  ({}, sequence {}, publisher {}, created {})",
+        m.id(),
+        m.kind.as_str(),
+        m.sequence,
+        m.publisher,
+        m.created
+    ));
+    for e in &m.entries {
+        output::line(match e {
+            Entry::Image(i) => format!(
+                "  image   {}  {}  {} blobs, {}",
+                i.reference(),
+                i.digest,
+                i.blobs.len(),
+                output::bytes(i.blobs.iter().map(|b| b.blob.size).sum())
+            ),
+            Entry::File(f) => format!(
+                "  file    {}  {:o}  {}",
+                f.path,
+                f.mode,
+                output::bytes(f.blob.size)
+            ),
+            Entry::Dir { path, mode } => format!("  dir     {path}  {mode:o}"),
+            Entry::Symlink { path, target } => format!("  symlink {path} -> {target}"),
+            _ => "  (entry of a kind this ferry does not know)".to_string(),
+        });
+    }
+    output::line(format!(
+        "logical {}, stored {} in {} chunks: {} shared with other releases, {} only here",
+        output::bytes(m.logical_size()),
+        output::bytes(stored),
+        mine.len(),
+        shared,
+        mine.len() - shared
+    ));
+    Ok(())
+}

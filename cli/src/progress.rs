@@ -1,0 +1,61 @@
+//! Progress bars on stderr, drawn by indicatif; hidden with `--no-progress` or when stderr is not a terminal.
+
+use ferry_node::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// A bar that the node's long operations drive.
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    /// A bar, hidden when `enabled` is false or stderr is not a terminal.
+    pub fn new(enabled: bool) -> Self {
+        let target = if enabled && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, label: &str, total: Option<u64>) {
+        let style = match total {
+            Some(_) => ProgressStyle::with_template(
+                "{msg:>24.cyan} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            ),
+            None => {
+                ProgressStyle::with_template("{msg:>24.cyan} {spinner} {bytes} {bytes_per_sec}")
+            }
+        }
+        .expect("valid template")
+        .progress_chars("=> ");
+        self.bar.set_style(style);
+        self.bar
+            .set_message(label.chars().take(24).collect::<String>());
+        self.bar.set_length(total.unwrap_or(0));
+        self.bar.set_position(0);
+    }
+
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(&self) {
+        self.bar.set_position(self.bar.length().unwrap_or(0));
+    }
+
+    fn note(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("{message}"));
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

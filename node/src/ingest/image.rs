@@ -1,0 +1,362 @@
+//! Walking an OCI image from any source: index → manifests → config and layers. Every blob is checked against
+//! the digest (and size) its descriptor promises before it is recorded; blobs the store already holds whole are
+//! not fetched again.
+
+use super::IngestError;
+use crate::progress::Progress;
+use crate::store::{Store, WriteStats};
+use ferry_protocol::{ImageBlob, Sha256Digest};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::io::Read;
+
+/// The largest manifest or index we read into memory (the distribution spec suggests 4 MiB).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// OCI and Docker media types.
+pub mod media {
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image config.
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// Docker manifest list.
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// Docker image manifest.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Uncompressed OCI layer.
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    /// gzip OCI layer.
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    /// zstd OCI layer.
+    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+    /// Every manifest type we accept, for `Accept` headers.
+    pub const MANIFESTS: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+}
+
+/// A descriptor: what a manifest says about a blob it refers to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type.
+    #[serde(default)]
+    pub media_type: String,
+    /// Digest, as text (checked when parsed).
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Platform, for index entries.
+    #[serde(default)]
+    pub platform: Option<PlatformJson>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// The digest, refusing anything but `sha256:<64 hex>`.
+    pub fn sha256(&self, within: &str) -> Result<Sha256Digest, IngestError> {
+        self.digest.parse().map_err(|e| IngestError::Malformed {
+            what: within.to_string(),
+            reason: format!("{e}"),
+        })
+    }
+}
+
+/// A platform as JSON gives it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PlatformJson {
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub architecture: String,
+    /// Variant (`v8`, …).
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// A platform chosen with `--platform os/arch[/variant]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// Operating system.
+    pub os: String,
+    /// Architecture.
+    pub architecture: String,
+    /// Variant; any when `None`.
+    pub variant: Option<String>,
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(format!(
+                "invalid platform {s:?}: expected OS/ARCH[/VARIANT]"
+            )),
+        }
+    }
+}
+
+impl Platform {
+    fn matches(&self, p: &PlatformJson) -> bool {
+        self.os == p.os
+            && self.architecture == p.architecture
+            && (self.variant.is_none() || self.variant == p.variant)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestJson {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+}
+
+/// Where an image's blobs come from.
+pub trait BlobSource {
+    /// A name for errors, e.g. the layout directory or the registry host.
+    fn describe(&self) -> String;
+    /// Open the blob `digest` (of `size` bytes).
+    fn open(
+        &self,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<Box<dyn Read + Send + '_>, IngestError>;
+}
+
+/// What an ingest needs to hand around.
+pub struct Context<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The release name (the repository of bare-tagged images).
+    pub release_name: &'a str,
+    /// Platforms to keep from indexes (all when empty).
+    pub platforms: &'a [Platform],
+    /// Progress.
+    pub progress: &'a dyn Progress,
+}
+
+/// The result of walking one image.
+pub struct WalkedImage {
+    /// Top-level media type.
+    pub media_type: String,
+    /// Every blob, the top-level manifest first, each once.
+    pub blobs: Vec<ImageBlob>,
+}
+
+/// Store one blob from `src`, unless the store already has it whole; checks digest and size.
+pub fn ingest_blob(
+    ctx: &Context<'_>,
+    src: &dyn BlobSource,
+    digest: &Sha256Digest,
+    size: u64,
+    stats: &mut WriteStats,
+) -> Result<ferry_protocol::BlobRef, IngestError> {
+    if let Some(b) = ctx.store.blob_by_sha256(digest)? {
+        if b.size == size && ctx.store.blob_complete(&b)? {
+            return Ok(b);
+        }
+    }
+    let what = format!("blob {digest} from {}", src.describe());
+    ctx.progress.start(&format!("{digest:.19}"), Some(size));
+    let reader = src.open(digest, size)?;
+    // Read at most one byte more than promised, so an oversized blob is caught without reading it all.
+    let got = ctx.store.ingest_blob(
+        reader.take(size + 1),
+        &what,
+        Some((*digest, Some(size))),
+        ctx.progress,
+    );
+    ctx.progress.finish();
+    let got = got?;
+    *stats += got.stats;
+    Ok(got.blob)
+}
+
+/// Store a manifest-sized blob and return its bytes too (read from the source once, not back from the store).
+fn ingest_small_blob(
+    ctx: &Context<'_>,
+    src: &dyn BlobSource,
+    digest: &Sha256Digest,
+    size: u64,
+    stats: &mut WriteStats,
+) -> Result<(ferry_protocol::BlobRef, Vec<u8>), IngestError> {
+    if let Some(b) = ctx.store.blob_by_sha256(digest)? {
+        if b.size == size && ctx.store.blob_complete(&b)? {
+            return Ok((b, ctx.store.read_blob(&b)?));
+        }
+    }
+    let what = format!("blob {digest} from {}", src.describe());
+    let mut bytes = Vec::with_capacity(size as usize);
+    src.open(digest, size)?
+        .take(size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| IngestError::Registry(format!("reading {what}: {e}")))?;
+    let got =
+        ctx.store
+            .ingest_blob(&bytes[..], &what, Some((*digest, Some(size))), ctx.progress)?;
+    *stats += got.stats;
+    Ok((got.blob, bytes))
+}
+
+/// Walk the image whose top-level manifest or index is `digest`, storing everything it needs.
+pub fn walk(
+    ctx: &Context<'_>,
+    src: &dyn BlobSource,
+    digest: &Sha256Digest,
+    size: u64,
+    media_type_hint: &str,
+    stats: &mut WriteStats,
+) -> Result<WalkedImage, IngestError> {
+    let mut blobs = Vec::new();
+    let mut seen = HashSet::new();
+    let media_type = walk_manifest(
+        ctx,
+        src,
+        digest,
+        size,
+        media_type_hint,
+        stats,
+        &mut blobs,
+        &mut seen,
+        0,
+    )?;
+    Ok(WalkedImage { media_type, blobs })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_manifest(
+    ctx: &Context<'_>,
+    src: &dyn BlobSource,
+    digest: &Sha256Digest,
+    size: u64,
+    media_type_hint: &str,
+    stats: &mut WriteStats,
+    blobs: &mut Vec<ImageBlob>,
+    seen: &mut HashSet<Sha256Digest>,
+    depth: usize,
+) -> Result<String, IngestError> {
+    let within = format!("manifest {digest} from {}", src.describe());
+    if depth > 4 {
+        return Err(IngestError::Malformed {
+            what: within,
+            reason: "indexes nested more than 4 deep".into(),
+        });
+    }
+    if size > MAX_MANIFEST {
+        return Err(IngestError::Malformed {
+            what: within,
+            reason: format!("{size} bytes is larger than the {MAX_MANIFEST}-byte manifest limit"),
+        });
+    }
+    let (blob, bytes) = ingest_small_blob(ctx, src, digest, size, stats)?;
+    let m: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
+        what: within.clone(),
+        reason: format!("not a JSON manifest: {e}"),
+    })?;
+    if m.schema_version == Some(1) {
+        return Err(IngestError::Malformed {
+            what: within,
+            reason: "Docker schema 1 manifests are not supported".into(),
+        });
+    }
+    let media_type = match (&m.media_type, &m.manifests) {
+        (Some(t), _) => t.clone(),
+        (None, _) if !media_type_hint.is_empty() => media_type_hint.to_string(),
+        (None, Some(_)) => media::OCI_INDEX.to_string(),
+        (None, None) => media::OCI_MANIFEST.to_string(),
+    };
+    if seen.insert(*digest) {
+        blobs.push(ImageBlob {
+            media_type: media_type.clone(),
+            blob,
+        });
+    }
+    if let Some(children) = &m.manifests {
+        let mut kept = 0;
+        for child in children {
+            if !ctx.platforms.is_empty() {
+                let Some(p) = &child.platform else { continue };
+                if !ctx.platforms.iter().any(|want| want.matches(p)) {
+                    continue;
+                }
+            }
+            let d = child.sha256(&within)?;
+            walk_manifest(
+                ctx,
+                src,
+                &d,
+                child.size,
+                &child.media_type,
+                stats,
+                blobs,
+                seen,
+                depth + 1,
+            )?;
+            kept += 1;
+        }
+        if kept == 0 && !children.is_empty() {
+            return Err(IngestError::NotFound(format!(
+                "{within}: no manifest for the requested platform(s) {}",
+                ctx.platforms
+                    .iter()
+                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        return Ok(media_type);
+    }
+    let config = m.config.as_ref().ok_or_else(|| IngestError::Malformed {
+        what: within.clone(),
+        reason: "neither an index (manifests) nor an image manifest (config)".into(),
+    })?;
+    for d in std::iter::once(config).chain(m.layers.iter().flatten()) {
+        let digest = d.sha256(&within)?;
+        if !seen.insert(digest) {
+            continue;
+        }
+        let blob = ingest_blob(ctx, src, &digest, d.size, stats)?;
+        blobs.push(ImageBlob {
+            media_type: d.media_type.clone(),
+            blob,
+        });
+    }
+    Ok(media_type)
+}
+
+/// Split an `org.opencontainers.image.ref.name` (or a RepoTag) into registry, repository and tag: a bare tag
+/// belongs to the release's own repository; anything else is a full reference.
+pub fn name_image(
+    ref_name: &str,
+    release_name: &str,
+) -> Result<(Option<String>, String, String), String> {
+    if super::reference::is_bare_tag(ref_name) {
+        return Ok((None, release_name.to_string(), ref_name.to_string()));
+    }
+    let r = super::reference::Reference::parse(ref_name)?;
+    let tag = r
+        .tag
+        .ok_or_else(|| format!("reference {ref_name:?} has no tag"))?;
+    Ok((Some(r.registry), r.repository, tag))
+}

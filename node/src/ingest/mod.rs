@@ -1,0 +1,249 @@
+//! Ingest: turning sources into one signed release.
+//!
+//! - [`reference`]: image references (`host/repo:tag`, `@sha256:…`) and their normalisation.
+//! - [`image`]: walking an image (index → manifests → config and layers) from any [`image::BlobSource`],
+//!   checking every digest on the way in.
+//! - [`oci`]: OCI image layouts on disk. [`docker_archive`]: `docker save` tarballs.
+//! - [`registry`]: the OCI Distribution API client for `docker://` sources.
+//! - [`files`]: `file:` and `dir:` sources.
+
+pub mod docker_archive;
+pub mod files;
+pub mod image;
+pub mod oci;
+pub mod reference;
+pub mod registry;
+
+use crate::progress::Progress;
+use crate::store::{Store, StoreError, WriteStats};
+use ferry_protocol::{Entry, ReleaseManifest};
+use std::path::PathBuf;
+
+pub use image::Platform;
+
+/// Why an ingest failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A source string that does not parse.
+    #[error("invalid source {source_text:?}: {reason}")]
+    BadSource {
+        /// What was given.
+        source_text: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A file that cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Malformed content (a manifest that is not JSON, an archive without manifest.json, …).
+    #[error("{what}: {reason}")]
+    Malformed {
+        /// Where.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tag or image that is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// Talking to a registry failed.
+    #[error("{0}")]
+    Registry(String),
+    /// Authentication was refused.
+    #[error("{0}")]
+    Auth(String),
+    /// Nothing to put in the release.
+    #[error("no entries: the sources selected nothing")]
+    Empty,
+}
+
+impl IngestError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IngestError {
+        let path = path.into().display().to_string();
+        move |source| IngestError::Io { path, source }
+    }
+}
+
+/// One source of a release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `oci:DIR[:TAG]`.
+    Oci {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Which ref name; all when `None`.
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE`.
+    DockerArchive(PathBuf),
+    /// `docker://HOST/REPO:TAG`.
+    Registry(reference::Reference),
+    /// `file:PATH`.
+    File(PathBuf),
+    /// `dir:PATH`.
+    Dir(PathBuf),
+}
+
+impl std::str::FromStr for Source {
+    type Err = IngestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| IngestError::BadSource {
+            source_text: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let nonempty = |p: &str| {
+            if p.is_empty() {
+                Err(bad("the path is empty"))
+            } else {
+                Ok(PathBuf::from(p))
+            }
+        };
+        if let Some(rest) = s.strip_prefix("oci:") {
+            // `oci:DIR:TAG` — DIR may itself contain ':' as long as it exists as given.
+            if std::path::Path::new(rest).is_dir() {
+                return Ok(Source::Oci {
+                    dir: rest.into(),
+                    tag: None,
+                });
+            }
+            return Ok(match rest.rsplit_once(':') {
+                Some((dir, tag)) if !tag.contains('/') && !tag.is_empty() => Source::Oci {
+                    dir: nonempty(dir)?,
+                    tag: Some(tag.to_string()),
+                },
+                _ => Source::Oci {
+                    dir: nonempty(rest)?,
+                    tag: None,
+                },
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            return Ok(Source::DockerArchive(nonempty(rest)?));
+        }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return reference::Reference::parse(rest)
+                .map(Source::Registry)
+                .map_err(|reason| bad(&reason));
+        }
+        if let Some(rest) = s.strip_prefix("file:") {
+            return Ok(Source::File(nonempty(rest)?));
+        }
+        if let Some(rest) = s.strip_prefix("dir:") {
+            return Ok(Source::Dir(nonempty(rest)?));
+        }
+        Err(bad(
+            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH or dir:PATH",
+        ))
+    }
+}
+
+/// Options for `add`.
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    /// Keep only these platforms of image indexes (all when empty).
+    pub platforms: Vec<Platform>,
+    /// Registry client settings.
+    pub registry: registry::RegistryOptions,
+}
+
+/// What `add` did.
+#[derive(Debug, serde::Serialize)]
+pub struct AddReport {
+    /// `name@version`.
+    pub release: String,
+    /// Per-name sequence number given.
+    pub sequence: u64,
+    /// Entries.
+    pub entries: usize,
+    /// Sum of blob sizes.
+    pub logical_bytes: u64,
+    /// Distinct chunks the release needs.
+    pub chunks: u64,
+    /// Chunks this add wrote.
+    pub chunks_new: u64,
+    /// Compressed bytes this add wrote to packs.
+    pub stored_bytes_new: u64,
+}
+
+/// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
+pub fn add(
+    store: &Store,
+    name: &str,
+    version: &str,
+    sources: &[Source],
+    opts: &AddOptions,
+    progress: &dyn Progress,
+) -> Result<(ReleaseManifest, AddReport), IngestError> {
+    ferry_protocol::validate_name(name).map_err(StoreError::from)?;
+    ferry_protocol::validate_version(version).map_err(StoreError::from)?;
+    if store.release(name, version).is_ok() {
+        return Err(StoreError::ReleaseExists(format!("{name}@{version}")).into());
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut stats = WriteStats::default();
+    let ctx = image::Context {
+        store,
+        release_name: name,
+        platforms: &opts.platforms,
+        progress,
+    };
+    for source in sources {
+        match source {
+            Source::Oci { dir, tag } => {
+                oci::ingest(&ctx, dir, tag.as_deref(), &mut entries, &mut stats)?
+            }
+            Source::DockerArchive(path) => {
+                docker_archive::ingest(&ctx, path, &mut entries, &mut stats)?
+            }
+            Source::Registry(r) => {
+                registry::ingest(&ctx, r, &opts.registry, &mut entries, &mut stats)?
+            }
+            Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
+            Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
+        }
+    }
+    if entries.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    check_unique(&entries)?;
+    let manifest = store.publish(name, version, entries)?;
+    let chunks = store.chunks_of(&manifest.blobs())?.len() as u64;
+    let report = AddReport {
+        release: manifest.id(),
+        sequence: manifest.sequence,
+        entries: manifest.entries.len(),
+        logical_bytes: manifest.logical_size(),
+        chunks,
+        chunks_new: stats.chunks_new,
+        stored_bytes_new: stats.stored_bytes_new,
+    };
+    Ok((manifest, report))
+}
+
+/// Two entries may not claim the same path or the same image name.
+fn check_unique(entries: &[Entry]) -> Result<(), IngestError> {
+    let mut seen = std::collections::HashSet::new();
+    for e in entries {
+        let key = match e {
+            Entry::Image(i) => format!("image {}", i.reference()),
+            other => format!("path {}", other.path().unwrap_or_default()),
+        };
+        if !seen.insert(key.clone()) {
+            return Err(IngestError::BadSource {
+                source_text: key,
+                reason: "two sources put the same name into the release".into(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,559 @@
+//! The chunk store: packs of zstd-compressed chunks, a sled index, recipes, blobs and releases.
+//!
+//! - [`packs`]: the append-only pack file format and scanning.
+//! - [`writer`]: the ingest pipeline — chunk, hash, dedup, compress, append; commit makes it durable.
+//! - [`reader`]: rebuilding blobs from recipes, verifying every chunk on the way out.
+//! - [`fsck`]: re-verifying everything.
+//!
+//! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
+//!
+//! Order of writes makes crashes harmless: pack bytes are fsync'd before the index entries that point at them are
+//! committed; a blob's record is written only after its chunks are committed; a release only after every blob it
+//! names is complete. On open, records past a pack's committed length (written before a crash, never indexed) are
+//! verified and indexed, and a torn tail is cut off, so nothing that reached the disk is stored twice.
+
+pub mod fsck;
+pub mod packs;
+pub mod reader;
+pub mod writer;
+
+use crate::config::{ConfigError, StoreConfig};
+use crate::keys::{self, KeyError};
+use ed25519_dalek::SigningKey;
+use ferry_protocol::{
+    BlobId, BlobRef, ChunkId, CodecError, Object, PublisherKey, Recipe, RecipeId, ReleaseKind,
+    ReleaseManifest, Sha256Digest, SignedRelease,
+};
+use packs::Location;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use reader::BlobReader;
+pub use writer::{Ingested, WriteStats};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// File-system trouble, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was being read or written.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An I/O error while reading a source.
+    #[error("reading {what}: {source}")]
+    Source {
+        /// The source.
+        what: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The index database.
+    #[error("index database: {0}")]
+    Index(#[from] sled::Error),
+    /// Another process has the store open.
+    #[error("store {0} is in use by another ferry process")]
+    InUse(String),
+    /// No store here.
+    #[error("no ferry store at {0} (create one with `ferry init`)")]
+    NoStore(String),
+    /// A store exists already.
+    #[error("a ferry store already exists at {0}")]
+    Exists(String),
+    /// `config.toml`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The publisher key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Stored bytes that do not verify.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// Content that does not match the digest it was promised under.
+    #[error("{what}: content has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        /// Which blob (its source and digest).
+        what: String,
+        /// The digest promised.
+        expected: Sha256Digest,
+        /// The digest of what arrived.
+        actual: Sha256Digest,
+    },
+    /// Content that does not have the size it was promised with.
+    #[error("{what}: content is {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        /// Which blob.
+        what: String,
+        /// Size promised.
+        expected: u64,
+        /// Size read.
+        actual: u64,
+    },
+    /// A release that exists already.
+    #[error("release {0} already exists; releases are immutable (choose a new version)")]
+    ReleaseExists(String),
+    /// Not found.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A name, version or path refused.
+    #[error(transparent)]
+    Name(#[from] ferry_protocol::release::NameError),
+    /// A stored object that does not decode.
+    #[error("corrupt store object: {0}")]
+    Codec(#[from] CodecError),
+    /// A stored release whose signature fails.
+    #[error("release {release}: {source}")]
+    Signature {
+        /// Which release.
+        release: String,
+        /// Why.
+        source: ferry_protocol::SignatureError,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.as_ref().display().to_string();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// A cheap, cloneable handle on an open store. Readers may use it from many threads while one ingest writes.
+#[derive(Clone)]
+pub struct Store(Arc<Shared>);
+
+struct Shared {
+    root: PathBuf,
+    packs_dir: PathBuf,
+    config: StoreConfig,
+    key: SigningKey,
+    db: sled::Db,
+    /// chunk id → [`Location`]; also `P` + pack number (big-endian) → committed length.
+    chunks: sled::Tree,
+    /// recipe id → encoded recipe.
+    recipes: sled::Tree,
+    /// blob id → sha256 ‖ size ‖ recipe id.
+    blobs: sled::Tree,
+    /// sha256 → blob id.
+    sha256: sled::Tree,
+    /// `name@version` → encoded signed release.
+    releases: sled::Tree,
+    /// name → last sequence number (big-endian u64).
+    names: sled::Tree,
+    /// Read handles on packs.
+    files: Mutex<HashMap<u32, Arc<File>>>,
+    /// The one writer.
+    writer: Mutex<writer::PackWriter>,
+    /// Serialises publishing so sequence numbers are unique.
+    publish: Mutex<()>,
+}
+
+fn pack_len_key(n: u32) -> [u8; 5] {
+    let mut k = [b'P'; 5];
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// How a stored blob is recorded.
+fn blob_value(b: &BlobRef) -> [u8; 72] {
+    let mut v = [0u8; 72];
+    v[..32].copy_from_slice(&b.sha256.0 .0);
+    v[32..40].copy_from_slice(&b.size.to_le_bytes());
+    v[40..].copy_from_slice(b.recipe.as_bytes());
+    v
+}
+
+fn blob_from_value(id: BlobId, v: &[u8]) -> Option<BlobRef> {
+    if v.len() != 72 {
+        return None;
+    }
+    Some(BlobRef {
+        id,
+        sha256: Sha256Digest(ferry_protocol::Hash32(v[..32].try_into().ok()?)),
+        size: u64::from_le_bytes(v[32..40].try_into().ok()?),
+        recipe: RecipeId::from_bytes(v[40..].try_into().ok()?),
+    })
+}
+
+/// A release as stored, with the name the store knows it by.
+#[derive(Clone, Debug)]
+pub struct StoredRelease {
+    /// The manifest (signature already verified when it was stored).
+    pub manifest: ReleaseManifest,
+    /// The signed envelope.
+    pub signed: SignedRelease,
+}
+
+impl Store {
+    /// Create a new store at `root` with `config` and a fresh publisher key.
+    pub fn create(root: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        config.validate().map_err(|message| ConfigError::Parse {
+            path: "chunking options".into(),
+            message,
+        })?;
+        let cfg_path = root.join("config.toml");
+        if cfg_path.exists() {
+            return Err(StoreError::Exists(root.display().to_string()));
+        }
+        for d in [root.to_path_buf(), root.join("keys"), root.join("packs")] {
+            std::fs::create_dir_all(&d).map_err(StoreError::io(&d))?;
+        }
+        keys::create(&root.join("keys/publisher.key"))?;
+        // config.toml last: its presence marks a complete store.
+        let tmp = root.join("config.toml.tmp");
+        std::fs::write(&tmp, config.to_toml()).map_err(StoreError::io(&tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io(&tmp))?;
+        std::fs::rename(&tmp, &cfg_path).map_err(StoreError::io(&cfg_path))?;
+        sync_dir(root)?;
+        Store::open(root)
+    }
+
+    /// Open an existing store, recovering records written before a crash.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let cfg_path = root.join("config.toml");
+        if !cfg_path.exists() {
+            return Err(StoreError::NoStore(root.display().to_string()));
+        }
+        let config = StoreConfig::load(&cfg_path)?;
+        let key = keys::load(&root.join("keys/publisher.key"))?;
+        let index_dir = root.join("index");
+        let db = sled::Config::new()
+            .path(&index_dir)
+            .cache_capacity(32 << 20)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::InUse(root.display().to_string())
+                }
+                other => StoreError::Index(other),
+            })?;
+        let packs_dir = root.join("packs");
+        let shared = Shared {
+            chunks: db.open_tree("chunks")?,
+            recipes: db.open_tree("recipes")?,
+            blobs: db.open_tree("blobs")?,
+            sha256: db.open_tree("sha256")?,
+            releases: db.open_tree("releases")?,
+            names: db.open_tree("names")?,
+            db,
+            root: root.to_path_buf(),
+            writer: Mutex::new(writer::PackWriter::default()),
+            packs_dir,
+            config,
+            key,
+            files: Mutex::new(HashMap::new()),
+            publish: Mutex::new(()),
+        };
+        let store = Store(Arc::new(shared));
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Index the verified records past each pack's committed length and cut off a torn tail.
+    fn recover(&self) -> Result<(), StoreError> {
+        let dir = &self.0.packs_dir;
+        let list = packs::list(dir).map_err(StoreError::io(dir))?;
+        for n in list {
+            let committed = self.pack_committed(n)?;
+            let path = packs::pack_path(dir, n);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(StoreError::io(&path))?;
+            let len = file.metadata().map_err(StoreError::io(&path))?.len();
+            if len <= committed {
+                continue;
+            }
+            let mut found = Vec::new();
+            let mut good_end = committed;
+            packs::scan(&file, n, committed, true, |s| {
+                if s.verdict.is_ok() && good_end == s.loc.offset {
+                    good_end = s.loc.end();
+                    found.push((s.id, s.loc));
+                }
+            })
+            .map_err(StoreError::io(&path))?;
+            let mut batch = sled::Batch::default();
+            let mut kept = 0;
+            for (id, loc) in &found {
+                if !self.0.chunks.contains_key(id.as_bytes())? {
+                    batch.insert(id.as_bytes().as_slice(), loc.to_bytes().as_slice());
+                    kept += 1;
+                }
+            }
+            if good_end < len {
+                file.set_len(good_end).map_err(StoreError::io(&path))?;
+            }
+            file.sync_all().map_err(StoreError::io(&path))?;
+            batch.insert(
+                pack_len_key(n).as_slice(),
+                good_end.to_le_bytes().as_slice(),
+            );
+            self.0.chunks.apply_batch(batch)?;
+            self.0.db.flush()?;
+            tracing::info!(
+                pack = n,
+                recovered = kept,
+                cut = len - good_end,
+                "recovered pack tail after an interrupted write"
+            );
+        }
+        Ok(())
+    }
+
+    /// The committed length of pack `n` (0 if never committed).
+    fn pack_committed(&self, n: u32) -> Result<u64, StoreError> {
+        Ok(self
+            .0
+            .chunks
+            .get(pack_len_key(n))?
+            .and_then(|v| Some(u64::from_le_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(0))
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.0.root
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.0.config
+    }
+
+    /// The publisher's public key.
+    pub fn publisher(&self) -> PublisherKey {
+        keys::public(&self.0.key)
+    }
+
+    /// Where chunk `id` is stored, if it is.
+    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>, StoreError> {
+        Ok(self
+            .0
+            .chunks
+            .get(id.as_bytes())?
+            .and_then(|v| Location::from_bytes(&v)))
+    }
+
+    /// Whether chunk `id` is stored.
+    pub fn has_chunk(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        Ok(self.0.chunks.contains_key(id.as_bytes())?)
+    }
+
+    fn pack_file(&self, n: u32) -> Result<Arc<File>, StoreError> {
+        let mut files = self.0.files.lock().expect("pack file cache poisoned");
+        if let Some(f) = files.get(&n) {
+            return Ok(f.clone());
+        }
+        let path = packs::pack_path(&self.0.packs_dir, n);
+        let f = Arc::new(File::open(&path).map_err(StoreError::io(&path))?);
+        files.insert(n, f.clone());
+        Ok(f)
+    }
+
+    /// Read and verify chunk `id`.
+    pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
+        let loc = self
+            .chunk_location(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("chunk {id} is missing")))?;
+        let file = self.pack_file(loc.pack)?;
+        packs::read_record(&file, &loc, id).map_err(|e| match e {
+            packs::RecordError::Io(source) => StoreError::Io {
+                path: packs::pack_path(&self.0.packs_dir, loc.pack)
+                    .display()
+                    .to_string(),
+                source,
+            },
+            packs::RecordError::Corrupt(m) => StoreError::Corrupt(format!(
+                "{}: {m}",
+                packs::pack_path(&self.0.packs_dir, loc.pack).display()
+            )),
+        })
+    }
+
+    /// The recipe `id`, verified against its id.
+    pub fn recipe(&self, id: &RecipeId) -> Result<Option<Recipe>, StoreError> {
+        let Some(bytes) = self.0.recipes.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        if RecipeId::of(&bytes) != *id {
+            return Err(StoreError::Corrupt(format!(
+                "recipe {id} does not match its id"
+            )));
+        }
+        Ok(Some(Recipe::decode(&bytes)?))
+    }
+
+    /// The stored blob with this SHA-256, if any.
+    pub fn blob_by_sha256(&self, digest: &Sha256Digest) -> Result<Option<BlobRef>, StoreError> {
+        let Some(id) = self.0.sha256.get(digest.0 .0)? else {
+            return Ok(None);
+        };
+        let id = BlobId::from_bytes(
+            id.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("sha256 index entry for {digest}")))?,
+        );
+        self.blob(&id)
+    }
+
+    /// The stored blob `id`, if any.
+    pub fn blob(&self, id: &BlobId) -> Result<Option<BlobRef>, StoreError> {
+        Ok(self
+            .0
+            .blobs
+            .get(id.as_bytes())?
+            .and_then(|v| blob_from_value(*id, &v)))
+    }
+
+    /// Whether everything needed to rebuild `blob` is stored: its record, its recipe, every chunk.
+    pub fn blob_complete(&self, blob: &BlobRef) -> Result<bool, StoreError> {
+        if self.blob(&blob.id)?.as_ref() != Some(blob) {
+            return Ok(false);
+        }
+        let Some(recipe) = self.recipe(&blob.recipe)? else {
+            return Ok(false);
+        };
+        if recipe.size() != blob.size {
+            return Ok(false);
+        }
+        for (id, _) in recipe.chunks() {
+            if !self.has_chunk(&id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next sequence number for releases called `name`.
+    fn next_sequence(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .0
+            .names
+            .get(name.as_bytes())?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(0)
+            + 1)
+    }
+
+    /// Sign and publish a release built by ingest. Fills in sequence, creation time and publisher; makes every
+    /// pending write durable first and checks that each blob is complete, so a visible release is always whole.
+    pub fn publish(
+        &self,
+        name: &str,
+        version: &str,
+        entries: Vec<ferry_protocol::Entry>,
+    ) -> Result<ReleaseManifest, StoreError> {
+        let _guard = self.0.publish.lock().expect("publish lock poisoned");
+        let key = format!("{name}@{version}");
+        if self.0.releases.contains_key(key.as_bytes())? {
+            return Err(StoreError::ReleaseExists(key));
+        }
+        self.commit()?;
+        let manifest = ReleaseManifest {
+            name: name.to_string(),
+            version: version.to_string(),
+            kind: ReleaseKind::of(&entries),
+            entries,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            sequence: self.next_sequence(name)?,
+            publisher: self.publisher().id(),
+        };
+        manifest.validate()?;
+        for blob in manifest.blobs() {
+            if !self.blob_complete(&blob)? {
+                return Err(StoreError::Corrupt(format!(
+                    "release {key}: blob {} is not completely stored",
+                    blob.sha256
+                )));
+            }
+        }
+        let signed = manifest.sign(&self.0.key);
+        self.0
+            .names
+            .insert(name.as_bytes(), &manifest.sequence.to_be_bytes())?;
+        self.0.releases.insert(key.as_bytes(), signed.encode())?;
+        self.0.db.flush()?;
+        Ok(manifest)
+    }
+
+    /// Every release, ordered by name then sequence.
+    pub fn releases(&self) -> Result<Vec<StoredRelease>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.0.releases.iter() {
+            let (_, v) = item?;
+            let signed = SignedRelease::decode(&v)?;
+            let manifest = signed.manifest_unverified()?;
+            out.push(StoredRelease { manifest, signed });
+        }
+        out.sort_by(|a, b| {
+            (&a.manifest.name, a.manifest.sequence).cmp(&(&b.manifest.name, b.manifest.sequence))
+        });
+        Ok(out)
+    }
+
+    /// The release `name@version`, its signature verified.
+    pub fn release(&self, name: &str, version: &str) -> Result<ReleaseManifest, StoreError> {
+        let key = format!("{name}@{version}");
+        let bytes = self
+            .0
+            .releases
+            .get(key.as_bytes())?
+            .ok_or_else(|| StoreError::NotFound(format!("release {key}")))?;
+        let signed = SignedRelease::decode(&bytes)?;
+        signed
+            .verify(&self.publisher())
+            .map_err(|source| StoreError::Signature {
+                release: key,
+                source,
+            })
+    }
+
+    /// Every chunk id a set of blobs needs, each once.
+    pub fn chunks_of(
+        &self,
+        blobs: &[BlobRef],
+    ) -> Result<std::collections::HashSet<ChunkId>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for b in blobs {
+            if !seen.insert(b.recipe) {
+                continue;
+            }
+            let recipe = self
+                .recipe(&b.recipe)?
+                .ok_or_else(|| StoreError::Corrupt(format!("recipe {} is missing", b.recipe)))?;
+            out.extend(recipe.chunks().map(|(id, _)| id));
+        }
+        Ok(out)
+    }
+
+    /// Bytes a chunk occupies in its pack (header included).
+    pub fn stored_size(&self, id: &ChunkId) -> Result<u64, StoreError> {
+        Ok(self
+            .chunk_location(id)?
+            .map(|l| packs::HEADER_LEN + u64::from(l.comp_len))
+            .unwrap_or(0))
+    }
+}
+
+/// fsync a directory so a rename or creation in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(StoreError::io(dir))
+}

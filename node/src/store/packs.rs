@@ -1,0 +1,241 @@
+//! Pack files: append-only sequences of zstd-compressed chunk records.
+//!
+//! A record is a 48-byte header — `b"FCHK"`, the chunk id, the uncompressed length, the compressed length, and
+//! the first 4 bytes of BLAKE3 over those 40 bytes — then the compressed bytes. The header checksum lets a scan
+//! tell a torn tail from a record; the chunk id verifies the payload. Packs are named `pack-NNNNNN.pack`.
+
+use ferry_protocol::ChunkId;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes before each record's payload.
+pub const HEADER_LEN: u64 = 48;
+const RECORD_MAGIC: [u8; 4] = *b"FCHK";
+
+/// Where a chunk lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Pack number.
+    pub pack: u32,
+    /// Offset of the record header in the pack.
+    pub offset: u64,
+    /// Compressed payload length.
+    pub comp_len: u32,
+    /// Uncompressed length.
+    pub raw_len: u32,
+}
+
+impl Location {
+    /// Fixed 20-byte encoding for the index.
+    pub fn to_bytes(self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&self.pack.to_le_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        b[12..16].copy_from_slice(&self.comp_len.to_le_bytes());
+        b[16..20].copy_from_slice(&self.raw_len.to_le_bytes());
+        b
+    }
+
+    /// Decode the index form.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 20 {
+            return None;
+        }
+        Some(Location {
+            pack: u32::from_le_bytes(b[..4].try_into().ok()?),
+            offset: u64::from_le_bytes(b[4..12].try_into().ok()?),
+            comp_len: u32::from_le_bytes(b[12..16].try_into().ok()?),
+            raw_len: u32::from_le_bytes(b[16..20].try_into().ok()?),
+        })
+    }
+
+    /// Offset just past the record.
+    pub fn end(&self) -> u64 {
+        self.offset + HEADER_LEN + u64::from(self.comp_len)
+    }
+}
+
+/// The header bytes for a record.
+pub fn header(id: &ChunkId, raw_len: u32, comp_len: u32) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..4].copy_from_slice(&RECORD_MAGIC);
+    h[4..36].copy_from_slice(id.as_bytes());
+    h[36..40].copy_from_slice(&raw_len.to_le_bytes());
+    h[40..44].copy_from_slice(&comp_len.to_le_bytes());
+    let sum = blake3::hash(&h[..44]);
+    h[44..48].copy_from_slice(&sum.as_bytes()[..4]);
+    h
+}
+
+/// A parsed record header.
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Compressed length.
+    pub comp_len: u32,
+}
+
+/// Parse a header; `None` if it is not one (bad magic or checksum).
+pub fn parse_header(h: &[u8; HEADER_LEN as usize]) -> Option<Header> {
+    if h[..4] != RECORD_MAGIC || blake3::hash(&h[..44]).as_bytes()[..4] != h[44..48] {
+        return None;
+    }
+    Some(Header {
+        id: ChunkId::from_bytes(h[4..36].try_into().ok()?),
+        raw_len: u32::from_le_bytes(h[36..40].try_into().ok()?),
+        comp_len: u32::from_le_bytes(h[40..44].try_into().ok()?),
+    })
+}
+
+/// File name of pack `n`.
+pub fn pack_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("pack-{n:06}.pack"))
+}
+
+/// Pack numbers present in `dir`, ascending.
+pub fn list(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("pack-")
+            .and_then(|s| s.strip_suffix(".pack"))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Why a record could not be read back.
+#[derive(Debug)]
+pub enum RecordError {
+    /// I/O.
+    Io(io::Error),
+    /// The record is not what the index says, or its bytes do not hash to its id.
+    Corrupt(String),
+}
+
+/// Read, decompress and verify the record at `loc`, expecting chunk `id`.
+pub fn read_record(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>, RecordError> {
+    let mut buf = vec![0u8; (HEADER_LEN + u64::from(loc.comp_len)) as usize];
+    file.read_exact_at(&mut buf, loc.offset)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => RecordError::Corrupt(format!(
+                "record at offset {} runs past the end of the pack",
+                loc.offset
+            )),
+            _ => RecordError::Io(e),
+        })?;
+    let h: &[u8; HEADER_LEN as usize] = buf[..HEADER_LEN as usize].try_into().expect("len");
+    let header = parse_header(h).ok_or_else(|| {
+        RecordError::Corrupt(format!("damaged record header at offset {}", loc.offset))
+    })?;
+    if header.id != *id || header.comp_len != loc.comp_len || header.raw_len != loc.raw_len {
+        return Err(RecordError::Corrupt(format!(
+            "record at offset {} holds chunk {} but the index expects {}",
+            loc.offset, header.id, id
+        )));
+    }
+    let raw = decompress(&buf[HEADER_LEN as usize..], loc.raw_len).map_err(|e| {
+        RecordError::Corrupt(format!(
+            "chunk {id} at offset {} does not decompress: {e}",
+            loc.offset
+        ))
+    })?;
+    if ChunkId::of(&raw) != *id {
+        return Err(RecordError::Corrupt(format!(
+            "chunk {id} at offset {} does not match its hash",
+            loc.offset
+        )));
+    }
+    Ok(raw)
+}
+
+/// Decompress a payload that must expand to exactly `raw_len` bytes.
+pub fn decompress(payload: &[u8], raw_len: u32) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw_len as usize);
+    zstd::stream::read::Decoder::with_buffer(payload)?
+        .take(u64::from(raw_len) + 1)
+        .read_to_end(&mut out)?;
+    if out.len() != raw_len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expanded to {} bytes, expected {raw_len}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// One record found by a scan.
+pub struct Scanned {
+    /// Where it is.
+    pub loc: Location,
+    /// Its id.
+    pub id: ChunkId,
+    /// `Ok` if the payload decompressed and hashed to the id, else why not.
+    pub verdict: Result<(), String>,
+}
+
+/// Walk the records of a pack from `start`, calling `f` for each. Returns the offset where a well-formed
+/// sequence of records ends (the file length, unless the tail is torn or garbage).
+pub fn scan(
+    file: &File,
+    pack: u32,
+    start: u64,
+    verify: bool,
+    mut f: impl FnMut(Scanned),
+) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut off = start;
+    let mut h = [0u8; HEADER_LEN as usize];
+    let mut payload = Vec::new();
+    while off + HEADER_LEN <= len {
+        file.read_exact_at(&mut h, off)?;
+        let Some(header) = parse_header(&h) else {
+            break;
+        };
+        let end = off + HEADER_LEN + u64::from(header.comp_len);
+        if end > len {
+            break;
+        }
+        let loc = Location {
+            pack,
+            offset: off,
+            comp_len: header.comp_len,
+            raw_len: header.raw_len,
+        };
+        let verdict = if verify {
+            payload.resize(header.comp_len as usize, 0);
+            file.read_exact_at(&mut payload, off + HEADER_LEN)?;
+            match decompress(&payload, header.raw_len) {
+                Ok(raw) if ChunkId::of(&raw) == header.id => Ok(()),
+                Ok(_) => Err(format!(
+                    "chunk {} at offset {off} does not match its hash",
+                    header.id
+                )),
+                Err(e) => Err(format!(
+                    "chunk {} at offset {off} does not decompress: {e}",
+                    header.id
+                )),
+            }
+        } else {
+            Ok(())
+        };
+        f(Scanned {
+            loc,
+            id: header.id,
+            verdict,
+        });
+        off = end;
+    }
+    Ok(off)
+}
