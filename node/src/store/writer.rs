@@ -98,6 +98,23 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+thread_local! {
+    /// One zstd context per pool thread: creating one per chunk costs as much as compressing a small chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(data)
+    })
+}
+
 fn is_zero(data: &[u8]) -> bool {
     let mut words = data.chunks_exact(8);
     words.all(|w| w == [0u8; 8]) && words.remainder().iter().all(|&b| b == 0)
@@ -234,7 +251,7 @@ impl Store {
         let compressed: Vec<Option<std::io::Result<Vec<u8>>>> = batch
             .par_iter()
             .zip(fresh.par_iter())
-            .map(|(c, &new)| new.then(|| zstd::bulk::compress(c, level)))
+            .map(|(c, &new)| new.then(|| compress(c, level)))
             .collect();
         let mut w = self.0.writer.lock().expect("writer poisoned");
         for ((data, (id, zero)), comp) in batch.iter().zip(&ids).zip(compressed) {
