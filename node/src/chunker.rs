@@ -54,8 +54,9 @@ mod tests {
             edited.splice(at..at, ins);
             let b: Vec<Vec<u8>> = chunks(&edited[..], &params).collect::<Result<_, _>>().unwrap();
             // Content-defined boundaries resynchronise shortly after the edit: almost every chunk survives.
-            let shared = b.iter().filter(|c| a.contains(c)).count();
-            prop_assert!(shared + 4 >= a.len(), "only {} of {} chunks survived", shared, a.len());
+            // (The cut points realign within a few chunks of the edit, so all but a few KiB are shared.)
+            let shared: usize = b.iter().filter(|c| a.contains(c)).map(|c| c.len()).sum();
+            prop_assert!(shared + 16 * 1024 >= data.len(), "only {} of {} bytes survived", shared, data.len());
         }
     }
 }
