@@ -76,7 +76,9 @@ pub fn write(
             Entry::File(f) => {
                 clear(&path)?;
                 progress.start(rel, Some(f.blob.size));
-                store.write_blob_to_file(&f.blob, &path, progress)?;
+                let name = path.file_name().expect("validated path").to_string_lossy();
+                let tmp = path.with_file_name(format!(".{name}.ferry-partial"));
+                super::write_then_rename(store, &f.blob, &tmp, &path, progress)?;
                 progress.finish();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
                     .map_err(io(&path))?;

@@ -59,8 +59,7 @@ pub fn write(
                 Some(b.blob.size),
             );
             let tmp = blobs_dir.join(format!(".{}.partial", b.blob.sha256.hex()));
-            store.write_blob_to_file(&b.blob, &tmp, progress)?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            super::write_then_rename(store, &b.blob, &tmp, &path, progress)?;
             progress.finish();
         }
         let top = image

@@ -1,0 +1,19 @@
+//! Ferry's integration tests: the real `ferry` binary (`target/debug/ferry`) against real clients (skopeo,
+//! umoci, docker-registry) and real data (Debian packages turned into OCI images). Support code lives in the
+//! `ferry_tests` library (`tests/src/`); fixtures are built by `tools/fixtures/*.sh`.
+//!
+//! - `store`: init, keys, immutability of releases.
+//! - `oci`: OCI layout ingest, round trip, reference names, dedup between versions, platform selection.
+//! - `docker_archive`: `docker save`-style tarballs.
+//! - `registry`: `docker://` pulls from a real registry, multi-platform indexes, registry errors.
+//! - `files`: `file:` and `dir:` sources, a sparse disk image.
+//! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
+//! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
+
+mod bad_input;
+mod crash;
+mod docker_archive;
+mod files;
+mod oci;
+mod registry;
+mod store;

@@ -1,0 +1,249 @@
+//! Real test artifacts, built once per test-binary run into `<target>/ferry-fixtures` by the scripts in
+//! `tools/fixtures/` (Debian packages from `apt-get download`, unpacked with `dpkg-deb -x`, packed by `umoci`).
+//! Tests never modify them: copy first ([`crate::fsutil::copy_tree`]) when a test needs to damage something.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cmd;
+use crate::fsutil::{self, read_blob, sha256_hex};
+
+/// `tools/fixtures/` in the source tree.
+pub fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/fixtures")
+}
+
+/// `<target>/ferry-fixtures`, the cache shared by every test (and by later runs).
+pub fn cache_dir() -> PathBuf {
+    crate::target_dir().join("ferry-fixtures")
+}
+
+/// One image manifest of the fixture layout, as the layout stores it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// `sha256:…` of the manifest.
+    pub digest: String,
+    /// The manifest's exact bytes.
+    pub raw: Vec<u8>,
+    /// Its media type.
+    pub media_type: String,
+    /// `sha256:…` of the config blob.
+    pub config: String,
+    /// `sha256:…` of each layer, bottom first.
+    pub layers: Vec<String>,
+}
+
+impl Manifest {
+    /// Every blob the image needs, manifest first.
+    pub fn blobs(&self) -> Vec<String> {
+        let mut v = vec![self.digest.clone(), self.config.clone()];
+        v.extend(self.layers.iter().cloned());
+        v
+    }
+}
+
+/// The images of `tools/fixtures/oci-images.sh`.
+#[derive(Debug)]
+pub struct Images {
+    /// The OCI layout with tags `v1`, `v2`, `arm64`.
+    pub layout: PathBuf,
+    /// The downloaded `.deb` files.
+    pub debs: PathBuf,
+    /// A gzip tarball of v1's rootfs.
+    pub rootfs_tar: PathBuf,
+    /// `v1`: linux/amd64, one layer.
+    pub v1: Manifest,
+    /// `v2`: v1's layer plus one.
+    pub v2: Manifest,
+    /// `arm64`: a different one-layer image whose config says linux/arm64.
+    pub arm64: Manifest,
+}
+
+impl Images {
+    /// The downloaded `.deb` of package `name`.
+    pub fn deb(&self, name: &str) -> PathBuf {
+        let prefix = format!("{name}_");
+        fs::read_dir(&self.debs)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .unwrap_or_else(|| panic!("no {name}_*.deb in {}", self.debs.display()))
+    }
+}
+
+/// Builds (once per run; reuses the cache across runs) and returns the fixture images.
+pub fn images() -> &'static Images {
+    static IMAGES: OnceLock<Images> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let out = cache_dir().join("images");
+        let script = scripts_dir().join("oci-images.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(900));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the fixture images failed:\n{run}"
+        );
+        let layout = out.join("layout");
+        let by_tag = |tag: &str| load_manifest(&layout, tag);
+        let images = Images {
+            v1: by_tag("v1"),
+            v2: by_tag("v2"),
+            arm64: by_tag("arm64"),
+            debs: out.join("debs"),
+            rootfs_tar: out.join("rootfs-v1.tar.gz"),
+            layout,
+        };
+        assert_eq!(images.v1.layers.len(), 1, "fixture v1 must have one layer");
+        assert_eq!(images.v2.layers.len(), 2, "fixture v2 must have two layers");
+        assert_eq!(
+            images.v2.layers[0], images.v1.layers[0],
+            "fixture v2 must reuse v1's layer"
+        );
+        images
+    })
+}
+
+/// Reads the manifest tagged `tag` in an OCI layout.
+pub fn load_manifest(layout: &Path, tag: &str) -> Manifest {
+    let entry = fsutil::index_entries(layout)
+        .into_iter()
+        .find(|e| e.ref_name.as_deref() == Some(tag))
+        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()));
+    let raw = read_blob(layout, &entry.digest);
+    let m: Value = serde_json::from_slice(&raw).expect("manifest JSON");
+    Manifest {
+        config: m["config"]["digest"]
+            .as_str()
+            .expect("config digest")
+            .to_string(),
+        layers: m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].as_str().expect("layer digest").to_string())
+            .collect(),
+        media_type: entry.media_type,
+        digest: entry.digest,
+        raw,
+    }
+}
+
+/// Writes a new OCI layout at `dest` holding the given images under the given ref names
+/// (`(ref_name, manifest)`), copying their blobs from the fixture layout.
+pub fn layout_with(dest: &Path, refs: &[(&str, &Manifest)]) {
+    let src = &images().layout;
+    fs::create_dir_all(dest.join("blobs/sha256")).unwrap();
+    fs::copy(src.join("oci-layout"), dest.join("oci-layout")).unwrap();
+    let mut manifests = Vec::new();
+    for (name, m) in refs {
+        for b in m.blobs() {
+            let to = fsutil::blob_path(dest, &b);
+            if !to.exists() {
+                fs::copy(fsutil::blob_path(src, &b), &to).unwrap();
+            }
+        }
+        manifests.push(json!({
+            "mediaType": m.media_type,
+            "digest": m.digest,
+            "size": m.raw.len(),
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }));
+    }
+    let index = json!({"schemaVersion": 2, "manifests": manifests});
+    fs::write(dest.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A multi-platform image: an OCI image index over the fixture's v1 (linux/amd64) and arm64 (linux/arm64).
+#[derive(Debug)]
+pub struct MultiArch {
+    /// The OCI layout.
+    pub layout: PathBuf,
+    /// Its ref name in `index.json`.
+    pub tag: &'static str,
+    /// `sha256:…` of the image index.
+    pub index_digest: String,
+    /// The index's bytes.
+    pub index_raw: Vec<u8>,
+}
+
+/// Writes a layout at `dest` whose one entry (`multi`) is an image index with two platform manifests.
+pub fn multi_arch_layout(dest: &Path) -> MultiArch {
+    let imgs = images();
+    layout_with(dest, &[("amd64", &imgs.v1), ("arm64", &imgs.arm64)]);
+    let platform = |m: &Manifest, arch: &str| {
+        json!({
+            "mediaType": m.media_type,
+            "digest": m.digest,
+            "size": m.raw.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [platform(&imgs.v1, "amd64"), platform(&imgs.arm64, "arm64")],
+    });
+    let raw = serde_json::to_vec_pretty(&index).unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&raw));
+    fs::write(fsutil::blob_path(dest, &digest), &raw).unwrap();
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": raw.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    fs::write(dest.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    MultiArch {
+        layout: dest.to_path_buf(),
+        tag: "multi",
+        index_digest: digest,
+        index_raw: raw,
+    }
+}
+
+/// `skopeo copy oci:LAYOUT:TAG docker-archive:FILE:NAME` — a `docker save`-style tarball.
+pub fn docker_archive(layout: &Path, tag: &str, file: &Path, name: &str) {
+    cmd::run_ok(
+        "skopeo",
+        [
+            "copy".to_string(),
+            "--quiet".to_string(),
+            format!("oci:{}:{tag}", layout.display()),
+            format!("docker-archive:{}:{name}", file.display()),
+        ],
+    );
+}
+
+/// `tools/fixtures/sparse-disk.sh OUT SIZE FILE@OFFSET…`.
+pub fn sparse_disk(out: &Path, size: &str, parts: &[(&Path, &str)]) {
+    let mut c = Command::new(scripts_dir().join("sparse-disk.sh"));
+    c.arg(out).arg(size);
+    for (file, off) in parts {
+        c.arg(format!("{}@{off}", file.display()));
+    }
+    cmd::run(&mut c).ok();
+}
+
+/// `bytes` bytes from `/dev/urandom` into `out` (incompressible, never deduplicates).
+pub fn random_file(out: &Path, bytes: u64) {
+    use std::io::{Read, Write};
+    let mut src = fs::File::open("/dev/urandom").unwrap().take(bytes);
+    let mut dst = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(out).unwrap());
+    let n = std::io::copy(&mut src, &mut dst).unwrap();
+    dst.flush().unwrap();
+    assert_eq!(n, bytes, "random file {} is short", out.display());
+}

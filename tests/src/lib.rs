@@ -1,0 +1,56 @@
+//! Support for Ferry's integration tests (`tests/it`): everything here drives real programs on real data.
+//!
+//! - [`cmd`]: run external programs with a timeout, capture their output, kill them on drop.
+//! - [`ferry`]: locate the `ferry` binary next to the test binary and run it against a throwaway store.
+//! - [`fixtures`]: real artifacts built once per run (Debian packages → OCI images) in `target/ferry-fixtures`.
+//! - [`registry`]: a real `docker-registry` on a free loopback port, stopped on drop.
+//! - [`fsutil`]: hashing, byte flipping, tree comparison, OCI layout helpers.
+
+pub mod cmd;
+pub mod ferry;
+pub mod fixtures;
+pub mod fsutil;
+pub mod registry;
+
+use std::path::PathBuf;
+
+/// The cargo target directory this test binary was built into (`<target>/debug/deps/it-…` → `<target>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent directory");
+    let profile = if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("deps has a parent")
+    } else {
+        deps
+    };
+    profile
+        .parent()
+        .expect("profile dir has a parent")
+        .to_path_buf()
+}
+
+/// The profile directory (`<target>/debug`) where cargo puts the workspace binaries.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent directory");
+    if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// A fresh temporary directory under `<target>/ferry-tmp`; kept after the test when `FERRY_TEST_KEEP=1`.
+pub fn tempdir() -> tempfile::TempDir {
+    let base = target_dir().join("ferry-tmp");
+    std::fs::create_dir_all(&base).expect("create target/ferry-tmp");
+    let mut dir = tempfile::Builder::new()
+        .prefix("it-")
+        .tempdir_in(&base)
+        .expect("tempdir");
+    if std::env::var_os("FERRY_TEST_KEEP").is_some_and(|v| v == "1") {
+        eprintln!("FERRY_TEST_KEEP: keeping {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    dir
+}
