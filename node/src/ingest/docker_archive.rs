@@ -220,37 +220,26 @@ pub fn ingest(
         let mut put =
             |name: &str, media_type: &'static str| -> Result<OutDescriptor, IngestError> {
                 let (_, size) = ar.member(name)?;
-                let what = format!("{}: {name}", ar.path);
-                let expect = digest_in_name(name).map(|d| (d, Some(size)));
-                if let Some((d, _)) = &expect {
-                    if let Some(b) = ctx.store.blob_by_sha256(d)? {
-                        if ctx.store.blob_complete(&b)? {
-                            blobs.push(ImageBlob {
-                                media_type: media_type.into(),
-                                blob: b,
-                            });
-                            return Ok(OutDescriptor {
-                                media_type,
-                                digest: d.to_string(),
-                                size,
-                            });
-                        }
+                let expect = digest_in_name(name);
+                let stored = match &expect {
+                    Some(d) => image::already_stored(ctx, d, size)?,
+                    None => None,
+                };
+                let blob = match stored {
+                    Some(b) => b,
+                    None => {
+                        let what = format!("{}: {name}", ar.path);
+                        let reader = ar.reader(name)?;
+                        image::store_stream(ctx, name, &what, reader, Some(size), expect, stats)?
                     }
-                }
-                ctx.progress.start(name, Some(size));
-                let got = ctx
-                    .store
-                    .ingest_blob(ar.reader(name)?, &what, expect, ctx.progress);
-                ctx.progress.finish();
-                let got = got?;
-                *stats += got.stats;
+                };
                 blobs.push(ImageBlob {
                     media_type: media_type.into(),
-                    blob: got.blob,
+                    blob,
                 });
                 Ok(OutDescriptor {
                     media_type,
-                    digest: got.blob.sha256.to_string(),
+                    digest: blob.sha256.to_string(),
                     size,
                 })
             };
@@ -272,18 +261,14 @@ pub fn ingest(
             layers,
         })
         .expect("manifest serialises");
-        let got = ctx.store.ingest_blob(
-            &manifest[..],
-            &format!("{}: manifest of image {i}", ar.path),
-            None,
-            ctx.progress,
-        )?;
-        *stats += got.stats;
+        let what = format!("{}: manifest of image {i}", ar.path);
+        let manifest_blob =
+            image::store_stream(ctx, &what, &what, &manifest[..], None, None, stats)?;
         blobs.insert(
             0,
             ImageBlob {
                 media_type: media::OCI_MANIFEST.into(),
-                blob: got.blob,
+                blob: manifest_blob,
             },
         );
         let mut seen = std::collections::HashSet::new();
@@ -300,7 +285,7 @@ pub fn ingest(
                 registry,
                 repository,
                 tag,
-                digest: got.blob.sha256,
+                digest: manifest_blob.sha256,
                 media_type: media::OCI_MANIFEST.into(),
                 blobs: blobs.clone(),
             }));

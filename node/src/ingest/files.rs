@@ -1,6 +1,6 @@
 //! `file:PATH` and `dir:PATH` sources: files and trees, byte for byte, with modes and symlinks.
 
-use super::image::Context;
+use super::image::{self, Context};
 use super::IngestError;
 use crate::store::WriteStats;
 use ferry_protocol::{Entry, FileEntry};
@@ -15,20 +15,19 @@ fn store_file(
 ) -> Result<Entry, IngestError> {
     let f = std::fs::File::open(path).map_err(IngestError::io(path))?;
     let meta = f.metadata().map_err(IngestError::io(path))?;
-    ctx.progress.start(&rel, Some(meta.len()));
-    let got = ctx.store.ingest_blob(
-        std::io::BufReader::with_capacity(1 << 20, f),
+    let blob = image::store_stream(
+        ctx,
+        &rel,
         &path.display().to_string(),
+        std::io::BufReader::with_capacity(1 << 20, f),
+        Some(meta.len()),
         None,
-        ctx.progress,
-    );
-    ctx.progress.finish();
-    let got = got?;
-    *stats += got.stats;
+        stats,
+    )?;
     Ok(Entry::File(FileEntry {
         path: rel,
         mode: meta.permissions().mode() & 0o7777,
-        blob: got.blob,
+        blob,
     }))
 }
 

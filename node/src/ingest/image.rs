@@ -164,6 +164,47 @@ pub struct WalkedImage {
     pub blobs: Vec<ImageBlob>,
 }
 
+/// The stored blob with this digest and size, if the store holds all of it (then it need not be fetched).
+pub fn already_stored(
+    ctx: &Context<'_>,
+    digest: &Sha256Digest,
+    size: u64,
+) -> Result<Option<ferry_protocol::BlobRef>, IngestError> {
+    match ctx.store.blob_by_sha256(digest)? {
+        Some(b) if b.size == size && ctx.store.blob_complete(&b)? => Ok(Some(b)),
+        _ => Ok(None),
+    }
+}
+
+/// Store what `reader` yields as one blob, under a progress phase named `label`. With `expect`, the content must
+/// have that digest and `size` bytes: at most one byte more than promised is read, so an oversized blob is caught
+/// without reading it all. `what` names the source in errors.
+pub fn store_stream<R: Read + Send>(
+    ctx: &Context<'_>,
+    label: &str,
+    what: &str,
+    reader: R,
+    size: Option<u64>,
+    expect: Option<Sha256Digest>,
+    stats: &mut WriteStats,
+) -> Result<ferry_protocol::BlobRef, IngestError> {
+    ctx.progress.start(label, size);
+    let got = match (expect, size) {
+        (Some(d), Some(n)) => {
+            ctx.store
+                .ingest_blob(reader.take(n + 1), what, Some((d, Some(n))), ctx.progress)
+        }
+        (Some(d), None) => ctx
+            .store
+            .ingest_blob(reader, what, Some((d, None)), ctx.progress),
+        (None, _) => ctx.store.ingest_blob(reader, what, None, ctx.progress),
+    };
+    ctx.progress.finish();
+    let got = got?;
+    *stats += got.stats;
+    Ok(got.blob)
+}
+
 /// Store one blob from `src`, unless the store already has it whole; checks digest and size.
 pub fn ingest_blob(
     ctx: &Context<'_>,
@@ -172,25 +213,20 @@ pub fn ingest_blob(
     size: u64,
     stats: &mut WriteStats,
 ) -> Result<ferry_protocol::BlobRef, IngestError> {
-    if let Some(b) = ctx.store.blob_by_sha256(digest)? {
-        if b.size == size && ctx.store.blob_complete(&b)? {
-            return Ok(b);
-        }
+    if let Some(b) = already_stored(ctx, digest, size)? {
+        return Ok(b);
     }
     let what = format!("blob {digest} from {}", src.describe());
-    ctx.progress.start(&format!("{digest:.19}"), Some(size));
-    let reader = src.open(digest, size)?;
-    // Read at most one byte more than promised, so an oversized blob is caught without reading it all.
-    let got = ctx.store.ingest_blob(
-        reader.take(size + 1),
+    let label = digest.to_string();
+    store_stream(
+        ctx,
+        &label,
         &what,
-        Some((*digest, Some(size))),
-        ctx.progress,
-    );
-    ctx.progress.finish();
-    let got = got?;
-    *stats += got.stats;
-    Ok(got.blob)
+        src.open(digest, size)?,
+        Some(size),
+        Some(*digest),
+        stats,
+    )
 }
 
 /// Store a manifest-sized blob and return its bytes too (read from the source once, not back from the store).
@@ -201,10 +237,8 @@ fn ingest_small_blob(
     size: u64,
     stats: &mut WriteStats,
 ) -> Result<(ferry_protocol::BlobRef, Vec<u8>), IngestError> {
-    if let Some(b) = ctx.store.blob_by_sha256(digest)? {
-        if b.size == size && ctx.store.blob_complete(&b)? {
-            return Ok((b, ctx.store.read_blob(&b)?));
-        }
+    if let Some(b) = already_stored(ctx, digest, size)? {
+        return Ok((b, ctx.store.read_blob(&b)?));
     }
     let what = format!("blob {digest} from {}", src.describe());
     let mut bytes = Vec::with_capacity(size as usize);
@@ -212,11 +246,16 @@ fn ingest_small_blob(
         .take(size + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| IngestError::Registry(format!("reading {what}: {e}")))?;
-    let got =
-        ctx.store
-            .ingest_blob(&bytes[..], &what, Some((*digest, Some(size))), ctx.progress)?;
-    *stats += got.stats;
-    Ok((got.blob, bytes))
+    let blob = store_stream(
+        ctx,
+        &what,
+        &what,
+        &bytes[..],
+        Some(size),
+        Some(*digest),
+        stats,
+    )?;
+    Ok((blob, bytes))
 }
 
 /// Walk the image whose top-level manifest or index is `digest`, storing everything it needs.
@@ -228,121 +267,120 @@ pub fn walk(
     media_type_hint: &str,
     stats: &mut WriteStats,
 ) -> Result<WalkedImage, IngestError> {
-    let mut blobs = Vec::new();
-    let mut seen = HashSet::new();
-    let media_type = walk_manifest(
+    let mut w = Walker {
         ctx,
         src,
-        digest,
-        size,
-        media_type_hint,
         stats,
-        &mut blobs,
-        &mut seen,
-        0,
-    )?;
-    Ok(WalkedImage { media_type, blobs })
+        blobs: Vec::new(),
+        seen: HashSet::new(),
+    };
+    let media_type = w.manifest(digest, size, media_type_hint, 0)?;
+    Ok(WalkedImage {
+        media_type,
+        blobs: w.blobs,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_manifest(
-    ctx: &Context<'_>,
-    src: &dyn BlobSource,
-    digest: &Sha256Digest,
-    size: u64,
-    media_type_hint: &str,
-    stats: &mut WriteStats,
-    blobs: &mut Vec<ImageBlob>,
-    seen: &mut HashSet<Sha256Digest>,
-    depth: usize,
-) -> Result<String, IngestError> {
-    let within = format!("manifest {digest} from {}", src.describe());
-    if depth > 4 {
-        return Err(IngestError::Malformed {
-            what: within,
-            reason: "indexes nested more than 4 deep".into(),
-        });
-    }
-    if size > MAX_MANIFEST {
-        return Err(IngestError::Malformed {
-            what: within,
-            reason: format!("{size} bytes is larger than the {MAX_MANIFEST}-byte manifest limit"),
-        });
-    }
-    let (blob, bytes) = ingest_small_blob(ctx, src, digest, size, stats)?;
-    let m: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-        what: within.clone(),
-        reason: format!("not a JSON manifest: {e}"),
-    })?;
-    if m.schema_version == Some(1) {
-        return Err(IngestError::Malformed {
-            what: within,
-            reason: "Docker schema 1 manifests are not supported".into(),
-        });
-    }
-    let media_type = match (&m.media_type, &m.manifests) {
-        (Some(t), _) => t.clone(),
-        (None, _) if !media_type_hint.is_empty() => media_type_hint.to_string(),
-        (None, Some(_)) => media::OCI_INDEX.to_string(),
-        (None, None) => media::OCI_MANIFEST.to_string(),
-    };
-    if seen.insert(*digest) {
-        blobs.push(ImageBlob {
-            media_type: media_type.clone(),
-            blob,
-        });
-    }
-    if let Some(children) = &m.manifests {
-        let mut kept = 0;
-        for child in children {
-            if !ctx.platforms.is_empty() {
-                let Some(p) = &child.platform else { continue };
-                if !ctx.platforms.iter().any(|want| want.matches(p)) {
-                    continue;
+/// The state of one walk: where blobs come from, and what has been collected.
+struct Walker<'a, 'c> {
+    ctx: &'a Context<'c>,
+    src: &'a dyn BlobSource,
+    stats: &'a mut WriteStats,
+    blobs: Vec<ImageBlob>,
+    seen: HashSet<Sha256Digest>,
+}
+
+impl Walker<'_, '_> {
+    /// Store the manifest or index `digest` and, recursively, everything it refers to; returns its media type.
+    fn manifest(
+        &mut self,
+        digest: &Sha256Digest,
+        size: u64,
+        media_type_hint: &str,
+        depth: usize,
+    ) -> Result<String, IngestError> {
+        let (ctx, src) = (self.ctx, self.src);
+        let within = format!("manifest {digest} from {}", src.describe());
+        if depth > 4 {
+            return Err(IngestError::Malformed {
+                what: within,
+                reason: "indexes nested more than 4 deep".into(),
+            });
+        }
+        if size > MAX_MANIFEST {
+            return Err(IngestError::Malformed {
+                what: within,
+                reason: format!(
+                    "{size} bytes is larger than the {MAX_MANIFEST}-byte manifest limit"
+                ),
+            });
+        }
+        let (blob, bytes) = ingest_small_blob(ctx, src, digest, size, self.stats)?;
+        let m: ManifestJson =
+            serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
+                what: within.clone(),
+                reason: format!("not a JSON manifest: {e}"),
+            })?;
+        if m.schema_version == Some(1) {
+            return Err(IngestError::Malformed {
+                what: within,
+                reason: "Docker schema 1 manifests are not supported".into(),
+            });
+        }
+        let media_type = match (&m.media_type, &m.manifests) {
+            (Some(t), _) => t.clone(),
+            (None, _) if !media_type_hint.is_empty() => media_type_hint.to_string(),
+            (None, Some(_)) => media::OCI_INDEX.to_string(),
+            (None, None) => media::OCI_MANIFEST.to_string(),
+        };
+        if self.seen.insert(*digest) {
+            self.blobs.push(ImageBlob {
+                media_type: media_type.clone(),
+                blob,
+            });
+        }
+        if let Some(children) = &m.manifests {
+            let mut kept = 0;
+            for child in children {
+                if !ctx.platforms.is_empty() {
+                    let Some(p) = &child.platform else { continue };
+                    if !ctx.platforms.iter().any(|want| want.matches(p)) {
+                        continue;
+                    }
                 }
+                let d = child.sha256(&within)?;
+                self.manifest(&d, child.size, &child.media_type, depth + 1)?;
+                kept += 1;
             }
-            let d = child.sha256(&within)?;
-            walk_manifest(
-                ctx,
-                src,
-                &d,
-                child.size,
-                &child.media_type,
-                stats,
-                blobs,
-                seen,
-                depth + 1,
-            )?;
-            kept += 1;
+            if kept == 0 && !children.is_empty() {
+                return Err(IngestError::NotFound(format!(
+                    "{within}: no manifest for the requested platform(s) {}",
+                    ctx.platforms
+                        .iter()
+                        .map(|p| format!("{}/{}", p.os, p.architecture))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            return Ok(media_type);
         }
-        if kept == 0 && !children.is_empty() {
-            return Err(IngestError::NotFound(format!(
-                "{within}: no manifest for the requested platform(s) {}",
-                ctx.platforms
-                    .iter()
-                    .map(|p| format!("{}/{}", p.os, p.architecture))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+        let config = m.config.as_ref().ok_or_else(|| IngestError::Malformed {
+            what: within.clone(),
+            reason: "neither an index (manifests) nor an image manifest (config)".into(),
+        })?;
+        for d in std::iter::once(config).chain(m.layers.iter().flatten()) {
+            let digest = d.sha256(&within)?;
+            if !self.seen.insert(digest) {
+                continue;
+            }
+            let blob = ingest_blob(ctx, src, &digest, d.size, self.stats)?;
+            self.blobs.push(ImageBlob {
+                media_type: d.media_type.clone(),
+                blob,
+            });
         }
-        return Ok(media_type);
+        Ok(media_type)
     }
-    let config = m.config.as_ref().ok_or_else(|| IngestError::Malformed {
-        what: within.clone(),
-        reason: "neither an index (manifests) nor an image manifest (config)".into(),
-    })?;
-    for d in std::iter::once(config).chain(m.layers.iter().flatten()) {
-        let digest = d.sha256(&within)?;
-        if !seen.insert(digest) {
-            continue;
-        }
-        let blob = ingest_blob(ctx, src, &digest, d.size, stats)?;
-        blobs.push(ImageBlob {
-            media_type: d.media_type.clone(),
-            blob,
-        });
-    }
-    Ok(media_type)
 }
 
 /// Split an `org.opencontainers.image.ref.name` (or a RepoTag) into registry, repository and tag: a bare tag

@@ -247,3 +247,37 @@ fn check_unique(entries: &[Entry]) -> Result<(), IngestError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(
+            "oci:/no/such/dir:v1".parse::<Source>().unwrap(),
+            Source::Oci {
+                dir: "/no/such/dir".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            "oci:/no/such/dir".parse::<Source>().unwrap(),
+            Source::Oci {
+                dir: "/no/such/dir".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            "file:a.bin".parse::<Source>().unwrap(),
+            Source::File("a.bin".into())
+        );
+        assert!(matches!(
+            "docker://127.0.0.1:5000/x:1".parse::<Source>().unwrap(),
+            Source::Registry(r) if r.registry == "127.0.0.1:5000" && r.repository == "x"
+        ));
+        for bad in ["http://x", "oci:", "file:", "docker://example.org/x", "x"] {
+            assert!(bad.parse::<Source>().is_err(), "{bad}");
+        }
+    }
+}
