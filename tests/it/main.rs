@@ -17,3 +17,4 @@ mod files;
 mod oci;
 mod registry;
 mod store;
+mod token_auth;

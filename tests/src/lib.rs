@@ -11,6 +11,7 @@ pub mod ferry;
 pub mod fixtures;
 pub mod fsutil;
 pub mod registry;
+pub mod token;
 
 use std::path::PathBuf;
 

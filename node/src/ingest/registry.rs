@@ -188,8 +188,13 @@ impl RegistryClient {
                     ))
                 })?;
                 if !resp.status().is_success() {
+                    let hint = if self.opts.creds.is_none() {
+                        " (give --creds USER:PASSWORD or --registry-token)"
+                    } else {
+                        ""
+                    };
                     return Err(IngestError::Auth(format!(
-                        "authentication failed at registry {}: token service {realm} answered {}",
+                        "authentication failed at registry {}: token service {realm} answered {}{hint}",
                         self.host,
                         resp.status()
                     )));
