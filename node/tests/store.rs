@@ -245,3 +245,19 @@ fn a_release_is_signed_and_sequenced() {
     assert!(again.is_err());
     assert_eq!(store.release("tools", "2").unwrap(), m2);
 }
+
+#[test]
+fn buffered_cutting_matches_cutting_the_stream_whole() {
+    // The writer cuts 8 MiB buffers and carries each buffer's last chunk over; the boundaries must be exactly
+    // those of chunking the whole stream, or stores would disagree about chunk ids.
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let data = noise(9, 20 << 20);
+    let got = ingest(&store, &data);
+    let recipe = store.recipe(&got.blob.recipe).unwrap().unwrap();
+    let stored: Vec<u64> = recipe.parts().iter().map(|p| p.len()).collect();
+    let whole: Vec<u64> = ferry_node::chunker::chunks(&data[..], &store.config().chunking)
+        .map(|c| c.unwrap().len() as u64)
+        .collect();
+    assert_eq!(stored, whole);
+}

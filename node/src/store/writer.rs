@@ -6,7 +6,6 @@
 
 use super::packs::{self, Location};
 use super::{blob_value, pack_len_key, sync_dir, Store, StoreError};
-use crate::chunker;
 use crate::progress::Progress;
 use ferry_protocol::{BlobId, BlobRef, ChunkId, Hash32, Part, Recipe, RecipeId, Sha256Digest};
 use rayon::prelude::*;
@@ -14,10 +13,13 @@ use sha2::Digest;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 /// Commit by itself once this much new chunk data is pending.
 const AUTO_COMMIT_BYTES: u64 = 128 << 20;
+/// Start background writeback of the open pack every this many bytes.
+const WRITEBACK_BYTES: u64 = 32 << 20;
 /// Chunks are handed to the pool in batches of about this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -39,17 +41,53 @@ struct OpenPack {
     /// Length including buffered bytes.
     len: u64,
     buf: Vec<u8>,
+    /// Bytes written since the last background writeback was started.
+    unsynced: u64,
+    /// Whether a background `sync_data` is running.
+    syncing: Arc<AtomicBool>,
 }
 
 impl OpenPack {
+    fn new(n: u32, file: File, len: u64) -> Self {
+        OpenPack {
+            n,
+            file,
+            len,
+            buf: Vec::new(),
+            unsynced: 0,
+            syncing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     fn flush_buf(&mut self, store: &Store) -> Result<(), StoreError> {
         if !self.buf.is_empty() {
             self.file
                 .write_all(&self.buf)
                 .map_err(StoreError::io(packs::pack_path(&store.0.packs_dir, self.n)))?;
+            self.unsynced += self.buf.len() as u64;
             self.buf.clear();
+            self.start_writeback();
         }
         Ok(())
+    }
+
+    /// Every [`WRITEBACK_BYTES`], start a `sync_data` on another thread, so the disk writes while we compress
+    /// and the fsync at commit (which correctness needs) finds little left to do. Best effort: errors surface
+    /// at that commit's own fsync.
+    fn start_writeback(&mut self) {
+        if self.unsynced < WRITEBACK_BYTES || self.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.unsynced = 0;
+        let Ok(file) = self.file.try_clone() else {
+            self.syncing.store(false, Ordering::Release);
+            return;
+        };
+        let syncing = self.syncing.clone();
+        std::thread::spawn(move || {
+            let _ = file.sync_data();
+            syncing.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -81,23 +119,6 @@ pub struct Ingested {
     pub stats: WriteStats,
 }
 
-struct HashingReader<R> {
-    inner: R,
-    sha: sha2::Sha256,
-    blake: blake3::Hasher,
-    len: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        self.blake.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-}
-
 thread_local! {
     /// One zstd context per pool thread: creating one per chunk costs as much as compressing a small chunk.
     static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
@@ -120,34 +141,85 @@ fn is_zero(data: &[u8]) -> bool {
     words.all(|w| w == [0u8; 8]) && words.remainder().iter().all(|&b| b == 0)
 }
 
-/// Chunk the stream and send batches of about [`BATCH_BYTES`]; an error ends the stream.
+/// A buffer of the stream and the chunks cut in it. Chunks are ranges of the buffer: nothing is copied.
+struct Batch {
+    data: Vec<u8>,
+    chunks: Vec<std::ops::Range<usize>>,
+}
+
+/// A batch hashed, deduplicated and compressed, ready to append.
+struct Prepared {
+    batch: Batch,
+    ids: Vec<(ChunkId, bool)>,
+    compressed: Vec<Option<std::io::Result<Vec<u8>>>>,
+}
+
+/// What the reader thread hands back when the stream ends.
+struct StreamSummary {
+    sha: sha2::Sha256,
+    blake: blake3::Hasher,
+    len: u64,
+}
+
+/// Read `src` into large buffers, hash the whole stream, cut chunks with FastCDC and send each buffer with its
+/// chunks. The last chunk of a buffer may only be cut by the buffer's end, so it is carried to the next buffer
+/// and cut again there: boundaries are exactly those of chunking the stream in one piece. Buffers come back
+/// through `pool` once appended. An error ends the stream.
 fn feed<R: Read>(
-    src: &mut R,
+    mut src: R,
     params: &crate::config::Chunking,
-    tx: &mpsc::SyncSender<std::io::Result<Vec<Vec<u8>>>>,
-) {
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    for chunk in chunker::chunks(src, params) {
-        match chunk {
-            Ok(c) => {
-                batch_bytes += c.len();
-                batch.push(c);
-                if batch_bytes >= BATCH_BYTES {
-                    if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                        return;
-                    }
-                    batch_bytes = 0;
+    tx: &mpsc::SyncSender<std::io::Result<Batch>>,
+    pool: &mpsc::Receiver<Vec<u8>>,
+) -> StreamSummary {
+    let mut sum = StreamSummary {
+        sha: sha2::Sha256::new(),
+        blake: blake3::Hasher::new(),
+        len: 0,
+    };
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut data = pool.try_recv().unwrap_or_default();
+        data.clear();
+        data.reserve(BATCH_BYTES);
+        data.extend_from_slice(&carry);
+        let start = data.len();
+        data.resize(BATCH_BYTES.max(start + params.max as usize), 0);
+        let mut filled = start;
+        let mut eof = false;
+        while filled < data.len() {
+            match src.read(&mut data[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return sum;
                 }
             }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
+        }
+        data.truncate(filled);
+        sum.sha.update(&data[start..]);
+        sum.blake.update(&data[start..]);
+        sum.len += (filled - start) as u64;
+        let mut chunks: Vec<std::ops::Range<usize>> =
+            fastcdc::v2020::FastCDC::new(&data, params.min, params.avg, params.max)
+                .map(|c| c.offset..c.offset + c.length)
+                .collect();
+        carry.clear();
+        if !eof {
+            if let Some(last) = chunks.pop() {
+                carry.extend_from_slice(&data[last.clone()]);
             }
         }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(Ok(batch));
+        if !chunks.is_empty() && tx.send(Ok(Batch { data, chunks })).is_err() {
+            return sum;
+        }
+        if eof {
+            return sum;
+        }
     }
 }
 
@@ -155,6 +227,9 @@ impl Store {
     /// Chunk, dedup and store everything `src` yields as one blob. With `expect`, the content must have that
     /// SHA-256 (and `expect_size`, that length) or nothing about the blob is recorded; chunks already appended
     /// stay and are reused by a retry. `what` names the source in errors.
+    ///
+    /// Three stages overlap: a reader thread fills buffers, hashes the stream and cuts chunks; the pool hashes
+    /// and compresses batch N while this thread appends batch N-1 to the pack.
     pub fn ingest_blob<R: Read + Send>(
         &self,
         src: R,
@@ -163,35 +238,40 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<Ingested, StoreError> {
         let params = self.0.config.chunking;
-        let level = self.0.config.zstd_level;
         let mut parts: Vec<Part> = Vec::new();
         let mut stats = WriteStats::default();
+        // Chunks this call has decided to write but may not have appended yet.
+        let mut claimed: HashSet<ChunkId> = HashSet::new();
 
-        let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(2);
-        let hashed = std::thread::scope(|scope| -> Result<HashingReader<R>, StoreError> {
-            let reader = scope.spawn(move || {
-                let mut hr = HashingReader {
-                    inner: src,
-                    sha: sha2::Sha256::new(),
-                    blake: blake3::Hasher::new(),
-                    len: 0,
-                };
-                feed(&mut hr, &params, &tx);
-                hr
-            });
+        let (tx, rx) = mpsc::sync_channel::<std::io::Result<Batch>>(2);
+        let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+        let summary = std::thread::scope(|scope| -> Result<StreamSummary, StoreError> {
+            let reader = scope.spawn(move || feed(src, &params, &tx, &pool_rx));
+            let mut prev: Option<Prepared> = None;
             for batch in rx {
                 let batch = batch.map_err(|source| StoreError::Source {
                     what: what.to_string(),
                     source,
                 })?;
-                stats += self.store_batch(batch, level, &mut parts, progress)?;
+                let (prepared, appended) = rayon::join(
+                    || self.prepare(batch, &mut claimed),
+                    || match prev.take() {
+                        Some(p) => self.append_prepared(p, &mut parts, progress, &pool_tx),
+                        None => Ok(WriteStats::default()),
+                    },
+                );
+                stats += appended?;
+                prev = Some(prepared?);
+            }
+            if let Some(p) = prev.take() {
+                stats += self.append_prepared(p, &mut parts, progress, &pool_tx)?;
             }
             Ok(reader.join().expect("chunker thread panicked"))
         })?;
 
-        let size = hashed.len;
-        let sha256 = Sha256Digest(Hash32(hashed.sha.finalize().into()));
-        let id = BlobId::from_bytes(*hashed.blake.finalize().as_bytes());
+        let size = summary.len;
+        let sha256 = Sha256Digest(Hash32(summary.sha.finalize().into()));
+        let id = BlobId::from_bytes(*summary.blake.finalize().as_bytes());
         if let Some((expected, expected_size)) = expect {
             if expected != sha256 {
                 return Err(StoreError::DigestMismatch {
@@ -223,39 +303,60 @@ impl Store {
         Ok(Ingested { blob, stats })
     }
 
-    /// Hash a batch in parallel, compress the chunks nobody has yet, append them.
-    fn store_batch(
+    /// Hash a batch in parallel, decide which chunks are new, compress those in parallel.
+    fn prepare(
         &self,
-        batch: Vec<Vec<u8>>,
-        level: i32,
-        parts: &mut Vec<Part>,
-        progress: &dyn Progress,
-    ) -> Result<WriteStats, StoreError> {
-        let mut stats = WriteStats::default();
+        batch: Batch,
+        claimed: &mut HashSet<ChunkId>,
+    ) -> Result<Prepared, StoreError> {
+        let level = self.0.config.zstd_level;
         let ids: Vec<(ChunkId, bool)> = batch
+            .chunks
             .par_iter()
-            .map(|c| (ChunkId::of(c), is_zero(c)))
+            .map(|r| {
+                let c = &batch.data[r.clone()];
+                (ChunkId::of(c), is_zero(c))
+            })
             .collect();
-        // Decide, in order, which chunks are new: not in the index, not pending, not earlier in this batch.
-        let mut fresh = vec![false; batch.len()];
+        // New means: not zero, not claimed by this or an earlier batch, not pending, not in the index.
+        let mut fresh = vec![false; ids.len()];
         {
             let w = self.0.writer.lock().expect("writer poisoned");
-            let mut seen = HashSet::new();
             for (i, (id, zero)) in ids.iter().enumerate() {
-                if *zero || w.pending.contains_key(id) || !seen.insert(*id) {
+                if *zero || w.pending.contains_key(id) || claimed.contains(id) {
                     continue;
                 }
-                fresh[i] = !self.0.chunks.contains_key(id.as_bytes())?;
+                if !self.0.chunks.contains_key(id.as_bytes())? {
+                    fresh[i] = true;
+                    claimed.insert(*id);
+                }
             }
         }
-        let compressed: Vec<Option<std::io::Result<Vec<u8>>>> = batch
+        let compressed = batch
+            .chunks
             .par_iter()
             .zip(fresh.par_iter())
-            .map(|(c, &new)| new.then(|| compress(c, level)))
+            .map(|(r, &new)| new.then(|| compress(&batch.data[r.clone()], level)))
             .collect();
+        Ok(Prepared {
+            batch,
+            ids,
+            compressed,
+        })
+    }
+
+    /// Append a prepared batch's new chunks, extend the recipe, and hand the buffer back to the reader.
+    fn append_prepared(
+        &self,
+        p: Prepared,
+        parts: &mut Vec<Part>,
+        progress: &dyn Progress,
+        pool: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<WriteStats, StoreError> {
+        let mut stats = WriteStats::default();
         let mut w = self.0.writer.lock().expect("writer poisoned");
-        for ((data, (id, zero)), comp) in batch.iter().zip(&ids).zip(compressed) {
-            let len = data.len() as u64;
+        for ((range, (id, zero)), comp) in p.batch.chunks.iter().zip(&p.ids).zip(p.compressed) {
+            let len = range.len() as u64;
             stats.chunks += 1;
             progress.advance(len);
             if *zero {
@@ -267,16 +368,17 @@ impl Store {
             }
             parts.push(Part::Chunk {
                 id: *id,
-                len: data.len() as u32,
+                len: len as u32,
             });
             if let Some(comp) = comp {
                 let comp = comp.map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))?;
                 stats.chunks_new += 1;
-                stats.stored_bytes_new += self.append(&mut w, id, data.len() as u32, &comp)?;
+                stats.stored_bytes_new += self.append(&mut w, id, len as u32, &comp)?;
             }
         }
         let auto = w.pending_bytes >= AUTO_COMMIT_BYTES;
         drop(w);
+        let _ = pool.send(p.batch.data);
         if auto {
             self.commit_chunks()?;
         }
@@ -328,12 +430,7 @@ impl Store {
                     .open(&path)
                     .map_err(StoreError::io(&path))?;
                 // Recovery on open cut the file back to its committed length.
-                return Ok(OpenPack {
-                    n,
-                    file,
-                    len: committed,
-                    buf: Vec::new(),
-                });
+                return Ok(OpenPack::new(n, file, committed));
             }
         }
         let n = list.last().map_or(1, |n| n + 1);
@@ -344,12 +441,7 @@ impl Store {
             .open(&path)
             .map_err(StoreError::io(&path))?;
         sync_dir(dir)?;
-        Ok(OpenPack {
-            n,
-            file,
-            len: 0,
-            buf: Vec::new(),
-        })
+        Ok(OpenPack::new(n, file, 0))
     }
 
     /// Make appended chunks durable and indexed (recipes and blob records stay pending).

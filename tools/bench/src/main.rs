@@ -29,6 +29,8 @@ const END: &str = "<!-- END ferry-bench core -->";
 const CASYNC_CHUNKS: &str = "--chunk-size=16K:64K:256K";
 
 const TARGET_SPEEDUP: f64 = 3.0;
+/// How long ext4 avoids reusing freed inodes (`recently_deleted`: up to 300 s when the inode table is dirty).
+const INODE_RECENTCY: std::time::Duration = std::time::Duration::from_secs(300);
 /// A run is "noisy" when the rest of the machine used more than this many CPUs on average during it.
 const NOISY_CPUS: f64 = 0.25;
 const TARGET_GROWTH: f64 = 1.05;
@@ -170,7 +172,27 @@ fn core(args: CoreArgs) -> Result<()> {
     let stamp = Cmd::new("date").arg("+%Y%m%dT%H%M%S").output()?;
     let runs = runs_root.join(stamp.trim());
     fs::create_dir_all(&runs)?;
-    let leftovers = fs::read_dir(&runs_root)?.count() - 1;
+    let cleaned = runs_root.join(".cleaned");
+    if let Some(age) = fs::metadata(&cleaned)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+    {
+        if age < INODE_RECENTCY {
+            let wait = INODE_RECENTCY - age;
+            eprintln!(
+                "ferry-bench: the last run deleted its stores {} s ago; waiting {} s more (ext4 inode recency)",
+                age.as_secs(),
+                wait.as_secs()
+            );
+            std::thread::sleep(wait);
+        }
+    }
+    let leftovers = fs::read_dir(&runs_root)?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count()
+        - 1;
     if leftovers > 0 {
         eprintln!(
             "ferry-bench: note: {leftovers} earlier run dir(s) in {} (--keep-stores or interrupted runs)",
@@ -218,6 +240,8 @@ fn core(args: CoreArgs) -> Result<()> {
     } else {
         fs::remove_dir_all(&bench.runs)
             .with_context(|| format!("remove {}", bench.runs.display()))?;
+        let _ = fs::remove_file(&cleaned);
+        fs::write(&cleaned, b"")?;
     }
     print!("{md}");
     if let Some(doc) = args.write {
