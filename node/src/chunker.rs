@@ -1,7 +1,25 @@
-//! Content-defined chunking: FastCDC v2020 over any reader, with the store's parameters.
+//! Content-defined chunking: FastCDC v2020 with the store's parameters.
+//!
+//! [`cut`] works on a buffer of a longer stream (the ingest pipeline's form); [`chunks`] cuts a whole reader and
+//! is the reference that buffered cutting must agree with, boundary for boundary.
 
 use crate::config::Chunking;
 use std::io::Read;
+use std::ops::Range;
+
+/// Cut `data`, a piece of a stream that starts at a chunk boundary, into chunks. Unless `at_end`, the last chunk
+/// is left out: it may have been cut only by the end of the buffer, so the caller carries those bytes into the
+/// next buffer and cuts them again there.
+pub fn cut(data: &[u8], params: &Chunking, at_end: bool) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> =
+        fastcdc::v2020::FastCDC::new(data, params.min, params.avg, params.max)
+            .map(|c| c.offset..c.offset + c.length)
+            .collect();
+    if !at_end {
+        out.pop();
+    }
+    out
+}
 
 /// Cut `reader` into chunks; each item is the chunk's bytes.
 pub fn chunks<R: Read>(

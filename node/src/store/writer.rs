@@ -204,16 +204,10 @@ fn feed<R: Read>(
         sum.sha.update(&data[start..]);
         sum.blake.update(&data[start..]);
         sum.len += (filled - start) as u64;
-        let mut chunks: Vec<std::ops::Range<usize>> =
-            fastcdc::v2020::FastCDC::new(&data, params.min, params.avg, params.max)
-                .map(|c| c.offset..c.offset + c.length)
-                .collect();
+        let chunks = crate::chunker::cut(&data, params, eof);
+        let taken = chunks.last().map_or(0, |c| c.end);
         carry.clear();
-        if !eof {
-            if let Some(last) = chunks.pop() {
-                carry.extend_from_slice(&data[last.clone()]);
-            }
-        }
+        carry.extend_from_slice(&data[taken..]);
         if !chunks.is_empty() && tx.send(Ok(Batch { data, chunks })).is_err() {
             return sum;
         }
