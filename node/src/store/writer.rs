@@ -154,15 +154,14 @@ struct Prepared {
     compressed: Vec<Option<std::io::Result<Vec<u8>>>>,
 }
 
-/// What the reader thread hands back when the stream ends.
+/// The whole-stream hashes, fed in stream order by the appending stage.
 struct StreamSummary {
     sha: sha2::Sha256,
     blake: blake3::Hasher,
     len: u64,
 }
 
-/// Read `src` into large buffers, hash the whole stream, cut chunks with FastCDC and send each buffer with its
-/// chunks. The last chunk of a buffer may only be cut by the buffer's end, so it is carried to the next buffer
+/// Read `src` into large buffers, cut chunks with FastCDC and send each buffer with its chunks. The last chunk of a buffer may only be cut by the buffer's end, so it is carried to the next buffer
 /// and cut again there: boundaries are exactly those of chunking the stream in one piece. Buffers come back
 /// through `pool` once appended. An error ends the stream.
 fn feed<R: Read>(
@@ -170,12 +169,7 @@ fn feed<R: Read>(
     params: &crate::config::Chunking,
     tx: &mpsc::SyncSender<std::io::Result<Batch>>,
     pool: &mpsc::Receiver<Vec<u8>>,
-) -> StreamSummary {
-    let mut sum = StreamSummary {
-        sha: sha2::Sha256::new(),
-        blake: blake3::Hasher::new(),
-        len: 0,
-    };
+) {
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut data = pool.try_recv().unwrap_or_default();
@@ -196,23 +190,17 @@ fn feed<R: Read>(
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let _ = tx.send(Err(e));
-                    return sum;
+                    return;
                 }
             }
         }
         data.truncate(filled);
-        sum.sha.update(&data[start..]);
-        sum.blake.update(&data[start..]);
-        sum.len += (filled - start) as u64;
         let chunks = crate::chunker::cut(&data, params, eof);
         let taken = chunks.last().map_or(0, |c| c.end);
         carry.clear();
         carry.extend_from_slice(&data[taken..]);
-        if !chunks.is_empty() && tx.send(Ok(Batch { data, chunks })).is_err() {
-            return sum;
-        }
-        if eof {
-            return sum;
+        if (!chunks.is_empty() && tx.send(Ok(Batch { data, chunks })).is_err()) || eof {
+            return;
         }
     }
 }
@@ -222,8 +210,8 @@ impl Store {
     /// SHA-256 (and `expect_size`, that length) or nothing about the blob is recorded; chunks already appended
     /// stay and are reused by a retry. `what` names the source in errors.
     ///
-    /// Three stages overlap: a reader thread fills buffers, hashes the stream and cuts chunks; the pool hashes
-    /// and compresses batch N while this thread appends batch N-1 to the pack.
+    /// Three stages overlap: a reader thread fills buffers and cuts chunks; the pool hashes and compresses
+    /// batch N while this thread feeds batch N-1 to the whole-stream SHA-256 and BLAKE3 and appends it.
     pub fn ingest_blob<R: Read + Send>(
         &self,
         src: R,
@@ -239,7 +227,12 @@ impl Store {
 
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<Batch>>(2);
         let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
-        let summary = std::thread::scope(|scope| -> Result<StreamSummary, StoreError> {
+        let mut summary = StreamSummary {
+            sha: sha2::Sha256::new(),
+            blake: blake3::Hasher::new(),
+            len: 0,
+        };
+        std::thread::scope(|scope| -> Result<(), StoreError> {
             let reader = scope.spawn(move || feed(src, &params, &tx, &pool_rx));
             let mut prev: Option<Prepared> = None;
             for batch in rx {
@@ -250,7 +243,9 @@ impl Store {
                 let (prepared, appended) = rayon::join(
                     || self.prepare(batch, &mut claimed),
                     || match prev.take() {
-                        Some(p) => self.append_prepared(p, &mut parts, progress, &pool_tx),
+                        Some(p) => {
+                            self.append_prepared(p, &mut parts, &mut summary, progress, &pool_tx)
+                        }
                         None => Ok(WriteStats::default()),
                     },
                 );
@@ -258,9 +253,10 @@ impl Store {
                 prev = Some(prepared?);
             }
             if let Some(p) = prev.take() {
-                stats += self.append_prepared(p, &mut parts, progress, &pool_tx)?;
+                stats += self.append_prepared(p, &mut parts, &mut summary, progress, &pool_tx)?;
             }
-            Ok(reader.join().expect("chunker thread panicked"))
+            reader.join().expect("chunker thread panicked");
+            Ok(())
         })?;
 
         let size = summary.len;
@@ -344,9 +340,15 @@ impl Store {
         &self,
         p: Prepared,
         parts: &mut Vec<Part>,
+        summary: &mut StreamSummary,
         progress: &dyn Progress,
         pool: &mpsc::Sender<Vec<u8>>,
     ) -> Result<WriteStats, StoreError> {
+        // The batches' chunks tile the stream in order, so this is the whole stream, once.
+        let span = &p.batch.data[..p.batch.chunks.last().map_or(0, |c| c.end)];
+        summary.sha.update(span);
+        summary.blake.update(span);
+        summary.len += span.len() as u64;
         let mut stats = WriteStats::default();
         let mut w = self.0.writer.lock().expect("writer poisoned");
         for ((range, (id, zero)), comp) in p.batch.chunks.iter().zip(&p.ids).zip(p.compressed) {
