@@ -7,7 +7,8 @@ use ferry_tests::cmd::Output;
 use ferry_tests::ferry::{images as image_entries, Store};
 use ferry_tests::fixtures::images;
 use ferry_tests::fsutil::verify_blobs;
-use ferry_tests::token::{Caller, TokenRegistry, TokenService};
+use ferry_tests::registry::Registry;
+use ferry_tests::token::{Caller, TokenService};
 
 use crate::oci::single_entry;
 
@@ -28,7 +29,7 @@ fn ferry_requests(tokens: &TokenService) -> Vec<ferry_tests::token::TokenRequest
 
 /// Asserts `out` failed with exit 1 and a single stderr line `error: …` about authentication.
 #[track_caller]
-fn assert_auth_error(out: &Output, reg: &TokenRegistry, tokens: &TokenService) {
+fn assert_auth_error(out: &Output, reg: &Registry, tokens: &TokenService) {
     let context = || {
         format!(
             "{out}\ntoken service saw: {:#?}\nregistry log:\n{}",
@@ -62,12 +63,12 @@ fn registry_token_auth() {
     let started = Instant::now();
     let imgs = images();
     let tokens = TokenService::start(USER, PASSWORD, SERVICE, ISSUER);
-    let reg = TokenRegistry::start(&tokens);
+    let reg = tokens.registry();
     let repo_tag = format!("{REPO}:v1");
     let url = reg.url(&repo_tag);
 
     // skopeo pushes through the same token flow: the token service must have granted it push.
-    reg.push(&imgs.layout, "v1", &repo_tag, &tokens.creds);
+    reg.push(&imgs.layout, "v1", &repo_tag, false);
     let pushes: Vec<_> = tokens
         .requests()
         .into_iter()
@@ -83,7 +84,7 @@ fn registry_token_auth() {
         "skopeo pushed without asking the token service for push access: {:#?}",
         tokens.requests()
     );
-    let digest = reg.digest(&repo_tag, &tokens.creds);
+    let digest = reg.digest(&repo_tag);
     assert_eq!(
         digest, imgs.v1.digest,
         "skopeo kept the OCI manifest as it was"

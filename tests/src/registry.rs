@@ -73,6 +73,16 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             );
         }
+        Self::start_with_config(dir, &auth_cfg, auth.map(|(u, p)| format!("{u}:{p}")))
+    }
+
+    /// A registry with `auth_cfg` as its `auth:` section (empty for none), data in `dir`; skopeo calls use
+    /// `creds`. With auth, `GET /v2/` must answer 401.
+    pub fn start_with_config(
+        dir: tempfile::TempDir,
+        auth_cfg: &str,
+        creds: Option<String>,
+    ) -> Self {
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -97,12 +107,12 @@ impl Registry {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(15) && guard.running() {
                 if let Some(status) = v2_status(port) {
-                    let expected = if auth.is_some() { 401 } else { 200 };
+                    let expected = if auth_cfg.is_empty() { 200 } else { 401 };
                     assert_eq!(status, expected, "GET /v2/ on the test registry");
                     return Self {
                         port,
                         host: format!("127.0.0.1:{port}"),
-                        creds: auth.map(|(u, p)| format!("{u}:{p}")),
+                        creds,
                         guard,
                         dir,
                     };

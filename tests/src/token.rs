@@ -6,18 +6,16 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::cmd::{self, ChildGuard, Output};
-use crate::fsutil::sha256_hex;
-use crate::registry::free_port;
+use crate::cmd;
+use crate::registry::Registry;
 
 const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -472,149 +470,16 @@ impl Drop for TokenService {
     }
 }
 
-/// The HTTP status of `GET /v2/` on `127.0.0.1:port`, if it answers.
-fn v2_status(port: u16) -> Option<u16> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-            .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A real `docker-registry` that accepts only tokens from a [`TokenService`].
-pub struct TokenRegistry {
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    /// `127.0.0.1:PORT`.
-    pub host: String,
-    guard: ChildGuard,
-    log_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl TokenRegistry {
-    /// Starts `docker-registry serve` with `auth: token:` pointing at `tokens`.
-    pub fn start(tokens: &TokenService) -> Self {
-        let dir = crate::tempdir();
+impl TokenService {
+    /// A real docker-registry whose `auth: token:` trusts this service; skopeo calls on it use its creds.
+    pub fn registry(&self) -> Registry {
         let auth_cfg = format!(
             "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-            tokens.realm(),
-            tokens.service,
-            tokens.issuer_name,
-            tokens.cert.display()
+            self.realm(),
+            self.service,
+            self.issuer_name,
+            self.cert.display()
         );
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let cfg = format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_cfg}",
-                dir.path().join("data").display()
-            );
-            let cfg_path = dir.path().join("config.yml");
-            fs::write(&cfg_path, cfg).unwrap();
-            let log_path = dir.path().join(format!("registry-{port}.log"));
-            let log = fs::File::create(&log_path).unwrap();
-            let child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&cfg_path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry (apt-get install docker-registry)");
-            let mut guard = ChildGuard::new(
-                child,
-                &format!("docker-registry (token auth) on port {port}"),
-            );
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(15) && guard.running() {
-                if let Some(status) = v2_status(port) {
-                    assert_eq!(status, 401, "GET /v2/ on the token-protected registry");
-                    return Self {
-                        port,
-                        host: format!("127.0.0.1:{port}"),
-                        guard,
-                        log_path,
-                        _dir: dir,
-                    };
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-            guard.kill();
-            last_log = fs::read_to_string(&log_path).unwrap_or_default();
-        }
-        panic!("docker-registry (token auth) did not come up; last log:\n{last_log}");
-    }
-
-    /// `docker://127.0.0.1:PORT/REPO_TAG`.
-    pub fn url(&self, repo_tag: &str) -> String {
-        format!("docker://{}/{repo_tag}", self.host)
-    }
-
-    /// `skopeo copy oci:LAYOUT:TAG docker://HOST/REPO_TAG --dest-creds CREDS` (through the token flow).
-    pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str, creds: &str) -> Output {
-        let out = cmd::run(Command::new("skopeo").args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            creds,
-            &format!("oci:{}:{tag}", layout.display()),
-            &self.url(repo_tag),
-        ]));
-        assert_eq!(
-            out.code,
-            Some(0),
-            "push failed:\n{out}\nregistry log:\n{}",
-            self.log()
-        );
-        out
-    }
-
-    /// The digest `skopeo inspect --creds` reports, checked against the raw manifest it is served.
-    pub fn digest(&self, repo_tag: &str, creds: &str) -> String {
-        let inspect = |raw: bool| {
-            let mut c = Command::new("skopeo");
-            c.arg("inspect");
-            if raw {
-                c.arg("--raw");
-            }
-            c.args(["--tls-verify=false", "--creds", creds, &self.url(repo_tag)]);
-            let out = cmd::run(&mut c);
-            assert_eq!(
-                out.code,
-                Some(0),
-                "inspect failed:\n{out}\nregistry log:\n{}",
-                self.log()
-            );
-            out
-        };
-        let digest = inspect(false).json()["Digest"]
-            .as_str()
-            .expect("skopeo inspect .Digest")
-            .to_string();
-        let raw = inspect(true).stdout_bytes;
-        assert_eq!(
-            digest,
-            format!("sha256:{}", sha256_hex(&raw)),
-            "registry digest vs raw manifest"
-        );
-        digest
-    }
-
-    /// The registry's log so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// The pid of the registry process.
-    pub fn pid(&self) -> u32 {
-        self.guard.id()
+        Registry::start_with_config(crate::tempdir(), &auth_cfg, Some(self.creds.clone()))
     }
 }
