@@ -224,19 +224,7 @@ impl Store {
         let config = StoreConfig::load(&cfg_path)?;
         let key = keys::load(&root.join("keys/publisher.key"))?;
         let index_dir = root.join("index");
-        let db = sled::Config::new()
-            .path(&index_dir)
-            .cache_capacity(32 << 20)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::InUse(root.display().to_string())
-                }
-                other => StoreError::Index(other),
-            })?;
+        let db = open_index(root, &index_dir)?;
         let packs_dir = root.join("packs");
         let shared = Shared {
             chunks: db.open_tree("chunks")?,
@@ -548,6 +536,32 @@ impl Store {
             .chunk_location(id)?
             .map(|l| packs::HEADER_LEN + u64::from(l.comp_len))
             .unwrap_or(0))
+    }
+}
+
+/// Open the sled index. sled's lock outlives a closed handle by a moment (its background flusher lets go of
+/// the database asynchronously), so a store closed and reopened at once, in this process or by a process that
+/// just exited, is retried for up to two seconds before it counts as in use.
+fn open_index(root: &Path, index_dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let result = sled::Config::new()
+            .path(index_dir)
+            .cache_capacity(32 << 20)
+            .open();
+        match result {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::InUse(root.display().to_string()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(other) => return Err(StoreError::Index(other)),
+        }
     }
 }
 
