@@ -308,18 +308,19 @@ impl Store {
                 (ChunkId::of(c), is_zero(c))
             })
             .collect();
-        // New means: not zero, not claimed by this or an earlier batch, not pending, not in the index.
-        let mut fresh = vec![false; ids.len()];
+        // New means: not zero, not claimed by this or an earlier batch, not in the index, not pending. The index
+        // lookups run before the writer lock is taken: the appending stage needs that lock at the same time.
+        let mut fresh: Vec<bool> = Vec::with_capacity(ids.len());
+        for (id, zero) in &ids {
+            fresh.push(
+                !*zero && !claimed.contains(id) && !self.0.chunks.contains_key(id.as_bytes())?,
+            );
+        }
         {
             let w = self.0.writer.lock().expect("writer poisoned");
-            for (i, (id, zero)) in ids.iter().enumerate() {
-                if *zero || w.pending.contains_key(id) || claimed.contains(id) {
-                    continue;
-                }
-                if !self.0.chunks.contains_key(id.as_bytes())? {
-                    fresh[i] = true;
-                    claimed.insert(*id);
-                }
+            for (new, (id, _)) in fresh.iter_mut().zip(&ids) {
+                // A repeat inside this batch is claimed by its first occurrence.
+                *new = *new && !w.pending.contains_key(id) && claimed.insert(*id);
             }
         }
         let compressed = batch
