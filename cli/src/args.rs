@@ -46,6 +46,101 @@ pub enum Command {
     Fsck,
     /// Set up a store with a sample release and write it out, ready to pull.
     Quickstart(QuickstartArgs),
+    /// Write a bundle for removable media: the releases' content the receiver lacks, signed, in volumes.
+    Export(ExportArgs),
+    /// Verify a bundle and store its releases; each becomes visible once its content is whole.
+    Import(ImportArgs),
+    /// Check or describe a bundle without importing it.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Write this store's have-file: its releases and a compact list of its chunks, for `export --have`.
+    Have(HaveArgs),
+    /// Sites this store has exported bundles to (the ledger `export --site` keeps).
+    Sites(SitesArgs),
+    /// Publisher keys this store accepts releases and bundles from.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Releases to carry, NAME@VERSION.
+    #[arg(required = true)]
+    pub releases: Vec<String>,
+    /// The bundle directory (created; must not hold a bundle).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// A release the receiver is known to hold, NAME@VERSION; repeatable.
+    #[arg(long = "base")]
+    pub base: Vec<String>,
+    /// A have-file the receiver wrote with `ferry have`.
+    #[arg(long)]
+    pub have: Option<std::path::PathBuf>,
+    /// The receiving site: what was shipped there before counts as held, and this export is recorded.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Split the stream into volume files of at most SIZE (e.g. 4095M for FAT32, 4480M for a DVD).
+    #[arg(long, value_parser = parse_size)]
+    pub volume_size: Option<u64>,
+    /// zstd level for the bundle stream (1-22).
+    #[arg(long, default_value_t = ferry_node::bundle::export::DEFAULT_LEVEL)]
+    pub zstd_level: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The bundle directory.
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Check the signature, every volume block and every chunk; exit 1 naming the first problem.
+    Verify {
+        /// The bundle directory.
+        dir: std::path::PathBuf,
+        /// Trust this public key file (from `ferry keys export`) instead of the store's trust list; repeatable.
+        #[arg(long = "key")]
+        keys: Vec<std::path::PathBuf>,
+    },
+    /// Describe a bundle: releases, basis, chunk and byte counts, volumes.
+    Inspect {
+        /// The bundle directory.
+        dir: std::path::PathBuf,
+        /// Check the signature with this public key file instead of the store's trust list; repeatable.
+        #[arg(long = "key")]
+        keys: Vec<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HaveArgs {
+    /// Where to write it.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SitesArgs {
+    /// Forget this site's ledger (its next `export --site` is complete unless given a base).
+    #[arg(long)]
+    pub forget: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust the public key in FILE (as `ferry keys export` writes it).
+    Add {
+        /// The key file.
+        file: std::path::PathBuf,
+    },
+    /// List trusted keys.
+    Ls,
+    /// Stop trusting a key.
+    Rm {
+        /// The key id.
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]

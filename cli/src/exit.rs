@@ -1,5 +1,6 @@
 //! Exit codes: 0 ok, 1 user error / not found / verification failed, 2 internal error, 130 interrupted.
 
+use ferry_node::bundle::BundleError;
 use ferry_node::ingest::IngestError;
 use ferry_node::StoreError;
 
@@ -18,6 +19,13 @@ pub fn classify(e: &anyhow::Error) -> Code {
     let internal = |s: &StoreError| matches!(s, StoreError::Index(_));
     for cause in e.chain() {
         if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return if internal(s) {
+                Code::Internal
+            } else {
+                Code::Failure
+            };
+        }
+        if let Some(BundleError::Store(s)) = cause.downcast_ref::<BundleError>() {
             return if internal(s) {
                 Code::Internal
             } else {

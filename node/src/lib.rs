@@ -4,19 +4,25 @@
 //! - [`chunker`]: FastCDC v2020 over any reader.
 //! - [`store`]: packs of zstd-compressed chunks, the sled index, recipes, blobs, releases, fsck.
 //! - [`keys`]: the publisher's ed25519 key.
+//! - [`trust`]: the other publishers' keys a store accepts.
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
+//! - [`plan`]: the want/have planner shared by bundle export and network sync.
+//! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
 
+pub mod bundle;
 pub mod chunker;
 pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod plan;
 pub mod progress;
 pub mod sample;
 pub mod store;
+pub mod trust;
 
 pub use progress::{NoProgress, Progress};
 pub use store::{Store, StoreError};

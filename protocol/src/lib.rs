@@ -3,10 +3,13 @@
 //! - [`ids`]: BLAKE3 chunk, blob and recipe ids, SHA-256 digests, publisher key ids.
 //! - [`recipe`]: how a blob is rebuilt from chunks (and, later, from transforms of stored content).
 //! - [`release`]: release manifests — name, version, entries — and their ed25519 signatures.
+//! - [`bundle`]: bundles for removable media — the signed index, volumes, the chunk-record stream — and
+//!   have-files.
 //! - [`codec`]: the versioned bincode 2 encoding; every top-level object starts with a magic and a format version.
 //!
 //! This crate does no I/O: no files, no network, no async runtime. It is the crate to fuzz.
 
+pub mod bundle;
 pub mod codec;
 pub mod ids;
 pub mod recipe;

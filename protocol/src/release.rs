@@ -263,10 +263,10 @@ impl ReleaseManifest {
     /// Encode and sign with the publisher key.
     pub fn sign(&self, key: &SigningKey) -> SignedRelease {
         let manifest = self.encode();
-        let signature = key.sign(&manifest).to_bytes().to_vec();
+        let (key, signature) = sign_bytes(key, &manifest);
         SignedRelease {
             manifest,
-            key: KeyId::of_public_key(key.verifying_key().as_bytes()),
+            key,
             signature,
         }
     }
@@ -363,20 +363,7 @@ impl Object for SignedRelease {
 impl SignedRelease {
     /// Verify against `key` and decode the manifest.
     pub fn verify(&self, key: &PublisherKey) -> Result<ReleaseManifest, SignatureError> {
-        if self.key != key.id() {
-            return Err(SignatureError::WrongKey {
-                expected: key.id(),
-                found: self.key,
-            });
-        }
-        let sig: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| SignatureError::Invalid(self.key))?;
-        key.0
-            .verify(&self.manifest, &Signature::from_bytes(&sig))
-            .map_err(|_| SignatureError::Invalid(self.key))?;
+        verify_bytes(key, self.key, &self.manifest, &self.signature)?;
         let manifest = ReleaseManifest::decode(&self.manifest)?;
         if manifest.publisher != self.key {
             return Err(SignatureError::PublisherMismatch {
@@ -391,4 +378,33 @@ impl SignedRelease {
     pub fn manifest_unverified(&self) -> Result<ReleaseManifest, CodecError> {
         ReleaseManifest::decode(&self.manifest)
     }
+}
+
+/// Sign `bytes`: the signer's key id and the 64-byte ed25519 signature.
+pub(crate) fn sign_bytes(key: &SigningKey, bytes: &[u8]) -> (KeyId, Vec<u8>) {
+    (
+        KeyId::of_public_key(key.verifying_key().as_bytes()),
+        key.sign(bytes).to_bytes().to_vec(),
+    )
+}
+
+/// Check that `signature` over `bytes` was made by `key`, which the envelope names as `signer`.
+pub(crate) fn verify_bytes(
+    key: &PublisherKey,
+    signer: KeyId,
+    bytes: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    if signer != key.id() {
+        return Err(SignatureError::WrongKey {
+            expected: key.id(),
+            found: signer,
+        });
+    }
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| SignatureError::Invalid(signer))?;
+    key.0
+        .verify(bytes, &Signature::from_bytes(&sig))
+        .map_err(|_| SignatureError::Invalid(signer))
 }

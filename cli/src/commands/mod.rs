@@ -1,13 +1,19 @@
 //! One module per subcommand; `run` dispatches.
 
 mod add;
+mod bundle;
+mod export;
 mod fsck;
 mod get;
+mod have;
+mod import;
 mod init;
 mod keys;
 mod ls;
 mod quickstart;
 mod show;
+mod sites;
+mod trust;
 
 use crate::args::{Cli, Command, Global};
 use anyhow::Context;
@@ -26,6 +32,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(a) => show::run(g, a),
         Command::Fsck => fsck::run(g),
         Command::Quickstart(a) => quickstart::run(g, a),
+        Command::Export(a) => export::run(g, a),
+        Command::Import(a) => import::run(g, a),
+        Command::Bundle(b) => bundle::run(g, b),
+        Command::Have(a) => have::run(g, a),
+        Command::Sites(a) => sites::run(g, a),
+        Command::Trust(t) => trust::run(g, t),
     }
 }
 

@@ -174,14 +174,14 @@ impl Store {
         progress.finish();
 
         // 5. Releases verify and name only good blobs.
-        let publisher = self.publisher();
         for item in self.0.releases.iter() {
             let (k, v) = item?;
             r.releases += 1;
             let name = String::from_utf8_lossy(&k).into_owned();
             let manifest = SignedRelease::decode(&v)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.verify(&publisher).map_err(|e| e.to_string()));
+                .map_err(StoreError::from)
+                .and_then(|s| self.verify_release(&name, &s))
+                .map_err(|e| e.to_string());
             match manifest {
                 Ok(m) => {
                     for b in m.blobs() {

@@ -4,6 +4,9 @@
 //! - [`writer`]: the ingest pipeline — chunk, hash, dedup, compress, append; commit makes it durable.
 //! - [`reader`]: rebuilding blobs from recipes, verifying every chunk on the way out.
 //! - [`fsck`]: re-verifying everything.
+//! - [`accept`]: taking in content from elsewhere (bundles, peers): verified chunks, recipes, blob records and
+//!   signed releases, each made visible only once what it needs is present.
+//! - [`sites`]: the seed's ledger of what it shipped to each site.
 //!
 //! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
 //!
@@ -12,9 +15,11 @@
 //! names is complete. On open, records past a pack's committed length (written before a crash, never indexed) are
 //! verified and indexed, and a torn tail is cut off, so nothing that reached the disk is stored twice.
 
+pub mod accept;
 pub mod fsck;
 pub mod packs;
 pub mod reader;
+pub mod sites;
 pub mod writer;
 
 use crate::config::{ConfigError, StoreConfig};
@@ -106,6 +111,22 @@ pub enum StoreError {
     /// A stored object that does not decode.
     #[error("corrupt store object: {0}")]
     Codec(#[from] CodecError),
+    /// The trust list.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
+    /// Something signed by a key this store does not trust.
+    #[error(
+        "{what} is signed by key {key}, which this store does not trust (see `ferry trust add`)"
+    )]
+    Untrusted {
+        /// What was signed.
+        what: String,
+        /// The signer.
+        key: ferry_protocol::KeyId,
+    },
+    /// A release that exists already with different content.
+    #[error("release {0} is already held with different content; refusing to replace it")]
+    ReleaseConflict(String),
     /// A stored release whose signature fails.
     #[error("release {release}: {source}")]
     Signature {
@@ -145,6 +166,8 @@ struct Shared {
     releases: sled::Tree,
     /// name → last sequence number (big-endian u64).
     names: sled::Tree,
+    /// site name → JSON ledger of what was shipped there.
+    sites: sled::Tree,
     /// Read handles on packs.
     files: Mutex<HashMap<u32, Arc<File>>>,
     /// The one writer.
@@ -233,6 +256,7 @@ impl Store {
             sha256: db.open_tree("sha256")?,
             releases: db.open_tree("releases")?,
             names: db.open_tree("names")?,
+            sites: db.open_tree("sites")?,
             db,
             root: root.to_path_buf(),
             writer: Mutex::new(writer::PackWriter::default()),
@@ -372,6 +396,14 @@ impl Store {
 
     /// The recipe `id`, verified against its id.
     pub fn recipe(&self, id: &RecipeId) -> Result<Option<Recipe>, StoreError> {
+        match self.recipe_bytes(id)? {
+            Some(bytes) => Ok(Some(Recipe::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The encoded recipe `id`, verified against its id.
+    pub fn recipe_bytes(&self, id: &RecipeId) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(bytes) = self.0.recipes.get(id.as_bytes())? else {
             return Ok(None);
         };
@@ -380,7 +412,12 @@ impl Store {
                 "recipe {id} does not match its id"
             )));
         }
-        Ok(Some(Recipe::decode(&bytes)?))
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// The key this store signs with.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.0.key
     }
 
     /// The stored blob with this SHA-256, if any.
@@ -494,21 +531,53 @@ impl Store {
         Ok(out)
     }
 
-    /// The release `name@version`, its signature verified.
+    /// The release `name@version`, its signature verified against the store's trusted keys.
     pub fn release(&self, name: &str, version: &str) -> Result<ReleaseManifest, StoreError> {
         let key = format!("{name}@{version}");
-        let bytes = self
-            .0
-            .releases
-            .get(key.as_bytes())?
+        let signed = self
+            .signed_release(&key)?
             .ok_or_else(|| StoreError::NotFound(format!("release {key}")))?;
-        let signed = SignedRelease::decode(&bytes)?;
-        signed
-            .verify(&self.publisher())
-            .map_err(|source| StoreError::Signature {
-                release: key,
-                source,
-            })
+        self.verify_release(&key, &signed)
+    }
+
+    /// The signed envelope of release `name@version`, if held (not verified here).
+    pub fn signed_release(&self, id: &str) -> Result<Option<SignedRelease>, StoreError> {
+        match self.0.releases.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(SignedRelease::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Verify a signed release against the trusted keys; `what` names it in errors.
+    pub fn verify_release(
+        &self,
+        what: &str,
+        signed: &SignedRelease,
+    ) -> Result<ReleaseManifest, StoreError> {
+        let trust = self.trusted()?;
+        let key = trust.get(signed.key).ok_or_else(|| StoreError::Untrusted {
+            what: format!("release {what}"),
+            key: signed.key,
+        })?;
+        signed.verify(key).map_err(|source| StoreError::Signature {
+            release: what.to_string(),
+            source,
+        })
+    }
+
+    /// The keys this store accepts: its own and those added with `ferry trust add`.
+    pub fn trusted(&self) -> Result<crate::trust::TrustSet, StoreError> {
+        Ok(crate::trust::load(&self.0.root, self.publisher())?)
+    }
+
+    /// Trust another publisher's key. Returns false if it was trusted already.
+    pub fn trust_add(&self, key: PublisherKey) -> Result<bool, StoreError> {
+        Ok(crate::trust::add(&self.0.root, self.publisher(), key)?)
+    }
+
+    /// Stop trusting a key.
+    pub fn trust_remove(&self, id: ferry_protocol::KeyId) -> Result<(), StoreError> {
+        Ok(crate::trust::remove(&self.0.root, self.publisher(), id)?)
     }
 
     /// Every chunk id a set of blobs needs, each once.

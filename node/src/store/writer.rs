@@ -382,6 +382,45 @@ impl Store {
         Ok(stats)
     }
 
+    /// Store chunks that arrived already verified (from a bundle or a peer): `(id, raw length, zstd bytes)`.
+    /// Chunks held or pending are skipped, so a chunk is never stored twice. Durable at the next commit (or at
+    /// the automatic one every 128 MiB).
+    pub fn put_chunks(
+        &self,
+        chunks: impl IntoIterator<Item = (ChunkId, u32, Vec<u8>)>,
+    ) -> Result<WriteStats, StoreError> {
+        let mut stats = WriteStats::default();
+        let mut w = self.0.writer.lock().expect("writer poisoned");
+        for (id, raw_len, comp) in chunks {
+            stats.chunks += 1;
+            if w.pending.contains_key(&id) || self.0.chunks.contains_key(id.as_bytes())? {
+                continue;
+            }
+            stats.chunks_new += 1;
+            stats.stored_bytes_new += self.append(&mut w, &id, raw_len, &comp)?;
+        }
+        let auto = w.pending_bytes >= AUTO_COMMIT_BYTES;
+        drop(w);
+        if auto {
+            self.commit_chunks()?;
+        }
+        Ok(stats)
+    }
+
+    /// Compress a chunk the way this store stores them (for callers of [`Store::put_chunks`]).
+    pub fn compress_chunk(&self, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+        compress(data, self.0.config.zstd_level)
+            .map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))
+    }
+
+    /// Queue a recipe (given as its encoded bytes, named by their BLAKE3) and a blob record, written at the next
+    /// commit after the chunks committed before them.
+    pub(crate) fn queue_meta(&self, recipes: Vec<(RecipeId, Vec<u8>)>, blobs: Vec<BlobRef>) {
+        let mut w = self.0.writer.lock().expect("writer poisoned");
+        w.pending_recipes.extend(recipes);
+        w.pending_blobs.extend(blobs);
+    }
+
     /// Append one record to the open pack (opening or rolling over as needed).
     fn append(
         &self,

@@ -1,0 +1,397 @@
+//! Writing a bundle: plan what the receiver lacks, read those chunks (verified on the way out of the store), pack
+//! them into segments compressed with a long window, spread the stream over volumes, then sign and write the
+//! index last — an index on the medium means the bundle is whole.
+
+use super::{now, BundleError};
+use crate::plan::{self, Have};
+use crate::progress::Progress;
+use crate::store::sites::Shipped;
+use crate::store::Store;
+use ferry_protocol::bundle::{
+    record_header, volume_name, Basis, BundleIndex, Segment, Volume, BLOCK_SIZE, INDEX_FILE,
+    RECORD_HEADER,
+};
+use ferry_protocol::{ChunkId, Hash32, Object};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How to write a bundle.
+#[derive(Clone, Copy, Debug)]
+pub struct ExportOptions {
+    /// Largest volume file; `None` writes one volume.
+    pub volume_size: Option<u64>,
+    /// zstd level for the stream.
+    pub zstd_level: i32,
+    /// Decompressed bytes per segment (an independent zstd frame; also the compression window).
+    pub segment_bytes: u64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            volume_size: None,
+            zstd_level: DEFAULT_LEVEL,
+            segment_bytes: DEFAULT_SEGMENT,
+        }
+    }
+}
+
+/// The default stream level: see docs/benchmarks.md for the size and speed it buys.
+pub const DEFAULT_LEVEL: i32 = 12;
+/// The default segment: a 16 MiB window, so two segments decoding at once stay far inside the memory budget.
+pub const DEFAULT_SEGMENT: u64 = 16 << 20;
+
+/// What an export wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportReport {
+    /// The directory.
+    pub out: String,
+    /// Releases carried.
+    pub releases: Vec<String>,
+    /// What was assumed held.
+    pub basis: Basis,
+    /// Chunks carried.
+    pub chunks: u64,
+    /// Bytes of chunk content carried (before stream compression).
+    pub payload_bytes: u64,
+    /// Recipes carried.
+    pub recipes: usize,
+    /// Bytes of the compressed stream (all volumes).
+    pub stream_bytes: u64,
+    /// Bytes of the index file.
+    pub index_bytes: u64,
+    /// Volume files and their sizes.
+    pub volumes: Vec<(String, u64)>,
+    /// Everything that crosses the gap: index plus volumes.
+    pub total_bytes: u64,
+}
+
+/// Who the bundle is for: what they hold, and the site ledger to update.
+pub struct Receiver<'a> {
+    /// What the receiver holds.
+    pub have: &'a Have,
+    /// The site whose ledger records this export.
+    pub site: Option<&'a str>,
+}
+
+/// Write a bundle of releases `wanted` (`name@version`) for `receiver` into `out`.
+pub fn export(
+    store: &Store,
+    wanted: &[String],
+    receiver: Receiver<'_>,
+    out: &Path,
+    opts: ExportOptions,
+    progress: &dyn Progress,
+) -> Result<ExportReport, BundleError> {
+    if let Some(v) = opts.volume_size.filter(|&v| v < BLOCK_SIZE) {
+        return Err(BundleError::VolumeTooSmall(v));
+    }
+    let plan = plan::plan(store, wanted, receiver.have)?;
+    std::fs::create_dir_all(out).map_err(BundleError::io(out))?;
+    for p in [out.join(INDEX_FILE), out.join(volume_name(1))] {
+        if p.symlink_metadata().is_ok() {
+            return Err(BundleError::Exists(p.display().to_string()));
+        }
+    }
+
+    // Segments: runs of records up to the segment size (at least one record each).
+    let mut groups: Vec<&[(ChunkId, u32)]> = Vec::new();
+    let mut start = 0;
+    let mut raw = 0u64;
+    for (i, (_, len)) in plan.chunks.iter().enumerate() {
+        let rec = RECORD_HEADER as u64 + u64::from(*len);
+        if raw > 0 && raw + rec > opts.segment_bytes {
+            groups.push(&plan.chunks[start..i]);
+            start = i;
+            raw = 0;
+        }
+        raw += rec;
+    }
+    if start < plan.chunks.len() {
+        groups.push(&plan.chunks[start..]);
+    }
+
+    progress.start("exporting", Some(plan.payload_bytes));
+    let mut volumes = VolumeWriter::new(out, opts.volume_size);
+    let mut segments = Vec::with_capacity(groups.len());
+    let mut offset = 0u64;
+    let mut write = |built: Vec<BuiltSegment>| -> Result<(), BundleError> {
+        for b in built {
+            volumes.write(&b.comp)?;
+            segments.push(Segment {
+                offset,
+                comp_len: b.comp.len() as u64,
+                raw_len: b.raw_len,
+                chunks: b.chunks,
+            });
+            offset += b.comp.len() as u64;
+            progress.advance(b.payload);
+        }
+        Ok(())
+    };
+    // Build a window of segments on the pool while the previous window is written out.
+    let width = rayon::current_num_threads().max(2);
+    let mut pending: Option<Vec<BuiltSegment>> = None;
+    for window in groups.chunks(width) {
+        let (built, written) = rayon::join(
+            || {
+                window
+                    .par_iter()
+                    .map(|g| build_segment(store, g, &opts))
+                    .collect::<Result<Vec<_>, _>>()
+            },
+            || pending.take().map_or(Ok(()), &mut write),
+        );
+        written?;
+        pending = Some(built?);
+    }
+    if let Some(last) = pending.take() {
+        write(last)?;
+    }
+    let volumes = volumes.finish()?;
+    progress.finish();
+
+    let basis = Basis {
+        releases: receiver.have.releases().to_vec(),
+        have: receiver.have.file().map(|f| f.summary()),
+        site: receiver.site.map(str::to_string),
+    };
+    let release_ids: Vec<String> = plan
+        .releases
+        .iter()
+        .map(|s| s.manifest_unverified().map(|m| m.id()))
+        .collect::<Result<_, _>>()
+        .map_err(crate::store::StoreError::from)?;
+    let index = BundleIndex {
+        created: now(),
+        basis: basis.clone(),
+        releases: plan.releases.clone(),
+        recipes: plan.recipes.iter().map(|(_, b)| b.clone()).collect(),
+        zstd_level: opts.zstd_level,
+        chunks: plan.chunks.len() as u64,
+        payload_bytes: plan.payload_bytes,
+        segments,
+        volumes: volumes.clone(),
+    };
+    let bytes = index.sign(store.signing_key()).encode();
+    super::write_atomically(&out.join(INDEX_FILE), &bytes)?;
+
+    let stream_bytes: u64 = volumes.iter().map(|v| v.size).sum();
+    let report = ExportReport {
+        out: out.display().to_string(),
+        releases: release_ids.clone(),
+        basis,
+        chunks: plan.chunks.len() as u64,
+        payload_bytes: plan.payload_bytes,
+        recipes: plan.recipes.len(),
+        stream_bytes,
+        index_bytes: bytes.len() as u64,
+        volumes: volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (volume_name(i + 1), v.size))
+            .collect(),
+        total_bytes: stream_bytes + bytes.len() as u64,
+    };
+    if let Some(site) = receiver.site {
+        let mut ledger = store.site(site)?;
+        let at = now();
+        for (id, signed) in release_ids.iter().zip(&plan.releases) {
+            let envelope = plan::envelope_hash(signed).to_hex();
+            if !ledger.releases.iter().any(|s| s.envelope == envelope) {
+                ledger.releases.push(Shipped {
+                    release: id.clone(),
+                    envelope,
+                    at,
+                });
+            }
+        }
+        ledger.exports += 1;
+        ledger.bytes += report.total_bytes;
+        ledger.last_export = at;
+        store.save_site(&ledger)?;
+    }
+    Ok(report)
+}
+
+/// Build `Have` from what the operator says the receiver holds: base releases, a have-file, a site's ledger.
+pub fn receiver_have(
+    store: &Store,
+    base: &[String],
+    have_file: Option<&Path>,
+    site: Option<&str>,
+) -> Result<Have, BundleError> {
+    let mut have = Have::new();
+    for id in base {
+        have.add_release(store, id)?;
+    }
+    if let Some(site) = site {
+        for shipped in store.site(site)?.releases {
+            let envelope = Hash32::from_hex(&shipped.envelope).map_err(|_| {
+                crate::store::StoreError::Corrupt(format!(
+                    "ledger of site {site}: bad envelope hash"
+                ))
+            })?;
+            have.add_release_if_same(store, &shipped.release, &envelope)?;
+        }
+    }
+    if let Some(path) = have_file {
+        have.add_have_file(store, super::have::read(path)?)?;
+    }
+    Ok(have)
+}
+
+struct BuiltSegment {
+    comp: Vec<u8>,
+    raw_len: u64,
+    payload: u64,
+    chunks: u32,
+}
+
+fn build_segment(
+    store: &Store,
+    chunks: &[(ChunkId, u32)],
+    opts: &ExportOptions,
+) -> Result<BuiltSegment, BundleError> {
+    let payload: u64 = chunks.iter().map(|(_, l)| u64::from(*l)).sum();
+    let mut raw = Vec::with_capacity(payload as usize + chunks.len() * RECORD_HEADER);
+    for (id, len) in chunks {
+        let data = store.read_chunk(id)?;
+        raw.extend_from_slice(&record_header(id, *len));
+        raw.extend_from_slice(&data);
+    }
+    let comp = compress_segment(&raw, opts.zstd_level).map_err(|e| {
+        crate::store::StoreError::Corrupt(format!("zstd compressing a bundle segment: {e}"))
+    })?;
+    Ok(BuiltSegment {
+        comp,
+        raw_len: raw.len() as u64,
+        payload,
+        chunks: chunks.len() as u32,
+    })
+}
+
+/// One zstd frame over the whole segment, its window as large as the segment, with long-distance matching.
+fn compress_segment(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    use zstd::zstd_safe::CParameter;
+    let window_log = (raw.len().max(1 << 10) as u64)
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(10, 27);
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.set_parameter(CParameter::WindowLog(window_log))?;
+    c.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+    c.set_parameter(CParameter::ContentSizeFlag(true))?;
+    c.set_parameter(CParameter::ChecksumFlag(false))?;
+    c.compress(raw)
+}
+
+/// Writes the stream across volume files of at most `limit` bytes, hashing each whole and per block.
+struct VolumeWriter {
+    dir: PathBuf,
+    limit: u64,
+    open: Option<OpenVolume>,
+    done: Vec<Volume>,
+}
+
+struct OpenVolume {
+    path: PathBuf,
+    file: std::io::BufWriter<File>,
+    size: u64,
+    whole: blake3::Hasher,
+    block: blake3::Hasher,
+    block_len: u64,
+    blocks: Vec<ferry_protocol::bundle::BlockHash>,
+}
+
+impl VolumeWriter {
+    fn new(dir: &Path, limit: Option<u64>) -> Self {
+        VolumeWriter {
+            dir: dir.to_path_buf(),
+            limit: limit.unwrap_or(u64::MAX),
+            open: None,
+            done: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), BundleError> {
+        while !bytes.is_empty() {
+            if self.open.is_none() {
+                let path = self.dir.join(volume_name(self.done.len() + 1));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => {
+                            BundleError::Exists(path.display().to_string())
+                        }
+                        _ => BundleError::io(&path)(e),
+                    })?;
+                self.open = Some(OpenVolume {
+                    path,
+                    file: std::io::BufWriter::with_capacity(1 << 20, file),
+                    size: 0,
+                    whole: blake3::Hasher::new(),
+                    block: blake3::Hasher::new(),
+                    block_len: 0,
+                    blocks: Vec::new(),
+                });
+            }
+            let v = self.open.as_mut().expect("opened above");
+            let room = (self.limit - v.size).min(BLOCK_SIZE - v.block_len);
+            let n = (bytes.len() as u64).min(room) as usize;
+            let (now, rest) = bytes.split_at(n);
+            v.file.write_all(now).map_err(BundleError::io(&v.path))?;
+            v.whole.update(now);
+            v.block.update(now);
+            v.block_len += n as u64;
+            v.size += n as u64;
+            if v.block_len == BLOCK_SIZE {
+                v.close_block();
+            }
+            if v.size == self.limit {
+                self.close()?;
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), BundleError> {
+        let Some(mut v) = self.open.take() else {
+            return Ok(());
+        };
+        if v.block_len > 0 {
+            v.close_block();
+        }
+        let file = v
+            .file
+            .into_inner()
+            .map_err(|e| BundleError::io(&v.path)(e.into_error()))?;
+        file.sync_all().map_err(BundleError::io(&v.path))?;
+        self.done.push(Volume {
+            size: v.size,
+            blake3: Hash32(*v.whole.finalize().as_bytes()),
+            blocks: v.blocks,
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Volume>, BundleError> {
+        self.close()?;
+        Ok(self.done)
+    }
+}
+
+impl OpenVolume {
+    fn close_block(&mut self) {
+        let h = self.block.finalize();
+        self.blocks
+            .push(h.as_bytes()[..16].try_into().expect("16 bytes"));
+        self.block.reset();
+        self.block_len = 0;
+    }
+}

@@ -1,0 +1,164 @@
+//! Importing a bundle: check the signatures and every name before touching the store, then stream the volumes —
+//! each block checked against the signed index, each new chunk against its id — into the store, then record the
+//! blobs whose content is whole, then make visible each release whose blobs are all present.
+//!
+//! Interrupted (kill -9, a medium pulled out) and run again, it reads the stream again but stores nothing twice:
+//! chunks already held are neither hashed nor written. On damage, what was verified before it is kept, releases
+//! completed by it are published, and the rest stay invisible.
+
+use super::stream::{read_stream, verify_releases, Decoded};
+use super::{Bundle, BundleError};
+use crate::progress::Progress;
+use crate::store::accept::Accepted;
+use crate::store::{Store, StoreError, WriteStats};
+use ferry_protocol::{BlobRef, ChunkId, RecipeId};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+/// What an import did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// The bundle directory.
+    pub bundle: String,
+    /// Releases made visible by this import.
+    pub imported: Vec<String>,
+    /// Releases the store held already.
+    pub already_held: Vec<String>,
+    /// Chunks in the bundle.
+    pub chunks: u64,
+    /// Of those, chunks stored now (the rest were held).
+    pub chunks_new: u64,
+    /// Bytes of chunk content in the bundle.
+    pub payload_bytes: u64,
+    /// Bytes added to packs.
+    pub stored_bytes_new: u64,
+}
+
+/// Verify and import the bundle in `dir` into `store`.
+pub fn import(
+    store: &Store,
+    dir: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<ImportReport, BundleError> {
+    let bundle = Bundle::open(dir)?;
+    let trust = store.trusted()?;
+    let index = bundle.verify_index(&trust)?;
+    let ids = verify_releases(&bundle, &index, &trust)?;
+    // A different release under a name the store holds is refused before anything is written.
+    for (id, signed) in ids.iter().zip(&index.releases) {
+        if let Some(held) = store.signed_release(id)? {
+            if held.manifest != signed.manifest {
+                return Err(StoreError::ReleaseConflict(id.clone()).into());
+            }
+        }
+    }
+    let recipes: HashMap<RecipeId, Vec<u8>> = index
+        .recipes
+        .iter()
+        .map(|b| (RecipeId::of(b), b.clone()))
+        .collect();
+
+    let mut report = ImportReport {
+        bundle: dir.display().to_string(),
+        chunks: index.chunks,
+        payload_bytes: index.payload_bytes,
+        ..ImportReport::default()
+    };
+    progress.start("importing", Some(index.stream_bytes()));
+    let mut stats = WriteStats::default();
+    let held = |id: &ChunkId| store.has_chunk(id).unwrap_or(false);
+    let streamed = read_stream(
+        &bundle,
+        &index,
+        progress,
+        &held,
+        &|d: Decoded| compress_new(store, d),
+        &mut |chunks: Vec<(ChunkId, u32, Vec<u8>)>| {
+            stats += store.put_chunks(chunks)?;
+            Ok(())
+        },
+    );
+    progress.finish();
+    report.chunks_new = stats.chunks_new;
+    report.stored_bytes_new = stats.stored_bytes_new;
+
+    // Whatever happened to the stream, keep what was verified and publish what is whole.
+    let manifests: Vec<_> = index
+        .releases
+        .iter()
+        .map(|s| s.manifest_unverified())
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)?;
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    let mut seen = HashSet::new();
+    for m in &manifests {
+        blobs.extend(m.blobs().into_iter().filter(|b| seen.insert(b.id)));
+    }
+    let missing: HashSet<_> = store
+        .accept_blobs(&recipes, &blobs)?
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    let mut incomplete = Vec::new();
+    for (m, signed) in manifests.iter().zip(&index.releases) {
+        let lacking: Vec<BlobRef> = m
+            .blobs()
+            .into_iter()
+            .filter(|b| missing.contains(&b.id))
+            .collect();
+        if !lacking.is_empty() {
+            incomplete.push((m.id(), missing_chunks(store, &recipes, &lacking)?));
+            continue;
+        }
+        match store.accept_release(signed)? {
+            Accepted::New(m) => report.imported.push(m.id()),
+            Accepted::AlreadyHeld(m) => report.already_held.push(m.id()),
+        }
+    }
+    streamed?;
+    if !incomplete.is_empty() {
+        return Err(BundleError::Incomplete(incomplete));
+    }
+    Ok(report)
+}
+
+/// Compress the chunks of a verified segment that the store lacks, the way the store keeps them.
+fn compress_new(store: &Store, d: Decoded) -> Result<Vec<(ChunkId, u32, Vec<u8>)>, BundleError> {
+    d.records
+        .par_iter()
+        .filter(|(_, _, checked)| *checked)
+        .map(|(id, range, _)| {
+            let data = &d.raw[range.clone()];
+            Ok((*id, data.len() as u32, store.compress_chunk(data)?))
+        })
+        .collect()
+}
+
+/// How many distinct chunks `blobs` need that the store lacks (for the error message).
+fn missing_chunks(
+    store: &Store,
+    recipes: &HashMap<RecipeId, Vec<u8>>,
+    blobs: &[BlobRef],
+) -> Result<u64, BundleError> {
+    use ferry_protocol::{Object, Recipe};
+    let mut lacking = HashSet::new();
+    for b in blobs {
+        let recipe = match store.recipe(&b.recipe)? {
+            Some(r) => r,
+            None => match recipes.get(&b.recipe) {
+                Some(bytes) => Recipe::decode(bytes).map_err(StoreError::from)?,
+                // Not even the recipe: count the blob as one missing piece.
+                None => {
+                    lacking.insert(ChunkId::from_bytes(*b.id.as_bytes()));
+                    continue;
+                }
+            },
+        };
+        for (id, _) in recipe.chunks() {
+            if !store.has_chunk(&id)? {
+                lacking.insert(id);
+            }
+        }
+    }
+    Ok(lacking.len() as u64)
+}

@@ -1,0 +1,334 @@
+//! Reading a bundle's stream back: one thread reads the volumes in order, checks every block against the signed
+//! index and assembles segments; the pool decodes segments side by side and checks every chunk against its id;
+//! the caller consumes the results in stream order.
+//!
+//! Memory stays bounded by the segment size: at most a few segments are in flight (compressed and decoded).
+
+use super::{locate, Bundle, BundleError};
+use crate::progress::Progress;
+use crate::trust::TrustSet;
+use ferry_protocol::bundle::{block_hash, parse_records, volume_name, BundleIndex, BLOCK_SIZE};
+use ferry_protocol::ChunkId;
+use rayon::prelude::*;
+use std::io::Read;
+use std::ops::Range;
+use std::sync::mpsc;
+
+/// A decoded, verified segment.
+pub(crate) struct Decoded {
+    /// The records' bytes.
+    pub raw: Vec<u8>,
+    /// Each record: its chunk id, where its content lies in `raw`, and whether it was checked (chunks the
+    /// caller said it holds are skipped, not hashed).
+    pub records: Vec<(ChunkId, Range<usize>, bool)>,
+}
+
+/// Check that every volume is present with the size the index gives.
+pub(crate) fn check_volumes(bundle: &Bundle, index: &BundleIndex) -> Result<(), BundleError> {
+    for (i, v) in index.volumes.iter().enumerate() {
+        let path = bundle.dir().join(volume_name(i + 1));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == v.size => {}
+            Ok(m) => {
+                return Err(BundleError::VolumeSize {
+                    path: path.display().to_string(),
+                    expected: v.size,
+                    actual: m.len(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BundleError::MissingVolume {
+                    path: path.display().to_string(),
+                    size: v.size,
+                })
+            }
+            Err(e) => return Err(BundleError::io(&path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Read every volume block by block, verify each block, and send each segment's compressed bytes in order.
+fn feed(
+    bundle: &Bundle,
+    index: &BundleIndex,
+    tx: &mpsc::SyncSender<Result<Vec<u8>, BundleError>>,
+    progress: &dyn Progress,
+) {
+    let mut segments = index.segments.iter();
+    let mut want = segments.next().map(|s| s.comp_len as usize);
+    let mut seg: Vec<u8> = Vec::with_capacity(want.unwrap_or(0));
+    let mut block = vec![0u8; BLOCK_SIZE as usize];
+    for (i, v) in index.volumes.iter().enumerate() {
+        let path = bundle.dir().join(volume_name(i + 1));
+        let result = (|| -> Result<(), BundleError> {
+            let mut file = std::fs::File::open(&path).map_err(BundleError::io(&path))?;
+            for (b, expected) in v.blocks.iter().enumerate() {
+                let offset = b as u64 * BLOCK_SIZE;
+                let len = (v.size - offset).min(BLOCK_SIZE) as usize;
+                file.read_exact(&mut block[..len]).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        BundleError::VolumeSize {
+                            path: path.display().to_string(),
+                            expected: v.size,
+                            actual: offset,
+                        }
+                    } else {
+                        BundleError::io(&path)(e)
+                    }
+                })?;
+                if block_hash(&block[..len]) != *expected {
+                    return Err(BundleError::Damaged {
+                        path: path.display().to_string(),
+                        offset,
+                        len: len as u64,
+                    });
+                }
+                progress.advance(len as u64);
+                // Hand the block's bytes to the segments they belong to.
+                let mut bytes = &block[..len];
+                while let Some(w) = want {
+                    let take = (w - seg.len()).min(bytes.len());
+                    seg.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if seg.len() < w {
+                        break;
+                    }
+                    want = segments.next().map(|s| s.comp_len as usize);
+                    let next = Vec::with_capacity(want.unwrap_or(0));
+                    if tx.send(Ok(std::mem::replace(&mut seg, next))).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    }
+}
+
+/// Decode segment `n` and check its records; chunks for which `held` is true are not hashed.
+fn decode(
+    bundle: &Bundle,
+    index: &BundleIndex,
+    n: usize,
+    comp: &[u8],
+    held: &(dyn Fn(&ChunkId) -> bool + Sync),
+) -> Result<Decoded, BundleError> {
+    let seg = index.segments[n];
+    let (vol, offset) = locate(index, seg.offset);
+    let path = bundle.dir().join(volume_name(vol)).display().to_string();
+    let fail = |message: String| BundleError::Segment {
+        segment: n,
+        path: path.clone(),
+        offset,
+        message,
+    };
+    let mut d = zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?;
+    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(28))
+        .map_err(|e| fail(e.to_string()))?;
+    let raw = d
+        .decompress(comp, seg.raw_len as usize)
+        .map_err(|e| fail(format!("does not decompress: {e}")))?;
+    if raw.len() as u64 != seg.raw_len {
+        return Err(fail(format!(
+            "decompresses to {} bytes, the index says {}",
+            raw.len(),
+            seg.raw_len
+        )));
+    }
+    let parsed = parse_records(&raw).map_err(|e| fail(e.to_string()))?;
+    if parsed.len() != seg.chunks as usize {
+        return Err(fail(format!(
+            "holds {} chunks, the index says {}",
+            parsed.len(),
+            seg.chunks
+        )));
+    }
+    let mut records = Vec::with_capacity(parsed.len());
+    for (id, range) in parsed {
+        let check = !held(&id);
+        if check && ChunkId::of(&raw[range.clone()]) != id {
+            return Err(BundleError::Chunk {
+                segment: n,
+                path: path.clone(),
+                offset,
+                id,
+            });
+        }
+        records.push((id, range, check));
+    }
+    Ok(Decoded { raw, records })
+}
+
+/// Stream every segment through `work` (on the pool, in parallel, after verification) and hand the results to
+/// `consume` in stream order. On damage, what came before it is consumed, then the error returned.
+pub(crate) fn read_stream<T: Send>(
+    bundle: &Bundle,
+    index: &BundleIndex,
+    progress: &dyn Progress,
+    held: &(dyn Fn(&ChunkId) -> bool + Sync),
+    work: &(dyn Fn(Decoded) -> Result<T, BundleError> + Sync),
+    consume: &mut (dyn FnMut(T) -> Result<(), BundleError> + Send),
+) -> Result<(), BundleError> {
+    check_volumes(bundle, index)?;
+    let width = rayon::current_num_threads().max(2);
+    let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>, BundleError>>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || feed(bundle, index, &tx, progress));
+        let mut next = 0usize;
+        let mut pending: Option<Vec<T>> = None;
+        let mut failure: Option<BundleError> = None;
+        let mut rx = rx.into_iter();
+        loop {
+            // A window of segments, or what arrived before the stream ended or failed.
+            let mut window = Vec::with_capacity(width);
+            while window.len() < width {
+                match rx.next() {
+                    Some(Ok(comp)) => {
+                        window.push((next, comp));
+                        next += 1;
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(e);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if window.is_empty() {
+                break;
+            }
+            let (done, consumed) = rayon::join(
+                || {
+                    window
+                        .par_iter()
+                        .map(|(n, comp)| work(decode(bundle, index, *n, comp, held)?))
+                        .collect::<Result<Vec<T>, _>>()
+                },
+                || -> Result<(), BundleError> {
+                    for t in pending.take().into_iter().flatten() {
+                        consume(t)?;
+                    }
+                    Ok(())
+                },
+            );
+            consumed?;
+            pending = Some(done?);
+            if failure.is_some() {
+                break;
+            }
+        }
+        for t in pending.take().into_iter().flatten() {
+            consume(t)?;
+        }
+        // Drain so the reader can finish.
+        for _ in rx {}
+        match failure {
+            Some(e) => Err(e),
+            None if next != index.segments.len() => Err(BundleError::Segment {
+                segment: next,
+                path: bundle.dir().display().to_string(),
+                offset: 0,
+                message: "the stream ended early".into(),
+            }),
+            None => Ok(()),
+        }
+    })
+}
+
+/// What `bundle verify` checked.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyReport {
+    /// The bundle directory.
+    pub bundle: String,
+    /// The key that signed it.
+    pub signer: String,
+    /// Releases it carries.
+    pub releases: Vec<String>,
+    /// Volumes checked.
+    pub volumes: usize,
+    /// Bytes of stream read.
+    pub stream_bytes: u64,
+    /// Chunks checked against their ids.
+    pub chunks: u64,
+    /// Bytes of chunk content checked.
+    pub payload_bytes: u64,
+}
+
+/// Check a bundle without importing it: the index signature against `trust`, every release signature, every
+/// volume block, every chunk's hash.
+pub fn verify(
+    dir: &std::path::Path,
+    trust: &TrustSet,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, BundleError> {
+    if trust.is_empty() {
+        return Err(BundleError::NoKeys);
+    }
+    let bundle = Bundle::open(dir)?;
+    let index = bundle.verify_index(trust)?;
+    let releases = verify_releases(&bundle, &index, trust)?;
+    progress.start("verifying", Some(index.stream_bytes()));
+    let mut chunks = 0u64;
+    let mut payload = 0u64;
+    read_stream(
+        &bundle,
+        &index,
+        progress,
+        &|_| false,
+        &|d: Decoded| {
+            Ok((
+                d.records.len() as u64,
+                d.records.iter().map(|r| r.1.len() as u64).sum::<u64>(),
+            ))
+        },
+        &mut |(c, p): (u64, u64)| {
+            chunks += c;
+            payload += p;
+            Ok(())
+        },
+    )?;
+    progress.finish();
+    Ok(VerifyReport {
+        bundle: dir.display().to_string(),
+        signer: bundle.signer().to_string(),
+        releases,
+        volumes: index.volumes.len(),
+        stream_bytes: index.stream_bytes(),
+        chunks,
+        payload_bytes: payload,
+    })
+}
+
+/// Verify each release's signature against `trust` and its names and paths; their ids.
+pub(crate) fn verify_releases(
+    bundle: &Bundle,
+    index: &BundleIndex,
+    trust: &TrustSet,
+) -> Result<Vec<String>, BundleError> {
+    let path = bundle.index_path().display().to_string();
+    let mut out = Vec::new();
+    for signed in &index.releases {
+        let key = trust
+            .get(signed.key)
+            .ok_or_else(|| BundleError::Untrusted {
+                path: path.clone(),
+                key: signed.key,
+            })?;
+        let manifest = signed
+            .verify(key)
+            .map_err(|source| BundleError::Signature {
+                path: path.clone(),
+                source,
+            })?;
+        manifest
+            .validate()
+            .map_err(crate::store::StoreError::from)?;
+        out.push(manifest.id());
+    }
+    Ok(out)
+}

@@ -1,0 +1,166 @@
+//! The want/have planner: given the releases a receiver must hold and what it is known to hold, which recipes
+//! and chunks must travel. Bundle export uses it offline; network sync computes the same thing online.
+
+use crate::store::{Store, StoreError};
+use ferry_protocol::bundle::HaveFile;
+use ferry_protocol::{BlobRef, ChunkId, Hash32, Object, Recipe, RecipeId, SignedRelease};
+use std::collections::HashSet;
+
+/// What the receiver is known to hold.
+#[derive(Default)]
+pub struct Have {
+    /// Releases assumed held, whose content this store could expand.
+    releases: Vec<String>,
+    recipes: HashSet<RecipeId>,
+    chunks: HashSet<ChunkId>,
+    file: Option<HaveFile>,
+}
+
+/// BLAKE3 of a signed release's encoding: what a have-file and a ledger record to tell one release from another
+/// with the same name and version.
+pub fn envelope_hash(signed: &SignedRelease) -> Hash32 {
+    Hash32(*blake3::hash(&signed.encode()).as_bytes())
+}
+
+impl Have {
+    /// Nothing held.
+    pub fn new() -> Self {
+        Have::default()
+    }
+
+    /// The receiver holds release `id` (`name@version`), which this store must hold too.
+    pub fn add_release(&mut self, store: &Store, id: &str) -> Result<(), StoreError> {
+        let signed = store
+            .signed_release(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("base release {id}")))?;
+        self.add_signed(store, id, &signed)
+    }
+
+    fn add_signed(
+        &mut self,
+        store: &Store,
+        id: &str,
+        signed: &SignedRelease,
+    ) -> Result<(), StoreError> {
+        if self.releases.iter().any(|r| r == id) {
+            return Ok(());
+        }
+        let manifest = store.verify_release(id, signed)?;
+        let blobs = manifest.blobs();
+        self.recipes.extend(blobs.iter().map(|b| b.recipe));
+        self.chunks.extend(store.chunks_of(&blobs)?);
+        self.releases.push(id.to_string());
+        Ok(())
+    }
+
+    /// The receiver holds release `id` if it is the very envelope this store holds under that id (hash
+    /// `envelope`); a release this store lacks, or holds with other content, adds nothing. Returns whether it
+    /// counted.
+    pub fn add_release_if_same(
+        &mut self,
+        store: &Store,
+        id: &str,
+        envelope: &Hash32,
+    ) -> Result<bool, StoreError> {
+        match store.signed_release(id)? {
+            Some(signed) if envelope_hash(&signed) == *envelope => {
+                self.add_signed(store, id, &signed)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The receiver's own account of what it holds.
+    pub fn add_have_file(&mut self, store: &Store, file: HaveFile) -> Result<(), StoreError> {
+        for (id, envelope) in &file.releases {
+            self.add_release_if_same(store, id, envelope)?;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Releases whose content counts as held.
+    pub fn releases(&self) -> &[String] {
+        &self.releases
+    }
+
+    /// The have-file used, if any.
+    pub fn file(&self) -> Option<&HaveFile> {
+        self.file.as_ref()
+    }
+
+    /// Whether the receiver holds chunk `id`.
+    pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.chunks.contains(id) || self.file.as_ref().is_some_and(|f| f.has_chunk(id))
+    }
+
+    /// Whether the receiver holds recipe `id`.
+    pub fn has_recipe(&self, id: &RecipeId) -> bool {
+        self.recipes.contains(id)
+    }
+}
+
+/// What must travel.
+pub struct Plan {
+    /// The releases, signed, in the order asked for.
+    pub releases: Vec<SignedRelease>,
+    /// Recipes the receiver lacks: id and encoded bytes.
+    pub recipes: Vec<(RecipeId, Vec<u8>)>,
+    /// Chunks the receiver lacks, each once, in order of first use: id and length.
+    pub chunks: Vec<(ChunkId, u32)>,
+    /// Sum of those chunks' lengths.
+    pub payload_bytes: u64,
+}
+
+/// Plan sending releases `wanted` (`name@version`, each held by `store`) to a receiver that holds `have`.
+pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, StoreError> {
+    let mut releases = Vec::new();
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    let mut seen_blobs = HashSet::new();
+    for id in wanted {
+        let signed = store
+            .signed_release(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("release {id}")))?;
+        if releases.contains(&signed) {
+            continue;
+        }
+        let manifest = store.verify_release(id, &signed)?;
+        blobs.extend(
+            manifest
+                .blobs()
+                .into_iter()
+                .filter(|b| seen_blobs.insert(b.id)),
+        );
+        releases.push(signed);
+    }
+    let mut recipes = Vec::new();
+    let mut seen_recipes = HashSet::new();
+    let mut chunks = Vec::new();
+    let mut seen_chunks = HashSet::new();
+    let mut payload_bytes = 0u64;
+    for blob in &blobs {
+        if !seen_recipes.insert(blob.recipe) {
+            continue;
+        }
+        let bytes = store
+            .recipe_bytes(&blob.recipe)?
+            .ok_or_else(|| StoreError::Corrupt(format!("recipe {} is missing", blob.recipe)))?;
+        let recipe = Recipe::decode(&bytes)?;
+        if !have.has_recipe(&blob.recipe) {
+            recipes.push((blob.recipe, bytes));
+        }
+        for (id, len) in recipe.chunks() {
+            if !have.has_chunk(&id) && seen_chunks.insert(id) {
+                chunks.push((id, len));
+                payload_bytes += u64::from(len);
+            }
+        }
+    }
+    Ok(Plan {
+        releases,
+        recipes,
+        chunks,
+        payload_bytes,
+    })
+}
