@@ -111,12 +111,17 @@ pub struct Plan {
     pub chunks: Vec<(ChunkId, u32)>,
     /// Sum of those chunks' lengths.
     pub payload_bytes: u64,
+    /// Where each release's first new chunk is in `chunks` (ascending; a release that brings none adds none),
+    /// so a transfer can keep releases apart and damage to one leaves the others whole.
+    pub boundaries: Vec<usize>,
 }
 
 /// Plan sending releases `wanted` (`name@version`, each held by `store`) to a receiver that holds `have`.
 pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, StoreError> {
     let mut releases = Vec::new();
+    // Blobs in release order, with the index of the first blob of each release.
     let mut blobs: Vec<BlobRef> = Vec::new();
+    let mut firsts: Vec<usize> = Vec::new();
     let mut seen_blobs = HashSet::new();
     for id in wanted {
         let signed = store
@@ -126,6 +131,7 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
             continue;
         }
         let manifest = store.verify_release(id, &signed)?;
+        firsts.push(blobs.len());
         blobs.extend(
             manifest
                 .blobs()
@@ -139,7 +145,11 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
     let mut chunks = Vec::new();
     let mut seen_chunks = HashSet::new();
     let mut payload_bytes = 0u64;
-    for blob in &blobs {
+    let mut boundaries = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        if firsts.contains(&i) && boundaries.last() != Some(&chunks.len()) {
+            boundaries.push(chunks.len());
+        }
         if !seen_recipes.insert(blob.recipe) {
             continue;
         }
@@ -162,5 +172,6 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
         recipes,
         chunks,
         payload_bytes,
+        boundaries,
     })
 }

@@ -8,9 +8,12 @@
 //! - `registry`: `docker://` pulls from a real registry, multi-platform indexes, registry errors.
 //! - `files`: `file:` and `dir:` sources, a sparse disk image.
 //! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
+//! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
+//!   untrusted, tampered and hostile bundles; kill -9 during import.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 
 mod bad_input;
+mod bundle;
 mod crash;
 mod docker_archive;
 mod files;

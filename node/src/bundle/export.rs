@@ -96,13 +96,14 @@ pub fn export(
         }
     }
 
-    // Segments: runs of records up to the segment size (at least one record each).
+    // Segments: runs of records up to the segment size (at least one record each), never spanning two
+    // releases, so damage to one release's bytes leaves the others importable.
     let mut groups: Vec<&[(ChunkId, u32)]> = Vec::new();
     let mut start = 0;
     let mut raw = 0u64;
     for (i, (_, len)) in plan.chunks.iter().enumerate() {
         let rec = RECORD_HEADER as u64 + u64::from(*len);
-        if raw > 0 && raw + rec > opts.segment_bytes {
+        if raw > 0 && (raw + rec > opts.segment_bytes || plan.boundaries.contains(&i)) {
             groups.push(&plan.chunks[start..i]);
             start = i;
             raw = 0;
