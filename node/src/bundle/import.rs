@@ -6,14 +6,14 @@
 //! chunks already held are neither hashed nor written. On damage, what was verified before it is kept, releases
 //! completed by it are published, and the rest stay invisible.
 
-use super::stream::{read_stream, verify_releases, Decoded};
+use super::stream::{read_stream, verify_releases, Decoded, Pool};
 use super::{Bundle, BundleError};
 use crate::progress::Progress;
 use crate::store::accept::Accepted;
 use crate::store::{Store, StoreError, WriteStats};
 use ferry_protocol::{BlobRef, ChunkId, RecipeId};
-use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -72,9 +72,14 @@ pub fn import(
         &index,
         progress,
         &held,
-        &|d: Decoded| compress_new(store, d),
-        &mut |chunks: Vec<(ChunkId, u32, Vec<u8>)>| {
-            stats += store.put_chunks(chunks)?;
+        &|d: Decoded, pool: &Pool| compress_new(store, d, pool),
+        &mut |c: Compressed, pool: &Pool| {
+            stats += store.put_chunks(
+                c.items
+                    .iter()
+                    .map(|(id, raw_len, range)| (*id, *raw_len, &c.buf[range.clone()])),
+            )?;
+            pool.give(c.buf);
             Ok(())
         },
     );
@@ -122,16 +127,27 @@ pub fn import(
     Ok(report)
 }
 
-/// Compress the chunks of a verified segment that the store lacks, the way the store keeps them.
-fn compress_new(store: &Store, d: Decoded) -> Result<Vec<(ChunkId, u32, Vec<u8>)>, BundleError> {
-    d.records
-        .par_iter()
-        .filter(|(_, _, checked)| *checked)
-        .map(|(id, range, _)| {
-            let data = &d.raw[range.clone()];
-            Ok((*id, data.len() as u32, store.compress_chunk(data)?))
-        })
-        .collect()
+/// The new chunks of a segment, compressed the way the store keeps them, in one buffer.
+struct Compressed {
+    buf: Vec<u8>,
+    items: Vec<(ChunkId, u32, Range<usize>)>,
+}
+
+/// Compress the chunks of a verified segment that the store lacks. Segments are compressed side by side, so
+/// one segment's chunks go in order into one pooled buffer.
+fn compress_new(store: &Store, d: Decoded, pool: &Pool) -> Result<Compressed, BundleError> {
+    let mut buf = pool.take(d.raw.len() + d.raw.len() / 64);
+    let mut items = Vec::new();
+    for (id, range, checked) in &d.records {
+        if !checked {
+            continue;
+        }
+        let start = buf.len();
+        store.compress_chunk_into(&d.raw[range.clone()], &mut buf)?;
+        items.push((*id, range.len() as u32, start..buf.len()));
+    }
+    pool.give(d.raw);
+    Ok(Compressed { buf, items })
 }
 
 /// How many distinct chunks `blobs` need that the store lacks (for the error message).

@@ -23,6 +23,35 @@ pub(crate) struct Decoded {
     pub records: Vec<(ChunkId, Range<usize>, bool)>,
 }
 
+/// Large buffers (segments, compressed and decoded) handed round and reused, so a long stream allocates a
+/// handful once instead of two per segment — with glibc, freeing and reallocating buffers of many MiB across
+/// threads left them resident and pushed import's peak RSS past its budget.
+#[derive(Default)]
+pub(crate) struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    /// An empty buffer with room for `cap` bytes.
+    pub fn take(&self, cap: usize) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .expect("pool poisoned")
+            .pop()
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(cap);
+        v
+    }
+
+    /// Return a buffer for reuse.
+    pub fn give(&self, v: Vec<u8>) {
+        let mut free = self.0.lock().expect("pool poisoned");
+        if free.len() < 8 {
+            free.push(v);
+        }
+    }
+}
+
 /// Check that every volume is present with the size the index gives.
 pub(crate) fn check_volumes(bundle: &Bundle, index: &BundleIndex) -> Result<(), BundleError> {
     for (i, v) in index.volumes.iter().enumerate() {
@@ -53,11 +82,12 @@ fn feed(
     bundle: &Bundle,
     index: &BundleIndex,
     tx: &mpsc::SyncSender<Result<Vec<u8>, BundleError>>,
+    pool: &Pool,
     progress: &dyn Progress,
 ) {
     let mut segments = index.segments.iter();
     let mut want = segments.next().map(|s| s.comp_len as usize);
-    let mut seg: Vec<u8> = Vec::with_capacity(want.unwrap_or(0));
+    let mut seg: Vec<u8> = pool.take(want.unwrap_or(0));
     let mut block = vec![0u8; BLOCK_SIZE as usize];
     for (i, v) in index.volumes.iter().enumerate() {
         let path = bundle.dir().join(volume_name(i + 1));
@@ -95,7 +125,7 @@ fn feed(
                         break;
                     }
                     want = segments.next().map(|s| s.comp_len as usize);
-                    let next = Vec::with_capacity(want.unwrap_or(0));
+                    let next = pool.take(want.unwrap_or(0));
                     if tx.send(Ok(std::mem::replace(&mut seg, next))).is_err() {
                         return Ok(());
                     }
@@ -115,8 +145,9 @@ fn decode(
     bundle: &Bundle,
     index: &BundleIndex,
     n: usize,
-    comp: &[u8],
+    comp: Vec<u8>,
     held: &(dyn Fn(&ChunkId) -> bool + Sync),
+    pool: &Pool,
 ) -> Result<Decoded, BundleError> {
     let seg = index.segments[n];
     let (vol, offset) = locate(index, seg.offset);
@@ -130,9 +161,10 @@ fn decode(
     let mut d = zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?;
     d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(28))
         .map_err(|e| fail(e.to_string()))?;
-    let raw = d
-        .decompress(comp, seg.raw_len as usize)
-        .map_err(|e| fail(format!("does not decompress: {e}")))?;
+    let mut raw = pool.take(seg.raw_len as usize);
+    let decoded = d.decompress_to_buffer(&comp, &mut raw);
+    pool.give(comp);
+    decoded.map_err(|e| fail(format!("does not decompress: {e}")))?;
     if raw.len() as u64 != seg.raw_len {
         return Err(fail(format!(
             "decompresses to {} bytes, the index says {}",
@@ -171,14 +203,16 @@ pub(crate) fn read_stream<T: Send>(
     index: &BundleIndex,
     progress: &dyn Progress,
     held: &(dyn Fn(&ChunkId) -> bool + Sync),
-    work: &(dyn Fn(Decoded) -> Result<T, BundleError> + Sync),
-    consume: &mut (dyn FnMut(T) -> Result<(), BundleError> + Send),
+    work: &(dyn Fn(Decoded, &Pool) -> Result<T, BundleError> + Sync),
+    consume: &mut (dyn FnMut(T, &Pool) -> Result<(), BundleError> + Send),
 ) -> Result<(), BundleError> {
     check_volumes(bundle, index)?;
+    let pool = Pool::default();
+    let pool = &pool;
     let width = rayon::current_num_threads().max(2);
     let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>, BundleError>>(1);
     std::thread::scope(|scope| {
-        scope.spawn(move || feed(bundle, index, &tx, progress));
+        scope.spawn(move || feed(bundle, index, &tx, pool, progress));
         let mut next = 0usize;
         let mut pending: Option<Vec<T>> = None;
         let mut failure: Option<BundleError> = None;
@@ -205,13 +239,13 @@ pub(crate) fn read_stream<T: Send>(
             let (done, consumed) = rayon::join(
                 || {
                     window
-                        .par_iter()
-                        .map(|(n, comp)| work(decode(bundle, index, *n, comp, held)?))
+                        .into_par_iter()
+                        .map(|(n, comp)| work(decode(bundle, index, n, comp, held, pool)?, pool))
                         .collect::<Result<Vec<T>, _>>()
                 },
                 || -> Result<(), BundleError> {
                     for t in pending.take().into_iter().flatten() {
-                        consume(t)?;
+                        consume(t, pool)?;
                     }
                     Ok(())
                 },
@@ -223,7 +257,7 @@ pub(crate) fn read_stream<T: Send>(
             }
         }
         for t in pending.take().into_iter().flatten() {
-            consume(t)?;
+            consume(t, pool)?;
         }
         // Drain so the reader can finish.
         for _ in rx {}
@@ -280,13 +314,15 @@ pub fn verify(
         &index,
         progress,
         &|_| false,
-        &|d: Decoded| {
-            Ok((
+        &|d: Decoded, pool: &Pool| {
+            let counts = (
                 d.records.len() as u64,
                 d.records.iter().map(|r| r.1.len() as u64).sum::<u64>(),
-            ))
+            );
+            pool.give(d.raw);
+            Ok(counts)
         },
-        &mut |(c, p): (u64, u64)| {
+        &mut |(c, p): (u64, u64), _: &Pool| {
             chunks += c;
             payload += p;
             Ok(())

@@ -125,15 +125,22 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         let (_, c) = slot.as_mut().expect("set above");
-        c.compress(data)
+        f(c)
     })
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    with_compressor(level, |c| c.compress(data))
 }
 
 fn is_zero(data: &[u8]) -> bool {
@@ -385,9 +392,9 @@ impl Store {
     /// Store chunks that arrived already verified (from a bundle or a peer): `(id, raw length, zstd bytes)`.
     /// Chunks held or pending are skipped, so a chunk is never stored twice. Durable at the next commit (or at
     /// the automatic one every 128 MiB).
-    pub fn put_chunks(
+    pub fn put_chunks<'a>(
         &self,
-        chunks: impl IntoIterator<Item = (ChunkId, u32, Vec<u8>)>,
+        chunks: impl IntoIterator<Item = (ChunkId, u32, &'a [u8])>,
     ) -> Result<WriteStats, StoreError> {
         let mut stats = WriteStats::default();
         let mut w = self.0.writer.lock().expect("writer poisoned");
@@ -397,7 +404,7 @@ impl Store {
                 continue;
             }
             stats.chunks_new += 1;
-            stats.stored_bytes_new += self.append(&mut w, &id, raw_len, &comp)?;
+            stats.stored_bytes_new += self.append(&mut w, &id, raw_len, comp)?;
         }
         let auto = w.pending_bytes >= AUTO_COMMIT_BYTES;
         drop(w);
@@ -407,10 +414,17 @@ impl Store {
         Ok(stats)
     }
 
-    /// Compress a chunk the way this store stores them (for callers of [`Store::put_chunks`]).
-    pub fn compress_chunk(&self, data: &[u8]) -> Result<Vec<u8>, StoreError> {
-        compress(data, self.0.config.zstd_level)
-            .map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))
+    /// Compress a chunk the way this store stores them, appending to `out` (for callers of
+    /// [`Store::put_chunks`]); returns the compressed length.
+    pub fn compress_chunk_into(&self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, StoreError> {
+        let start = out.len();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        with_compressor(self.0.config.zstd_level, |c| {
+            let mut cursor = std::io::Cursor::new(&mut *out);
+            cursor.set_position(start as u64);
+            c.compress_to_buffer(data, &mut cursor)
+        })
+        .map_err(|e| StoreError::Corrupt(format!("zstd: {e}")))
     }
 
     /// Queue a recipe (given as its encoded bytes, named by their BLAKE3) and a blob record, written at the next
