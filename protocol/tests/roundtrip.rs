@@ -133,6 +133,38 @@ proptest! {
         let _ = Recipe::decode(&bytes);
         let _ = ReleaseManifest::decode(&bytes);
         let _ = SignedRelease::decode(&bytes);
+        let _ = bundle::SignedIndex::decode(&bytes);
+        let _ = bundle::BundleIndex::decode(&bytes).map(|i| i.check());
+        let _ = bundle::HaveFile::decode(&bytes).map(|h| h.has_chunk(&ChunkId::of(&bytes)));
+        let _ = bundle::parse_records(&bytes);
+    }
+
+    #[test]
+    fn any_flipped_bit_in_a_signed_bundle_index_is_refused(
+        m in manifest(), seed in any::<[u8; 32]>(), pos in any::<prop::sample::Index>(), bit in 0u8..8
+    ) {
+        let key = SigningKey::from_bytes(&seed);
+        let public = PublisherKey(key.verifying_key());
+        let mut m = m;
+        m.publisher = public.id();
+        let index = bundle::BundleIndex {
+            created: 1,
+            basis: bundle::Basis { releases: vec![m.id()], have: None, site: Some("lab".into()) },
+            releases: vec![m.sign(&key)],
+            recipes: vec![Recipe::concat(vec![]).encode()],
+            zstd_level: 12,
+            segments: vec![bundle::Segment { offset: 0, comp_len: 3, raw_len: 36, chunks: 1 }],
+            chunks: 1,
+            payload_bytes: 0,
+            volumes: vec![bundle::Volume { size: 3, blake3: Hash32([7; 32]), blocks: vec![[1; 16]] }],
+        };
+        let good = index.sign(&key).encode();
+        prop_assert_eq!(bundle::SignedIndex::decode(&good).unwrap().verify(&public).unwrap(), index);
+        let mut bytes = good;
+        let i = pos.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        let accepted = bundle::SignedIndex::decode(&bytes).ok().and_then(|s| s.verify(&public).ok());
+        prop_assert!(accepted.is_none(), "flipped bit {} of byte {} was accepted", bit, i);
     }
 
     #[test]
