@@ -124,6 +124,15 @@ fn delta_bundle_carries_only_what_the_site_lacks() {
     assert_eq!(inspect["releases"][0]["release"], "img@2", "{inspect}");
     assert_eq!(num(&inspect, "chunks"), num(&e2, "chunks"));
 
+    // A site that does not hold the base gets a clear refusal naming what is missing, and nothing visible.
+    let bare = self::site(&seed);
+    let out = bare.run(["import", delta.to_str().unwrap()]).expect_code(1);
+    assert!(
+        out.error_line().contains("img@2") && out.error_line().contains("lacks"),
+        "{out}"
+    );
+    assert!(bare.ls().is_empty(), "{out}");
+
     // Every chunk in the delta is new to the site: nothing the site holds crossed the gap.
     let i2 = import(&site, &delta);
     assert_eq!(strings(&i2["imported"]), ["img@2"], "{i2}");
