@@ -12,7 +12,7 @@ pub fn run(g: &Global, a: ExportArgs) -> anyhow::Result<()> {
     let opts = ExportOptions {
         volume_size: a.volume_size,
         zstd_level: a.zstd_level,
-        ..ExportOptions::default()
+        segment_bytes: a.segment_size.clamp(1 << 20, 64 << 20),
     };
     let bar = Bar::new(!g.no_progress);
     let receiver = Receiver {

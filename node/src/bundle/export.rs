@@ -39,7 +39,7 @@ impl Default for ExportOptions {
 }
 
 /// The default stream level: see docs/benchmarks.md for the size and speed it buys.
-pub const DEFAULT_LEVEL: i32 = 12;
+pub const DEFAULT_LEVEL: i32 = 9;
 /// The default segment: a 16 MiB window, so two segments decoding at once stay far inside the memory budget.
 pub const DEFAULT_SEGMENT: u64 = 16 << 20;
 
