@@ -247,6 +247,29 @@ fn volumes_split_and_rejoin() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(listed, on_disk);
+
+    // A flipped byte in any volume is found and named, with the offset of its block.
+    for (n, v) in vols.iter().enumerate() {
+        let len = fs::metadata(v).unwrap().len();
+        let at = len - 1 - (n as u64 * 7919) % len;
+        flip_byte(v, at);
+        let out = seed
+            .store
+            .run(["bundle", "verify", b.to_str().unwrap()])
+            .expect_code(1);
+        let block = at / (1 << 20) * (1 << 20);
+        assert!(
+            out.error_line().contains(&on_disk[n])
+                && out.error_line().contains(&format!("offset {block} ")),
+            "byte {at} of {}: {out}",
+            on_disk[n]
+        );
+        flip_byte(v, at);
+    }
+    seed.store
+        .run(["bundle", "verify", b.to_str().unwrap()])
+        .ok();
+
     let site = site(&seed);
     let i = import(&site, &b);
     assert_eq!(strings(&i["imported"]), ["img@1"], "{i}");
