@@ -124,6 +124,9 @@ pub enum StoreError {
         /// The signer.
         key: ferry_protocol::KeyId,
     },
+    /// A site name that is not valid.
+    #[error("invalid site name {0:?}: use lowercase letters, digits, '.', '_', '-'")]
+    SiteName(String),
     /// A release that exists already with different content.
     #[error("release {0} is already held with different content; refusing to replace it")]
     ReleaseConflict(String),

@@ -34,11 +34,7 @@ pub struct Ledger {
 
 /// Check a site name: the same rules as a release name.
 pub fn validate_site(name: &str) -> Result<(), StoreError> {
-    ferry_protocol::validate_name(name).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "invalid site name {name:?}: use lowercase letters, digits, '.', '_', '-'"
-        ))
-    })
+    ferry_protocol::validate_name(name).map_err(|_| StoreError::SiteName(name.to_string()))
 }
 
 impl Store {
