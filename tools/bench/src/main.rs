@@ -6,7 +6,8 @@
 //! 2. store growth when image v2 = v1 + one layer, vs that layer compressed with `zstd -3` (and its gzip size);
 //! 3. peak RSS ingesting a 2 GiB file, next to `casync make` on the same file.
 //!
-//! It prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces the marked section there.
+//! It prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
+//! there.
 
 mod fixtures;
 mod measure;
@@ -125,87 +126,129 @@ struct Bench {
     /// The binary's original path and build time, for the report.
     ferry_label: String,
     quiet_wait: u64,
+    /// WORK (canonical): fixtures live in WORK/fixtures.
+    work: PathBuf,
     runs: PathBuf,
 }
 
-fn core(args: CoreArgs) -> Result<()> {
-    for tool in [
-        "/usr/bin/time",
-        "casync",
-        "zstd",
-        "gzip",
-        "tar",
-        "umoci",
-        "dpkg-deb",
-        "debootstrap",
-    ] {
-        if Cmd::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_err()
-        {
-            bail!("{tool} is not installed");
+impl Bench {
+    /// What every measuring subcommand does first: checks that `tools` are installed, copies the ferry binary
+    /// into a new run directory `WORK/runs/TIMESTAMP` (so a rebuild of target/release/ferry during the run, or
+    /// another ferry-bench invocation, cannot change what is measured), and keeps invocations five minutes
+    /// apart (ext4 inode recency, see below).
+    fn setup(
+        work: &Path,
+        ferry: Option<PathBuf>,
+        quiet_wait: u64,
+        tools: &[&str],
+    ) -> Result<Bench> {
+        for tool in tools {
+            if Cmd::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {tool}"))
+                .output()
+                .is_err()
+            {
+                bail!("{tool} is not installed");
+            }
         }
-    }
-    let ferry = match args.ferry {
-        Some(p) => p,
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/ferry"),
-    };
-    let ferry = ferry
-        .canonicalize()
-        .with_context(|| format!("no ferry binary at {}", ferry.display()))?;
-    fs::create_dir_all(&args.work)?;
-    let work = args.work.canonicalize()?;
-    // Measure a private copy: a rebuild of target/release/ferry during the run must not change what is measured.
-    let copy = work.join("ferry-under-test");
-    fs::copy(&ferry, &copy)
-        .with_context(|| format!("copy {} to {}", ferry.display(), copy.display()))?;
-    let ferry_label = format!("{}, {}", ferry.display(), modified(&ferry));
-    eprintln!("ferry-bench: measuring a copy of {ferry_label}");
-    let ferry = copy;
-    // Nothing is deleted while measuring: ext4 skips recently freed inodes when allocating (for up to 5
-    // minutes), and deleting one casync store (a file per chunk) right before the next casync run made that run
-    // spend many seconds of system time scanning inode tables. Every store of this run lives under a new
-    // directory, deleted at the end.
-    let runs_root = work.join("runs");
-    let stamp = Cmd::new("date").arg("+%Y%m%dT%H%M%S").output()?;
-    let runs = runs_root.join(stamp.trim());
-    fs::create_dir_all(&runs)?;
-    let cleaned = runs_root.join(".cleaned");
-    if let Some(age) = fs::metadata(&cleaned)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-    {
-        if age < INODE_RECENTCY {
-            let wait = INODE_RECENTCY - age;
-            eprintln!(
-                "ferry-bench: the last run deleted its stores {} s ago; waiting {} s more (ext4 inode recency)",
-                age.as_secs(),
-                wait.as_secs()
+        let ferry = match ferry {
+            Some(p) => p,
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/ferry"),
+        };
+        let ferry = ferry
+            .canonicalize()
+            .with_context(|| format!("no ferry binary at {}", ferry.display()))?;
+        fs::create_dir_all(work)?;
+        let work = work.canonicalize()?;
+        // Nothing is deleted while measuring: ext4 skips recently freed inodes when allocating (for up to 5
+        // minutes), and deleting one casync store (a file per chunk) right before the next casync run made that
+        // run spend many seconds of system time scanning inode tables. Every store of this run lives under a new
+        // directory, deleted at the end.
+        let runs_root = work.join("runs");
+        let stamp = Cmd::new("date").arg("+%Y%m%dT%H%M%S").output()?;
+        let runs = runs_root.join(stamp.trim());
+        if runs.exists() {
+            bail!(
+                "{} exists (another invocation this second?)",
+                runs.display()
             );
-            std::thread::sleep(wait);
         }
+        fs::create_dir_all(&runs)?;
+        // Measure a private copy, inside this run's directory.
+        let copy = runs.join("ferry-under-test");
+        fs::copy(&ferry, &copy)
+            .with_context(|| format!("copy {} to {}", ferry.display(), copy.display()))?;
+        let ferry_label = format!("{}, {}", ferry.display(), modified(&ferry));
+        eprintln!("ferry-bench: measuring a copy of {ferry_label}");
+        let cleaned = runs_root.join(".cleaned");
+        if let Some(age) = fs::metadata(&cleaned)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+        {
+            if age < INODE_RECENTCY {
+                let wait = INODE_RECENTCY - age;
+                eprintln!(
+                    "ferry-bench: the last run deleted its stores {} s ago; waiting {} s more (ext4 inode recency)",
+                    age.as_secs(),
+                    wait.as_secs()
+                );
+                std::thread::sleep(wait);
+            }
+        }
+        let leftovers = fs::read_dir(&runs_root)?
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+            - 1;
+        if leftovers > 0 {
+            eprintln!(
+                "ferry-bench: note: {leftovers} other run dir(s) in {} (--keep-stores, interrupted or concurrent runs)",
+                runs_root.display()
+            );
+        }
+        Ok(Bench {
+            ferry: copy,
+            ferry_label,
+            quiet_wait,
+            work,
+            runs,
+        })
     }
-    let leftovers = fs::read_dir(&runs_root)?
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .count()
-        - 1;
-    if leftovers > 0 {
-        eprintln!(
-            "ferry-bench: note: {leftovers} earlier run dir(s) in {} (--keep-stores or interrupted runs)",
-            runs_root.display()
-        );
+
+    /// Deletes this run's directory (unless `keep`) and notes the time for the next invocation.
+    fn finish(&self, keep: bool) -> Result<()> {
+        if keep {
+            eprintln!("ferry-bench: stores kept in {}", self.runs.display());
+            return Ok(());
+        }
+        fs::remove_dir_all(&self.runs)
+            .with_context(|| format!("remove {}", self.runs.display()))?;
+        let cleaned = self.work.join("runs/.cleaned");
+        let _ = fs::remove_file(&cleaned);
+        fs::write(&cleaned, b"")?;
+        Ok(())
     }
-    let bench = Bench {
-        ferry,
-        ferry_label,
-        quiet_wait: args.quiet_wait,
-        runs,
-    };
-    let fx = Fixtures::new(&work, args.mirror.clone())?;
+}
+
+fn core(args: CoreArgs) -> Result<()> {
+    let bench = Bench::setup(
+        &args.work,
+        args.ferry.clone(),
+        args.quiet_wait,
+        &[
+            "/usr/bin/time",
+            "casync",
+            "zstd",
+            "gzip",
+            "tar",
+            "umoci",
+            "dpkg-deb",
+            "debootstrap",
+        ],
+    )?;
+    let fx = Fixtures::new(&bench.work, args.mirror.clone())?;
 
     // Build every fixture first, so that the measurements run back to back.
     let ingest_tar = args
@@ -225,7 +268,7 @@ fn core(args: CoreArgs) -> Result<()> {
         .transpose()?;
 
     let mut md = String::new();
-    environment(&mut md, &bench)?;
+    environment(&mut md, &bench, "Results")?;
     if let Some(tar) = ingest_tar {
         ingest(&mut md, &bench, &tar, args.reps.max(1))?;
     }
@@ -235,17 +278,10 @@ fn core(args: CoreArgs) -> Result<()> {
     if let Some(big) = big {
         rss(&mut md, &bench, &big)?;
     }
-    if args.keep_stores {
-        eprintln!("ferry-bench: stores kept in {}", bench.runs.display());
-    } else {
-        fs::remove_dir_all(&bench.runs)
-            .with_context(|| format!("remove {}", bench.runs.display()))?;
-        let _ = fs::remove_file(&cleaned);
-        fs::write(&cleaned, b"")?;
-    }
+    bench.finish(args.keep_stores)?;
     print!("{md}");
     if let Some(doc) = args.write {
-        write_section(&doc, &md)?;
+        write_section(&doc, BEGIN, END, &md)?;
         eprintln!("ferry-bench: wrote {}", doc.display());
     }
     Ok(())
@@ -717,7 +753,8 @@ fn rss(md: &mut String, b: &Bench, big: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------------------------
 // Report helpers
 
-fn environment(md: &mut String, b: &Bench) -> Result<()> {
+/// The run's header: `## TITLE`, when and by which command line, the machine, the binaries, the store config.
+fn environment(md: &mut String, b: &Bench, title: &str) -> Result<()> {
     let sh = |c: &str| {
         Cmd::new("sh")
             .arg("-c")
@@ -734,11 +771,12 @@ fn environment(md: &mut String, b: &Bench) -> Result<()> {
     let probe = b.fresh("probe")?;
     b.ferry_init(&probe.join("store"))?;
     let config = fs::read_to_string(probe.join("store/config.toml")).unwrap_or_else(|_| "?".into());
-    writeln!(md, "## Results\n")?;
+    writeln!(md, "## {title}\n")?;
     writeln!(
         md,
-        "Run {} by `ferry-bench core`.\n",
-        sh("date -u +%Y-%m-%dT%H:%MZ")
+        "Run {} by `{}`.\n",
+        sh("date -u +%Y-%m-%dT%H:%MZ"),
+        command_line()
     )?;
     writeln!(
         md,
@@ -773,6 +811,31 @@ fn environment(md: &mut String, b: &Bench) -> Result<()> {
     Ok(())
 }
 
+/// How this program was invoked, for the report (arguments with spaces quoted).
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let prog = args
+        .next()
+        .map(|p| {
+            let p = Path::new(&p);
+            match p.strip_prefix(std::env::current_dir().unwrap_or_default()) {
+                Ok(rel) => rel.display().to_string(),
+                Err(_) => p.display().to_string(),
+            }
+        })
+        .unwrap_or_else(|| "ferry-bench".into());
+    std::iter::once(prog)
+        .chain(args.map(|a| {
+            if a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn modified(p: &Path) -> String {
     Cmd::new("date")
         .arg("-u")
@@ -805,12 +868,12 @@ fn json_bytes(v: &Value) -> String {
 }
 
 /// Replaces the text between the markers in `doc` (or appends the marked section).
-fn write_section(doc: &Path, body: &str) -> Result<()> {
+fn write_section(doc: &Path, begin: &str, end: &str, body: &str) -> Result<()> {
     let old = fs::read_to_string(doc).unwrap_or_default();
-    let section = format!("{BEGIN}\n{body}{END}\n");
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let section = format!("{begin}\n{body}{end}\n");
+    let new = match (old.find(begin), old.find(end)) {
         (Some(a), Some(z)) if a < z => {
-            let after = &old[z + END.len()..];
+            let after = &old[z + end.len()..];
             format!(
                 "{}{section}{}",
                 &old[..a],
