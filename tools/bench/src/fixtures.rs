@@ -346,8 +346,10 @@ pub fn host_mirror(suite: &str) -> Result<String> {
     bail!("no apt source for {suite} in /etc/apt (pass --mirror)")
 }
 
-/// One image of an OCI layout: its manifest's layers as (digest, size).
+/// One image of an OCI layout: its manifest, config and layers, each as (digest, size).
 pub struct OciImage {
+    pub manifest: (String, u64),
+    pub config: (String, u64),
     pub layers: Vec<(String, u64)>,
 }
 
@@ -360,20 +362,33 @@ impl OciImage {
             .flatten()
             .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
             .with_context(|| format!("no tag {tag} in {}", layout.display()))?;
-        let manifest: serde_json::Value =
-            read_json(&blob_path(layout, m["digest"].as_str().unwrap_or("")))?;
+        let descriptor = |d: &serde_json::Value| {
+            (
+                d["digest"].as_str().unwrap_or("").to_owned(),
+                d["size"].as_u64().unwrap_or(0),
+            )
+        };
+        let manifest_desc = descriptor(m);
+        let manifest: serde_json::Value = read_json(&blob_path(layout, &manifest_desc.0))?;
         let layers = manifest["layers"]
             .as_array()
             .context("manifest without layers")?
             .iter()
-            .map(|l| {
-                (
-                    l["digest"].as_str().unwrap_or("").to_owned(),
-                    l["size"].as_u64().unwrap_or(0),
-                )
-            })
+            .map(descriptor)
             .collect();
-        Ok(OciImage { layers })
+        Ok(OciImage {
+            manifest: manifest_desc,
+            config: descriptor(&manifest["config"]),
+            layers,
+        })
+    }
+
+    /// Every blob of the image in manifest order: the manifest, its config, its layers bottom first.
+    pub fn blobs(&self) -> Vec<&(String, u64)> {
+        [&self.manifest, &self.config]
+            .into_iter()
+            .chain(&self.layers)
+            .collect()
     }
 }
 

@@ -6,9 +6,14 @@
 //! 2. store growth when image v2 = v1 + one layer, vs that layer compressed with `zstd -3` (and its gzip size);
 //! 3. peak RSS ingesting a 2 GiB file, next to `casync make` on the same file.
 //!
-//! It prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
+//! `ferry-bench bundle --work DIR` measures sneakernet bundles (see `bundle.rs`): bytes across the gap for an
+//! image v1 → v2 next to the layer delta, casync and `zstd --patch-from`, and verify/import speed and memory next
+//! to `cat` and `zstd -dc` of the volumes.
+//!
+//! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
+mod bundle;
 mod fixtures;
 mod measure;
 
@@ -51,6 +56,8 @@ struct Cli {
 enum Sub {
     /// Measure the three core targets (ingest speed vs casync, store growth, peak RSS).
     Core(CoreArgs),
+    /// Measure sneakernet bundles: bytes across the gap, verify and import speed and memory.
+    Bundle(bundle::BundleArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -118,6 +125,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Sub::Core(args) => core(args),
+        Sub::Bundle(args) => bundle::run(args),
     }
 }
 

@@ -117,6 +117,22 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs to completion with stdout written to the file `out` (created or truncated), stderr passed through.
+    pub fn run_to(&self, out: &Path) -> Result<()> {
+        eprintln!("  $ {} > {}", self.display(), out.display());
+        let file = File::create(out).with_context(|| format!("create {}", out.display()))?;
+        let status = self
+            .command(&self.prog, &[])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .status()
+            .with_context(|| format!("cannot start {}", self.display()))?;
+        if !status.success() {
+            bail!("{} failed: {status}", self.display());
+        }
+        Ok(())
+    }
+
     /// Runs under `/usr/bin/time` and measures it. stdout and stderr are captured.
     pub fn measure(&self) -> Result<Measured> {
         let timefile = tempfile::NamedTempFile::new()?;
@@ -263,6 +279,18 @@ pub fn warm(path: &Path) -> Result<u64> {
         }
         n += k as u64;
     }
+}
+
+/// [`warm`] for every regular file below `root` (or `root` itself if it is a file).
+pub fn warm_tree(root: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(root) {
+        let e = e?;
+        if e.file_type().is_file() {
+            n += warm(e.path())?;
+        }
+    }
+    Ok(n)
 }
 
 /// Size of a tree: (apparent bytes of regular files, bytes allocated on disk as `du` counts them, files).
