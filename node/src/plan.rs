@@ -3,7 +3,7 @@
 
 use crate::store::{Store, StoreError};
 use ferry_protocol::bundle::HaveFile;
-use ferry_protocol::{BlobRef, ChunkId, Hash32, Object, Recipe, RecipeId, SignedRelease};
+use ferry_protocol::{BlobRef, ChunkId, Hash32, Object, Part, Recipe, RecipeId, SignedRelease};
 use std::collections::HashSet;
 
 /// What the receiver is known to hold.
@@ -107,13 +107,25 @@ pub struct Plan {
     pub releases: Vec<SignedRelease>,
     /// Recipes the receiver lacks: id and encoded bytes.
     pub recipes: Vec<(RecipeId, Vec<u8>)>,
-    /// Chunks the receiver lacks, each once, in order of first use: id and length.
-    pub chunks: Vec<(ChunkId, u32)>,
+    /// Chunks the receiver lacks, each once, in order of first use.
+    pub chunks: Vec<Planned>,
     /// Sum of those chunks' lengths.
     pub payload_bytes: u64,
     /// Where each release's first new chunk is in `chunks` (ascending; a release that brings none adds none),
     /// so a transfer can keep releases apart and damage to one leaves the others whole.
     pub boundaries: Vec<usize>,
+}
+
+/// One chunk to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Its length.
+    pub len: u32,
+    /// Where it stands among the parts of the plan's recipes, numbered in order across all of them (so a
+    /// receiver holding those recipes can tell id and length from this number alone).
+    pub part: u64,
 }
 
 /// Plan sending releases `wanted` (`name@version`, each held by `store`) to a receiver that holds `have`.
@@ -145,6 +157,7 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
     let mut chunks = Vec::new();
     let mut seen_chunks = HashSet::new();
     let mut payload_bytes = 0u64;
+    let mut part_base = 0u64;
     let mut boundaries = Vec::new();
     for (i, blob) in blobs.iter().enumerate() {
         if firsts.contains(&i) && boundaries.last() != Some(&chunks.len()) {
@@ -157,14 +170,29 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
             .recipe_bytes(&blob.recipe)?
             .ok_or_else(|| StoreError::Corrupt(format!("recipe {} is missing", blob.recipe)))?;
         let recipe = Recipe::decode(&bytes)?;
-        if !have.has_recipe(&blob.recipe) {
-            recipes.push((blob.recipe, bytes));
-        }
-        for (id, len) in recipe.chunks() {
-            if !have.has_chunk(&id) && seen_chunks.insert(id) {
-                chunks.push((id, len));
+        let new: Vec<(usize, ChunkId, u32)> = recipe
+            .parts()
+            .iter()
+            .enumerate()
+            .filter_map(|(p, part)| match *part {
+                Part::Chunk { id, len } if !have.has_chunk(&id) && seen_chunks.insert(id) => {
+                    Some((p, id, len))
+                }
+                _ => None,
+            })
+            .collect();
+        // Every chunk sent is a part of a recipe sent, so it can be named by its part number.
+        if !have.has_recipe(&blob.recipe) || !new.is_empty() {
+            for (p, id, len) in new {
+                chunks.push(Planned {
+                    id,
+                    len,
+                    part: part_base + p as u64,
+                });
                 payload_bytes += u64::from(len);
             }
+            part_base += recipe.parts().len() as u64;
+            recipes.push((blob.recipe, bytes));
         }
     }
     Ok(Plan {

@@ -2,15 +2,23 @@
 //!
 //! A bundle is a directory: the signed index [`INDEX_FILE`] and volumes named by [`volume_name`]. The volumes,
 //! concatenated, are one *stream*: a sequence of independent zstd frames (*segments*), each of which decompresses
-//! to chunk records — the chunk's BLAKE3 id (32 bytes), its length (`u32` little-endian), its bytes. The index
-//! names every release, every recipe the receiver lacks, every segment (offset, lengths, chunk count) and every
-//! volume (size, BLAKE3, and a hash per [`BLOCK_SIZE`] block, so a damaged byte is found to the block).
+//! to chunk records. The index names every release, every recipe the receiver lacks, every segment (offset,
+//! lengths, chunk count, first part) and every volume (size, BLAKE3, and a hash per [`BLOCK_SIZE`] block, so a
+//! damaged byte is found to the block).
+//!
+//! A record does not repeat the chunk's id and length: those are in the recipes the index carries, and every
+//! chunk a bundle carries is a part of one of them. The parts of the index's recipes, in order, are numbered from
+//! 0 ([`part_table`]); a record is a LEB128 *gap* — how many parts to skip since the previous record (or since the
+//! segment's `first_part`) — then the chunk's bytes, as many as that part's length. The receiver checks each
+//! chunk's BLAKE3 against the part's id. Records used to carry the id and length (36 bytes a chunk, incompressible);
+//! the gap is mostly a single zero byte.
 //!
 //! Volume names are derived from their number, never read from the index, so nothing inside a bundle can name a
 //! path.
 
 use crate::codec::{CodecError, Object};
 use crate::ids::{ChunkId, Hash32, KeyId};
+use crate::recipe::{Part, Recipe};
 use crate::release::{sign_bytes, verify_bytes, PublisherKey, SignatureError, SignedRelease};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -21,11 +29,11 @@ pub const INDEX_FILE: &str = "ferry-bundle.index";
 /// Volumes are hashed in blocks of this many bytes (the last block of a volume may be shorter).
 pub const BLOCK_SIZE: u64 = 1 << 20;
 
-/// Bytes of a chunk record's header in the decompressed stream: id, then length.
-pub const RECORD_HEADER: usize = 36;
-
 /// The largest chunk a record may carry; anything longer is malformed.
 pub const MAX_RECORD: u32 = 16 << 20;
+
+/// The most bytes a record's gap takes (a LEB128 `u64`).
+pub const MAX_GAP_BYTES: usize = 10;
 
 /// The largest segment (decompressed) a reader accepts.
 pub const MAX_SEGMENT: u64 = 256 << 20;
@@ -88,6 +96,8 @@ pub struct Segment {
     pub raw_len: u64,
     /// Records in it.
     pub chunks: u32,
+    /// The part number the first record's gap counts from (see the module docs).
+    pub first_part: u64,
 }
 
 /// One volume file.
@@ -338,12 +348,30 @@ impl HaveFile {
     }
 }
 
-/// Encode a chunk record header.
-pub fn record_header(id: &ChunkId, len: u32) -> [u8; RECORD_HEADER] {
-    let mut h = [0u8; RECORD_HEADER];
-    h[..32].copy_from_slice(id.as_bytes());
-    h[32..].copy_from_slice(&len.to_le_bytes());
-    h
+/// The chunk parts of `recipes`, numbered in order as records count them: `Some((id, len))` for a chunk, `None`
+/// for a run of zeros (which no record may point at).
+pub fn part_table(recipes: &[Recipe]) -> Vec<Option<(ChunkId, u32)>> {
+    recipes
+        .iter()
+        .flat_map(|r| r.parts())
+        .map(|p| match *p {
+            Part::Chunk { id, len } => Some((id, len)),
+            Part::Zero { .. } => None,
+        })
+        .collect()
+}
+
+/// Append a record's gap (LEB128); the caller appends the chunk's bytes.
+pub fn write_gap(out: &mut Vec<u8>, mut gap: u64) {
+    loop {
+        let byte = (gap & 0x7f) as u8;
+        gap >>= 7;
+        if gap == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 /// Why a decompressed segment does not parse as records.
@@ -356,38 +384,78 @@ pub enum RecordError {
         /// Offset of the record in the decompressed segment.
         at: usize,
     },
-    /// A record longer than any chunk.
-    #[error("record at byte {at} of the segment claims {len} bytes")]
+    /// A gap that does not decode.
+    #[error("record at byte {at} of the segment has a malformed gap")]
+    BadGap {
+        /// Offset.
+        at: usize,
+    },
+    /// A record pointing past the recipes' parts, or at a run of zeros.
+    #[error("record at byte {at} of the segment names part {part}, which is not a chunk of the bundle's recipes")]
+    BadPart {
+        /// Offset.
+        at: usize,
+        /// The part it names.
+        part: u64,
+    },
+    /// A part longer than any chunk.
+    #[error("record at byte {at} of the segment names a {len}-byte chunk")]
     TooLong {
         /// Offset.
         at: usize,
-        /// Claimed length.
+        /// Its length.
         len: u32,
     },
 }
 
-/// Split a decompressed segment into `(id, range of the content)`, checking framing only (not hashes).
-pub fn parse_records(raw: &[u8]) -> Result<Vec<(ChunkId, std::ops::Range<usize>)>, RecordError> {
+/// Split a decompressed segment into `(id, range of the content)`, the ids and lengths taken from `parts` (see
+/// [`part_table`]) starting at `first_part`. Checks framing only; the caller hashes the content.
+pub fn parse_records(
+    raw: &[u8],
+    first_part: u64,
+    parts: &[Option<(ChunkId, u32)>],
+) -> Result<Vec<(ChunkId, std::ops::Range<usize>)>, RecordError> {
     let mut out = Vec::new();
     let mut at = 0usize;
+    let mut next = first_part;
     while at < raw.len() {
-        if raw.len() - at < RECORD_HEADER {
-            return Err(RecordError::Truncated { at });
-        }
-        let id = ChunkId::from_bytes(raw[at..at + 32].try_into().expect("32 bytes"));
-        let len = u32::from_le_bytes(raw[at + 32..at + 36].try_into().expect("4 bytes"));
+        let (gap, used) = read_gap(&raw[at..]).ok_or(RecordError::BadGap { at })?;
+        let part = next
+            .checked_add(gap)
+            .ok_or(RecordError::BadPart { at, part: u64::MAX })?;
+        let (id, len) = usize::try_from(part)
+            .ok()
+            .and_then(|p| parts.get(p).copied().flatten())
+            .ok_or(RecordError::BadPart { at, part })?;
         if len > MAX_RECORD {
             return Err(RecordError::TooLong { at, len });
         }
-        let start = at + RECORD_HEADER;
+        let start = at + used;
         let end = start + len as usize;
         if end > raw.len() {
             return Err(RecordError::Truncated { at });
         }
         out.push((id, start..end));
         at = end;
+        next = part + 1;
     }
     Ok(out)
+}
+
+/// Decode a LEB128 `u64`: the value and the bytes it took.
+fn read_gap(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(MAX_GAP_BYTES) {
+        let bits = u64::from(byte & 0x7f);
+        if i == MAX_GAP_BYTES - 1 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -410,24 +478,50 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_refuse_bad_framing() {
+        let data: [&[u8]; 4] = [b"hello", b"", b"world!", b"again"];
+        let mut parts: Vec<Part> = data
+            .iter()
+            .map(|d| Part::Chunk {
+                id: ChunkId::of(d),
+                len: d.len() as u32,
+            })
+            .collect();
+        parts.insert(1, Part::Zero { len: 9 });
+        let table = part_table(&[Recipe::concat(parts)]);
+        assert_eq!(table.len(), 5);
+        // Records for parts 2 ("" after the zero run), 4 ("again"), starting from part 1.
         let mut raw = Vec::new();
-        for data in [&b"hello"[..], b"", b"world!"] {
-            raw.extend_from_slice(&record_header(&ChunkId::of(data), data.len() as u32));
-            raw.extend_from_slice(data);
-        }
-        let recs = parse_records(&raw).unwrap();
-        assert_eq!(recs.len(), 3);
-        assert_eq!(&raw[recs[2].1.clone()], b"world!");
-        assert_eq!(recs[2].0, ChunkId::of(b"world!"));
+        write_gap(&mut raw, 1);
+        write_gap(&mut raw, 1);
+        raw.extend_from_slice(b"again");
+        let recs = parse_records(&raw, 1, &table).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].0, ChunkId::of(b""));
+        assert_eq!(recs[1].0, ChunkId::of(b"again"));
+        assert_eq!(&raw[recs[1].1.clone()], b"again");
         assert!(matches!(
-            parse_records(&raw[..raw.len() - 1]),
+            parse_records(&raw[..raw.len() - 1], 1, &table),
             Err(RecordError::Truncated { .. })
         ));
-        let mut long = record_header(&ChunkId::of(b"x"), MAX_RECORD + 1).to_vec();
-        long.push(0);
+        // Pointing at the zero run, or past the end.
         assert!(matches!(
-            parse_records(&long),
-            Err(RecordError::TooLong { .. })
+            parse_records(&[0], 1, &table),
+            Err(RecordError::BadPart { part: 1, .. })
+        ));
+        assert!(matches!(
+            parse_records(&[9], 0, &table),
+            Err(RecordError::BadPart { .. })
+        ));
+        assert!(matches!(
+            parse_records(&[0xff; 11], 0, &table),
+            Err(RecordError::BadGap { .. })
+        ));
+        let mut big = Vec::new();
+        write_gap(&mut big, u64::MAX);
+        assert_eq!(read_gap(&big), Some((u64::MAX, 10)));
+        assert!(matches!(
+            parse_records(&big, 5, &table),
+            Err(RecordError::BadPart { .. })
         ));
     }
 
@@ -445,12 +539,14 @@ mod tests {
                     comp_len: 10,
                     raw_len: 100,
                     chunks: 1,
+                    first_part: 0,
                 },
                 Segment {
                     offset: 10,
                     comp_len: 5,
                     raw_len: 50,
                     chunks: 1,
+                    first_part: 1,
                 },
             ],
             chunks: 2,

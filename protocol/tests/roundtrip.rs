@@ -136,7 +136,8 @@ proptest! {
         let _ = bundle::SignedIndex::decode(&bytes);
         let _ = bundle::BundleIndex::decode(&bytes).map(|i| i.check());
         let _ = bundle::HaveFile::decode(&bytes).map(|h| h.has_chunk(&ChunkId::of(&bytes)));
-        let _ = bundle::parse_records(&bytes);
+        let table = bundle::part_table(&[Recipe::concat(vec![Part::Chunk { id: ChunkId::of(b"x"), len: 3 }])]);
+        let _ = bundle::parse_records(&bytes, 0, &table);
     }
 
     #[test]
@@ -153,7 +154,7 @@ proptest! {
             releases: vec![m.sign(&key)],
             recipes: vec![Recipe::concat(vec![]).encode()],
             zstd_level: 12,
-            segments: vec![bundle::Segment { offset: 0, comp_len: 3, raw_len: 36, chunks: 1 }],
+            segments: vec![bundle::Segment { offset: 0, comp_len: 3, raw_len: 36, chunks: 1, first_part: 0 }],
             chunks: 1,
             payload_bytes: 0,
             volumes: vec![bundle::Volume { size: 3, blake3: Hash32([7; 32]), blocks: vec![[1; 16]] }],

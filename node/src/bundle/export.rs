@@ -3,15 +3,15 @@
 //! index last — an index on the medium means the bundle is whole.
 
 use super::{now, BundleError};
-use crate::plan::{self, Have};
+use crate::plan::{self, Have, Planned};
 use crate::progress::Progress;
 use crate::store::sites::Shipped;
 use crate::store::Store;
 use ferry_protocol::bundle::{
-    record_header, volume_name, Basis, BundleIndex, Segment, Volume, BLOCK_SIZE, INDEX_FILE,
-    RECORD_HEADER,
+    volume_name, write_gap, Basis, BundleIndex, Segment, Volume, BLOCK_SIZE, INDEX_FILE,
+    MAX_GAP_BYTES,
 };
-use ferry_protocol::{ChunkId, Hash32, Object};
+use ferry_protocol::{Hash32, Object};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::Write;
@@ -98,11 +98,11 @@ pub fn export(
 
     // Segments: runs of records up to the segment size (at least one record each), never spanning two
     // releases, so damage to one release's bytes leaves the others importable.
-    let mut groups: Vec<&[(ChunkId, u32)]> = Vec::new();
+    let mut groups: Vec<&[Planned]> = Vec::new();
     let mut start = 0;
     let mut raw = 0u64;
-    for (i, (_, len)) in plan.chunks.iter().enumerate() {
-        let rec = RECORD_HEADER as u64 + u64::from(*len);
+    for (i, c) in plan.chunks.iter().enumerate() {
+        let rec = MAX_GAP_BYTES as u64 + u64::from(c.len);
         if raw > 0 && (raw + rec > opts.segment_bytes || plan.boundaries.contains(&i)) {
             groups.push(&plan.chunks[start..i]);
             start = i;
@@ -126,6 +126,7 @@ pub fn export(
                 comp_len: b.comp.len() as u64,
                 raw_len: b.raw_len,
                 chunks: b.chunks,
+                first_part: b.first_part,
             });
             offset += b.comp.len() as u64;
             progress.advance(b.payload);
@@ -249,19 +250,23 @@ struct BuiltSegment {
     raw_len: u64,
     payload: u64,
     chunks: u32,
+    first_part: u64,
 }
 
 fn build_segment(
     store: &Store,
-    chunks: &[(ChunkId, u32)],
+    chunks: &[Planned],
     opts: &ExportOptions,
 ) -> Result<BuiltSegment, BundleError> {
-    let payload: u64 = chunks.iter().map(|(_, l)| u64::from(*l)).sum();
-    let mut raw = Vec::with_capacity(payload as usize + chunks.len() * RECORD_HEADER);
-    for (id, len) in chunks {
-        let data = store.read_chunk(id)?;
-        raw.extend_from_slice(&record_header(id, *len));
+    let payload: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
+    let first_part = chunks.first().map_or(0, |c| c.part);
+    let mut raw = Vec::with_capacity(payload as usize + chunks.len() * 2);
+    let mut next = first_part;
+    for c in chunks {
+        let data = store.read_chunk(&c.id)?;
+        write_gap(&mut raw, c.part - next);
         raw.extend_from_slice(&data);
+        next = c.part + 1;
     }
     let comp = compress_segment(&raw, opts.zstd_level).map_err(|e| {
         crate::store::StoreError::Corrupt(format!("zstd compressing a bundle segment: {e}"))
@@ -271,6 +276,7 @@ fn build_segment(
         raw_len: raw.len() as u64,
         payload,
         chunks: chunks.len() as u32,
+        first_part,
     })
 }
 

@@ -7,8 +7,10 @@
 use super::{locate, Bundle, BundleError};
 use crate::progress::Progress;
 use crate::trust::TrustSet;
-use ferry_protocol::bundle::{block_hash, parse_records, volume_name, BundleIndex, BLOCK_SIZE};
-use ferry_protocol::ChunkId;
+use ferry_protocol::bundle::{
+    block_hash, parse_records, part_table, volume_name, BundleIndex, BLOCK_SIZE,
+};
+use ferry_protocol::{ChunkId, Object, Recipe};
 use rayon::prelude::*;
 use std::io::Read;
 use std::ops::Range;
@@ -146,6 +148,7 @@ fn decode(
     index: &BundleIndex,
     n: usize,
     comp: Vec<u8>,
+    parts: &[Option<(ChunkId, u32)>],
     held: &(dyn Fn(&ChunkId) -> bool + Sync),
     pool: &Pool,
 ) -> Result<Decoded, BundleError> {
@@ -172,7 +175,7 @@ fn decode(
             seg.raw_len
         )));
     }
-    let parsed = parse_records(&raw).map_err(|e| fail(e.to_string()))?;
+    let parsed = parse_records(&raw, seg.first_part, parts).map_err(|e| fail(e.to_string()))?;
     if parsed.len() != seg.chunks as usize {
         return Err(fail(format!(
             "holds {} chunks, the index says {}",
@@ -207,6 +210,18 @@ pub(crate) fn read_stream<T: Send>(
     consume: &mut (dyn FnMut(T, &Pool) -> Result<(), BundleError> + Send),
 ) -> Result<(), BundleError> {
     check_volumes(bundle, index)?;
+    let recipes = index
+        .recipes
+        .iter()
+        .map(|b| Recipe::decode(b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| BundleError::Codec {
+            path: bundle.index_path().display().to_string(),
+            source,
+        })?;
+    let parts = part_table(&recipes);
+    drop(recipes);
+    let parts = &parts[..];
     let pool = Pool::default();
     let pool = &pool;
     let width = rayon::current_num_threads().max(2);
@@ -240,7 +255,9 @@ pub(crate) fn read_stream<T: Send>(
                 || {
                     window
                         .into_par_iter()
-                        .map(|(n, comp)| work(decode(bundle, index, n, comp, held, pool)?, pool))
+                        .map(|(n, comp)| {
+                            work(decode(bundle, index, n, comp, parts, held, pool)?, pool)
+                        })
                         .collect::<Result<Vec<T>, _>>()
                 },
                 || -> Result<(), BundleError> {
