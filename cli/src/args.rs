@@ -60,6 +60,15 @@ pub enum Command {
     /// Publisher keys this store accepts releases and bundles from.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Run the node: serve the store's images as an OCI registry mirror over HTTP until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for HTTP (port 0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

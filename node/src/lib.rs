@@ -9,6 +9,7 @@
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
 //! - [`plan`]: the want/have planner shared by bundle export and network sync.
 //! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
+//! - [`mirror`]: the HTTP face — an OCI Distribution registry over the store.
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod mirror;
 pub mod plan;
 pub mod progress;
 pub mod sample;

@@ -10,6 +10,7 @@
 //! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
+//! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 
 mod bad_input;
@@ -19,5 +20,6 @@ mod docker_archive;
 mod files;
 mod oci;
 mod registry;
+mod serve;
 mod store;
 mod token_auth;

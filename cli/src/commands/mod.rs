@@ -11,6 +11,7 @@ mod init;
 mod keys;
 mod ls;
 mod quickstart;
+mod serve;
 mod show;
 mod sites;
 mod trust;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Have(a) => have::run(g, a),
         Command::Sites(a) => sites::run(g, a),
         Command::Trust(t) => trust::run(g, t),
+        Command::Serve(a) => serve::run(g, a),
     }
 }
 

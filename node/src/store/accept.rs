@@ -120,6 +120,7 @@ impl Store {
         }
         self.0.releases.insert(id.as_bytes(), signed.encode())?;
         self.0.db.flush()?;
+        self.bump_generation();
         Ok(Accepted::New(manifest))
     }
 }

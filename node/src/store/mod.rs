@@ -177,6 +177,8 @@ struct Shared {
     writer: Mutex<writer::PackWriter>,
     /// Serialises publishing so sequence numbers are unique.
     publish: Mutex<()>,
+    /// Bumped whenever a release becomes visible, so views built from releases know to rebuild.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn pack_len_key(n: u32) -> [u8; 5] {
@@ -268,6 +270,7 @@ impl Store {
             key,
             files: Mutex::new(HashMap::new()),
             publish: Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         let store = Store(Arc::new(shared));
         store.recover()?;
@@ -418,6 +421,17 @@ impl Store {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// A number that changes whenever a release becomes visible in this process.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_generation(&self) {
+        self.0
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// The key this store signs with.
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.0.key
@@ -516,6 +530,7 @@ impl Store {
             .insert(name.as_bytes(), &manifest.sequence.to_be_bytes())?;
         self.0.releases.insert(key.as_bytes(), signed.encode())?;
         self.0.db.flush()?;
+        self.bump_generation();
         Ok(manifest)
     }
 

@@ -1,0 +1,553 @@
+//! The OCI Distribution API, pull side (distribution-spec v1.1): `/v2/`, manifests and blobs by tag or digest
+//! (GET and HEAD, ranges on blobs), `tags/list` and `_catalog` with `n`/`last` paging, the referrers API, and the
+//! spec's error bodies. Repository names with slashes are parsed from the raw path, so a percent-encoded slash or
+//! a `..` can never name anything.
+
+use super::body::blob_body;
+use super::catalog::{is_manifest_type, Repo};
+use super::Mirror;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use ferry_protocol::{BlobRef, Sha256Digest};
+use std::collections::HashMap;
+
+/// The routes, to be given the mirror as state.
+pub fn routes() -> Router<Mirror> {
+    Router::new()
+        .route("/v2/", get(base))
+        .route("/v2", get(base))
+        .route("/v2/{*rest}", axum::routing::any(dispatch))
+}
+
+/// A Distribution API error: status, spec code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn name_unknown(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("repository {name} is not known to this node"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code, "message": self.message, "detail": null }]
+        });
+        let mut r = (self.status, axum::Json(body)).into_response();
+        api_version(r.headers_mut());
+        r
+    }
+}
+
+fn api_version(h: &mut HeaderMap) {
+    h.insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "serving a registry request");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNKNOWN",
+        "internal error; see the node's log",
+    )
+}
+
+async fn base() -> Response {
+    let mut r = axum::Json(serde_json::json!({})).into_response();
+    api_version(r.headers_mut());
+    r
+}
+
+/// What a `/v2/<rest>` path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Catalog,
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    Tags(&'a str),
+    Referrers(&'a str, &'a str),
+}
+
+/// Split the raw path after `/v2/`. `None` if it matches no endpoint.
+fn parse_route(rest: &str) -> Option<Route<'_>> {
+    if rest == "_catalog" {
+        return Some(Route::Catalog);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Route::Tags(name));
+    }
+    for marker in ["/manifests/", "/blobs/", "/referrers/"] {
+        let Some(i) = rest.rfind(marker) else {
+            continue;
+        };
+        let (name, reference) = (&rest[..i], &rest[i + marker.len()..]);
+        if reference.contains('/') {
+            continue;
+        }
+        return Some(match marker {
+            "/manifests/" => Route::Manifest(name, reference),
+            "/blobs/" => Route::Blob(name, reference),
+            _ => Route::Referrers(name, reference),
+        });
+    }
+    None
+}
+
+/// A repository name as the spec allows: lowercase alphanumeric components joined by `.`, `_`, `__` or `-`
+/// runs, separated by `/`. Anything else (including `..` and percent escapes) is refused.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('/').all(|c| {
+            let b = c.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(&x))
+                && !c.contains("..")
+                && !c.contains("___")
+        })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && (tag.as_bytes()[0].is_ascii_alphanumeric() || tag.as_bytes()[0] == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn parse_digest(s: &str) -> Result<Sha256Digest, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("{s:?} is not a sha256:<64 hex digits> digest"),
+        )
+    })
+}
+
+async fn dispatch(
+    State(m): State<Mirror>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            format!("{method} is not supported here"),
+        ));
+    }
+    let head = method == Method::HEAD;
+    let rest = uri.path().strip_prefix("/v2/").unwrap_or_default();
+    let route = parse_route(rest).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no such endpoint: /v2/{rest}"),
+        )
+    })?;
+    let name = match &route {
+        Route::Catalog => None,
+        Route::Manifest(n, _) | Route::Blob(n, _) | Route::Tags(n) | Route::Referrers(n, _) => {
+            Some(*n)
+        }
+    };
+    if let Some(n) = name.filter(|n| !valid_name(n)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+            format!("invalid repository name {n:?}"),
+        ));
+    }
+    let catalog = m.catalog().map_err(internal)?;
+    let ns = q.get("ns").map(String::as_str);
+    let repo = |name: &str| {
+        catalog
+            .repo(name, ns)
+            .ok_or_else(|| ApiError::name_unknown(name))
+    };
+    match route {
+        Route::Catalog => Ok(paged(
+            "/v2/_catalog",
+            "repositories",
+            None,
+            catalog.names(),
+            &q,
+        )),
+        Route::Tags(name) => {
+            let tags = repo(name)?.tags.keys().cloned().collect();
+            Ok(paged(
+                &format!("/v2/{name}/tags/list"),
+                "tags",
+                Some(name),
+                tags,
+                &q,
+            ))
+        }
+        Route::Manifest(name, reference) => manifest(&m, repo(name)?, reference, head).await,
+        Route::Blob(name, digest) => {
+            let digest = parse_digest(digest)?;
+            let (blob, _) = repo(name)?.blobs.get(&digest).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "BLOB_UNKNOWN",
+                    format!("blob {digest} is not in repository {name}"),
+                )
+            })?;
+            blob_response(&m, *blob, &headers, head)
+        }
+        Route::Referrers(name, digest) => {
+            let digest = parse_digest(digest)?;
+            referrers(
+                &m,
+                repo(name)?,
+                &digest,
+                q.get("artifactType").map(String::as_str),
+            )
+            .await
+        }
+    }
+}
+
+/// A JSON list with `n`/`last` paging and a `Link` header to the next page.
+fn paged(
+    path: &str,
+    field: &str,
+    name: Option<&str>,
+    mut items: Vec<String>,
+    q: &HashMap<String, String>,
+) -> Response {
+    items.sort();
+    if let Some(last) = q.get("last") {
+        items.retain(|t| t.as_str() > last.as_str());
+    }
+    let n = q.get("n").and_then(|n| n.parse::<usize>().ok());
+    let more = n.is_some_and(|n| items.len() > n);
+    if let Some(n) = n {
+        items.truncate(n);
+    }
+    let mut body = serde_json::Map::new();
+    if let Some(name) = name {
+        body.insert("name".into(), name.into());
+    }
+    body.insert(field.into(), items.clone().into());
+    let mut r = axum::Json(serde_json::Value::Object(body)).into_response();
+    api_version(r.headers_mut());
+    if let (true, Some(n), Some(last)) = (more, n, items.last()) {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{path}?n={n}&last={last}>; rel=\"next\"")) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
+fn digest_headers(h: &mut HeaderMap, digest: &Sha256Digest) {
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("Docker-Content-Digest", v.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        h.insert(header::ETAG, v);
+    }
+}
+
+async fn manifest(
+    m: &Mirror,
+    repo: &Repo,
+    reference: &str,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let (blob, media_type) = if reference.starts_with("sha256:") || reference.contains(':') {
+        let digest = parse_digest(reference)?;
+        match repo.blobs.get(&digest) {
+            Some((b, t)) if is_manifest_type(t) => (*b, t.clone()),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!("manifest {digest} is not known"),
+                ))
+            }
+        }
+    } else {
+        if !valid_tag(reference) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "TAG_INVALID",
+                format!("invalid tag {reference:?}"),
+            ));
+        }
+        let t = repo.tags.get(reference).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!("tag {reference} is not known"),
+            )
+        })?;
+        let (b, _) = repo
+            .blobs
+            .get(&t.digest)
+            .ok_or_else(|| internal("tag without its manifest"))?;
+        (*b, t.media_type.clone())
+    };
+    let mut headers = HeaderMap::new();
+    api_version(&mut headers);
+    digest_headers(&mut headers, &blob.sha256);
+    if let Ok(v) = HeaderValue::from_str(&media_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
+    if head {
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    let store = m.store().clone();
+    let bytes = tokio::task::spawn_blocking(move || store.read_blob(&blob))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok((StatusCode::OK, headers, bytes).into_response())
+}
+
+/// A single `bytes=` range, resolved against `size`: `Ok(None)` for no Range header, `Err` if unsatisfiable.
+fn parse_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = h.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let s = v.to_str().map_err(|_| ())?.trim();
+    let spec = s.strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size.checked_sub(1).ok_or(())?
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if start >= size || end < start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+fn blob_response(
+    m: &Mirror,
+    blob: BlobRef,
+    req: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let mut headers = HeaderMap::new();
+    api_version(&mut headers);
+    digest_headers(&mut headers, &blob.sha256);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let (status, start, len) = match parse_range(req, blob.size) {
+        Ok(None) => (StatusCode::OK, 0, blob.size),
+        Ok(Some((s, e))) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", blob.size)) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
+        }
+        Err(()) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "RANGE_INVALID",
+                format!(
+                    "the requested range is not within the blob's {} bytes",
+                    blob.size
+                ),
+            )
+            .into_response();
+            r.headers_mut().extend(headers);
+            return Ok(r);
+        }
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if head {
+        return Ok((status, headers).into_response());
+    }
+    let body = if len == 0 {
+        Body::empty()
+    } else {
+        blob_body(m.store().clone(), blob, start, len)
+    };
+    Ok((status, headers, body).into_response())
+}
+
+/// The referrers API: an image index of the manifests in the repository whose `subject` is `digest`.
+async fn referrers(
+    m: &Mirror,
+    repo: &Repo,
+    digest: &Sha256Digest,
+    artifact_type: Option<&str>,
+) -> Result<Response, ApiError> {
+    let manifests: Vec<(BlobRef, String)> = repo
+        .blobs
+        .values()
+        .filter(|(b, t)| is_manifest_type(t) && b.size <= 4 << 20)
+        .cloned()
+        .collect();
+    let store = m.store().clone();
+    let target = *digest;
+    let filter = artifact_type.map(str::to_string);
+    let found = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for (b, media_type) in manifests {
+            let bytes = store.read_blob(&b)?;
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if v["subject"]["digest"].as_str() != Some(target.to_string().as_str()) {
+                continue;
+            }
+            let artifact = v["artifactType"]
+                .as_str()
+                .or_else(|| v["config"]["mediaType"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            if filter.as_deref().is_some_and(|f| f != artifact) {
+                continue;
+            }
+            let mut d = serde_json::json!({
+                "mediaType": media_type,
+                "digest": b.sha256.to_string(),
+                "size": b.size,
+                "artifactType": artifact,
+            });
+            if let Some(a) = v.get("annotations") {
+                d["annotations"] = a.clone();
+            }
+            out.push(d);
+        }
+        Ok::<_, crate::store::StoreError>(out)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": found,
+    });
+    let mut r = (
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.oci.image.index.v1+json",
+        )],
+        serde_json::to_vec(&body).map_err(internal)?,
+    )
+        .into_response();
+    api_version(r.headers_mut());
+    if artifact_type.is_some() {
+        r.headers_mut().insert(
+            "OCI-Filters-Applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_split_names_with_slashes() {
+        assert_eq!(
+            parse_route("library/debian/manifests/12"),
+            Some(Route::Manifest("library/debian", "12"))
+        );
+        assert_eq!(
+            parse_route("a/b/c/blobs/sha256:00"),
+            Some(Route::Blob("a/b/c", "sha256:00"))
+        );
+        assert_eq!(parse_route("x/tags/list"), Some(Route::Tags("x")));
+        assert_eq!(parse_route("_catalog"), Some(Route::Catalog));
+        assert_eq!(parse_route("x/unknown/y"), None);
+    }
+
+    #[test]
+    fn names_refuse_traversal_and_escapes() {
+        assert!(valid_name("library/debian"));
+        assert!(valid_name("a.b_c-d/e__f"));
+        for bad in [
+            "", "../etc", "a/../b", "a//b", "A", "a%2fb", "a/", "-a", "a..b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(parse_range(&HeaderMap::new(), 10), Ok(None));
+        assert_eq!(parse_range(&h("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(&h("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(&h("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(&h("bytes=8-100"), 10), Ok(Some((8, 9))));
+        for bad in [
+            "bytes=10-",
+            "bytes=5-4",
+            "bytes=-0",
+            "bytes=-1-2",
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=99999999999999999999-",
+        ] {
+            assert_eq!(parse_range(&h(bad), 10), Err(()), "{bad}");
+        }
+        assert_eq!(parse_range(&h("bytes=0-"), 0), Err(()));
+    }
+}
