@@ -238,3 +238,122 @@ fn registry_api_ranges_paging_and_errors() {
     assert_eq!(get("/v2/img/manifests/v1").status(), StatusCode::OK);
     assert_eq!(node.stop(), Some(0));
 }
+
+/// A containerd daemon with everything under `dir`, killed on drop.
+struct Containerd {
+    _guard: ferry_tests::cmd::ChildGuard,
+    sock: std::path::PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let sock = dir.join("c.sock");
+        let cfg = dir.join("config.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+                d = dir.display(),
+                s = sock.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("containerd")
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("containerd.log")).unwrap())
+            .spawn()
+            .expect("spawn containerd");
+        let guard = ferry_tests::cmd::ChildGuard::new(child, "containerd");
+        let start = std::time::Instant::now();
+        while !sock.exists() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "containerd did not create its socket; log: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Containerd {
+            _guard: guard,
+            sock,
+        }
+    }
+
+    fn ctr<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Output {
+        let mut c = std::process::Command::new("ctr");
+        c.arg("-a").arg(&self.sock).args(args);
+        ferry_tests::cmd::run(&mut c).ok()
+    }
+}
+
+#[test]
+fn containerd_pulls_through_the_node_as_a_mirror() {
+    use ferry_tests::registry::Registry;
+    let imgs = images();
+    let s = Store::new();
+    // The image comes from an upstream registry, so the release remembers that host.
+    let upstream = Registry::start();
+    upstream.push(&imgs.layout, "v1", "team/app:v1", false);
+    let host = upstream.host.clone();
+    s.add(
+        "app@1",
+        &[&upstream.url("team/app:v1"), "--insecure-registry", &host],
+    );
+    // The upstream goes away: only the mirror can answer now.
+    drop(upstream);
+    let node = Node::start(&s.path);
+
+    let http = Client::new();
+    let with_ns = http
+        .head(node.url(&format!("/v2/team/app/manifests/v1?ns={host}")))
+        .send()
+        .unwrap();
+    assert_eq!(with_ns.status(), StatusCode::OK);
+    assert_eq!(
+        with_ns.headers()["docker-content-digest"],
+        imgs.v1.digest.as_str()
+    );
+    let other_ns = http
+        .head(node.url("/v2/team/app/manifests/v1?ns=registry.example"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        other_ns.status(),
+        StatusCode::NOT_FOUND,
+        "?ns= must select the upstream"
+    );
+
+    let hosts = s.tmp_path("hosts").join(&host);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://{host}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            node.addr
+        ),
+    )
+    .unwrap();
+    let ctd = Containerd::start(&s.tmp_path("ctd"));
+    let reference = format!("{host}/team/app:v1");
+    ctd.ctr([
+        "images",
+        "pull",
+        "--hosts-dir",
+        s.tmp_path("hosts").to_str().unwrap(),
+        &reference,
+    ]);
+    let ls = ctd.ctr(["images", "ls"]);
+    let line = ls
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&reference))
+        .unwrap_or_else(|| panic!("ctr images ls lacks {reference}:\n{ls}"));
+    assert!(line.contains(&imgs.v1.digest), "{line}");
+    assert_eq!(node.stop(), Some(0));
+}
