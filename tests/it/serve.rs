@@ -234,6 +234,26 @@ fn registry_api_ranges_paging_and_errors() {
         (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED".into())
     );
 
+    // Slow clients: many connections that ask for a big blob and read nothing, and one that sends half a
+    // request. The node keeps serving everyone else.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(&node.addr).unwrap();
+        write!(c, "GET /v2/img/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        idle.push(c);
+    }
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(&node.addr).unwrap();
+        write!(c, "GET /v2/img/manif").unwrap();
+        idle.push(c);
+    }
+    let again = get(&format!("/v2/img/blobs/{layer}")).bytes().unwrap();
+    assert_eq!(again, whole);
+    skopeo_copy(&node, "img:v2", &s.tmp_path("while-slow"), "v2");
+    drop(idle);
+
     // After all that, still serving.
     assert_eq!(get("/v2/img/manifests/v1").status(), StatusCode::OK);
     assert_eq!(node.stop(), Some(0));
