@@ -10,12 +10,17 @@
 //! image v1 → v2 next to the layer delta, casync and `zstd --patch-from`, and verify/import speed and memory next
 //! to `cat` and `zstd -dc` of the volumes.
 //!
+//! `ferry-bench serve --work DIR` measures `ferry serve` as an OCI registry (see `serve.rs`) next to Debian's
+//! `docker-registry` serving the same image: one blob GET, `skopeo copy` of the image, and 64 concurrent pulls
+//! (errors, every layer's sha256, the server's peak RSS).
+//!
 //! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
 mod bundle;
 mod fixtures;
 mod measure;
+mod serve;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -58,6 +63,8 @@ enum Sub {
     Core(CoreArgs),
     /// Measure sneakernet bundles: bytes across the gap, verify and import speed and memory.
     Bundle(bundle::BundleArgs),
+    /// Measure `ferry serve` next to docker-registry: blob GET, skopeo copy, concurrent pulls and server memory.
+    Serve(serve::ServeArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -126,6 +133,7 @@ fn real_main() -> Result<()> {
         }
         Sub::Core(args) => core(args),
         Sub::Bundle(args) => bundle::run(args),
+        Sub::Serve(args) => serve::run(args),
     }
 }
 

@@ -133,6 +133,17 @@ impl Cmd {
         Ok(())
     }
 
+    /// Starts it in the background (servers), stdin from /dev/null.
+    pub fn spawn(&self, stdout: Stdio, stderr: Stdio) -> Result<std::process::Child> {
+        eprintln!("  $ {} &", self.display());
+        self.command(&self.prog, &[])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.display()))
+    }
+
     /// Runs under `/usr/bin/time` and measures it. stdout and stderr are captured.
     pub fn measure(&self) -> Result<Measured> {
         let timefile = tempfile::NamedTempFile::new()?;
