@@ -87,33 +87,6 @@ impl Store {
         })
     }
 
-    /// A reader over the blob's bytes from `offset` on (for HTTP range requests): parts before it are skipped
-    /// without being read.
-    pub fn open_blob_at(&self, blob: &BlobRef, offset: u64) -> Result<BlobReader, StoreError> {
-        let mut r = self.open_blob(blob)?;
-        let mut skip = offset.min(blob.size);
-        while skip > 0 {
-            let Some(part) = r.recipe.parts().get(r.next).copied() else {
-                break;
-            };
-            if part.len() <= skip {
-                skip -= part.len();
-                r.next += 1;
-                continue;
-            }
-            r.next += 1;
-            match part {
-                Part::Chunk { id, .. } => {
-                    r.buf = self.read_chunk(&id)?;
-                    r.pos = skip as usize;
-                }
-                Part::Zero { len } => r.zeros = len - skip,
-            }
-            skip = 0;
-        }
-        Ok(r)
-    }
-
     /// The whole blob in memory (for manifests and configs; never for layers).
     pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>, StoreError> {
         let mut out = Vec::with_capacity(blob.size as usize);
