@@ -95,8 +95,8 @@ pub struct ExportArgs {
     #[arg(long, default_value_t = ferry_node::bundle::export::DEFAULT_LEVEL)]
     pub zstd_level: i32,
     /// Decoded bytes per stream segment (window); for benchmarks. Import and verify hold a few at once.
-    #[arg(long, hide = true, value_parser = parse_size, default_value = "16M")]
-    pub segment_size: u64,
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub segment_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,11 @@ pub fn run(g: &Global, a: ExportArgs) -> anyhow::Result<()> {
     let opts = ExportOptions {
         volume_size: a.volume_size,
         zstd_level: a.zstd_level,
-        segment_bytes: a.segment_size.clamp(1 << 20, 64 << 20),
+        segment_bytes: a
+            .segment_size
+            .map_or(ExportOptions::default().segment_bytes, |s| {
+                s.clamp(1 << 20, 64 << 20)
+            }),
     };
     let bar = Bar::new(!g.no_progress);
     let receiver = Receiver {

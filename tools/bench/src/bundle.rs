@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::fixtures::{blob_path, Fixtures, OciImage, LAYER_PKGS};
 use crate::measure::{self, median, sync, tree_size, warm_tree, Cmd, Measured};
-use crate::{environment, human, mb, verdict, write_section, Bench, CASYNC_CHUNKS, TARGET_RSS_MIB};
+use crate::{environment, human, mb, verdict, Bench, CASYNC_CHUNKS, TARGET_RSS_MIB};
 
 pub const BEGIN: &str = "<!-- BEGIN ferry-bench bundle (generated; edit outside these markers) -->";
 pub const END: &str = "<!-- END ferry-bench bundle -->";
@@ -159,12 +159,7 @@ pub fn run(args: BundleArgs) -> Result<()> {
         speed_section(&mut md, &bench, &big, &tar, &debs, reps)?;
     }
     bench.finish(args.keep_stores)?;
-    print!("{md}");
-    if let Some(doc) = args.write {
-        write_section(&doc, BEGIN, END, &md)?;
-        eprintln!("ferry-bench: wrote {}", doc.display());
-    }
-    Ok(())
+    crate::publish(&md, args.write.as_deref(), BEGIN, END)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -295,12 +295,7 @@ fn core(args: CoreArgs) -> Result<()> {
         rss(&mut md, &bench, &big)?;
     }
     bench.finish(args.keep_stores)?;
-    print!("{md}");
-    if let Some(doc) = args.write {
-        write_section(&doc, BEGIN, END, &md)?;
-        eprintln!("ferry-bench: wrote {}", doc.display());
-    }
-    Ok(())
+    publish(&md, args.write.as_deref(), BEGIN, END)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -881,6 +876,16 @@ fn human(bytes: u64) -> String {
 
 fn json_bytes(v: &Value) -> String {
     v.as_u64().map(human).unwrap_or_else(|| v.to_string())
+}
+
+/// Prints the section, and with `write` also puts it between the markers in that file.
+fn publish(md: &str, write: Option<&Path>, begin: &str, end: &str) -> Result<()> {
+    print!("{md}");
+    if let Some(doc) = write {
+        write_section(doc, begin, end, md)?;
+        eprintln!("ferry-bench: wrote {}", doc.display());
+    }
+    Ok(())
 }
 
 /// Replaces the text between the markers in `doc` (or appends the marked section).
