@@ -1,10 +1,11 @@
 //! Command-line arguments. Doc comments here are the help text.
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Ferry: content-addressed software delivery into air-gapped private clouds.
-#[derive(Debug, Parser)]
+#[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(name = "ferry", version, about)]
 pub struct Cli {
     #[command(flatten)]
@@ -14,7 +15,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct Global {
     /// The store directory [default: $XDG_DATA_HOME/ferry/store]
     #[arg(long, env = "FERRY_STORE", global = true)]
@@ -27,7 +28,7 @@ pub struct Global {
     pub no_progress: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum Command {
     /// Create a store and its publisher key.
     Init(InitArgs),
@@ -64,14 +65,14 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ServeArgs {
     /// Address to listen on for HTTP (port 0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub listen: std::net::SocketAddr,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ExportArgs {
     /// Releases to carry, NAME@VERSION.
     #[arg(required = true)]
@@ -99,13 +100,13 @@ pub struct ExportArgs {
     pub segment_size: Option<u64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ImportArgs {
     /// The bundle directory.
     pub dir: std::path::PathBuf,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum BundleCommand {
     /// Check the signature, every volume block and every chunk; exit 1 naming the first problem.
     Verify {
@@ -125,21 +126,21 @@ pub enum BundleCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct HaveArgs {
     /// Where to write it.
     #[arg(long)]
     pub out: std::path::PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct SitesArgs {
     /// Forget this site's ledger (its next `export --site` is complete unless given a base).
     #[arg(long)]
     pub forget: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum TrustCommand {
     /// Trust the public key in FILE (as `ferry keys export` writes it).
     Add {
@@ -155,7 +156,7 @@ pub enum TrustCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct InitArgs {
     /// Smallest chunk (e.g. 16K).
     #[arg(long, default_value = "16K", value_parser = parse_size)]
@@ -171,13 +172,13 @@ pub struct InitArgs {
     pub zstd_level: i32,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum KeysCommand {
     /// Write the publisher's public key to stdout.
     Export,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AddArgs {
     /// The release to create, NAME@VERSION.
     pub release: String,
@@ -198,7 +199,7 @@ pub struct AddArgs {
     pub registry_token: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct GetArgs {
     /// The release, NAME@VERSION.
     pub release: String,
@@ -207,13 +208,13 @@ pub struct GetArgs {
     pub out: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ShowArgs {
     /// The release, NAME@VERSION.
     pub release: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct QuickstartArgs {
     /// Where to write the sample release as an OCI layout and a file tree.
     #[arg(long, default_value = "ferry-sample")]

@@ -5,17 +5,19 @@
 //! - `output`: stdout printing that treats a closed pipe as the end, not an error.
 //! - `progress`: indicatif bars behind the node's `Progress` trait.
 //! - `exit`: exit codes.
+//! - `remote`: commands on a store a running node holds, through its admin socket.
 
 mod args;
 mod commands;
 mod exit;
 mod output;
 mod progress;
+mod remote;
 
 use clap::Parser;
 
 fn main() {
-    let cli = args::Cli::parse();
+    let mut cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -24,6 +26,13 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .init();
+    if let Some(forwarded) = remote::forward(&mut cli) {
+        let code = forwarded.unwrap_or_else(|e| {
+            eprintln!("error: {}", exit::one_line(&e));
+            exit::Code::Internal as i32
+        });
+        std::process::exit(code);
+    }
     let code = match commands::run(cli) {
         Ok(()) => exit::Code::Ok,
         Err(e) => {

@@ -2,8 +2,13 @@
 
 use std::io::Write;
 
-/// Print a line; exit 0 if stdout is gone.
+/// Print a line; exit 0 if stdout is gone. For a command a node runs for a client, the line goes to the client
+/// (and nowhere once the client has gone: the command still finishes).
 pub fn line(s: impl std::fmt::Display) {
+    if let Some(sink) = crate::remote::sink() {
+        let _ = sink.stdout(format!("{s}\n").as_bytes());
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{s}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -11,6 +16,16 @@ pub fn line(s: impl std::fmt::Display) {
         }
         eprintln!("error: writing to stdout: {e}");
         std::process::exit(2);
+    }
+}
+
+/// A message for people on stderr (the client's, for a command a node runs for a client).
+pub fn note(s: impl std::fmt::Display) {
+    match crate::remote::sink() {
+        Some(sink) => {
+            let _ = sink.stderr(format!("{s}\n").as_bytes());
+        }
+        None => eprintln!("{s}"),
     }
 }
 

@@ -7,18 +7,21 @@ use std::io::IsTerminal;
 /// A bar that the node's long operations drive.
 pub struct Bar {
     bar: ProgressBar,
+    /// For a command a node runs for a client: notes go to the client's stderr, and no bar is drawn.
+    remote: Option<ferry_node::admin::Sink>,
 }
 
 impl Bar {
     /// A bar, hidden when `enabled` is false or stderr is not a terminal.
     pub fn new(enabled: bool) -> Self {
-        let target = if enabled && std::io::stderr().is_terminal() {
+        let remote = crate::remote::sink();
+        let target = if enabled && remote.is_none() && std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(None, target);
-        Bar { bar }
+        Bar { bar, remote }
     }
 }
 
@@ -50,7 +53,12 @@ impl Progress for Bar {
     }
 
     fn note(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("{message}"));
+        match &self.remote {
+            Some(sink) => {
+                let _ = sink.stderr(format!("{message}\n").as_bytes());
+            }
+            None => self.bar.suspend(|| eprintln!("{message}")),
+        }
     }
 }
 

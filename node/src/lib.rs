@@ -8,11 +8,13 @@
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
 //! - [`plan`]: the want/have planner shared by bundle export and network sync.
+//! - [`admin`]: the node's admin socket, through which `ferry` commands reach a store a running node holds.
 //! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
 //! - [`mirror`]: the HTTP face — an OCI Distribution registry over the store.
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
 
+pub mod admin;
 pub mod bundle;
 pub mod chunker;
 pub mod config;

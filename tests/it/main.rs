@@ -3,6 +3,7 @@
 //! `ferry_tests` library (`tests/src/`); fixtures are built by `tools/fixtures/*.sh`.
 //!
 //! - `store`: init, keys, immutability of releases.
+//! - `admin`: commands through a running node's admin socket; only the store's owner gets in.
 //! - `oci`: OCI layout ingest, round trip, reference names, dedup between versions, platform selection.
 //! - `docker_archive`: `docker save`-style tarballs.
 //! - `registry`: `docker://` pulls from a real registry, multi-platform indexes, registry errors.
@@ -13,6 +14,7 @@
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 
+mod admin;
 mod bad_input;
 mod bundle;
 mod crash;

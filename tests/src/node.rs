@@ -49,13 +49,23 @@ impl Node {
     }
 
     /// Send SIGTERM and wait up to 10 s; returns the exit code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
         let pid = self.guard.id();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
+        self.wait_exit()
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.id()
+    }
+
+    /// Wait up to 10 s for the process to end on its own (after a signal the test sent); returns its exit code.
+    pub fn wait_exit(mut self) -> Option<i32> {
         let child = self.guard.child.as_mut().expect("child");
         for _ in 0..200 {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -64,6 +74,6 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("ferry serve did not stop within 10 s of SIGTERM");
+        panic!("ferry serve did not exit within 10 s");
     }
 }

@@ -55,7 +55,10 @@ pub fn store_dir(g: &Global) -> anyhow::Result<PathBuf> {
     Ok(data.join("ferry/store"))
 }
 
-/// Open the store named by the global options.
+/// Open the store named by the global options — or, for a command a running node forwarded, the node's store.
 pub fn open_store(g: &Global) -> anyhow::Result<Store> {
+    if let Some(store) = crate::remote::attached_store() {
+        return Ok(store);
+    }
     Ok(Store::open(&store_dir(g)?)?)
 }

@@ -10,9 +10,9 @@ const SAMPLE: (&str, &str) = ("sample", "1.0");
 pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
     let dir = super::store_dir(g)?;
     let store = if dir.join("config.toml").exists() {
-        Store::open(&dir)?
+        super::open_store(g)?
     } else {
-        eprintln!("creating store {}", dir.display());
+        output::note(format!("creating store {}", dir.display()));
         Store::create(&dir, StoreConfig::default())?
     };
     let (name, version) = SAMPLE;
@@ -37,10 +37,10 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
         )?;
         drop(bar);
         std::fs::remove_dir_all(&staging).ok();
-        eprintln!(
+        output::note(format!(
             "added {}: {} entries, {} chunks",
             report.release, report.entries, report.chunks
-        );
+        ));
     }
     let release = store.release(name, version)?;
     let oci = a.out.join("oci");

@@ -1,25 +1,45 @@
 use crate::args::{Global, ServeArgs};
-use crate::output;
+use crate::{output, remote};
 use anyhow::Context;
+use ferry_node::admin;
 use ferry_node::mirror::{self, Mirror};
+use tokio::sync::watch;
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
     let store = super::open_store(g)?;
-    let mirror = Mirror::new(store)?;
+    let mirror = Mirror::new(store.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let admin_listener = admin::bind(store.root())?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("listening on {}", a.listen))?;
         let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let admin = tokio::spawn(admin::run(
+            admin_listener,
+            store.root().to_path_buf(),
+            remote::handler(store.clone()),
+            stopped(stop_rx.clone()),
+        ));
         output::line(format!("listening on http://{addr}"));
-        mirror::run(listener, mirror, shutdown_signal()).await?;
+        mirror::run(listener, mirror, stopped(stop_rx)).await?;
+        admin.await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Resolves once the shutdown flag is raised (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// SIGTERM or Ctrl-C.
