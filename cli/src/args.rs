@@ -67,9 +67,13 @@ pub enum Command {
 
 #[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ServeArgs {
-    /// Address to listen on for HTTP (port 0 picks a free one; the address is printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:5050")]
-    pub listen: std::net::SocketAddr,
+    /// The node's configuration file [default: STORE/node.toml when it exists].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for HTTP (port 0 picks a free one; the address is printed on stdout)
+    /// [default: the config's http.listen, else 127.0.0.1:5050].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

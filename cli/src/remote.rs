@@ -9,7 +9,8 @@
 //! node's store and the client's stdout/stderr instead of opening the store and writing to the node's own.
 
 use crate::args::{
-    BundleCommand, Cli, Command, ExportArgs, GetArgs, ImportArgs, QuickstartArgs, TrustCommand,
+    BundleCommand, Cli, Command, ExportArgs, GetArgs, ImportArgs, QuickstartArgs, ServeArgs,
+    TrustCommand,
 };
 use crate::{commands, exit};
 use ferry_node::admin::{Client, Handler, Request, Sink};
@@ -98,6 +99,9 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         Command::Have(h) => abs(&mut h.out),
         Command::Trust(TrustCommand::Add { file }) => abs(file),
         Command::Quickstart(QuickstartArgs { out }) => abs(out),
+        Command::Serve(ServeArgs {
+            config: Some(c), ..
+        }) => abs(c),
         Command::Init(_)
         | Command::Keys(_)
         | Command::Ls

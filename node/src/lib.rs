@@ -11,6 +11,7 @@
 //! - [`admin`]: the node's admin socket, through which `ferry` commands reach a store a running node holds.
 //! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
 //! - [`mirror`]: the HTTP face — an OCI Distribution registry over the store.
+//! - [`node_config`]: the running node's `node.toml` (listen address, push and pull tokens).
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
 
@@ -22,6 +23,7 @@ pub mod export;
 pub mod ingest;
 pub mod keys;
 pub mod mirror;
+pub mod node_config;
 pub mod plan;
 pub mod progress;
 pub mod sample;

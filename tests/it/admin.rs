@@ -140,3 +140,22 @@ fn a_stale_socket_does_not_stop_the_cli() {
     assert!(s.ls().is_empty());
     assert_eq!(node.stop(), Some(0));
 }
+
+#[test]
+fn serve_reads_its_config_file_and_names_a_typo() {
+    let s = Store::new();
+    let cfg = s.tmp_path("node.toml");
+    std::fs::write(&cfg, "[http]\nlisten = \"127.0.0.1:0\"\nlisen = \"x\"\n").unwrap();
+    let out = s
+        .run(["serve", "--config", cfg.to_str().unwrap()])
+        .expect_code(1);
+    let line = out.error_line();
+    assert!(
+        line.contains("node.toml:3") && line.contains("unknown field `lisen`"),
+        "{out}"
+    );
+    // Without --config, STORE/node.toml is the one read.
+    std::fs::write(s.path.join("node.toml"), "[auth]\npush_tokens = 1\n").unwrap();
+    let out = s.run(["serve", "--listen", "127.0.0.1:0"]).expect_code(1);
+    assert!(out.error_line().contains("store/node.toml:2"), "{out}");
+}

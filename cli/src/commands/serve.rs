@@ -3,10 +3,19 @@ use crate::{output, remote};
 use anyhow::Context;
 use ferry_node::admin;
 use ferry_node::mirror::{self, Mirror};
+use ferry_node::node_config::NodeConfig;
 use tokio::sync::watch;
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
     let store = super::open_store(g)?;
+    let config = match &a.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::load_default(store.root())?,
+    };
+    let listen = a
+        .listen
+        .or(config.http.listen)
+        .unwrap_or(([127, 0, 0, 1], 5050).into());
     let mirror = Mirror::new(store.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -14,9 +23,9 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let admin_listener = admin::bind(store.root())?;
-        let listener = tokio::net::TcpListener::bind(a.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listening on {}", a.listen))?;
+            .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {

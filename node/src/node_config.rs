@@ -1,0 +1,198 @@
+//! The node's configuration file (`ferry serve --config FILE`, else `STORE/node.toml` when it exists).
+//!
+//! Everything site-specific about a running node lives here rather than in code: where it listens, who may push.
+//! Flags given to `ferry serve` override the file. Unknown keys are refused, so a typo is an error that names
+//! the file, the line and the key, not a setting silently ignored. Relative paths inside the file are relative
+//! to the file's directory.
+//!
+//! ```toml
+//! [http]
+//! listen = "0.0.0.0:5050"
+//!
+//! [auth]
+//! push_token_file = "push.tokens"   # pushing needs one of these tokens; no file, no push
+//! pull_token_file = "pull.tokens"   # when set, pulls need one too (anonymous otherwise)
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file name `ferry serve` looks for in the store directory.
+pub const DEFAULT_FILE: &str = "node.toml";
+
+/// `node.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The HTTP service.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Who may push and pull.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A file of tokens (one per line, `#` comments) that allow pushing; without it, push is refused.
+    pub push_token_file: Option<PathBuf>,
+    /// A file of tokens that allow pulling; without it, pulls are anonymous.
+    pub pull_token_file: Option<PathBuf>,
+}
+
+/// Why a node configuration is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeConfigError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not a node configuration.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl NodeConfig {
+    /// Read `path`; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, NodeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cfg =
+            NodeConfig::parse(&text).map_err(|(line, message)| NodeConfigError::Parse {
+                path: path.display().to_string(),
+                line,
+                message,
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.auth.push_token_file, &mut cfg.auth.pull_token_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// `STORE/node.toml` if it exists, else the defaults.
+    pub fn load_default(store_dir: &Path) -> Result<NodeConfig, NodeConfigError> {
+        let path = store_dir.join(DEFAULT_FILE);
+        if path.exists() {
+            NodeConfig::load(&path)
+        } else {
+            Ok(NodeConfig::default())
+        }
+    }
+
+    /// Parse the text of a file; on error, the 1-based line and the message.
+    fn parse(text: &str) -> Result<NodeConfig, (usize, String)> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            (line, e.message().to_string())
+        })
+    }
+}
+
+/// Read a token file: one token per line; blank lines and `#` comments skipped. At least one token required.
+pub fn read_tokens(path: &Path) -> Result<Vec<String>, NodeConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if tokens.is_empty() {
+        return Err(NodeConfigError::Parse {
+            path: path.display().to_string(),
+            line: 0,
+            message: "no tokens in the file (one per line; '#' starts a comment)".into(),
+        });
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[http]\nlisten = \"127.0.0.1:6000\"\n[auth]\npush_token_file = \"push.tokens\"\n\
+             pull_token_file = \"/etc/ferry/pull.tokens\"\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert_eq!(cfg.http.listen, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(
+            cfg.auth.push_token_file,
+            Some(dir.path().join("push.tokens"))
+        );
+        assert_eq!(
+            cfg.auth.pull_token_file,
+            Some(PathBuf::from("/etc/ferry/pull.tokens"))
+        );
+        assert_eq!(NodeConfig::parse("").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn typos_and_bad_values_name_their_line() {
+        let (line, msg) =
+            NodeConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown field `lisen`"), "{msg}");
+        let (line, msg) = NodeConfig::parse("\n[http]\nlisten = \"not an address\"\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("address"), "{msg}");
+        let (_, msg) = NodeConfig::parse("[p2p]\n").unwrap_err();
+        assert!(msg.contains("unknown field `p2p`"), "{msg}");
+    }
+
+    #[test]
+    fn token_files_skip_comments_and_refuse_emptiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        std::fs::write(&path, "# CI\n  abc123  \n\nxyz\n").unwrap();
+        assert_eq!(read_tokens(&path).unwrap(), vec!["abc123", "xyz"]);
+        std::fs::write(&path, "# nothing\n\n").unwrap();
+        assert!(read_tokens(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("no tokens"));
+    }
+}
