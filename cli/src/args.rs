@@ -63,6 +63,44 @@ pub enum Command {
     Trust(TrustCommand),
     /// Run the node: serve the store's images as an OCI registry mirror over HTTP until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Print the configuration that points a client at a node (containerd, docker, podman, apt, pip, helm).
+    ClientConfig(ClientConfigArgs),
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct ClientConfigArgs {
+    /// The client to configure.
+    #[arg(value_enum)]
+    pub client: ClientKind,
+    /// The node's URL, as clients reach it (e.g. http://ferry.site.internal:5050).
+    #[arg(long)]
+    pub node: String,
+    /// Only this release's repositories, NAME (its current version, following the node) or NAME@VERSION.
+    #[arg(long)]
+    pub release: Option<String>,
+    /// containerd: write DIR/<registry>/hosts.toml files instead of printing them.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// apt: the upstream's signing key file, added to each line as [signed-by=FILE].
+    #[arg(long)]
+    pub signed_by: Option<PathBuf>,
+}
+
+/// The clients `client-config` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ClientKind {
+    /// hosts.toml per upstream registry (containerd, and Kubernetes nodes on it).
+    Containerd,
+    /// daemon.json registry-mirrors.
+    Docker,
+    /// registries.conf mirrors (podman, buildah, skopeo, CRI-O).
+    Podman,
+    /// sources.list lines, one per suite the node serves.
+    Apt,
+    /// pip.conf.
+    Pip,
+    /// helm repo add commands.
+    Helm,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -44,6 +44,9 @@ pub fn sink() -> Option<Sink> {
 
 /// Run `cli` on the node holding its store, if one is running. `None`: no node answers; run it here.
 pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
+    if let Command::ClientConfig(_) = cli.command {
+        return None; // talks to a node over HTTP, not to a store
+    }
     let dir = commands::store_dir(&cli.global).ok()?;
     let client = Client::connect(&dir)?;
     Some(send(client, cli))
@@ -109,7 +112,8 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Fsck
         | Command::Sites(_)
         | Command::Trust(_)
-        | Command::Serve(_) => {}
+        | Command::Serve(_)
+        | Command::ClientConfig(_) => {}
     }
 }
 

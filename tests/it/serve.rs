@@ -349,16 +349,25 @@ fn containerd_pulls_through_the_node_as_a_mirror() {
         "?ns= must select the upstream"
     );
 
-    let hosts = s.tmp_path("hosts").join(&host);
-    std::fs::create_dir_all(&hosts).unwrap();
-    std::fs::write(
-        hosts.join("hosts.toml"),
-        format!(
-            "server = \"http://{host}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            node.addr
-        ),
-    )
-    .unwrap();
+    // The hosts.toml comes from `ferry client-config`, as an operator would get it.
+    let hosts = s.tmp_path("hosts");
+    let written = s
+        .run([
+            "client-config",
+            "containerd",
+            "--node",
+            &node.url(""),
+            "--out",
+            hosts.to_str().unwrap(),
+        ])
+        .ok();
+    let file = hosts.join(&host).join("hosts.toml");
+    assert_eq!(written.stdout.trim(), file.to_str().unwrap(), "{written}");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        toml.contains(&format!("[host.\"{}\"]", node.url(""))),
+        "{toml}"
+    );
     let ctd = Containerd::start(&s.tmp_path("ctd"));
     let reference = format!("{host}/team/app:v1");
     ctd.ctr([
@@ -375,5 +384,29 @@ fn containerd_pulls_through_the_node_as_a_mirror() {
         .find(|l| l.starts_with(&reference))
         .unwrap_or_else(|| panic!("ctr images ls lacks {reference}:\n{ls}"));
     assert!(line.contains(&imgs.v1.digest), "{line}");
+
+    // podman, configured by `ferry client-config podman`, pulls the upstream's name through the mirror.
+    let conf = s
+        .run(["client-config", "podman", "--node", &node.url("")])
+        .ok();
+    assert!(
+        conf.stdout.contains(&format!("prefix = \"{host}\"")),
+        "{conf}"
+    );
+    let conf_file = s.tmp_path("registries.conf");
+    std::fs::write(&conf_file, &conf.stdout).unwrap();
+    let mut pull = std::process::Command::new("podman");
+    pull.env("CONTAINERS_REGISTRIES_CONF", &conf_file)
+        .arg("--root")
+        .arg(s.tmp_path("podman-root"))
+        .arg("--runroot")
+        .arg(s.tmp_path("podman-run"))
+        .args(["--storage-driver", "vfs", "pull", "-q", &reference]);
+    let pulled = ferry_tests::cmd::run(&mut pull).ok();
+    assert_eq!(
+        pulled.stdout.trim(),
+        imgs.v1.config.trim_start_matches("sha256:"),
+        "podman pull prints the image id (its config digest): {pulled}"
+    );
     assert_eq!(node.stop(), Some(0));
 }

@@ -2,6 +2,7 @@
 
 mod add;
 mod bundle;
+mod client_config;
 mod export;
 mod fsck;
 mod get;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sites(a) => sites::run(g, a),
         Command::Trust(t) => trust::run(g, t),
         Command::Serve(a) => serve::run(g, a),
+        Command::ClientConfig(a) => client_config::run(g, a),
     }
 }
 

@@ -97,6 +97,17 @@ impl Catalog {
         }
     }
 
+    /// Every repository as `(registry it came from, name, tags)`, sorted.
+    pub fn images(&self) -> impl Iterator<Item = (Option<&str>, &str, Vec<&str>)> {
+        self.repos.iter().map(|((registry, name), repo)| {
+            (
+                registry.as_deref(),
+                name.as_str(),
+                repo.tags.keys().map(String::as_str).collect(),
+            )
+        })
+    }
+
     /// Every repository name served, sorted, each once.
     pub fn names(&self) -> Vec<String> {
         let set: std::collections::BTreeSet<&String> =

@@ -2,12 +2,14 @@
 //!
 //! - [`catalog`]: which repositories, tags and blobs are served, rebuilt when a release becomes visible.
 //! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies, ranges.
+//! - [`info`]: `/_ferry/…`, what the node serves as JSON for tools such as `ferry client-config`.
 //! - [`body`]: streaming a blob, rebuilt from its chunks on a blocking thread, into a response body.
 //!
 //! [`run`] serves until `shutdown` resolves, then lets requests in flight finish.
 
 pub mod body;
 pub mod catalog;
+pub mod info;
 pub mod oci;
 
 use crate::store::{Store, StoreError};
@@ -50,7 +52,7 @@ impl Mirror {
 
     /// The axum router.
     pub fn router(&self) -> axum::Router {
-        oci::routes().with_state(self.clone())
+        oci::routes().merge(info::routes()).with_state(self.clone())
     }
 }
 
