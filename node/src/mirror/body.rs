@@ -1,14 +1,17 @@
-//! A blob as a streamed response body: a blocking thread reads it chunk by chunk (each verified against its id)
-//! and hands each decoded chunk to the response as it is — no copy — through a small channel, so memory per
-//! download stays at a few chunks and a slow client only ever holds back its own thread, for at most a minute
+//! A blob as a streamed response body: a blocking thread reads it a window of chunks at a time (decoded and
+//! verified against their ids side by side on the rayon pool) and hands each decoded chunk to the response as it
+//! is — no copy — through a small channel, so memory per download stays at a few chunks and a slow client only ever holds back its own thread, for at most a minute
 //! without progress.
 
 use crate::store::Store;
 use axum::body::{Body, Bytes};
 use ferry_protocol::{BlobRef, Part};
+use rayon::prelude::*;
 
 /// Pieces (chunks) in flight per download.
 const QUEUE: usize = 4;
+/// Chunks decoded side by side on the pool before they are sent.
+const WINDOW: usize = 4;
 /// A client that takes nothing for this long loses its download (and frees the thread rebuilding it).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Zero runs are sent in pieces of this size, all sharing one buffer.
@@ -51,6 +54,8 @@ fn pieces(
         crate::store::StoreError::Corrupt(format!("recipe of blob {} is missing", blob.sha256))
     })?;
     let end = start + len;
+    // The parts overlapping the range, with the slice of each to send.
+    let mut wanted: Vec<(Part, usize, usize)> = Vec::new();
     let mut at = 0u64;
     for part in recipe.parts() {
         let (p_start, p_end) = (at, at + part.len());
@@ -63,26 +68,41 @@ fn pieces(
         }
         let from = start.saturating_sub(p_start) as usize;
         let to = (end.min(p_end) - p_start) as usize;
-        match part {
-            Part::Chunk { id, .. } => {
-                let data = Bytes::from(store.read_chunk(id)?);
-                if data.len() < to {
-                    return Err(crate::store::StoreError::Corrupt(format!(
-                        "chunk {id} is shorter than its recipe says"
-                    )));
-                }
-                if !send(Ok(data.slice(from..to))) {
-                    return Ok(());
-                }
-            }
-            Part::Zero { .. } => {
-                let mut left = to - from;
-                while left > 0 {
-                    let n = left.min(ZEROS.len());
-                    if !send(Ok(Bytes::from_static(&ZEROS[..n]))) {
+        wanted.push((*part, from, to));
+    }
+    // Chunks are read, decompressed and verified a window at a time on the pool, so one download uses every
+    // core; they are sent in order.
+    for window in wanted.chunks(WINDOW) {
+        let decoded: Vec<Option<Result<Vec<u8>, crate::store::StoreError>>> = window
+            .par_iter()
+            .map(|(part, _, _)| match part {
+                Part::Chunk { id, .. } => Some(store.read_chunk(id)),
+                Part::Zero { .. } => None,
+            })
+            .collect();
+        for ((part, from, to), data) in window.iter().zip(decoded) {
+            let (from, to) = (*from, *to);
+            match (part, data) {
+                (Part::Chunk { id, .. }, Some(data)) => {
+                    let data = Bytes::from(data?);
+                    if data.len() < to {
+                        return Err(crate::store::StoreError::Corrupt(format!(
+                            "chunk {id} is shorter than its recipe says"
+                        )));
+                    }
+                    if !send(Ok(data.slice(from..to))) {
                         return Ok(());
                     }
-                    left -= n;
+                }
+                _ => {
+                    let mut left = to - from;
+                    while left > 0 {
+                        let n = left.min(ZEROS.len());
+                        if !send(Ok(Bytes::from_static(&ZEROS[..n]))) {
+                            return Ok(());
+                        }
+                        left -= n;
+                    }
                 }
             }
         }
