@@ -261,6 +261,12 @@ pub struct QuickstartArgs {
     /// Where to write the sample release as an OCI layout and a file tree.
     #[arg(long, default_value = "ferry-sample")]
     pub out: PathBuf,
+    /// Then run the node on the store (as `ferry serve`) until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
+    /// With --serve: the HTTP address.
+    #[arg(long, default_value = "127.0.0.1:5050", requires = "serve")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `16K`, `64KiB`, `4M`, `1G` or plain bytes.

@@ -101,7 +101,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         }
         Command::Have(h) => abs(&mut h.out),
         Command::Trust(TrustCommand::Add { file }) => abs(file),
-        Command::Quickstart(QuickstartArgs { out }) => abs(out),
+        Command::Quickstart(QuickstartArgs { out, .. }) => abs(out),
         Command::Serve(ServeArgs {
             config: Some(c), ..
         }) => abs(c),
@@ -164,7 +164,8 @@ fn run_forwarded(store: &Store, request: Request, sink: Sink) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&sink, format!("the node could not read this command: {e}")),
     };
-    if let Command::Serve(_) = cli.command {
+    if let Command::Serve(_) | Command::Quickstart(QuickstartArgs { serve: true, .. }) = cli.command
+    {
         return fail(
             &sink,
             format!(

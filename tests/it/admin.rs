@@ -159,3 +159,54 @@ fn serve_reads_its_config_file_and_names_a_typo() {
     let out = s.run(["serve", "--listen", "127.0.0.1:0"]).expect_code(1);
     assert!(out.error_line().contains("store/node.toml:2"), "{out}");
 }
+
+/// README's first command: a store with the sample release, served at once, pulled by a real client.
+#[test]
+fn quickstart_serves_its_sample_release() {
+    let tmp = ferry_tests::tempdir();
+    let store = tmp.path().join("store");
+    let sample = tmp.path().join("sample");
+    let node = Node::spawn(ferry::command(
+        &store,
+        [
+            "quickstart",
+            "--out",
+            sample.to_str().unwrap(),
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ));
+    let raw = cmd::run_ok(
+        "skopeo",
+        [
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/sample:1.0", node.addr),
+        ],
+    );
+    // The manifest a client gets is byte for byte the one the quickstart wrote out.
+    let written = ferry_tests::fixtures::load_manifest(&sample.join("oci"), "1.0");
+    assert_eq!(raw.stdout_bytes, written.raw);
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw.stdout_bytes)),
+        written.digest
+    );
+    let pulled = tmp.path().join("pulled");
+    cmd::run_ok(
+        "skopeo",
+        [
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{}/sample:1.0", node.addr),
+            &format!("dir:{}", pulled.display()),
+        ],
+    );
+    for layer in &written.layers {
+        let hex = layer.trim_start_matches("sha256:");
+        assert_eq!(sha256_hex(&std::fs::read(pulled.join(hex)).unwrap()), hex);
+    }
+    assert_eq!(node.stop(), Some(0));
+}

@@ -19,7 +19,12 @@ pub struct Node {
 impl Node {
     /// `ferry --store STORE serve --listen 127.0.0.1:0`, waiting until it prints its address.
     pub fn start(store: &Path) -> Node {
-        let mut child = ferry::command(store, ["serve", "--listen", "127.0.0.1:0"])
+        Node::spawn(ferry::command(store, ["serve", "--listen", "127.0.0.1:0"]))
+    }
+
+    /// Run `cmd` (a `ferry` command that ends up serving) and wait until it prints `listening on http://ADDR`.
+    pub fn spawn(mut cmd: std::process::Command) -> Node {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -28,18 +33,26 @@ impl Node {
         let guard = ChildGuard::new(child, "ferry serve");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen = Vec::new();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(Ok(addr.trim().to_string()));
+                    // Keep reading so the node never blocks on a full pipe.
+                    lines.for_each(drop);
+                    return;
+                }
+                seen.push(line);
+            }
+            let _ = tx.send(Err(seen.join("\n")));
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("ferry serve did not print its address within 20 s");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from ferry serve: {line:?}"))
-            .to_string();
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ferry serve did not print its address within 60 s")
+            .unwrap_or_else(|out| {
+                panic!("ferry serve ended without listening; its stdout:\n{out}")
+            });
         Node { guard, addr }
     }
 

@@ -1,4 +1,4 @@
-use crate::args::{Global, QuickstartArgs};
+use crate::args::{Global, QuickstartArgs, ServeArgs};
 use crate::{output, progress::Bar};
 use ferry_node::config::StoreConfig;
 use ferry_node::ingest::{self, AddOptions, Source};
@@ -69,7 +69,21 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
         release.id(),
         dir.display()
     ));
-    Ok(())
+    if !a.serve {
+        return Ok(());
+    }
+    let serve = ServeArgs {
+        config: None,
+        listen: Some(a.listen),
+    };
+    super::serve::serve(store, serve, |addr| {
+        output::note(format!(
+            "the node serves {id} — pull it:\n  skopeo copy --src-tls-verify=false docker://{addr}/{name}:{version} \
+             oci:{name}-pulled:{version}\n  podman pull --tls-verify=false {addr}/{name}:{version}\n  \
+             curl http://{addr}/repos/{name}/current/\nstop it with Ctrl-C",
+            id = release.id()
+        ))
+    })
 }
 
 fn tempdir_in(out: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {

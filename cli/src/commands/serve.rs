@@ -4,10 +4,19 @@ use anyhow::Context;
 use ferry_node::admin;
 use ferry_node::mirror::{self, Mirror};
 use ferry_node::node_config::NodeConfig;
+use ferry_node::Store;
 use tokio::sync::watch;
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
-    let store = super::open_store(g)?;
+    serve(super::open_store(g)?, a, |_| {})
+}
+
+/// Run the node on `store` until SIGTERM or Ctrl-C; `ready` is called with the HTTP address once it listens.
+pub fn serve(
+    store: Store,
+    a: ServeArgs,
+    ready: impl FnOnce(std::net::SocketAddr) + Send,
+) -> anyhow::Result<()> {
     let config = match &a.config {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::load_default(store.root())?,
@@ -39,6 +48,7 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
         output::line(format!("listening on http://{addr}"));
+        ready(addr);
         mirror::run(listener, mirror, stopped(stop_rx)).await?;
         admin.await?;
         tracing::info!("stopped");
