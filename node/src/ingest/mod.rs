@@ -6,7 +6,9 @@
 //! - [`oci`]: OCI image layouts on disk. [`docker_archive`]: `docker save` tarballs.
 //! - [`registry`]: the OCI Distribution API client for `docker://` sources.
 //! - [`files`]: `file:` and `dir:` sources.
+//! - [`apt`]: `apt:` sources — Debian repositories, whole or by suite, component and architecture.
 
+pub mod apt;
 pub mod docker_archive;
 pub mod files;
 pub mod image;
@@ -61,6 +63,9 @@ pub enum IngestError {
     /// Authentication was refused.
     #[error("{0}")]
     Auth(String),
+    /// Fetching a file over HTTP failed.
+    #[error("{0}")]
+    Fetch(String),
     /// Nothing to put in the release.
     #[error("no entries: the sources selected nothing")]
     Empty,
@@ -91,6 +96,8 @@ pub enum Source {
     File(PathBuf),
     /// `dir:PATH`.
     Dir(PathBuf),
+    /// `apt:DIR` or `apt:URL`, with an optional `?suites=…&components=…&architectures=…` selection.
+    Apt(apt::AptSource),
 }
 
 impl std::str::FromStr for Source {
@@ -141,8 +148,13 @@ impl std::str::FromStr for Source {
         if let Some(rest) = s.strip_prefix("dir:") {
             return Ok(Source::Dir(nonempty(rest)?));
         }
+        if let Some(rest) = s.strip_prefix("apt:") {
+            return apt::AptSource::parse(rest)
+                .map(Source::Apt)
+                .map_err(|reason| bad(&reason));
+        }
         Err(bad(
-            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH or dir:PATH",
+            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH or apt:DIR|URL[?…]",
         ))
     }
 }
@@ -210,6 +222,7 @@ pub fn add(
             }
             Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
             Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
+            Source::Apt(src) => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
         }
     }
     if entries.is_empty() {
@@ -276,7 +289,19 @@ mod tests {
             "docker://127.0.0.1:5000/x:1".parse::<Source>().unwrap(),
             Source::Registry(r) if r.registry == "127.0.0.1:5000" && r.repository == "x"
         ));
-        for bad in ["http://x", "oci:", "file:", "docker://example.org/x", "x"] {
+        assert!(matches!(
+            "apt:/srv/debian?suites=stable&components=main".parse::<Source>().unwrap(),
+            Source::Apt(a) if a.suites == ["stable"] && a.components == ["main"]
+        ));
+        for bad in [
+            "http://x",
+            "oci:",
+            "file:",
+            "docker://example.org/x",
+            "x",
+            "apt:",
+            "apt:http://example.org/debian",
+        ] {
             assert!(bad.parse::<Source>().is_err(), "{bad}");
         }
     }

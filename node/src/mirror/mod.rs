@@ -1,8 +1,11 @@
-//! The node's HTTP face: an OCI Distribution registry (pull side) over the store.
+//! The node's HTTP face: an OCI Distribution registry (pull side) and static repository mirrors over the store.
 //!
-//! - [`catalog`]: which repositories, tags and blobs are served, rebuilt when a release becomes visible.
-//! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies, ranges.
-//! - [`info`]: `/_ferry/…`, what the node serves as JSON for tools such as `ferry client-config`.
+//! - [`catalog`]: which repositories, tags, blobs and file trees are served, rebuilt when a release becomes
+//!   visible.
+//! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies.
+//! - [`repo`]: release file trees as byte-exact static sites (`/repos/…`) and their index (`/_ferry/repos`).
+//! - [`info`]: `/_ferry/images`, the images served, as JSON for tools such as `ferry client-config`.
+//! - [`range`]: the `Range` header, shared by both.
 //! - [`body`]: streaming a blob, rebuilt from its chunks on a blocking thread, into a response body.
 //!
 //! [`run`] serves until `shutdown` resolves, then lets requests in flight finish.
@@ -11,6 +14,8 @@ pub mod body;
 pub mod catalog;
 pub mod info;
 pub mod oci;
+pub mod range;
+pub mod repo;
 
 use crate::store::{Store, StoreError};
 use catalog::Catalog;
@@ -52,7 +57,10 @@ impl Mirror {
 
     /// The axum router.
     pub fn router(&self) -> axum::Router {
-        oci::routes().merge(info::routes()).with_state(self.clone())
+        oci::routes()
+            .merge(repo::routes())
+            .merge(info::routes())
+            .with_state(self.clone())
     }
 }
 
