@@ -12,6 +12,8 @@
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
+//! - `repos`: `apt:` ingest of a real signed repository (directory and HTTP) served to `apt-get` under
+//!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 
 mod admin;
@@ -22,6 +24,7 @@ mod docker_archive;
 mod files;
 mod oci;
 mod registry;
+mod repos;
 mod serve;
 mod store;
 mod token_auth;

@@ -139,13 +139,7 @@ async fn dispatch(
         )
     };
     match locate(trees, &req.segments) {
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no release matches /repos/{}: see /repos/ for what this node serves",
-                req.segments.join("/")
-            ),
-        ),
+        None => error(StatusCode::NOT_FOUND, why_unknown(trees, &req.segments)),
         Some(Target::Names(prefix)) if req.slash => html(listing_releases(trees, &prefix), head),
         Some(Target::Versions(name)) if req.slash => html(listing_versions(trees, &name), head),
         Some(Target::Names(_) | Target::Versions(_)) => redirect(&slash_form()),
@@ -160,6 +154,25 @@ async fn dispatch(
             Some(Resolved::Dir(dir)) => directory(&m, tree, &dir, &req.segments, &headers, head),
         },
     }
+}
+
+/// Why `segments` matched no release: a known name without that version, or no name at all.
+fn why_unknown(trees: &Trees, segments: &[String]) -> String {
+    for k in (1..segments.len()).rev() {
+        let name = segments[..k].join("/");
+        if let Some(versions) = trees.versions(&name) {
+            let list: Vec<&str> = versions.iter().map(|t| t.version.as_str()).collect();
+            return format!(
+                "release {name} has no version {:?}; it has {} and current",
+                segments[k],
+                list.join(", ")
+            );
+        }
+    }
+    format!(
+        "no release matches /repos/{}: see /repos/ for what this node serves",
+        segments.join("/")
+    )
 }
 
 /// A directory asked for with its slash: `index.json` for clients preferring PEP 691 JSON, else `index.html`,
