@@ -12,6 +12,8 @@
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
+//! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
+//!   trees with generated indexes, read by pip; incomplete or altered repositories refused.
 
 mod bad_input;
 mod bundle;
@@ -19,6 +21,7 @@ mod crash;
 mod docker_archive;
 mod files;
 mod oci;
+mod pkgs;
 mod registry;
 mod serve;
 mod store;
