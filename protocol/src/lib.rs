@@ -21,5 +21,5 @@ pub use recipe::{Part, Recipe};
 pub use release::{
     validate_name, validate_rel_path, validate_version, BlobRef, Entry, FileEntry, ImageBlob,
     ImageEntry, NameError, PublisherKey, ReleaseKind, ReleaseManifest, SignatureError,
-    SignedRelease,
+    SignedRelease, CURRENT_VERSION,
 };

@@ -178,6 +178,11 @@ pub enum NameError {
     /// Bad version.
     #[error("invalid version {0:?}: use letters, digits, '.', '_', '-', '+'")]
     Version(String),
+    /// A version string the mirrors reserve.
+    #[error(
+        "version {0:?} is reserved: /repos/NAME/current/ serves the newest version of a release"
+    )]
+    ReservedVersion(String),
     /// A path that is absolute, empty, or climbs out.
     #[error("unsafe path {0:?}: paths must be relative, without '..', '.', empty parts or NUL")]
     Path(String),
@@ -199,8 +204,15 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         .ok_or_else(|| NameError::Name(name.to_string()))
 }
 
-/// Check a version: `[A-Za-z0-9][A-Za-z0-9._+-]*`, at most 128 bytes.
+/// The version string that names "the newest version" in mirror paths (`/repos/NAME/current/…`), so no release
+/// may carry it.
+pub const CURRENT_VERSION: &str = "current";
+
+/// Check a version: `[A-Za-z0-9][A-Za-z0-9._+-]*`, at most 128 bytes, and not [`CURRENT_VERSION`].
 pub fn validate_version(version: &str) -> Result<(), NameError> {
+    if version == CURRENT_VERSION {
+        return Err(NameError::ReservedVersion(version.to_string()));
+    }
     let ok = !version.is_empty()
         && version.len() <= 128
         && version.as_bytes()[0].is_ascii_alphanumeric()

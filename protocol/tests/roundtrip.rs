@@ -203,6 +203,11 @@ fn paths_that_escape_are_refused() {
     assert!(validate_name("Platform").is_err());
     assert!(validate_version("2026.11.2").is_ok());
     assert!(validate_version("1/2").is_err());
+    // `current` names the newest version in mirror paths; no release may be called that.
+    let reserved = validate_version("current").unwrap_err();
+    assert!(reserved.to_string().contains("reserved"), "{reserved}");
+    assert!(validate_version("current2").is_ok());
+    assert!(validate_version("Current").is_ok());
 }
 
 #[test]

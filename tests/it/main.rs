@@ -11,6 +11,8 @@
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
+//! - `repos`: `apt:` ingest of a real signed repository (directory and HTTP) served to `apt-get` under
+//!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes, read by pip; incomplete or altered repositories refused.
@@ -23,6 +25,7 @@ mod files;
 mod oci;
 mod pkgs;
 mod registry;
+mod repos;
 mod serve;
 mod store;
 mod token_auth;

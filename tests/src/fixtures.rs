@@ -279,3 +279,50 @@ pub fn pkgs() -> &'static Pkgs {
         }
     })
 }
+
+/// The signed apt repository of `tools/fixtures/apt-repo.sh`.
+#[derive(Debug)]
+pub struct AptRepo {
+    /// The repository root (`dists/`, `pool/`).
+    pub root: PathBuf,
+    /// The throwaway signing key, a binary keyring for `signed-by=`.
+    pub key: PathBuf,
+}
+
+impl AptRepo {
+    /// The pool file whose name starts with `PKG_`, as a path relative to the root.
+    pub fn pool_file(&self, pkg: &str) -> String {
+        let prefix = format!("{pkg}_");
+        walkdir::WalkDir::new(self.root.join("pool"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| {
+                e.path()
+                    .strip_prefix(&self.root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_else(|| panic!("no {prefix}* in the fixture pool"))
+    }
+}
+
+/// Builds (once per run; cached across runs) and returns the fixture apt repository.
+pub fn apt_repo() -> &'static AptRepo {
+    static REPO: OnceLock<AptRepo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let out = cache_dir().join("apt-repo");
+        let script = scripts_dir().join("apt-repo.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(600));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the fixture apt repository failed:\n{run}"
+        );
+        AptRepo {
+            root: out.join("repo"),
+            key: out.join("key.gpg"),
+        }
+    })
+}

@@ -1,5 +1,6 @@
 //! Support for Ferry's integration tests (`tests/it`): everything here drives real programs on real data.
 //!
+//! - [`apt`]: a private `apt-get` with its own sources, state and cache.
 //! - [`cmd`]: run external programs with a timeout, capture their output, kill them on drop.
 //! - [`ferry`]: locate the `ferry` binary next to the test binary and run it against a throwaway store.
 //! - [`fixtures`]: real artifacts built once per run (Debian packages → OCI images) in `target/ferry-fixtures`.
@@ -7,6 +8,7 @@
 //! - [`node`]: a running `ferry serve` on a free port, stopped with SIGTERM.
 //! - [`fsutil`]: hashing, byte flipping, tree comparison, OCI layout helpers.
 
+pub mod apt;
 pub mod cmd;
 pub mod ferry;
 pub mod fixtures;

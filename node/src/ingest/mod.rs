@@ -6,10 +6,12 @@
 //! - [`oci`]: OCI image layouts on disk. [`docker_archive`]: `docker save` tarballs.
 //! - [`registry`]: the OCI Distribution API client for `docker://` sources.
 //! - [`files`]: `file:` and `dir:` sources.
+//! - [`apt`]: `apt:` sources — Debian repositories, whole or by suite, component and architecture.
 //! - Package repositories as static trees: [`pypi`] (`pypi:`, a PEP 503/691 simple index generated over wheels
 //!   and sdists), [`helm`] (`helm:`, charts and a generated `index.yaml`), [`yum`] (`yum:`, a repository kept
 //!   as is after checking it); [`pkgtree`] holds what they share (`DIR?into=PREFIX`, writing under a prefix).
 
+pub mod apt;
 pub mod docker_archive;
 pub mod files;
 pub mod helm;
@@ -68,6 +70,9 @@ pub enum IngestError {
     /// Authentication was refused.
     #[error("{0}")]
     Auth(String),
+    /// Fetching a file over HTTP failed.
+    #[error("{0}")]
+    Fetch(String),
     /// Nothing to put in the release.
     #[error("no entries: the sources selected nothing")]
     Empty,
@@ -98,6 +103,8 @@ pub enum Source {
     File(PathBuf),
     /// `dir:PATH`.
     Dir(PathBuf),
+    /// `apt:DIR` or `apt:URL`, with an optional `?suites=…&components=…&architectures=…` selection.
+    Apt(apt::AptSource),
     /// `pypi:DIR[?into=PREFIX]`.
     Pypi(pkgtree::RepoDir),
     /// `helm:DIR[?into=PREFIX]`.
@@ -154,6 +161,11 @@ impl std::str::FromStr for Source {
         if let Some(rest) = s.strip_prefix("dir:") {
             return Ok(Source::Dir(nonempty(rest)?));
         }
+        if let Some(rest) = s.strip_prefix("apt:") {
+            return apt::AptSource::parse(rest)
+                .map(Source::Apt)
+                .map_err(|reason| bad(&reason));
+        }
         let repo = |rest: &str, default: &str| {
             pkgtree::RepoDir::parse(rest, default).map_err(|reason| bad(&reason))
         };
@@ -168,7 +180,7 @@ impl std::str::FromStr for Source {
         }
         Err(bad(
             "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH, \
-             pypi:DIR, helm:DIR or yum:DIR",
+             apt:DIR|URL[?…], pypi:DIR, helm:DIR or yum:DIR",
         ))
     }
 }
@@ -236,6 +248,7 @@ pub fn add(
             }
             Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
             Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
+            Source::Apt(src) => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Helm(src) => helm::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Yum(src) => yum::ingest(&ctx, src, &mut entries, &mut stats)?,
@@ -305,6 +318,10 @@ mod tests {
             "docker://127.0.0.1:5000/x:1".parse::<Source>().unwrap(),
             Source::Registry(r) if r.registry == "127.0.0.1:5000" && r.repository == "x"
         ));
+        assert!(matches!(
+            "apt:/srv/debian?suites=stable&components=main".parse::<Source>().unwrap(),
+            Source::Apt(a) if a.suites == ["stable"] && a.components == ["main"]
+        ));
         assert_eq!(
             "pypi:/no/such/dir".parse::<Source>().unwrap(),
             Source::Pypi(pkgtree::RepoDir {
@@ -326,6 +343,8 @@ mod tests {
             "file:",
             "docker://example.org/x",
             "x",
+            "apt:",
+            "apt:http://example.org/debian",
             "pypi:",
             "helm:d?into=../up",
             "yum:d?to=x",

@@ -1,4 +1,5 @@
-//! What the registry mirror serves: every image of every visible release, by repository, tag and digest.
+//! What the mirrors serve: every image of every visible release, by repository, tag and digest; and every
+//! release's file tree (built by [`super::repo::tree::Trees`]).
 //!
 //! A tag held by several releases resolves to the newest (latest creation, then highest sequence). Images keep
 //! the registry they were ingested from, so a containerd mirror request with `?ns=docker.io` finds
@@ -36,6 +37,8 @@ pub struct Repo {
 pub struct Catalog {
     /// `(registry, repository)` → repository; registry `None` for images without one.
     repos: BTreeMap<(Option<String>, String), Repo>,
+    /// The file trees of every release that has some, for the repository mirrors.
+    pub trees: super::repo::tree::Trees,
     /// The store generation it was built at.
     pub generation: u64,
 }
@@ -53,7 +56,8 @@ impl Catalog {
     pub fn build(store: &Store) -> Result<Catalog, StoreError> {
         let generation = store.generation();
         let mut repos: BTreeMap<(Option<String>, String), Repo> = BTreeMap::new();
-        for r in store.releases()? {
+        let releases = store.releases()?;
+        for r in &releases {
             let m = &r.manifest;
             let rank = (m.created, m.sequence);
             for e in &m.entries {
@@ -68,7 +72,11 @@ impl Catalog {
                 add_image(repo, img, &m.id(), rank);
             }
         }
-        Ok(Catalog { repos, generation })
+        Ok(Catalog {
+            repos,
+            trees: super::repo::tree::Trees::build(&releases),
+            generation,
+        })
     }
 
     /// The repository `name`, as asked with an optional `ns` (the upstream registry containerd mirrors).

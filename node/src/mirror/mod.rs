@@ -1,7 +1,10 @@
-//! The node's HTTP face: an OCI Distribution registry (pull side) over the store.
+//! The node's HTTP face: an OCI Distribution registry (pull side) and static repository mirrors over the store.
 //!
-//! - [`catalog`]: which repositories, tags and blobs are served, rebuilt when a release becomes visible.
-//! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies, ranges.
+//! - [`catalog`]: which repositories, tags, blobs and file trees are served, rebuilt when a release becomes
+//!   visible.
+//! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies.
+//! - [`repo`]: release file trees as byte-exact static sites (`/repos/…`) and their index (`/_ferry/repos`).
+//! - [`range`]: the `Range` header, shared by both.
 //! - [`body`]: streaming a blob, rebuilt from its chunks on a blocking thread, into a response body.
 //!
 //! [`run`] serves until `shutdown` resolves, then lets requests in flight finish.
@@ -9,6 +12,8 @@
 pub mod body;
 pub mod catalog;
 pub mod oci;
+pub mod range;
+pub mod repo;
 
 use crate::store::{Store, StoreError};
 use catalog::Catalog;
@@ -50,7 +55,7 @@ impl Mirror {
 
     /// The axum router.
     pub fn router(&self) -> axum::Router {
-        oci::routes().with_state(self.clone())
+        oci::routes().merge(repo::routes()).with_state(self.clone())
     }
 }
 

@@ -1,0 +1,86 @@
+//! HTTP byte ranges, shared by the registry and the repository mirrors: one `bytes=` range per request.
+
+use axum::http::{header, HeaderMap};
+
+/// A `Range` header that is malformed, asks for several ranges, or lies outside the content: a 416.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+/// A single `bytes=` range, resolved against `size` as inclusive `(first, last)`: `Ok(None)` for no Range
+/// header.
+pub fn parse_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
+    let Some(v) = h.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let s = v.to_str().map_err(|_| Unsatisfiable)?.trim();
+    let spec = s.strip_prefix("bytes=").ok_or(Unsatisfiable)?;
+    if spec.contains(',') {
+        return Err(Unsatisfiable);
+    }
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let (start, end) = if a.is_empty() {
+        let n = number(b)?;
+        if n == 0 {
+            return Err(Unsatisfiable);
+        }
+        (
+            size.saturating_sub(n),
+            size.checked_sub(1).ok_or(Unsatisfiable)?,
+        )
+    } else {
+        let start = number(a)?;
+        let end = if b.is_empty() {
+            size.checked_sub(1).ok_or(Unsatisfiable)?
+        } else {
+            number(b)?.min(size.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if start >= size || end < start {
+        return Err(Unsatisfiable);
+    }
+    Ok(Some((start, end)))
+}
+
+/// Decimal digits only (`u64::from_str` would also take a sign); more than fits in a u64 is refused.
+fn number(s: &str) -> Result<u64, Unsatisfiable> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Unsatisfiable);
+    }
+    s.parse().map_err(|_| Unsatisfiable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn ranges() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(parse_range(&HeaderMap::new(), 10), Ok(None));
+        assert_eq!(parse_range(&h("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(&h("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(&h("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(&h("bytes=8-100"), 10), Ok(Some((8, 9))));
+        for bad in [
+            "bytes=10-",
+            "bytes=5-4",
+            "bytes=-0",
+            "bytes=-1-2",
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=99999999999999999999-",
+            "bytes=+1-2",
+            "bytes=1-+2",
+            "bytes= -3",
+        ] {
+            assert_eq!(parse_range(&h(bad), 10), Err(Unsatisfiable), "{bad}");
+        }
+        assert_eq!(parse_range(&h("bytes=0-"), 0), Err(Unsatisfiable));
+    }
+}
