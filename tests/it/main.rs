@@ -15,7 +15,8 @@
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
-//!   trees with generated indexes, read by pip; incomplete or altered repositories refused.
+//!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
+//!   index checked against its charts over HTTP; incomplete or altered repositories refused.
 
 mod bad_input;
 mod bundle;

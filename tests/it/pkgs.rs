@@ -1,5 +1,7 @@
 //! `pypi:`, `helm:` and `yum:` sources: real distributions from PyPI, charts, and a createrepo_c repository
-//! become static trees in a release — packages byte for byte, indexes generated — that real pip reads.
+//! become static trees in a release — packages byte for byte, indexes generated — that real pip reads from a
+//! file:// index and, served by `ferry serve` under `/repos/`, pip and dnf read over HTTP (and helm's index
+//! resolves to its charts).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,7 +11,12 @@ use std::process::Command;
 use ferry_tests::cmd::{self, run_ok, Output};
 use ferry_tests::ferry::{entries, text, Store};
 use ferry_tests::fixtures::pkgs;
-use ferry_tests::fsutil::{assert_same_tree, bare_sha256, copy_tree, flip_byte, sha256_file};
+use ferry_tests::fsutil::{
+    assert_same_tree, bare_sha256, copy_tree, flip_byte, sha256_file, sha256_hex,
+};
+use ferry_tests::node::Node;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 /// What a refusal test does to its copy of a fixture.
@@ -705,4 +712,230 @@ fn yum_refuses_incomplete_or_altered_repositories() {
             "{name}: nothing may be published"
         );
     }
+}
+
+// ---- Served by `ferry serve` under /repos/, read by the real clients ----------------------------------------
+
+/// A store holding the three fixture repositories as `py@1`, `charts@1` and `el@1`, written out with
+/// `ferry get` to `TMP/out` (the node holds the store once it runs), then served on a free port.
+fn served() -> (Store, Node) {
+    let fx = pkgs();
+    let s = Store::new();
+    s.add("py@1", &[&format!("pypi:{}", fx.pypi.display())]);
+    s.add("charts@1", &[&format!("helm:{}", fx.helm.display())]);
+    s.add("el@1", &[&format!("yum:{}", fx.yum.display())]);
+    s.get("py@1", &format!("dir:{}", s.tmp_path("out").display()));
+    let node = Node::start(&s.path);
+    (s, node)
+}
+
+fn http() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pip_downloads_from_the_served_mirror() {
+    let fx = pkgs();
+    let (s, node) = served();
+    let index = node.url("/repos/py/current/pypi/simple/");
+    let dest = s.tmp_path("dl");
+    let run = pip_download(&index, &dest, &[], &["six", "typing-extensions", "idna"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    for name in [
+        "six-1.16.0-py2.py3-none-any.whl",
+        "typing_extensions-4.12.2-py3-none-any.whl",
+        "idna-3.7-py3-none-any.whl",
+    ] {
+        assert_eq!(
+            fs::read(dest.join(name)).unwrap(),
+            fs::read(fx.pypi.join(name)).unwrap(),
+            "{name} from pip differs:\n{run}"
+        );
+    }
+    assert!(
+        run.stdout.contains(".whl.metadata"),
+        "pip should use PEP 658 metadata:\n{run}"
+    );
+    // An sdist, built by pip with setuptools and wheel from the same mirror.
+    let sd = s.tmp_path("dl-sdist");
+    let run = pip_download(&index, &sd, &["--no-binary", "toml"], &["toml==0.10.2"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(
+        sha256_file(&sd.join("toml-0.10.2.tar.gz")),
+        sha256_file(&fx.pypi.join("toml-0.10.2.tar.gz"))
+    );
+
+    // PEP 691: the JSON page for a client that prefers it, the HTML page otherwise; the same bytes ferry get writes.
+    let out = s.tmp_path("out");
+    let c = http();
+    let page = node.url("/repos/py/1/pypi/simple/six/");
+    let json = c
+        .get(&page)
+        .header(
+            "Accept",
+            "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::OK);
+    assert_eq!(
+        json.headers()["content-type"],
+        "application/vnd.pypi.simple.v1+json"
+    );
+    assert_eq!(
+        json.bytes().unwrap(),
+        fs::read(out.join("pypi/simple/six/index.json")).unwrap()
+    );
+    let html = c.get(&page).send().unwrap();
+    assert_eq!(html.status(), StatusCode::OK);
+    assert!(html.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(
+        html.bytes().unwrap(),
+        fs::read(out.join("pypi/simple/six/index.html")).unwrap()
+    );
+
+    // /_ferry/repos finds the index where ferry put it.
+    let repos: Vec<Value> = c
+        .get(node.url("/_ferry/repos"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let py = repos
+        .iter()
+        .find(|r| r["release"] == "py")
+        .expect("py in /_ferry/repos");
+    assert_eq!(py["repositories"][0]["kind"], "pypi", "{py}");
+    assert_eq!(
+        py["repositories"][0]["path"], "/repos/py/1/pypi/simple/",
+        "{py}"
+    );
+    node.stop();
+}
+
+#[test]
+fn helm_index_served_over_http_matches_its_charts() {
+    let (_s, node) = served();
+    let c = http();
+    let base = node.url("/repos/charts/current/helm/");
+    let index = c.get(format!("{base}index.yaml")).send().unwrap();
+    assert_eq!(index.status(), StatusCode::OK);
+    let index: yaml_serde::Value = yaml_serde::from_slice(&index.bytes().unwrap()).unwrap();
+    let mut fetched = 0;
+    for (name, versions) in index["entries"].as_mapping().unwrap() {
+        for v in versions.as_sequence().unwrap() {
+            // As helm does: the url relative to the repository, then the digest over the bytes it got.
+            let url = format!("{base}{}", v["urls"][0].as_str().unwrap());
+            let chart = c.get(&url).send().unwrap();
+            assert_eq!(chart.status(), StatusCode::OK, "{url}");
+            let bytes = chart.bytes().unwrap();
+            assert_eq!(
+                Some(sha256_hex(&bytes).as_str()),
+                v["digest"].as_str(),
+                "{name:?} {url}"
+            );
+            fetched += 1;
+        }
+    }
+    assert_eq!(fetched, 3);
+    let prov = c.get(format!("{base}web-1.2.0.tgz.prov")).send().unwrap();
+    assert_eq!(prov.status(), StatusCode::OK);
+    assert_eq!(
+        prov.bytes().unwrap(),
+        fs::read(pkgs().helm.join("web-1.2.0.tgz.prov")).unwrap()
+    );
+    node.stop();
+}
+
+/// `dnf install --downloadonly hello world` from the served `el` repository, with `repo_gpgcheck` against
+/// `key`, everything dnf keeps under `dir`.
+fn dnf_download(node: &Node, dir: &Path, key: &Path) -> (Output, PathBuf) {
+    let conf = dir.join("repos.d");
+    fs::create_dir_all(&conf).unwrap();
+    fs::create_dir_all(dir.join("log")).unwrap();
+    fs::write(
+        conf.join("ferry.repo"),
+        format!(
+            "[ferry-el]\nname=el through ferry\nbaseurl={}\ngpgcheck=0\nrepo_gpgcheck=1\ngpgkey=file://{}\n",
+            node.url("/repos/el/current/yum"),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let dl = dir.join("dl");
+    let mut c = Command::new("dnf");
+    c.arg("-y")
+        .arg(format!("--installroot={}", dir.join("root").display()))
+        .arg("--releasever=1")
+        .arg(format!("--setopt=reposdir={}", conf.display()))
+        .arg(format!("--setopt=cachedir={}", dir.join("cache").display()))
+        .arg(format!("--setopt=logdir={}", dir.join("log").display()))
+        .args([
+            "--disablerepo=*",
+            "--enablerepo=ferry-el",
+            "install",
+            "--downloadonly",
+        ])
+        .arg(format!("--downloaddir={}", dl.display()))
+        .args(["hello", "world"]);
+    (cmd::run(&mut c), dl)
+}
+
+#[test]
+fn dnf_installs_from_the_served_mirror_with_repo_gpgcheck() {
+    let fx = pkgs();
+    let (s, node) = served();
+    // repo_gpgcheck: dnf checks repomd.xml.asc against the publisher's key — ferry changed no byte.
+    let (run, dl) = dnf_download(&node, &s.tmp_path("dnf"), &fx.key);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stderr.contains("Importing GPG key"),
+        "dnf should have checked repomd.xml.asc:\n{run}"
+    );
+    for rpm in ["hello-1.0-1.noarch.rpm", "world-2.0-1.noarch.rpm"] {
+        assert_eq!(
+            sha256_file(&dl.join(rpm)),
+            sha256_file(&fx.yum.join("Packages").join(rpm)),
+            "{rpm}"
+        );
+    }
+    // And the check is real: with someone else's key, dnf refuses the same repository.
+    let home = s.tmp_path("gnupg");
+    fs::create_dir_all(&home).unwrap();
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args);
+        cmd::run(&mut c)
+    };
+    let made = gpg(&[
+        "--quick-gen-key",
+        "Other <other@ferry.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    assert_eq!(made.code, Some(0), "{made}");
+    let other = s.tmp_path("other.asc");
+    fs::write(&other, gpg(&["--armor", "--export"]).ok().stdout_bytes).unwrap();
+    let (run, _) = dnf_download(&node, &s.tmp_path("dnf-other"), &other);
+    assert_ne!(
+        run.code,
+        Some(0),
+        "dnf must refuse repomd.xml signed by another key:\n{run}"
+    );
+    assert!(
+        run.stderr.contains("signature verification error"),
+        "dnf should name the bad signature:\n{run}"
+    );
+    node.stop();
 }

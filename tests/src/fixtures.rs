@@ -252,12 +252,14 @@ pub fn random_file(out: &Path, bytes: u64) {
 /// The package-repository inputs of `tools/fixtures/pkgs.sh`.
 #[derive(Debug)]
 pub struct Pkgs {
-    /// Wheels and sdists from `pip download` (six, idna, typing_extensions, toml).
+    /// Wheels and sdists from `pip download` (six, idna, typing_extensions, setuptools, wheel, toml).
     pub pypi: PathBuf,
     /// Chart archives (web 1.0.0 and 1.2.0, db 0.3.1) and `web-1.2.0.tgz.prov`.
     pub helm: PathBuf,
     /// A yum repository: two rpms from rpmbuild, createrepo_c's repodata, a signed `repomd.xml`.
     pub yum: PathBuf,
+    /// The armoured public key that signed `repomd.xml.asc` and the provenance file.
+    pub key: PathBuf,
 }
 
 /// Builds (once per run; reuses the cache across runs) and returns the package-repository inputs.
@@ -276,6 +278,7 @@ pub fn pkgs() -> &'static Pkgs {
             pypi: out.join("pypi"),
             helm: out.join("helm"),
             yum: out.join("yum"),
+            key: out.join("key.asc"),
         }
     })
 }
