@@ -15,6 +15,9 @@
 //! - `repos`: `apt:` ingest of a real signed repository (directory and HTTP) served to `apt-get` under
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
+//! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
+//!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
+//!   index checked against its charts over HTTP; incomplete or altered repositories refused.
 
 mod admin;
 mod bad_input;
@@ -23,6 +26,7 @@ mod crash;
 mod docker_archive;
 mod files;
 mod oci;
+mod pkgs;
 mod registry;
 mod repos;
 mod serve;

@@ -1,5 +1,6 @@
 //! Real test artifacts, built once per test-binary run into `<target>/ferry-fixtures` by the scripts in
-//! `tools/fixtures/` (Debian packages from `apt-get download`, unpacked with `dpkg-deb -x`, packed by `umoci`).
+//! `tools/fixtures/` (Debian packages from `apt-get download`, unpacked with `dpkg-deb -x`, packed by `umoci`;
+//! PyPI distributions from `pip download`, Helm charts packed with tar, rpms from rpmbuild under createrepo_c).
 //! Tests never modify them: copy first ([`crate::fsutil::copy_tree`]) when a test needs to damage something.
 
 use std::fs;
@@ -246,6 +247,40 @@ pub fn random_file(out: &Path, bytes: u64) {
     let n = std::io::copy(&mut src, &mut dst).unwrap();
     dst.flush().unwrap();
     assert_eq!(n, bytes, "random file {} is short", out.display());
+}
+
+/// The package-repository inputs of `tools/fixtures/pkgs.sh`.
+#[derive(Debug)]
+pub struct Pkgs {
+    /// Wheels and sdists from `pip download` (six, idna, typing_extensions, setuptools, wheel, toml).
+    pub pypi: PathBuf,
+    /// Chart archives (web 1.0.0 and 1.2.0, db 0.3.1) and `web-1.2.0.tgz.prov`.
+    pub helm: PathBuf,
+    /// A yum repository: two rpms from rpmbuild, createrepo_c's repodata, a signed `repomd.xml`.
+    pub yum: PathBuf,
+    /// The armoured public key that signed `repomd.xml.asc` and the provenance file.
+    pub key: PathBuf,
+}
+
+/// Builds (once per run; reuses the cache across runs) and returns the package-repository inputs.
+pub fn pkgs() -> &'static Pkgs {
+    static PKGS: OnceLock<Pkgs> = OnceLock::new();
+    PKGS.get_or_init(|| {
+        let out = cache_dir().join("pkgs");
+        let script = scripts_dir().join("pkgs.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(900));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the package fixtures failed:\n{run}"
+        );
+        Pkgs {
+            pypi: out.join("pypi"),
+            helm: out.join("helm"),
+            yum: out.join("yum"),
+            key: out.join("key.asc"),
+        }
+    })
 }
 
 /// The signed apt repository of `tools/fixtures/apt-repo.sh`.

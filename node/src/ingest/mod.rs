@@ -7,14 +7,21 @@
 //! - [`registry`]: the OCI Distribution API client for `docker://` sources.
 //! - [`files`]: `file:` and `dir:` sources.
 //! - [`apt`]: `apt:` sources — Debian repositories, whole or by suite, component and architecture.
+//! - Package repositories as static trees: [`pypi`] (`pypi:`, a PEP 503/691 simple index generated over wheels
+//!   and sdists), [`helm`] (`helm:`, charts and a generated `index.yaml`), [`yum`] (`yum:`, a repository kept
+//!   as is after checking it); [`pkgtree`] holds what they share (`DIR?into=PREFIX`, writing under a prefix).
 
 pub mod apt;
 pub mod docker_archive;
 pub mod files;
+pub mod helm;
 pub mod image;
 pub mod oci;
+pub mod pkgtree;
+pub mod pypi;
 pub mod reference;
 pub mod registry;
+pub mod yum;
 
 use crate::progress::Progress;
 use crate::store::{Store, StoreError, WriteStats};
@@ -98,6 +105,12 @@ pub enum Source {
     Dir(PathBuf),
     /// `apt:DIR` or `apt:URL`, with an optional `?suites=…&components=…&architectures=…` selection.
     Apt(apt::AptSource),
+    /// `pypi:DIR[?into=PREFIX]`.
+    Pypi(pkgtree::RepoDir),
+    /// `helm:DIR[?into=PREFIX]`.
+    Helm(pkgtree::RepoDir),
+    /// `yum:DIR[?into=PREFIX]`.
+    Yum(pkgtree::RepoDir),
 }
 
 impl std::str::FromStr for Source {
@@ -153,8 +166,21 @@ impl std::str::FromStr for Source {
                 .map(Source::Apt)
                 .map_err(|reason| bad(&reason));
         }
+        let repo = |rest: &str, default: &str| {
+            pkgtree::RepoDir::parse(rest, default).map_err(|reason| bad(&reason))
+        };
+        if let Some(rest) = s.strip_prefix("pypi:") {
+            return repo(rest, pypi::DEFAULT_PREFIX).map(Source::Pypi);
+        }
+        if let Some(rest) = s.strip_prefix("helm:") {
+            return repo(rest, helm::DEFAULT_PREFIX).map(Source::Helm);
+        }
+        if let Some(rest) = s.strip_prefix("yum:") {
+            return repo(rest, yum::DEFAULT_PREFIX).map(Source::Yum);
+        }
         Err(bad(
-            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH or apt:DIR|URL[?…]",
+            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH, \
+             apt:DIR|URL[?…], pypi:DIR, helm:DIR or yum:DIR",
         ))
     }
 }
@@ -223,6 +249,9 @@ pub fn add(
             Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
             Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
             Source::Apt(src) => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Helm(src) => helm::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Yum(src) => yum::ingest(&ctx, src, &mut entries, &mut stats)?,
         }
     }
     if entries.is_empty() {
@@ -293,6 +322,21 @@ mod tests {
             "apt:/srv/debian?suites=stable&components=main".parse::<Source>().unwrap(),
             Source::Apt(a) if a.suites == ["stable"] && a.components == ["main"]
         ));
+        assert_eq!(
+            "pypi:/no/such/dir".parse::<Source>().unwrap(),
+            Source::Pypi(pkgtree::RepoDir {
+                dir: "/no/such/dir".into(),
+                into: "pypi".into()
+            })
+        );
+        assert!(matches!(
+            "helm:charts?into=repos/helm".parse::<Source>().unwrap(),
+            Source::Helm(r) if r.into == "repos/helm" && r.dir == std::path::Path::new("charts")
+        ));
+        assert!(matches!(
+            "yum:el9?into=".parse::<Source>().unwrap(),
+            Source::Yum(r) if r.into.is_empty()
+        ));
         for bad in [
             "http://x",
             "oci:",
@@ -301,6 +345,9 @@ mod tests {
             "x",
             "apt:",
             "apt:http://example.org/debian",
+            "pypi:",
+            "helm:d?into=../up",
+            "yum:d?to=x",
         ] {
             assert!(bad.parse::<Source>().is_err(), "{bad}");
         }
