@@ -741,7 +741,25 @@ fn http() -> Client {
 fn pip_downloads_from_the_served_mirror() {
     let fx = pkgs();
     let (s, node) = served();
-    let index = node.url("/repos/py/current/pypi/simple/");
+    // The index URL as `ferry client-config pip` gives it.
+    let conf = s
+        .run([
+            "client-config",
+            "pip",
+            "--node",
+            &node.url(""),
+            "--release",
+            "py",
+        ])
+        .ok();
+    let index = conf
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("index-url = "))
+        .unwrap_or_else(|| panic!("no index-url in pip.conf:\n{conf}"))
+        .to_string();
+    assert_eq!(index, node.url("/repos/py/current/pypi/simple/"));
+    assert!(conf.stdout.contains("trusted-host = 127.0.0.1"), "{conf}");
     let dest = s.tmp_path("dl");
     let run = pip_download(&index, &dest, &[], &["six", "typing-extensions", "idna"]);
     assert_eq!(run.code, Some(0), "{run}");
@@ -822,9 +840,17 @@ fn pip_downloads_from_the_served_mirror() {
 
 #[test]
 fn helm_index_served_over_http_matches_its_charts() {
-    let (_s, node) = served();
+    let (s, node) = served();
     let c = http();
     let base = node.url("/repos/charts/current/helm/");
+    let add = s
+        .run(["client-config", "helm", "--node", &node.url("")])
+        .ok();
+    assert_eq!(
+        add.stdout.trim(),
+        format!("helm repo add charts {base}"),
+        "{add}"
+    );
     let index = c.get(format!("{base}index.yaml")).send().unwrap();
     assert_eq!(index.status(), StatusCode::OK);
     let index: yaml_serde::Value = yaml_serde::from_slice(&index.bytes().unwrap()).unwrap();

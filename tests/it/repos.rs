@@ -203,6 +203,46 @@ fn apt_get_updates_and_downloads_from_the_mirror() {
         v2["repositories"][0]["suites"][0]["components"],
         serde_json::json!(["main"])
     );
+
+    // `ferry client-config apt` turns that into sources.list lines, under `current` so clients follow the node.
+    let key = repo.key.to_str().unwrap();
+    let lines = s
+        .run([
+            "client-config",
+            "apt",
+            "--node",
+            &node.url(""),
+            "--signed-by",
+            key,
+        ])
+        .ok();
+    assert_eq!(
+        lines.stdout.trim(),
+        format!(
+            "deb [signed-by={key}] {} stable main",
+            node.url("/repos/deb/current/")
+        ),
+        "{lines}"
+    );
+    let pinned = s
+        .run([
+            "client-config",
+            "apt",
+            "--node",
+            &node.url(""),
+            "--release",
+            "deb@1",
+        ])
+        .ok();
+    assert_eq!(
+        pinned.stdout.trim(),
+        format!("deb {} stable main contrib", node.url("/repos/deb/1/")),
+        "{pinned}"
+    );
+    let none = s
+        .run(["client-config", "pip", "--node", &node.url("")])
+        .expect_code(1);
+    assert!(none.error_line().contains("no PyPI repository"), "{none}");
     assert_eq!(node.stop(), Some(0));
 }
 
