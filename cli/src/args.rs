@@ -60,7 +60,8 @@ pub enum Command {
     /// Publisher keys this store accepts releases and bundles from.
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Run the node: serve the store's images as an OCI registry mirror over HTTP until SIGTERM or Ctrl-C.
+    /// Run the node: serve the store's images as an OCI registry over HTTP (pull, and push with a token) until
+    /// SIGTERM or Ctrl-C.
     Serve(ServeArgs),
 }
 
@@ -69,6 +70,18 @@ pub struct ServeArgs {
     /// Address to listen on for HTTP (port 0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub listen: std::net::SocketAddr,
+    /// Allow pushing with one of the tokens in FILE (one per line; '#' comments). Without it, push is refused.
+    #[arg(long, value_name = "FILE")]
+    pub push_token_file: Option<PathBuf>,
+    /// Require one of the tokens in FILE (or a push token) to pull. Without it, pulls are anonymous.
+    #[arg(long, value_name = "FILE")]
+    pub pull_token_file: Option<PathBuf>,
+    /// The largest blob one push may upload (e.g. 16G); larger uploads are refused.
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
+    pub max_upload: u64,
+    /// Seconds an unfinished upload may sit idle before it is dropped with its spooled bytes.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub upload_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -181,7 +194,8 @@ pub enum KeysCommand {
 pub struct AddArgs {
     /// The release to create, NAME@VERSION.
     pub release: String,
-    /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH.
+    /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
+    /// pushed:REPO[:TAG] (images pushed to this node's registry).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.

@@ -11,6 +11,8 @@
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
+//! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
+//!   input; pushed images named into a release with `pushed:`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 
 mod bad_input;
@@ -19,6 +21,7 @@ mod crash;
 mod docker_archive;
 mod files;
 mod oci;
+mod push;
 mod registry;
 mod serve;
 mod store;

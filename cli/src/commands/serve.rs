@@ -1,11 +1,17 @@
 use crate::args::{Global, ServeArgs};
 use crate::output;
 use anyhow::Context;
-use ferry_node::mirror::{self, Mirror};
+use ferry_node::mirror::{self, Access, Mirror, UploadLimits};
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
+    let access = Access::from_files(a.push_token_file.as_deref(), a.pull_token_file.as_deref())?;
+    let limits = UploadLimits {
+        max_bytes: a.max_upload,
+        timeout_secs: a.upload_timeout.max(1),
+        ..UploadLimits::default()
+    };
     let store = super::open_store(g)?;
-    let mirror = Mirror::new(store)?;
+    let mirror = Mirror::new(store, access, limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,11 +6,13 @@
 //! - [`oci`]: OCI image layouts on disk. [`docker_archive`]: `docker save` tarballs.
 //! - [`registry`]: the OCI Distribution API client for `docker://` sources.
 //! - [`files`]: `file:` and `dir:` sources.
+//! - [`pushed`]: `pushed:` sources — images pushed to this node's registry, named into a release.
 
 pub mod docker_archive;
 pub mod files;
 pub mod image;
 pub mod oci;
+pub mod pushed;
 pub mod reference;
 pub mod registry;
 
@@ -91,6 +93,13 @@ pub enum Source {
     File(PathBuf),
     /// `dir:PATH`.
     Dir(PathBuf),
+    /// `pushed:REPO[:TAG]`: images pushed to this node's registry.
+    Pushed {
+        /// The repository.
+        repository: String,
+        /// Which tag; every pushed tag when `None`.
+        tag: Option<String>,
+    },
 }
 
 impl std::str::FromStr for Source {
@@ -141,8 +150,27 @@ impl std::str::FromStr for Source {
         if let Some(rest) = s.strip_prefix("dir:") {
             return Ok(Source::Dir(nonempty(rest)?));
         }
+        if let Some(rest) = s.strip_prefix("pushed:") {
+            // Repository names never hold ':', so the first one starts the tag.
+            let (repository, tag) = match rest.split_once(':') {
+                Some((r, t)) => (r, Some(t)),
+                None => (rest, None),
+            };
+            if !reference::valid_repository(repository) {
+                return Err(bad(&format!(
+                    "invalid repository {repository:?}: lowercase letters, digits, '.', '_', '-', '/' only"
+                )));
+            }
+            if tag.is_some_and(|t| !reference::is_bare_tag(t)) {
+                return Err(bad("invalid tag"));
+            }
+            return Ok(Source::Pushed {
+                repository: repository.to_string(),
+                tag: tag.map(str::to_string),
+            });
+        }
         Err(bad(
-            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH or dir:PATH",
+            "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH or pushed:REPO[:TAG]",
         ))
     }
 }
@@ -210,6 +238,9 @@ pub fn add(
             }
             Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
             Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
+            Source::Pushed { repository, tag } => {
+                pushed::ingest(&ctx, repository, tag.as_deref(), &mut entries, &mut stats)?
+            }
         }
     }
     if entries.is_empty() {
@@ -276,7 +307,33 @@ mod tests {
             "docker://127.0.0.1:5000/x:1".parse::<Source>().unwrap(),
             Source::Registry(r) if r.registry == "127.0.0.1:5000" && r.repository == "x"
         ));
-        for bad in ["http://x", "oci:", "file:", "docker://example.org/x", "x"] {
+        assert_eq!(
+            "pushed:team/app:1.2".parse::<Source>().unwrap(),
+            Source::Pushed {
+                repository: "team/app".into(),
+                tag: Some("1.2".into())
+            }
+        );
+        assert_eq!(
+            "pushed:team/app".parse::<Source>().unwrap(),
+            Source::Pushed {
+                repository: "team/app".into(),
+                tag: None
+            }
+        );
+        for bad in [
+            "http://x",
+            "oci:",
+            "file:",
+            "docker://example.org/x",
+            "x",
+            "pushed:",
+            "pushed:Team/app",
+            "pushed:a/../b:1",
+            "pushed:a//b",
+            "pushed:a:b:c",
+            "pushed:a:",
+        ] {
             assert!(bad.parse::<Source>().is_err(), "{bad}");
         }
     }
