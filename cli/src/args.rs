@@ -61,7 +61,8 @@ pub enum Command {
     /// Publisher keys this store accepts releases and bundles from.
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Run the node: serve the store's images as an OCI registry mirror over HTTP until SIGTERM or Ctrl-C.
+    /// Run the node: serve the store's images as an OCI registry over HTTP (pull, and push with a token) until
+    /// SIGTERM or Ctrl-C.
     Serve(ServeArgs),
     /// Print the configuration that points a client at a node (containerd, docker, podman, apt, pip, helm).
     ClientConfig(ClientConfigArgs),
@@ -112,6 +113,22 @@ pub struct ServeArgs {
     /// [default: the config's http.listen, else 127.0.0.1:5050].
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Allow pushing with one of the tokens in FILE (one per line; '#' comments). Without it, push is refused
+    /// [default: the config's auth.push_token_file].
+    #[arg(long, value_name = "FILE")]
+    pub push_token_file: Option<PathBuf>,
+    /// Require one of the tokens in FILE (or a push token) to pull. Without it, pulls are anonymous
+    /// [default: the config's auth.pull_token_file].
+    #[arg(long, value_name = "FILE")]
+    pub pull_token_file: Option<PathBuf>,
+    /// The largest blob one push may upload (e.g. 16G); larger uploads are refused
+    /// [default: the config's uploads.max_bytes, else 16G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_upload: Option<u64>,
+    /// Seconds an unfinished upload may sit idle before it is dropped with its spooled bytes
+    /// [default: the config's uploads.timeout_secs, else 3600].
+    #[arg(long, value_name = "SECS")]
+    pub upload_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -225,7 +242,8 @@ pub struct AddArgs {
     /// The release to create, NAME@VERSION.
     pub release: String,
     /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
-    /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX).
+    /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX), pushed:REPO[:TAG] (images pushed
+    /// to this node's registry).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.

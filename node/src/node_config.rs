@@ -12,6 +12,10 @@
 //! [auth]
 //! push_token_file = "push.tokens"   # pushing needs one of these tokens; no file, no push
 //! pull_token_file = "pull.tokens"   # when set, pulls need one too (anonymous otherwise)
+//!
+//! [uploads]
+//! max_bytes = 17179869184            # the largest blob one push may upload
+//! timeout_secs = 3600                # an idle unfinished upload is dropped after this
 //! ```
 
 use serde::Deserialize;
@@ -31,6 +35,19 @@ pub struct NodeConfig {
     /// Who may push and pull.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Limits on pushes.
+    #[serde(default)]
+    pub uploads: UploadsConfig,
+}
+
+/// `[uploads]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// The largest blob one push may upload, bytes (default 16 GiB).
+    pub max_bytes: Option<u64>,
+    /// Seconds an unfinished upload may sit idle before it is dropped (default 3600).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[http]`.
@@ -121,28 +138,6 @@ impl NodeConfig {
     }
 }
 
-/// Read a token file: one token per line; blank lines and `#` comments skipped. At least one token required.
-pub fn read_tokens(path: &Path) -> Result<Vec<String>, NodeConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let tokens: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    if tokens.is_empty() {
-        return Err(NodeConfigError::Parse {
-            path: path.display().to_string(),
-            line: 0,
-            message: "no tokens in the file (one per line; '#' starts a comment)".into(),
-        });
-    }
-    Ok(tokens)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,18 +176,5 @@ mod tests {
         assert!(msg.contains("address"), "{msg}");
         let (_, msg) = NodeConfig::parse("[p2p]\n").unwrap_err();
         assert!(msg.contains("unknown field `p2p`"), "{msg}");
-    }
-
-    #[test]
-    fn token_files_skip_comments_and_refuse_emptiness() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t");
-        std::fs::write(&path, "# CI\n  abc123  \n\nxyz\n").unwrap();
-        assert_eq!(read_tokens(&path).unwrap(), vec!["abc123", "xyz"]);
-        std::fs::write(&path, "# nothing\n\n").unwrap();
-        assert!(read_tokens(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("no tokens"));
     }
 }

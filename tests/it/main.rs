@@ -14,6 +14,8 @@
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
 //! - `repos`: `apt:` ingest of a real signed repository (directory and HTTP) served to `apt-get` under
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
+//! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
+//!   input; pushed images named into a release with `pushed:`.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -27,6 +29,7 @@ mod docker_archive;
 mod files;
 mod oci;
 mod pkgs;
+mod push;
 mod registry;
 mod repos;
 mod serve;

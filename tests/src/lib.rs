@@ -59,3 +59,12 @@ pub fn tempdir() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A fresh temporary directory with a short path (under `/tmp`), for tools that limit path lengths (podman
+/// refuses a `--runroot` longer than 50 characters, which `<target>/ferry-tmp/…` can exceed).
+pub fn short_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ferry-")
+        .tempdir_in("/tmp")
+        .expect("tempdir in /tmp")
+}

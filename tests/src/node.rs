@@ -19,7 +19,14 @@ pub struct Node {
 impl Node {
     /// `ferry --store STORE serve --listen 127.0.0.1:0`, waiting until it prints its address.
     pub fn start(store: &Path) -> Node {
-        Node::spawn(ferry::command(store, ["serve", "--listen", "127.0.0.1:0"]))
+        Node::start_with(store, &[])
+    }
+
+    /// [`Node::start`] with more arguments for `serve` (`--push-token-file FILE`, …).
+    pub fn start_with(store: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Node::spawn(ferry::command(store, args))
     }
 
     /// Run `cmd` (a `ferry` command that ends up serving) and wait until it prints `listening on http://ADDR`.

@@ -75,6 +75,10 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
     let serve = ServeArgs {
         config: None,
         listen: Some(a.listen),
+        push_token_file: None,
+        pull_token_file: None,
+        max_upload: None,
+        upload_timeout: None,
     };
     super::serve::serve(store, serve, |addr| {
         output::note(format!(

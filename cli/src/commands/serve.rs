@@ -2,7 +2,7 @@ use crate::args::{Global, ServeArgs};
 use crate::{output, remote};
 use anyhow::Context;
 use ferry_node::admin;
-use ferry_node::mirror::{self, Mirror};
+use ferry_node::mirror::{self, Access, Mirror, UploadLimits};
 use ferry_node::node_config::NodeConfig;
 use ferry_node::Store;
 use tokio::sync::watch;
@@ -12,6 +12,7 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Run the node on `store` until SIGTERM or Ctrl-C; `ready` is called with the HTTP address once it listens.
+/// Flags override the node's configuration file.
 pub fn serve(
     store: Store,
     a: ServeArgs,
@@ -25,7 +26,28 @@ pub fn serve(
         .listen
         .or(config.http.listen)
         .unwrap_or(([127, 0, 0, 1], 5050).into());
-    let mirror = Mirror::new(store.clone())?;
+    let access = Access::from_files(
+        a.push_token_file
+            .as_deref()
+            .or(config.auth.push_token_file.as_deref()),
+        a.pull_token_file
+            .as_deref()
+            .or(config.auth.pull_token_file.as_deref()),
+    )?;
+    let defaults = UploadLimits::default();
+    let limits = UploadLimits {
+        max_bytes: a
+            .max_upload
+            .or(config.uploads.max_bytes)
+            .unwrap_or(defaults.max_bytes),
+        timeout_secs: a
+            .upload_timeout
+            .or(config.uploads.timeout_secs)
+            .unwrap_or(defaults.timeout_secs)
+            .max(1),
+        ..defaults
+    };
+    let mirror = Mirror::new(store.clone(), access, limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

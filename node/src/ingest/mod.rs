@@ -10,6 +10,7 @@
 //! - Package repositories as static trees: [`pypi`] (`pypi:`, a PEP 503/691 simple index generated over wheels
 //!   and sdists), [`helm`] (`helm:`, charts and a generated `index.yaml`), [`yum`] (`yum:`, a repository kept
 //!   as is after checking it); [`pkgtree`] holds what they share (`DIR?into=PREFIX`, writing under a prefix).
+//! - [`pushed`]: `pushed:` sources — images pushed to this node's registry, named into a release.
 
 pub mod apt;
 pub mod docker_archive;
@@ -18,6 +19,7 @@ pub mod helm;
 pub mod image;
 pub mod oci;
 pub mod pkgtree;
+pub mod pushed;
 pub mod pypi;
 pub mod reference;
 pub mod registry;
@@ -111,6 +113,13 @@ pub enum Source {
     Helm(pkgtree::RepoDir),
     /// `yum:DIR[?into=PREFIX]`.
     Yum(pkgtree::RepoDir),
+    /// `pushed:REPO[:TAG]`: images pushed to this node's registry.
+    Pushed {
+        /// The repository.
+        repository: String,
+        /// Which tag; every pushed tag when `None`.
+        tag: Option<String>,
+    },
 }
 
 impl std::str::FromStr for Source {
@@ -178,9 +187,28 @@ impl std::str::FromStr for Source {
         if let Some(rest) = s.strip_prefix("yum:") {
             return repo(rest, yum::DEFAULT_PREFIX).map(Source::Yum);
         }
+        if let Some(rest) = s.strip_prefix("pushed:") {
+            // Repository names never hold ':', so the first one starts the tag.
+            let (repository, tag) = match rest.split_once(':') {
+                Some((r, t)) => (r, Some(t)),
+                None => (rest, None),
+            };
+            if !reference::valid_repository(repository) {
+                return Err(bad(&format!(
+                    "invalid repository {repository:?}: lowercase letters, digits, '.', '_', '-', '/' only"
+                )));
+            }
+            if tag.is_some_and(|t| !reference::is_bare_tag(t)) {
+                return Err(bad("invalid tag"));
+            }
+            return Ok(Source::Pushed {
+                repository: repository.to_string(),
+                tag: tag.map(str::to_string),
+            });
+        }
         Err(bad(
             "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH, \
-             apt:DIR|URL[?…], pypi:DIR, helm:DIR or yum:DIR",
+             apt:DIR|URL[?…], pypi:DIR, helm:DIR, yum:DIR or pushed:REPO[:TAG]",
         ))
     }
 }
@@ -252,6 +280,9 @@ pub fn add(
             Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Helm(src) => helm::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Yum(src) => yum::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Pushed { repository, tag } => {
+                pushed::ingest(&ctx, repository, tag.as_deref(), &mut entries, &mut stats)?
+            }
         }
     }
     if entries.is_empty() {
@@ -337,6 +368,20 @@ mod tests {
             "yum:el9?into=".parse::<Source>().unwrap(),
             Source::Yum(r) if r.into.is_empty()
         ));
+        assert_eq!(
+            "pushed:team/app:1.2".parse::<Source>().unwrap(),
+            Source::Pushed {
+                repository: "team/app".into(),
+                tag: Some("1.2".into())
+            }
+        );
+        assert_eq!(
+            "pushed:team/app".parse::<Source>().unwrap(),
+            Source::Pushed {
+                repository: "team/app".into(),
+                tag: None
+            }
+        );
         for bad in [
             "http://x",
             "oci:",
@@ -348,6 +393,12 @@ mod tests {
             "pypi:",
             "helm:d?into=../up",
             "yum:d?to=x",
+            "pushed:",
+            "pushed:Team/app",
+            "pushed:a/../b:1",
+            "pushed:a//b",
+            "pushed:a:b:c",
+            "pushed:a:",
         ] {
             assert!(bad.parse::<Source>().is_err(), "{bad}");
         }

@@ -33,6 +33,19 @@ pub fn is_bare_tag(s: &str) -> bool {
     valid_tag(s)
 }
 
+/// Whether `s` is a repository path: `/`-separated non-empty components of lowercase letters, digits, `.`, `_`
+/// and `-`, none of them `.` or `..`.
+pub fn valid_repository(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        })
+}
+
 impl Reference {
     /// Parse a reference. A first component with a `.` or `:`, or `localhost`, is the registry; otherwise the
     /// registry is docker.io and single-component names gain `library/`.

@@ -1,7 +1,10 @@
-//! What the mirrors serve: every image of every visible release, by repository, tag and digest; and every
-//! release's file tree (built by [`super::repo::tree::Trees`]).
+//! What the mirrors serve: every image of every visible release, and everything pushed to the node, by
+//! repository, tag and digest; and every release's file tree (built by [`super::repo::tree::Trees`]).
 //!
-//! A tag held by several releases resolves to the newest (latest creation, then highest sequence). Images keep
+//! A tag held by several releases resolves to the newest (latest creation, then highest sequence). A pushed tag
+//! competes by its push time: a push newer than every release holding the tag wins, and a release made after the
+//! push (say, from that very push, with `ferry add … pushed:REPO:TAG`) wins back; in the same second the release
+//! wins. Pushed content has no upstream registry, like images ingested from a layout. Images keep
 //! the registry they were ingested from, so a containerd mirror request with `?ns=docker.io` finds
 //! `library/debian` pulled from Docker Hub and nothing else; without `ns`, a repository is looked up among all
 //! images, those named by a release first.
@@ -17,7 +20,7 @@ pub struct Tagged {
     pub digest: Sha256Digest,
     /// Its media type.
     pub media_type: String,
-    /// Which release provides it (`name@version`).
+    /// Which release provides it (`name@version`), or `pushed` for a tag pushed to this node.
     pub release: String,
     /// (created, sequence) of that release: higher is newer.
     rank: (u64, u64),
@@ -71,6 +74,29 @@ impl Catalog {
                 let repo = repos.entry(key).or_default();
                 add_image(repo, img, &m.id(), rank);
             }
+        }
+        let (tags, blobs) = store.pushed()?;
+        for b in blobs {
+            repos
+                .entry((None, b.repository))
+                .or_default()
+                .blobs
+                .entry(b.blob.sha256)
+                .or_insert((b.blob, b.media_type));
+        }
+        for t in tags {
+            let repo = repos.entry((None, t.repository)).or_default();
+            if !repo.blobs.contains_key(&t.digest) {
+                continue; // written in one batch with its manifest, so never; but never serve a dangling tag
+            }
+            let candidate = Tagged {
+                digest: t.digest,
+                media_type: t.media_type,
+                release: "pushed".into(),
+                // A release has sequence ≥ 1, so it wins a tie within the same second.
+                rank: (t.pushed_at, 0),
+            };
+            add_tag(repo, &t.tag, candidate);
         }
         Ok(Catalog {
             repos,
@@ -136,10 +162,15 @@ fn add_image(repo: &mut Repo, img: &ImageEntry, release: &str, rank: (u64, u64))
         release: release.to_string(),
         rank,
     };
-    match repo.tags.get(&img.tag) {
-        Some(t) if t.rank >= rank => {}
+    add_tag(repo, &img.tag, candidate);
+}
+
+/// Point `tag` at `candidate` unless it already points somewhere newer.
+fn add_tag(repo: &mut Repo, tag: &str, candidate: Tagged) {
+    match repo.tags.get(tag) {
+        Some(t) if t.rank >= candidate.rank => {}
         _ => {
-            repo.tags.insert(img.tag.clone(), candidate);
+            repo.tags.insert(tag.to_string(), candidate);
         }
     }
 }

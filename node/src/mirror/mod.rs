@@ -1,26 +1,35 @@
-//! The node's HTTP face: an OCI Distribution registry (pull side) and static repository mirrors over the store.
+//! The node's HTTP face: an OCI Distribution registry (pull and push) and static repository mirrors over the
+//! store.
 //!
-//! - [`catalog`]: which repositories, tags, blobs and file trees are served, rebuilt when a release becomes
-//!   visible.
-//! - [`oci`]: the Distribution API handlers (`/v2/…`), spec error bodies.
+//! - [`catalog`]: which repositories, tags, blobs and file trees are served (every visible release, and what was
+//!   pushed), rebuilt when a release becomes visible or something is pushed.
+//! - [`oci`]: the Distribution API handlers (`/v2/…`), routing, spec error bodies.
+//! - [`push`]: the push side — blob uploads, cross-repository mounts, manifest PUT.
+//! - [`uploads`]: upload sessions spooled to files under `STORE/uploads/`, their limits and expiry.
+//! - [`auth`]: push and pull tokens ([`Access`]).
 //! - [`repo`]: release file trees as byte-exact static sites (`/repos/…`) and their index (`/_ferry/repos`).
 //! - [`info`]: `/_ferry/images`, the images served, as JSON for tools such as `ferry client-config`.
-//! - [`range`]: the `Range` header, shared by both.
+//! - [`range`]: the `Range` header, shared by the registry and the trees.
 //! - [`body`]: streaming a blob, rebuilt from its chunks on a blocking thread, into a response body.
 //!
 //! [`run`] serves until `shutdown` resolves, then lets requests in flight finish.
 
+pub mod auth;
 pub mod body;
 pub mod catalog;
 pub mod info;
 pub mod oci;
+pub mod push;
 pub mod range;
 pub mod repo;
+pub mod uploads;
 
 use crate::store::{Store, StoreError};
+pub use auth::Access;
 use catalog::Catalog;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+pub use uploads::UploadLimits;
 
 /// Shared state of the HTTP service.
 #[derive(Clone)]
@@ -29,21 +38,45 @@ pub struct Mirror(Arc<MirrorShared>);
 struct MirrorShared {
     store: Store,
     catalog: Mutex<Arc<Catalog>>,
+    access: Access,
+    uploads: uploads::Uploads,
+    /// Pushed blobs go through the store's ingest one at a time (each ingest is parallel inside), so two
+    /// uploads of the same content never both write its chunks.
+    ingest: Arc<Mutex<()>>,
 }
 
 impl Mirror {
-    /// A mirror over `store`.
-    pub fn new(store: Store) -> Result<Mirror, StoreError> {
+    /// A mirror over `store`, admitting requests as `access` says, with uploads spooled under `STORE/uploads/`
+    /// (files left there by an earlier run are removed).
+    pub fn new(store: Store, access: Access, limits: UploadLimits) -> Result<Mirror, StoreError> {
         let catalog = Catalog::build(&store)?;
+        let dir = store.root().join("uploads");
+        let uploads = uploads::Uploads::new(dir.clone(), limits).map_err(StoreError::io(&dir))?;
         Ok(Mirror(Arc::new(MirrorShared {
             store,
             catalog: Mutex::new(Arc::new(catalog)),
+            access,
+            uploads,
+            ingest: Arc::new(Mutex::new(())),
         })))
     }
 
     /// The store.
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// Who may push and pull.
+    pub fn access(&self) -> &Access {
+        &self.0.access
+    }
+
+    pub(crate) fn uploads(&self) -> &uploads::Uploads {
+        &self.0.uploads
+    }
+
+    pub(crate) fn ingest_lock(&self) -> Arc<Mutex<()>> {
+        self.0.ingest.clone()
     }
 
     /// The current catalog, rebuilt first if a release became visible since it was built.
@@ -64,13 +97,34 @@ impl Mirror {
     }
 }
 
-/// Serve `mirror` on `listener` until `shutdown` resolves.
+/// Serve `mirror` on `listener` until `shutdown` resolves. Idle uploads are swept meanwhile.
 pub async fn run(
     listener: tokio::net::TcpListener,
     mirror: Mirror,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, mirror.router())
+    let sweeper = SweepGuard(tokio::spawn(sweep_uploads(mirror.clone())));
+    let served = axum::serve(listener, mirror.router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    drop(sweeper);
+    served
+}
+
+/// Stops the upload sweeper when `run` returns, however it returns.
+struct SweepGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn sweep_uploads(mirror: Mirror) {
+    let mut every = tokio::time::interval(mirror.uploads().sweep_every());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        mirror.uploads().sweep().await;
+    }
 }

@@ -1,15 +1,17 @@
-//! The OCI Distribution API, pull side (distribution-spec v1.1): `/v2/`, manifests and blobs by tag or digest
+//! The OCI Distribution API (distribution-spec v1.1), pull side: `/v2/`, manifests and blobs by tag or digest
 //! (GET and HEAD, ranges on blobs), `tags/list` and `_catalog` with `n`/`last` paging, the referrers API, and the
 //! spec's error bodies. Repository names with slashes are parsed from the raw path, so a percent-encoded slash or
-//! a `..` can never name anything.
+//! a `..` can never name anything. Every request passes [`super::auth`] first; the push side (uploads, manifest
+//! PUT) is routed to [`super::push`].
 
+use super::auth::Need;
 use super::body::blob_body;
 use super::catalog::{is_manifest_type, Repo};
 use super::range::parse_range;
-use super::Mirror;
+use super::{push, Mirror};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -24,21 +26,52 @@ pub fn routes() -> Router<Mirror> {
         .route("/v2/{*rest}", axum::routing::any(dispatch))
 }
 
-/// A Distribution API error: status, spec code, message.
+/// A Distribution API error: status, spec code, message, and any detail or headers the answer needs (a
+/// challenge, an upload's `Range`).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `detail` and extra headers, boxed: most errors have neither, and results stay small.
+    extra: Option<Box<(serde_json::Value, HeaderMap)>>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
+            extra: None,
         }
+    }
+
+    fn extra(&mut self) -> &mut (serde_json::Value, HeaderMap) {
+        self.extra
+            .get_or_insert_with(|| Box::new((serde_json::Value::Null, HeaderMap::new())))
+    }
+
+    /// The same error, answered with header `name` too.
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra().1.insert(name, value);
+        self
+    }
+
+    /// The same error with a `detail` object.
+    pub(crate) fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.extra().0 = detail;
+        self
+    }
+
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its spec error code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     fn name_unknown(name: &str) -> Self {
@@ -52,23 +85,25 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (detail, headers) = self.extra.map(|b| *b).unwrap_or_default();
         let body = serde_json::json!({
-            "errors": [{ "code": self.code, "message": self.message, "detail": null }]
+            "errors": [{ "code": self.code, "message": self.message, "detail": detail }]
         });
         let mut r = (self.status, axum::Json(body)).into_response();
         api_version(r.headers_mut());
+        r.headers_mut().extend(headers);
         r
     }
 }
 
-fn api_version(h: &mut HeaderMap) {
+pub(crate) fn api_version(h: &mut HeaderMap) {
     h.insert(
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
     );
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "serving a registry request");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,10 +112,12 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-async fn base() -> Response {
+async fn base(State(m): State<Mirror>, headers: HeaderMap) -> Result<Response, ApiError> {
+    m.access().check(&headers, Need::Ping)?;
     let mut r = axum::Json(serde_json::json!({})).into_response();
     api_version(r.headers_mut());
-    r
+    m.access().ping_headers(r.headers_mut());
+    Ok(r)
 }
 
 /// What a `/v2/<rest>` path asks for.
@@ -91,6 +128,10 @@ enum Route<'a> {
     Blob(&'a str, &'a str),
     Tags(&'a str),
     Referrers(&'a str, &'a str),
+    /// `<name>/blobs/uploads/`: start an upload (or mount).
+    Uploads(&'a str),
+    /// `<name>/blobs/uploads/<id>`: one upload session.
+    Upload(&'a str, &'a str),
 }
 
 /// Split the raw path after `/v2/`. `None` if it matches no endpoint.
@@ -100,6 +141,15 @@ fn parse_route(rest: &str) -> Option<Route<'_>> {
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Route::Tags(name));
+    }
+    if let Some(name) = rest.strip_suffix("/blobs/uploads/") {
+        return Some(Route::Uploads(name));
+    }
+    if let Some(i) = rest.rfind("/blobs/uploads/") {
+        let id = &rest[i + "/blobs/uploads/".len()..];
+        if !id.contains('/') {
+            return Some(Route::Upload(&rest[..i], id));
+        }
     }
     for marker in ["/manifests/", "/blobs/", "/referrers/"] {
         let Some(i) = rest.rfind(marker) else {
@@ -120,7 +170,7 @@ fn parse_route(rest: &str) -> Option<Route<'_>> {
 
 /// A repository name as the spec allows: lowercase alphanumeric components joined by `.`, `_`, `__` or `-`
 /// runs, separated by `/`. Anything else (including `..` and percent escapes) is refused.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name.split('/').all(|c| {
@@ -135,7 +185,7 @@ fn valid_name(name: &str) -> bool {
         })
 }
 
-fn valid_tag(tag: &str) -> bool {
+pub(crate) fn valid_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 128
         && (tag.as_bytes()[0].is_ascii_alphanumeric() || tag.as_bytes()[0] == b'_')
@@ -144,7 +194,7 @@ fn valid_tag(tag: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-fn parse_digest(s: &str) -> Result<Sha256Digest, ApiError> {
+pub(crate) fn parse_digest(s: &str) -> Result<Sha256Digest, ApiError> {
     s.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -160,15 +210,8 @@ async fn dispatch(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            format!("{method} is not supported here"),
-        ));
-    }
-    let head = method == Method::HEAD;
     let rest = uri.path().strip_prefix("/v2/").unwrap_or_default();
     let route = parse_route(rest).ok_or_else(|| {
         ApiError::new(
@@ -177,11 +220,24 @@ async fn dispatch(
             format!("no such endpoint: /v2/{rest}"),
         )
     })?;
+    let pull = method == Method::GET || method == Method::HEAD;
+    let upload = matches!(route, Route::Uploads(_) | Route::Upload(..));
+    m.access().check(
+        &headers,
+        if pull && !upload {
+            Need::Pull
+        } else {
+            Need::Push
+        },
+    )?;
     let name = match &route {
         Route::Catalog => None,
-        Route::Manifest(n, _) | Route::Blob(n, _) | Route::Tags(n) | Route::Referrers(n, _) => {
-            Some(*n)
-        }
+        Route::Manifest(n, _)
+        | Route::Blob(n, _)
+        | Route::Tags(n)
+        | Route::Referrers(n, _)
+        | Route::Uploads(n)
+        | Route::Upload(n, _) => Some(*n),
     };
     if let Some(n) = name.filter(|n| !valid_name(n)) {
         return Err(ApiError::new(
@@ -189,6 +245,35 @@ async fn dispatch(
             "NAME_INVALID",
             format!("invalid repository name {n:?}"),
         ));
+    }
+    if !pull {
+        return match (method, route) {
+            (Method::POST, Route::Uploads(name)) => push::start(&m, name, &q, &headers, body).await,
+            (Method::PATCH, Route::Upload(name, id)) => {
+                push::patch(&m, name, id, &headers, body).await
+            }
+            (Method::PUT, Route::Upload(name, id)) => {
+                push::finish(&m, name, id, &q, &headers, body).await
+            }
+            (Method::DELETE, Route::Upload(name, id)) => push::cancel(&m, name, id).await,
+            (Method::PUT, Route::Manifest(name, reference)) => {
+                push::put_manifest(&m, name, reference, &headers, body).await
+            }
+            (Method::DELETE, Route::Manifest(..) | Route::Blob(..)) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "deleting is not supported: releases are immutable, and a pushed tag is replaced by pushing it again",
+            )),
+            (method, _) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                format!("{method} is not supported here"),
+            )),
+        };
+    }
+    let head = method == Method::HEAD;
+    if let Route::Upload(name, id) = route {
+        return push::status(&m, name, id).await;
     }
     let catalog = m.catalog().map_err(internal)?;
     let ns = q.get("ns").map(String::as_str);
@@ -237,6 +322,12 @@ async fn dispatch(
             )
             .await
         }
+        Route::Uploads(_) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "start an upload with POST",
+        )),
+        Route::Upload(..) => unreachable!("answered above"),
     }
 }
 
@@ -272,7 +363,7 @@ fn paged(
     r
 }
 
-fn digest_headers(h: &mut HeaderMap, digest: &Sha256Digest) {
+pub(crate) fn digest_headers(h: &mut HeaderMap, digest: &Sha256Digest) {
     if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
         h.insert("Docker-Content-Digest", v.clone());
     }
@@ -479,6 +570,19 @@ mod tests {
         assert_eq!(parse_route("x/tags/list"), Some(Route::Tags("x")));
         assert_eq!(parse_route("_catalog"), Some(Route::Catalog));
         assert_eq!(parse_route("x/unknown/y"), None);
+        assert_eq!(
+            parse_route("team/app/blobs/uploads/"),
+            Some(Route::Uploads("team/app"))
+        );
+        assert_eq!(
+            parse_route("team/app/blobs/uploads/0123abcd"),
+            Some(Route::Upload("team/app", "0123abcd"))
+        );
+        // A repository may itself be called `…/blobs/uploads`.
+        assert_eq!(
+            parse_route("a/blobs/uploads/blobs/sha256:00"),
+            Some(Route::Blob("a/blobs/uploads", "sha256:00"))
+        );
     }
 
     #[test]

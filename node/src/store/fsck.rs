@@ -1,4 +1,5 @@
-//! Re-verify everything a store holds: every pack record, every index entry, recipe, blob digest and release.
+//! Re-verify everything a store holds: every pack record, every index entry, recipe, blob digest and release,
+//! and the pushed index.
 
 use super::{blob_from_value, packs, Store, StoreError};
 use crate::progress::Progress;
@@ -193,6 +194,37 @@ impl Store {
                 }
                 Err(e) => r.problems.push(format!("release {name}: {e}")),
             }
+        }
+        // 6. What was pushed names only stored blobs, and every pushed tag its manifest.
+        match self.pushed() {
+            Ok((tags, blobs)) => {
+                let mut held = HashSet::new();
+                for p in blobs {
+                    if !matches!(self.blob(&p.blob.id), Ok(Some(stored)) if stored == p.blob) {
+                        r.problems.push(format!(
+                            "pushed blob {} of repository {} is not stored",
+                            p.blob.sha256, p.repository
+                        ));
+                    }
+                    held.insert((p.repository, p.blob.sha256));
+                }
+                for t in tags {
+                    if !held.contains(&(t.repository.clone(), t.digest)) {
+                        r.problems.push(format!(
+                            "pushed tag {}:{} names manifest {}, which the repository does not hold",
+                            t.repository, t.tag, t.digest
+                        ));
+                    }
+                }
+            }
+            Err(e) => r.problems.push(format!("pushed index: {e}")),
+        }
+        match self.pushed_malformed() {
+            Ok(0) => {}
+            Ok(n) => r
+                .problems
+                .push(format!("pushed index: {n} malformed entries")),
+            Err(e) => r.problems.push(format!("pushed index: {e}")),
         }
         r.ok = r.problems.is_empty();
         Ok(r)

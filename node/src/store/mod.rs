@@ -7,6 +7,7 @@
 //! - [`accept`]: taking in content from elsewhere (bundles, peers): verified chunks, recipes, blob records and
 //!   signed releases, each made visible only once what it needs is present.
 //! - [`sites`]: the seed's ledger of what it shipped to each site.
+//! - [`pushed`]: what clients pushed to the node's registry (repository tags and blobs), outside any release.
 //!
 //! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
 //!
@@ -18,6 +19,7 @@
 pub mod accept;
 pub mod fsck;
 pub mod packs;
+pub mod pushed;
 pub mod reader;
 pub mod sites;
 pub mod writer;
@@ -171,13 +173,16 @@ struct Shared {
     names: sled::Tree,
     /// site name → JSON ledger of what was shipped there.
     sites: sled::Tree,
+    /// What was pushed to the registry: see [`pushed`].
+    pushed: sled::Tree,
     /// Read handles on packs.
     files: Mutex<HashMap<u32, Arc<File>>>,
     /// The one writer.
     writer: Mutex<writer::PackWriter>,
     /// Serialises publishing so sequence numbers are unique.
     publish: Mutex<()>,
-    /// Bumped whenever a release becomes visible, so views built from releases know to rebuild.
+    /// Bumped whenever a release becomes visible or something is pushed, so views built from them know to
+    /// rebuild.
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -262,6 +267,7 @@ impl Store {
             releases: db.open_tree("releases")?,
             names: db.open_tree("names")?,
             sites: db.open_tree("sites")?,
+            pushed: db.open_tree("pushed")?,
             db,
             root: root.to_path_buf(),
             writer: Mutex::new(writer::PackWriter::default()),
@@ -421,7 +427,7 @@ impl Store {
         Ok(Some(bytes.to_vec()))
     }
 
-    /// A number that changes whenever a release becomes visible in this process.
+    /// A number that changes whenever a release becomes visible, or something is pushed, in this process.
     pub fn generation(&self) -> u64 {
         self.0.generation.load(std::sync::atomic::Ordering::Acquire)
     }
