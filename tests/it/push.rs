@@ -298,11 +298,19 @@ fn digest_of(b: &[u8]) -> String {
 /// Sends `head` (a request line and headers, without the blank line) then `body`, and returns the status line
 /// of the answer. The connection is half-closed only by the server.
 fn raw(addr: &str, head: &str, body: &[u8]) -> String {
+    raw_then(addr, head, body, false)
+}
+
+/// [`raw`], closing the sending side after `body` when `cut` (a body that breaks off).
+fn raw_then(addr: &str, head: &str, body: &[u8], cut: bool) -> String {
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     write!(c, "{head}\r\nHost: {addr}\r\n\r\n").unwrap();
     let _ = c.write_all(body);
+    if cut {
+        let _ = c.shutdown(std::net::Shutdown::Write);
+    }
     let mut out = Vec::new();
     let _ = c.read_to_end(&mut out);
     String::from_utf8_lossy(&out)
@@ -497,6 +505,36 @@ fn uploads_mounts_and_manifests_by_hand_and_bad_input_gets_spec_errors() {
         .unwrap();
     assert!(got == data, "the blob came back different");
 
+    // A chunk whose body breaks off is not taken: the upload stays where it stood, and resumes from there.
+    let loc = api.start("t/resume");
+    assert_eq!(
+        api.patch(&loc, &data[..1000], 0).status(),
+        StatusCode::ACCEPTED
+    );
+    let status = raw_then(
+        &node.addr,
+        &format!(
+            "PATCH {loc} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Range: 1000-5999\r\nContent-Length: 5000"
+        ),
+        &data[1000..3000],
+        true,
+    );
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let r = api.req(reqwest::Method::GET, &loc).send().unwrap();
+    assert_eq!(header(&r, "range"), "0-999", "a broken chunk was kept");
+    assert_eq!(
+        api.patch(&loc, &data[1000..6000], 1000).status(),
+        StatusCode::ACCEPTED
+    );
+    let r = api
+        .req(
+            reqwest::Method::PUT,
+            &format!("{loc}?digest={}", digest_of(&data[..6000])),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
     // Monolithic POST ?digest=: a config, then a manifest naming it and the big blob, by tag.
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
@@ -684,7 +722,7 @@ fn uploads_mounts_and_manifests_by_hand_and_bad_input_gets_spec_errors() {
         .send()
         .unwrap();
     assert_eq!(code(r), (StatusCode::BAD_REQUEST, "NAME_INVALID".into()));
-    let auth = format!("Authorization: Bearer {TOKEN}\r\nContent-Length: 0");
+    let auth = format!("Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close");
     for path in [
         "/v2/t/../blob/blobs/uploads/",
         "/v2/../../etc/blobs/uploads/",

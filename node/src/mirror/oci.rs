@@ -92,6 +92,11 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, axum::Json(body)).into_response();
         api_version(r.headers_mut());
         r.headers_mut().extend(headers);
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is not wanted: close rather than read it to reach a next request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r
     }
 }

@@ -8,7 +8,9 @@
 //! ([`crate::store::pushed`]) for its repository. A manifest is accepted only if every blob and child manifest it
 //! names is held in the repository (`MANIFEST_BLOB_UNKNOWN` otherwise); its `subject` need not exist yet.
 
-use super::oci::{api_version, digest_headers, internal, parse_digest, valid_tag, ApiError};
+use super::oci::{
+    api_version, digest_headers, internal, parse_digest, valid_name, valid_tag, ApiError,
+};
 use super::uploads::{Session, Uploads};
 use super::Mirror;
 use crate::ingest::image::{media, MAX_MANIFEST};
@@ -236,8 +238,9 @@ pub(crate) async fn start(
         .map_err(internal)?
         .map_err(internal)?;
         if mounted {
-            tracing::info!(repository = %name, from = q.get("from").map(String::as_str).unwrap_or(""),
-                digest = %digest, "blob mounted");
+            // `from` is only a hint (the node mounts any blob it holds whole); logged only if it is a name.
+            let from = q.get("from").map(String::as_str).filter(|f| valid_name(f));
+            tracing::info!(repository = %name, from = from.unwrap_or("-"), digest = %digest, "blob mounted");
             return Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest));
         }
         // Not held: the spec's fallback is an ordinary upload session.
@@ -518,14 +521,14 @@ pub(crate) async fn put_manifest(
         .with_detail(serde_json::json!({ "digest": first })));
     }
 
-    let (store, lock) = (m.store().clone(), m.ingest_lock());
+    // Manifests are small: they skip the one-at-a-time lock of blob ingests rather than wait behind a big layer.
+    let store = m.store().clone();
     let (repo, tag, mt) = (
         name.to_string(),
         (!by_digest).then(|| reference.to_string()),
         media_type.clone(),
     );
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        let _one = lock.lock().expect("ingest lock poisoned");
         let manifest = match held(&store, &digest)? {
             Some(b) => b,
             None => {
