@@ -91,9 +91,8 @@ pub fn parse_wheel_name(filename: &str) -> Result<(String, String), String> {
     let parts: Vec<&str> = stem.split('-').collect();
     let ok = match parts.len() {
         5 => true,
-        6 => parts[2].as_bytes()[..]
-            .first()
-            .is_some_and(u8::is_ascii_digit),
+        // The optional build tag starts with a digit.
+        6 => parts[2].starts_with(|c: char| c.is_ascii_digit()),
         _ => false,
     } && parts.iter().all(|p| !p.is_empty());
     if !ok {
