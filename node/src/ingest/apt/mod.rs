@@ -257,17 +257,17 @@ fn index_kind(path: &str) -> IndexKind {
 impl Collected<'_, '_> {
     /// Read a small file whole (None if absent), refusing one larger than `max`.
     fn read_small(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, IngestError> {
-        let Some((mut r, _)) = self.fetch.open(path)? else {
+        let Some((r, _)) = self.fetch.open(path)? else {
             return Ok(None);
         };
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(&mut r, max + 1), &mut bytes).map_err(
+        std::io::Read::read_to_end(&mut std::io::Read::take(r, max + 1), &mut bytes).map_err(
             |e| IngestError::Fetch(format!("reading {}: {e}", self.fetch.describe(path))),
         )?;
         if bytes.len() as u64 > max {
             return Err(IngestError::Malformed {
                 what: self.fetch.describe(path),
-                reason: format!("larger than the {max}-byte limit for this kind of file"),
+                reason: format!("larger than the {max} bytes expected"),
             });
         }
         Ok(Some(bytes))
@@ -418,7 +418,16 @@ impl Collected<'_, '_> {
         let mut present = 0;
         for l in files {
             let path = format!("{base}/{}", l.path);
-            let Some(bytes) = self.read_small(&path, MAX_INDEX.max(l.size))? else {
+            if l.size > MAX_INDEX {
+                return Err(IngestError::Malformed {
+                    what: self.fetch.describe(&path),
+                    reason: format!(
+                        "the Release lists it as {} bytes, more than the {MAX_INDEX}-byte limit for an index",
+                        l.size
+                    ),
+                });
+            }
+            let Some(bytes) = self.read_small(&path, l.size)? else {
                 continue;
             };
             present += 1;

@@ -127,10 +127,14 @@ pub struct Paragraphs<F: FnMut(Paragraph) -> Result<(), String>> {
     on_paragraph: F,
     error: Option<String>,
     line_no: u64,
+    /// Bytes in the paragraph being read.
+    size: usize,
 }
 
 /// Longest line accepted (a `Description` line is far shorter; this bounds memory on garbage).
 const MAX_LINE: usize = 1 << 20;
+/// Largest paragraph accepted (a Release's file list of a few thousand lines fits many times over).
+const MAX_PARAGRAPH: usize = 64 << 20;
 
 impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
     /// A parser calling `on_paragraph` for each paragraph.
@@ -141,6 +145,7 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
             on_paragraph,
             error: None,
             line_no: 0,
+            size: 0,
         }
     }
 
@@ -154,6 +159,13 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
         }
         if line.starts_with('#') {
             return Ok(());
+        }
+        self.size += line.len();
+        if self.size > MAX_PARAGRAPH {
+            return Err(format!(
+                "line {}: paragraph longer than {MAX_PARAGRAPH} bytes",
+                self.line_no
+            ));
         }
         if line.starts_with([' ', '\t']) {
             let (_, v) = self
@@ -175,6 +187,7 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
     }
 
     fn end_paragraph(&mut self) -> Result<(), String> {
+        self.size = 0;
         if self.current.is_empty() {
             return Ok(());
         }
