@@ -76,7 +76,12 @@ fn skopeo_and_podman_pull_every_image_with_its_digest() {
 
     // podman, with its own storage under the test's directory.
     let root = s.tmp_path("podman-root");
-    let runroot = s.tmp_path("podman-run");
+    // podman refuses a runroot longer than 50 characters, so it goes under /tmp whatever the checkout's path.
+    let runroot_dir = tempfile::Builder::new()
+        .prefix("ferry-podman-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let runroot = runroot_dir.path().to_path_buf();
     let podman = |args: &[&str]| {
         let mut v = vec![
             "--root".to_string(),
