@@ -181,7 +181,8 @@ pub enum KeysCommand {
 pub struct AddArgs {
     /// The release to create, NAME@VERSION.
     pub release: String,
-    /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH.
+    /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
+    /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.
