@@ -9,9 +9,10 @@
 //! Each suite's `InRelease` (else `Release`), `Release`, `Release.gpg` are taken as they are; then every index
 //! its `SHA256:` list names for the chosen components and architectures (`Packages*`, the per-architecture
 //! `Release`, `i18n/Translation-<language>*` and `i18n/Index`, and with `source` among the architectures
-//! `Sources*`), each checked against the listed SHA-256 and size; `by-hash/SHA256/<hex>` copies when the
-//! suite says `Acquire-By-Hash: yes`; then every pool file the indexes name (`Filename:` with `SHA256:` and
-//! `Size:`; for sources, `Directory:` with `Checksums-Sha256:`), each checked the same way. The gpg signature is
+//! `Sources*`), each checked against the listed SHA-256 and size; `by-hash/<list>/<hex>` copies (for each hash
+//! list the Release has) when the suite says `Acquire-By-Hash: yes`; then every pool file the indexes name
+//! (`Filename:` with `SHA256:` and `Size:`; for sources, `Directory:` with `Checksums-Sha256:`), each checked
+//! the same way. The gpg signature is
 //! not checked here: ferry carries the bytes unchanged and apt on the site checks it.
 
 pub mod fetch;
@@ -385,8 +386,14 @@ impl Collected<'_, '_> {
             };
             groups.entry(key).or_default().push(l);
         }
+        let no_copies = BTreeMap::new();
+        let by_hash = if rel.acquire_by_hash {
+            &rel.by_hash
+        } else {
+            &no_copies
+        };
         for files in groups.values() {
-            self.index_group(&base, files, rel.acquire_by_hash)?;
+            self.index_group(&base, files, by_hash)?;
         }
         let has = |what: &str| rel.sha256.iter().any(|l| l.path.starts_with(what));
         let comps_had: Vec<String> = comps
@@ -411,7 +418,7 @@ impl Collected<'_, '_> {
         &mut self,
         base: &str,
         files: &[&Listed],
-        by_hash: bool,
+        by_hash: &BTreeMap<String, Vec<(&'static str, String)>>,
     ) -> Result<(), IngestError> {
         // The best readable variant so far: (rank in READABLE, path, bytes, whether it is a Sources index).
         let mut best: Option<(usize, String, Vec<u8>, bool)> = None;
@@ -432,10 +439,11 @@ impl Collected<'_, '_> {
             };
             present += 1;
             let blob = self.store_bytes(&path, &bytes, Some(l))?;
-            if by_hash {
-                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            // The same bytes under each name apt may ask for them by (`by-hash/SHA512/<hex>`, …).
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            for (list, hex) in by_hash.get(&l.path).into_iter().flatten() {
                 self.files
-                    .insert(format!("{dir}/by-hash/SHA256/{}", blob.sha256.0), blob);
+                    .insert(format!("{dir}/by-hash/{list}/{hex}"), blob);
             }
             let (rank, sources) = match index_kind(&l.path) {
                 IndexKind::Packages { rank: Some(r), .. } => (r, false),
