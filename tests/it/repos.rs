@@ -565,6 +565,11 @@ fn static_trees_are_served_safely() {
         let r = range(bad);
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
         assert_eq!(r.headers()["content-range"], "bytes */300000", "{bad}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/plain; charset=utf-8",
+            "{bad}"
+        );
     }
     // A range over an older copy (If-Range with another tag) gets the whole file.
     let r = http

@@ -18,7 +18,7 @@ pub mod path;
 pub mod tree;
 
 use super::body::blob_body;
-use super::range::parse_range;
+use super::range::{parse_range, Answer};
 use super::Mirror;
 use axum::body::Body;
 use axum::extract::State;
@@ -259,31 +259,31 @@ fn file_response(
     } else {
         Ok(None)
     };
-    let (status, start, len) = match range {
-        Ok(None) => (StatusCode::OK, 0, blob.size),
-        Ok(Some((s, e))) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", blob.size)) {
-                headers.insert(header::CONTENT_RANGE, v);
+    let Answer {
+        status,
+        start,
+        len,
+        content_range,
+    } = Answer::new(range, blob.size);
+    if let Some(v) = content_range {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut r = error(
+            status,
+            format!(
+                "range {:?} is not one satisfiable bytes=FIRST-LAST, FIRST- or -SUFFIX range of this {}-byte file",
+                req.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                blob.size
+            ),
+        );
+        for name in [header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+            if let Some(v) = headers.remove(&name) {
+                r.headers_mut().insert(name, v);
             }
-            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
         }
-        Err(_) => {
-            let mut r = error(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!(
-                    "range {:?} is not one satisfiable bytes=FIRST-LAST, FIRST- or -SUFFIX range of this {}-byte file",
-                    req.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-                    blob.size
-                ),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            r.headers_mut()
-                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            return r;
-        }
-    };
+        return r;
+    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let body = if head || len == 0 {
         Body::empty()
