@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ferry_tests::apt::AptClient;
-use ferry_tests::cmd::ChildGuard;
+use ferry_tests::cmd::{spawn_first_line, ChildGuard};
 use ferry_tests::ferry::{entries, Store};
 use ferry_tests::fixtures::{apt_repo, random_file};
 use ferry_tests::fsutil::{copy_tree, flip_byte, sha256_file, sha256_hex};
@@ -289,24 +289,14 @@ fn apt_selection_and_prefix_leave_the_rest_out() {
 
 /// `python3 -m http.server` on a free loopback port, serving `dir`.
 fn http_server(dir: &Path) -> (ChildGuard, String) {
-    let mut child = std::process::Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3 -m http.server");
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard::new(child, "python3 -m http.server");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("http.server did not start");
+    let (guard, line) = spawn_first_line(
+        std::process::Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stderr(Stdio::null()),
+        "python3 -m http.server",
+        Duration::from_secs(20),
+    );
     // "Serving HTTP on 127.0.0.1 port 43210 (http://127.0.0.1:43210/) ..."
     let port = line
         .split_whitespace()

@@ -1,12 +1,10 @@
 //! A running `ferry serve` on a free loopback port, stopped with SIGTERM (or killed) on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::cmd::ChildGuard;
+use crate::cmd::{spawn_first_line, ChildGuard};
 use crate::ferry;
 
 /// A node serving a store over HTTP.
@@ -19,22 +17,11 @@ pub struct Node {
 impl Node {
     /// `ferry --store STORE serve --listen 127.0.0.1:0`, waiting until it prints its address.
     pub fn start(store: &Path) -> Node {
-        let mut child = ferry::command(store, ["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ferry serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = ChildGuard::new(child, "ferry serve");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("ferry serve did not print its address within 20 s");
+        let (guard, line) = spawn_first_line(
+            ferry::command(store, ["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::inherit()),
+            "ferry serve",
+            Duration::from_secs(20),
+        );
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
