@@ -242,6 +242,7 @@ pub struct AddArgs {
     /// The release to create, NAME@VERSION.
     pub release: String,
     /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
+    /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
     /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX), pushed:REPO[:TAG] (images pushed
     /// to this node's registry).
     #[arg(required = true)]

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ferry_tests::apt::AptClient;
-use ferry_tests::cmd::ChildGuard;
+use ferry_tests::cmd::{spawn_first_line, ChildGuard};
 use ferry_tests::ferry::{entries, Store};
 use ferry_tests::fixtures::{apt_repo, random_file};
 use ferry_tests::fsutil::{copy_tree, flip_byte, sha256_file, sha256_hex};
@@ -329,24 +329,14 @@ fn apt_selection_and_prefix_leave_the_rest_out() {
 
 /// `python3 -m http.server` on a free loopback port, serving `dir`.
 fn http_server(dir: &Path) -> (ChildGuard, String) {
-    let mut child = std::process::Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3 -m http.server");
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard::new(child, "python3 -m http.server");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("http.server did not start");
+    let (guard, line) = spawn_first_line(
+        std::process::Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stderr(Stdio::null()),
+        "python3 -m http.server",
+        Duration::from_secs(20),
+    );
     // "Serving HTTP on 127.0.0.1 port 43210 (http://127.0.0.1:43210/) ..."
     let port = line
         .split_whitespace()
@@ -605,6 +595,11 @@ fn static_trees_are_served_safely() {
         let r = range(bad);
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
         assert_eq!(r.headers()["content-range"], "bytes */300000", "{bad}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/plain; charset=utf-8",
+            "{bad}"
+        );
     }
     // A range over an older copy (If-Range with another tag) gets the whole file.
     let r = http
@@ -681,4 +676,73 @@ fn static_trees_are_served_safely() {
     );
     assert_eq!(body("/repos/files/1/a%2Bb%7Ec.txt"), b"plus and tilde\n");
     assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn apt_by_hash_indexes_are_carried_and_used() {
+    // apt-ftparchive makes no by-hash copies; a Release that asks for them (unsigned now, so apt trusts it
+    // explicitly) must still work: the indexes are carried under by-hash/SHA256/<hex> too, and apt fetches them
+    // from there.
+    let repo = apt_repo();
+    let s = Store::new();
+    let copy = s.tmp_path("repo");
+    copy_tree(&repo.root, &copy);
+    let dists = copy.join("dists/stable");
+    std::fs::remove_file(dists.join("InRelease")).unwrap();
+    std::fs::remove_file(dists.join("Release.gpg")).unwrap();
+    let mut release = std::fs::read_to_string(dists.join("Release")).unwrap();
+    release.push_str("Acquire-By-Hash: yes\n");
+    std::fs::write(dists.join("Release"), release).unwrap();
+    s.add(
+        "hash@1",
+        &[&format!("apt:{}?components=main", copy.display())],
+    );
+    let carried = paths(&s, "hash@1");
+    let xz = "dists/stable/main/binary-amd64/Packages.xz";
+    let by_hash = format!(
+        "dists/stable/main/binary-amd64/by-hash/SHA256/{}",
+        sha256_file(&copy.join(xz))
+    );
+    assert_eq!(carried.get(&by_hash), carried.get(xz), "{carried:?}");
+    let sha512 = carried
+        .keys()
+        .filter(|p| p.starts_with("dists/stable/main/binary-amd64/by-hash/SHA512/"))
+        .count();
+    assert_eq!(
+        sha512, 3,
+        "Packages, .gz and .xz under SHA512 too: {carried:?}"
+    );
+
+    let node = Node::start(&s.path);
+    let dir = s.tmp_path("apt");
+    let a = AptClient::new(
+        &dir,
+        &repo.key,
+        &node.url("/repos/hash/1"),
+        "stable",
+        "main",
+    );
+    std::fs::write(
+        dir.join("sources.list"),
+        format!(
+            "deb [trusted=yes] {} stable main\n",
+            node.url("/repos/hash/1")
+        ),
+    )
+    .unwrap();
+    let out = a.run(&["-o", "Debug::Acquire::http=1", "update"]).ok();
+    assert!(
+        out.stderr.contains("/binary-amd64/by-hash/SHA512/"),
+        "apt did not fetch by hash:\n{out}"
+    );
+    // No fallback to the plain name: the by-hash copy answered.
+    assert!(
+        !out.stderr.contains("binary-amd64/Packages.xz HTTP") && !out.stdout.contains("Err:"),
+        "{out}"
+    );
+    let got = a.download("libssl3");
+    assert_eq!(
+        sha256_file(&got),
+        sha256_file(&repo.root.join(repo.pool_file("libssl3")))
+    );
 }

@@ -71,17 +71,6 @@ impl AptClient {
     #[track_caller]
     pub fn download(&self, pkg: &str) -> PathBuf {
         self.run(&["download", pkg]).ok();
-        let prefix = format!("{pkg}_");
-        std::fs::read_dir(self.dir.join("debs"))
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&prefix)
-            })
-            .unwrap_or_else(|| panic!("apt-get download {pkg} left no {prefix}*.deb"))
+        crate::fsutil::find_by_prefix(&self.dir.join("debs"), &format!("{pkg}_"))
     }
 }

@@ -219,3 +219,24 @@ impl Drop for ChildGuard {
         self.kill();
     }
 }
+
+/// Starts `cmd` with stdout piped (its other streams as the caller set them) and waits up to `timeout` for its
+/// first line of stdout — how servers here announce their address. Panics if none comes.
+pub fn spawn_first_line(cmd: &mut Command, name: &str, timeout: Duration) -> (ChildGuard, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = ChildGuard::new(child, name);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("{name} printed no line within {timeout:?}"));
+    (guard, line)
+}

@@ -68,18 +68,7 @@ pub struct Images {
 impl Images {
     /// The downloaded `.deb` of package `name`.
     pub fn deb(&self, name: &str) -> PathBuf {
-        let prefix = format!("{name}_");
-        fs::read_dir(&self.debs)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&prefix)
-            })
-            .unwrap_or_else(|| panic!("no {name}_*.deb in {}", self.debs.display()))
+        fsutil::find_by_prefix(&self.debs, &format!("{name}_"))
     }
 }
 

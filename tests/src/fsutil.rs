@@ -251,3 +251,14 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 pub fn allocated_bytes(path: &Path) -> u64 {
     fs::metadata(path).unwrap().blocks() * 512
 }
+
+/// The entry of `dir` whose file name starts with `prefix` (the first in directory order); panics if none.
+#[track_caller]
+pub fn find_by_prefix(dir: &Path, prefix: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}

@@ -87,6 +87,28 @@ impl IngestError {
     }
 }
 
+/// The blocking HTTP client every remote source uses: ferry's user agent, a 15 s connect timeout, no overall
+/// timeout (bodies of many GB stream for as long as they take).
+pub(crate) fn http_client() -> Result<reqwest::blocking::Client, IngestError> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .timeout(None)
+        .build()
+        .map_err(|e| IngestError::Fetch(format!("cannot start an HTTP client: {e}")))
+}
+
+/// An error and its causes on one line (reqwest hides the useful part, such as "connection refused", in causes).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
 /// One source of a release.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {

@@ -79,12 +79,7 @@ impl RegistryClient {
             r.registry.clone()
         };
         let scheme = if insecure { "http" } else { "https" };
-        let http = Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .timeout(None)
-            .build()
-            .map_err(|e| IngestError::Registry(format!("cannot start an HTTP client: {e}")))?;
+        let http = super::http_client()?;
         Ok(RegistryClient {
             http,
             base: format!("{scheme}://{host}/v2/{}", r.repository),
@@ -103,16 +98,10 @@ impl RegistryClient {
                 None => build(),
             };
             req.send().map_err(|e| {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
                 IngestError::Registry(format!(
                     "cannot reach registry {}: {}",
                     self.host,
-                    one_line(&msg)
+                    one_line(&super::error_chain(&e))
                 ))
             })
         };

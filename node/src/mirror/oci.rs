@@ -7,7 +7,7 @@
 use super::auth::Need;
 use super::body::blob_body;
 use super::catalog::{is_manifest_type, Repo};
-use super::range::parse_range;
+use super::range::{parse_range, Answer};
 use super::{push, Mirror};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -448,31 +448,28 @@ fn blob_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    let (status, start, len) = match parse_range(req, blob.size) {
-        Ok(None) => (StatusCode::OK, 0, blob.size),
-        Ok(Some((s, e))) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", blob.size)) {
-                headers.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
-        }
-        Err(_) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
-                headers.insert(header::CONTENT_RANGE, v);
-            }
-            let mut r = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "RANGE_INVALID",
-                format!(
-                    "the requested range is not within the blob's {} bytes",
-                    blob.size
-                ),
-            )
-            .into_response();
-            r.headers_mut().extend(headers);
-            return Ok(r);
-        }
-    };
+    let Answer {
+        status,
+        start,
+        len,
+        content_range,
+    } = Answer::new(parse_range(req, blob.size), blob.size);
+    if let Some(v) = content_range {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut r = ApiError::new(
+            status,
+            "RANGE_INVALID",
+            format!(
+                "the requested range is not within the blob's {} bytes",
+                blob.size
+            ),
+        )
+        .into_response();
+        r.headers_mut().extend(headers);
+        return Ok(r);
+    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if head {
         return Ok((status, headers).into_response());

@@ -1,6 +1,6 @@
 //! HTTP byte ranges, shared by the registry and the repository mirrors: one `bytes=` range per request.
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 
 /// A `Range` header that is malformed, asks for several ranges, or lies outside the content: a 416.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,47 @@ pub fn parse_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Unsat
         return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
+}
+
+/// How to answer for `size` bytes: 200 with everything, 206 with `Content-Range: bytes FIRST-LAST/SIZE`, or 416
+/// with `Content-Range: bytes */SIZE` (and no body).
+#[derive(Debug)]
+pub struct Answer {
+    /// 200, 206 or 416.
+    pub status: StatusCode,
+    /// The first byte to send.
+    pub start: u64,
+    /// How many bytes to send.
+    pub len: u64,
+    /// The `Content-Range` header, for 206 and 416.
+    pub content_range: Option<HeaderValue>,
+}
+
+impl Answer {
+    /// The answer to a parsed range (`Ok(None)`: no range asked, or one to ignore).
+    pub fn new(range: Result<Option<(u64, u64)>, Unsatisfiable>, size: u64) -> Answer {
+        let (status, start, len, text) = match range {
+            Ok(None) => (StatusCode::OK, 0, size, None),
+            Ok(Some((s, e))) => (
+                StatusCode::PARTIAL_CONTENT,
+                s,
+                e - s + 1,
+                Some(format!("bytes {s}-{e}/{size}")),
+            ),
+            Err(Unsatisfiable) => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                0,
+                0,
+                Some(format!("bytes */{size}")),
+            ),
+        };
+        Answer {
+            status,
+            start,
+            len,
+            content_range: text.and_then(|t| HeaderValue::from_str(&t).ok()),
+        }
+    }
 }
 
 /// Decimal digits only (`u64::from_str` would also take a sign); more than fits in a u64 is refused.

@@ -49,13 +49,10 @@ impl Fetch {
                     source_text: format!("apt:{u}"),
                     reason: format!("not a URL: {e}"),
                 })?;
-                let client = Client::builder()
-                    .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(std::time::Duration::from_secs(15))
-                    .timeout(None)
-                    .build()
-                    .map_err(|e| IngestError::Fetch(format!("cannot start an HTTP client: {e}")))?;
-                Ok(Fetch::Http { client, base })
+                Ok(Fetch::Http {
+                    client: super::super::http_client()?,
+                    base,
+                })
             }
         }
     }
@@ -100,13 +97,7 @@ impl Fetch {
             Fetch::Http { client, base } => {
                 let url = Self::url(base, rel);
                 let resp = client.get(url.clone()).send().map_err(|e| {
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg = format!("{msg}: {s}");
-                        src = s.source();
-                    }
-                    IngestError::Fetch(format!("GET {url}: {msg}"))
+                    IngestError::Fetch(format!("GET {url}: {}", super::super::error_chain(&e)))
                 })?;
                 match resp.status() {
                     s if s.is_success() => {

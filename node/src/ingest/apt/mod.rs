@@ -9,9 +9,10 @@
 //! Each suite's `InRelease` (else `Release`), `Release`, `Release.gpg` are taken as they are; then every index
 //! its `SHA256:` list names for the chosen components and architectures (`Packages*`, the per-architecture
 //! `Release`, `i18n/Translation-<language>*` and `i18n/Index`, and with `source` among the architectures
-//! `Sources*`), each checked against the listed SHA-256 and size; `by-hash/SHA256/<hex>` copies when the
-//! suite says `Acquire-By-Hash: yes`; then every pool file the indexes name (`Filename:` with `SHA256:` and
-//! `Size:`; for sources, `Directory:` with `Checksums-Sha256:`), each checked the same way. The gpg signature is
+//! `Sources*`), each checked against the listed SHA-256 and size; `by-hash/<list>/<hex>` copies (for each hash
+//! list the Release has) when the suite says `Acquire-By-Hash: yes`; then every pool file the indexes name
+//! (`Filename:` with `SHA256:` and `Size:`; for sources, `Directory:` with `Checksums-Sha256:`), each checked
+//! the same way. The gpg signature is
 //! not checked here: ferry carries the bytes unchanged and apt on the site checks it.
 
 pub mod fetch;
@@ -257,17 +258,17 @@ fn index_kind(path: &str) -> IndexKind {
 impl Collected<'_, '_> {
     /// Read a small file whole (None if absent), refusing one larger than `max`.
     fn read_small(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, IngestError> {
-        let Some((mut r, _)) = self.fetch.open(path)? else {
+        let Some((r, _)) = self.fetch.open(path)? else {
             return Ok(None);
         };
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(&mut r, max + 1), &mut bytes).map_err(
+        std::io::Read::read_to_end(&mut std::io::Read::take(r, max + 1), &mut bytes).map_err(
             |e| IngestError::Fetch(format!("reading {}: {e}", self.fetch.describe(path))),
         )?;
         if bytes.len() as u64 > max {
             return Err(IngestError::Malformed {
                 what: self.fetch.describe(path),
-                reason: format!("larger than the {max}-byte limit for this kind of file"),
+                reason: format!("larger than the {max} bytes expected"),
             });
         }
         Ok(Some(bytes))
@@ -385,8 +386,14 @@ impl Collected<'_, '_> {
             };
             groups.entry(key).or_default().push(l);
         }
+        let no_copies = BTreeMap::new();
+        let by_hash = if rel.acquire_by_hash {
+            &rel.by_hash
+        } else {
+            &no_copies
+        };
         for files in groups.values() {
-            self.index_group(&base, files, rel.acquire_by_hash)?;
+            self.index_group(&base, files, by_hash)?;
         }
         let has = |what: &str| rel.sha256.iter().any(|l| l.path.starts_with(what));
         let comps_had: Vec<String> = comps
@@ -411,22 +418,32 @@ impl Collected<'_, '_> {
         &mut self,
         base: &str,
         files: &[&Listed],
-        by_hash: bool,
+        by_hash: &BTreeMap<String, Vec<(&'static str, String)>>,
     ) -> Result<(), IngestError> {
         // The best readable variant so far: (rank in READABLE, path, bytes, whether it is a Sources index).
         let mut best: Option<(usize, String, Vec<u8>, bool)> = None;
         let mut present = 0;
         for l in files {
             let path = format!("{base}/{}", l.path);
-            let Some(bytes) = self.read_small(&path, MAX_INDEX.max(l.size))? else {
+            if l.size > MAX_INDEX {
+                return Err(IngestError::Malformed {
+                    what: self.fetch.describe(&path),
+                    reason: format!(
+                        "the Release lists it as {} bytes, more than the {MAX_INDEX}-byte limit for an index",
+                        l.size
+                    ),
+                });
+            }
+            let Some(bytes) = self.read_small(&path, l.size)? else {
                 continue;
             };
             present += 1;
             let blob = self.store_bytes(&path, &bytes, Some(l))?;
-            if by_hash {
-                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            // The same bytes under each name apt may ask for them by (`by-hash/SHA512/<hex>`, …).
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            for (list, hex) in by_hash.get(&l.path).into_iter().flatten() {
                 self.files
-                    .insert(format!("{dir}/by-hash/SHA256/{}", blob.sha256.0), blob);
+                    .insert(format!("{dir}/by-hash/{list}/{hex}"), blob);
             }
             let (rank, sources) = match index_kind(&l.path) {
                 IndexKind::Packages { rank: Some(r), .. } => (r, false),

@@ -2,6 +2,7 @@
 //! paragraph parser for `Packages` and `Sources` indexes of any size.
 
 use ferry_protocol::Sha256Digest;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 /// One file a `Release` lists under `SHA256:`.
@@ -30,7 +31,13 @@ pub struct Release {
     pub acquire_by_hash: bool,
     /// The `SHA256:` list.
     pub sha256: Vec<Listed>,
+    /// Every listed hash of every file, by path: `(list name, hex)` such as `("SHA512", "…")` — the names
+    /// of its `by-hash/<list>/<hex>` copies, which apt asks for by the strongest list.
+    pub by_hash: BTreeMap<String, Vec<(&'static str, String)>>,
 }
+
+/// The hash lists a Release may have; their names are also the `by-hash/` directory names.
+const HASH_LISTS: [&str; 4] = ["MD5Sum", "SHA1", "SHA256", "SHA512"];
 
 /// The signed text of a clearsigned message (`InRelease`), dash-escaping undone; other text as it is.
 pub fn signed_text(text: &str) -> Result<String, String> {
@@ -108,6 +115,19 @@ pub fn parse_release(text: &str) -> Result<Release, String> {
             size: size.parse().map_err(|_| bad())?,
         });
     }
+    let mut by_hash: BTreeMap<String, Vec<(&'static str, String)>> = BTreeMap::new();
+    for list in HASH_LISTS {
+        for line in field(&p, list).unwrap_or_default().lines() {
+            if let [hex, _, path] = line.split_whitespace().collect::<Vec<_>>()[..] {
+                if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    by_hash
+                        .entry(path.to_string())
+                        .or_default()
+                        .push((list, hex.to_ascii_lowercase()));
+                }
+            }
+        }
+    }
     Ok(Release {
         suite: field(&p, "Suite").map(str::to_string),
         codename: field(&p, "Codename").map(str::to_string),
@@ -116,6 +136,7 @@ pub fn parse_release(text: &str) -> Result<Release, String> {
         acquire_by_hash: field(&p, "Acquire-By-Hash")
             .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256,
+        by_hash,
     })
 }
 
@@ -127,10 +148,14 @@ pub struct Paragraphs<F: FnMut(Paragraph) -> Result<(), String>> {
     on_paragraph: F,
     error: Option<String>,
     line_no: u64,
+    /// Bytes in the paragraph being read.
+    size: usize,
 }
 
 /// Longest line accepted (a `Description` line is far shorter; this bounds memory on garbage).
 const MAX_LINE: usize = 1 << 20;
+/// Largest paragraph accepted (a Release's file list of a few thousand lines fits many times over).
+const MAX_PARAGRAPH: usize = 64 << 20;
 
 impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
     /// A parser calling `on_paragraph` for each paragraph.
@@ -141,6 +166,7 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
             on_paragraph,
             error: None,
             line_no: 0,
+            size: 0,
         }
     }
 
@@ -154,6 +180,13 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
         }
         if line.starts_with('#') {
             return Ok(());
+        }
+        self.size += line.len();
+        if self.size > MAX_PARAGRAPH {
+            return Err(format!(
+                "line {}: paragraph longer than {MAX_PARAGRAPH} bytes",
+                self.line_no
+            ));
         }
         if line.starts_with([' ', '\t']) {
             let (_, v) = self
@@ -175,6 +208,7 @@ impl<F: FnMut(Paragraph) -> Result<(), String>> Paragraphs<F> {
     }
 
     fn end_paragraph(&mut self) -> Result<(), String> {
+        self.size = 0;
         if self.current.is_empty() {
             return Ok(());
         }
@@ -248,6 +282,10 @@ Components: main contrib\nAcquire-By-Hash: yes\nSHA256:\n \
         assert_eq!(r.sha256.len(), 2);
         assert_eq!(r.sha256[1].path, "main/binary-amd64/Packages.gz");
         assert_eq!(r.sha256[1].size, 34);
+        assert_eq!(
+            r.by_hash["main/binary-amd64/Packages"],
+            [("SHA256", "0".repeat(64))]
+        );
         assert!(parse_release("Suite: x\n").is_err());
         assert!(parse_release("SHA256:\n zz 1 a\n").is_err());
     }

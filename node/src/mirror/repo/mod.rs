@@ -18,7 +18,7 @@ pub mod path;
 pub mod tree;
 
 use super::body::blob_body;
-use super::range::parse_range;
+use super::range::{parse_range, Answer};
 use super::Mirror;
 use axum::body::Body;
 use axum::extract::State;
@@ -132,10 +132,15 @@ async fn dispatch(
     if req.segments.is_empty() {
         return html(listing_releases(trees, ""), head);
     }
-    let not_found = || {
+    let not_found = |tree: &Tree, rest: &[String]| {
         error(
             StatusCode::NOT_FOUND,
-            format!("not found: /repos/{}", req.segments.join("/")),
+            format!(
+                "{}@{} has no {} (or it is a link leaving the release)",
+                tree.name,
+                tree.version,
+                rest.join("/")
+            ),
         )
     };
     match locate(trees, &req.segments) {
@@ -144,8 +149,8 @@ async fn dispatch(
         Some(Target::Versions(name)) if req.slash => html(listing_versions(trees, &name), head),
         Some(Target::Names(_) | Target::Versions(_)) => redirect(&slash_form()),
         Some(Target::InTree(tree, rest)) => match tree.resolve(rest) {
-            None => not_found(),
-            Some(Resolved::File(..)) if req.slash => not_found(),
+            None => not_found(tree, rest),
+            Some(Resolved::File(..)) if req.slash => not_found(tree, rest),
             Some(Resolved::File(path, blob)) => {
                 let ct = media::content_type(path.rsplit('/').next().unwrap_or(&path));
                 file_response(&m, tree, blob, ct, &headers, head, false)
@@ -185,13 +190,9 @@ fn directory(
     req: &HeaderMap,
     head: bool,
 ) -> Response {
-    let file_in = |name: &str| {
-        let mut segs: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-        segs.push(name);
-        match tree.resolve(&segs) {
-            Some(Resolved::File(_, b)) => Some(b),
-            _ => None,
-        }
+    let file_in = |name: &str| match tree.resolve_in(dir, name) {
+        Some(Resolved::File(_, b)) => Some(b),
+        _ => None,
     };
     let accept = req.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let json = file_in("index.json");
@@ -214,11 +215,7 @@ fn directory(
         let is_dir = match item {
             Item::Dir => true,
             Item::File(_) => false,
-            Item::Symlink(_) => {
-                let mut segs: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-                segs.push(name);
-                matches!(tree.resolve(&segs), Some(Resolved::Dir(_)))
-            }
+            Item::Symlink(_) => matches!(tree.resolve_in(dir, name), Some(Resolved::Dir(_))),
         };
         let slash = if is_dir { "/" } else { "" };
         rows.push((
@@ -262,31 +259,31 @@ fn file_response(
     } else {
         Ok(None)
     };
-    let (status, start, len) = match range {
-        Ok(None) => (StatusCode::OK, 0, blob.size),
-        Ok(Some((s, e))) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{}", blob.size)) {
-                headers.insert(header::CONTENT_RANGE, v);
+    let Answer {
+        status,
+        start,
+        len,
+        content_range,
+    } = Answer::new(range, blob.size);
+    if let Some(v) = content_range {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut r = error(
+            status,
+            format!(
+                "range {:?} is not one satisfiable bytes=FIRST-LAST, FIRST- or -SUFFIX range of this {}-byte file",
+                req.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                blob.size
+            ),
+        );
+        for name in [header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+            if let Some(v) = headers.remove(&name) {
+                r.headers_mut().insert(name, v);
             }
-            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
         }
-        Err(_) => {
-            let mut r = error(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                format!(
-                    "range {:?} is not one satisfiable bytes=FIRST-LAST, FIRST- or -SUFFIX range of this {}-byte file",
-                    req.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-                    blob.size
-                ),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            r.headers_mut()
-                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            return r;
-        }
-    };
+        return r;
+    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let body = if head || len == 0 {
         Body::empty()

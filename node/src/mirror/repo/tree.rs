@@ -134,6 +134,13 @@ impl Tree {
         Some(Resolved::Dir(at.join("/")))
     }
 
+    /// Resolve `name` inside the directory `dir` (a resolved directory path, `""` for the root).
+    pub fn resolve_in(&self, dir: &str, name: &str) -> Option<Resolved> {
+        let mut segs: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+        segs.push(name);
+        self.resolve(&segs)
+    }
+
     /// The names of the items directly inside directory `dir` (`""` for the root), sorted, with their items.
     pub fn children(&self, dir: &str) -> Vec<(&str, &Item)> {
         let prefix = if dir.is_empty() {
