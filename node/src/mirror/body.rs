@@ -1,7 +1,8 @@
-//! A blob as a streamed response body: a blocking thread reads it a window of chunks at a time (decoded and
-//! verified against their ids side by side on the rayon pool) and hands each decoded chunk to the response as it
-//! is — no copy — through a small channel, so memory per download stays at a few chunks and a slow client only ever holds back its own thread, for at most a minute
-//! without progress.
+//! A blob as a streamed response body. A blocking thread walks the blob's recipe a window of chunks at a time:
+//! each window is read, decoded and verified against its chunk ids side by side on the rayon pool while the
+//! thread sends the previous window to the response, chunk by chunk as decoded — no copy — through a small
+//! channel. Memory per download stays at a few chunks, the pool never waits on a client, and a slow client only
+//! ever holds back its own thread, for at most a minute without progress.
 
 use crate::store::Store;
 use axum::body::{Body, Bytes};
@@ -10,7 +11,7 @@ use rayon::prelude::*;
 
 /// Pieces (chunks) in flight per download.
 const QUEUE: usize = 4;
-/// Chunks decoded side by side on the pool before they are sent.
+/// Chunks decoded side by side on the pool before they are sent; the next window decodes while one is sent.
 const WINDOW: usize = 4;
 /// A client that takes nothing for this long loses its download (and frees the thread rebuilding it).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -72,14 +73,17 @@ fn pieces(
     }
     // Chunks are read, decompressed and verified a window at a time on the pool, so one download uses every
     // core; they are sent in order.
-    for window in wanted.chunks(WINDOW) {
-        let decoded: Vec<Option<Result<Vec<u8>, crate::store::StoreError>>> = window
-            .par_iter()
-            .map(|(part, _, _)| match part {
-                Part::Chunk { id, .. } => Some(store.read_chunk(id)),
-                Part::Zero { .. } => None,
-            })
-            .collect();
+    // Window N+1 decodes on the pool while this thread sends window N.
+    let windows: Vec<Vec<(Part, usize, usize)>> =
+        wanted.chunks(WINDOW).map(<[_]>::to_vec).collect();
+    let mut next = windows.first().map(|w| decode(store, w));
+    for (i, window) in windows.iter().enumerate() {
+        let decoded = next
+            .take()
+            .expect("a decode is under way for every window")
+            .recv()
+            .map_err(|_| crate::store::StoreError::Corrupt("a chunk decoder panicked".into()))?;
+        next = windows.get(i + 1).map(|w| decode(store, w));
         for ((part, from, to), data) in window.iter().zip(decoded) {
             let (from, to) = (*from, *to);
             match (part, data) {
@@ -114,4 +118,25 @@ fn pieces(
         )));
     }
     Ok(())
+}
+
+type Decoded = Vec<Option<Result<Vec<u8>, crate::store::StoreError>>>;
+
+/// Start reading, decompressing and verifying the chunks of `window` side by side on the pool; the result (in
+/// the window's order, `None` for zero runs) arrives on the returned channel. The pool never blocks on a client.
+fn decode(store: &Store, window: &[(Part, usize, usize)]) -> std::sync::mpsc::Receiver<Decoded> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let store = store.clone();
+    let parts: Vec<Part> = window.iter().map(|(p, _, _)| *p).collect();
+    rayon::spawn(move || {
+        let decoded: Decoded = parts
+            .par_iter()
+            .map(|part| match part {
+                Part::Chunk { id, .. } => Some(store.read_chunk(id)),
+                Part::Zero { .. } => None,
+            })
+            .collect();
+        let _ = tx.send(decoded);
+    });
+    rx
 }
