@@ -203,24 +203,8 @@ fn skopeo_pushes_into_the_node_and_pulls_back_the_same_digests() {
     );
 
     // podman logs in with the token and pushes too.
-    let root = s.tmp_path("podman-root");
-    let runroot_dir = ferry_tests::short_tempdir();
-    let runroot = runroot_dir.path().to_path_buf();
-    let auth = s.tmp_path("podman-auth.json");
-    let podman = |args: &[&str]| {
-        let mut v = vec![
-            "--root".to_string(),
-            root.display().to_string(),
-            "--runroot".to_string(),
-            runroot.display().to_string(),
-            "--storage-driver".to_string(),
-            "vfs".to_string(),
-        ];
-        v.extend(args.iter().map(|a| a.to_string()));
-        let mut c = std::process::Command::new("podman");
-        c.args(v).env("REGISTRY_AUTH_FILE", &auth);
-        run(&mut c)
-    };
+    let pm = ferry_tests::podman::Podman::new(s.tmp.path());
+    let podman = |args: &[&str]| pm.run(args);
     let wrong = podman(&[
         "login",
         "--tls-verify=false",

@@ -75,21 +75,8 @@ fn skopeo_and_podman_pull_every_image_with_its_digest() {
     }
 
     // podman, with its own storage under the test's directory.
-    let root = s.tmp_path("podman-root");
-    let runroot_dir = ferry_tests::short_tempdir();
-    let runroot = runroot_dir.path().to_path_buf();
-    let podman = |args: &[&str]| {
-        let mut v = vec![
-            "--root".to_string(),
-            root.display().to_string(),
-            "--runroot".to_string(),
-            runroot.display().to_string(),
-            "--storage-driver".to_string(),
-            "vfs".to_string(),
-        ];
-        v.extend(args.iter().map(|a| a.to_string()));
-        run_ok("podman", v)
-    };
+    let pm = ferry_tests::podman::Podman::new(s.tmp.path());
+    let podman = |args: &[&str]| pm.run(args).ok();
     for (reference, digest) in [("img:v2", &imgs.v2.digest), ("multi:multi", &multi_digest)] {
         let full = format!("{}/{reference}", node.addr);
         podman(&["pull", "-q", "--tls-verify=false", &full]);
@@ -394,13 +381,9 @@ fn containerd_pulls_through_the_node_as_a_mirror() {
     );
     let conf_file = s.tmp_path("registries.conf");
     std::fs::write(&conf_file, &conf.stdout).unwrap();
-    let mut pull = std::process::Command::new("podman");
-    pull.env("CONTAINERS_REGISTRIES_CONF", &conf_file)
-        .arg("--root")
-        .arg(s.tmp_path("podman-root"))
-        .arg("--runroot")
-        .arg(s.tmp_path("podman-run"))
-        .args(["--storage-driver", "vfs", "pull", "-q", &reference]);
+    let pm = ferry_tests::podman::Podman::new(s.tmp.path());
+    let mut pull = pm.command(&["pull", "-q", &reference]);
+    pull.env("CONTAINERS_REGISTRIES_CONF", &conf_file);
     let pulled = ferry_tests::cmd::run(&mut pull).ok();
     assert_eq!(
         pulled.stdout.trim(),

@@ -5,6 +5,7 @@
 //! - [`ferry`]: locate the `ferry` binary next to the test binary and run it against a throwaway store.
 //! - [`fixtures`]: real artifacts built once per run (Debian packages → OCI images) in `target/ferry-fixtures`.
 //! - [`registry`]: a real `docker-registry` on a free loopback port, stopped on drop.
+//! - [`podman`]: podman with private vfs storage.
 //! - [`node`]: a running `ferry serve` on a free port, stopped with SIGTERM.
 //! - [`fsutil`]: hashing, byte flipping, tree comparison, OCI layout helpers.
 
@@ -14,6 +15,7 @@ pub mod ferry;
 pub mod fixtures;
 pub mod fsutil;
 pub mod node;
+pub mod podman;
 pub mod registry;
 pub mod token;
 

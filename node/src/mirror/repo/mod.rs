@@ -333,20 +333,9 @@ fn html(body: String, head: bool) -> Response {
     (StatusCode::OK, headers, body).into_response()
 }
 
-/// `&`, `<`, `>`, `"` and `'` as entities.
+/// `&`, `<`, `>`, `"` and `'` as entities (the same escaping the generated package indexes use).
 fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::ingest::pkgtree::html_escape(s)
 }
 
 /// An index page: a title and links `(href, text)`, both escaped.
