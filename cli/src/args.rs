@@ -61,6 +61,11 @@ pub enum Command {
     /// Publisher keys this store accepts releases and bundles from.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Print this node's peer id (what other nodes of the site put on their allow-lists).
+    Id,
+    /// The site's members: peer ids this node accepts connections from.
+    #[command(subcommand)]
+    Peers(PeersCommand),
     /// Run the node: serve the store's images as an OCI registry over HTTP (pull, and push with a token) until
     /// SIGTERM or Ctrl-C.
     Serve(ServeArgs),
@@ -213,6 +218,25 @@ pub enum TrustCommand {
         /// The key id.
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum PeersCommand {
+    /// Accept connections from PEER_ID (as `ferry id` prints it on that node).
+    Allow {
+        /// The peer id.
+        peer: String,
+        /// A note to remember it by (e.g. its host name).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop accepting connections from PEER_ID.
+    Deny {
+        /// The peer id.
+        peer: String,
+    },
+    /// List the allowed peers.
+    Ls,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

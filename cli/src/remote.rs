@@ -112,6 +112,8 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Fsck
         | Command::Sites(_)
         | Command::Trust(_)
+        | Command::Id
+        | Command::Peers(_)
         | Command::Serve(_)
         | Command::ClientConfig(_) => {}
     }

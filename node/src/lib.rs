@@ -4,6 +4,7 @@
 //! - [`chunker`]: FastCDC v2020 over any reader.
 //! - [`store`]: packs of zstd-compressed chunks, the sled index, recipes, blobs, releases, fsck.
 //! - [`keys`]: the publisher's ed25519 key.
+//! - [`membership`]: the node key behind its peer id, and the site's allow-list of peers.
 //! - [`trust`]: the other publishers' keys a store accepts.
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod membership;
 pub mod mirror;
 pub mod node_config;
 pub mod plan;

@@ -16,6 +16,7 @@
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
+//! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -28,6 +29,7 @@ mod crash;
 mod docker_archive;
 mod files;
 mod oci;
+mod peers;
 mod pkgs;
 mod push;
 mod registry;

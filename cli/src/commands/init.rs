@@ -1,7 +1,7 @@
 use crate::args::{Global, InitArgs};
 use crate::output;
 use ferry_node::config::{Chunking, StoreConfig};
-use ferry_node::Store;
+use ferry_node::{membership, Store};
 
 pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
     let dir = super::store_dir(g)?;
@@ -20,11 +20,12 @@ pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
     };
     let store = Store::create(&dir, config)?;
     let key_id = store.publisher().id().to_string();
+    let peer_id = membership::peer_id(store.root())?.to_string();
     if g.json {
-        output::json(&serde_json::json!({ "store": dir, "key_id": key_id }));
+        output::json(&serde_json::json!({ "store": dir, "key_id": key_id, "peer_id": peer_id }));
     } else {
         output::line(format!(
-            "created store {} with publisher key {key_id}",
+            "created store {} with publisher key {key_id}; node peer id {peer_id}",
             dir.display()
         ));
     }

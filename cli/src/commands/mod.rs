@@ -11,6 +11,7 @@ mod import;
 mod init;
 mod keys;
 mod ls;
+mod peers;
 mod quickstart;
 mod serve;
 mod show;
@@ -40,6 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Have(a) => have::run(g, a),
         Command::Sites(a) => sites::run(g, a),
         Command::Trust(t) => trust::run(g, t),
+        Command::Id => peers::id(g),
+        Command::Peers(p) => peers::run(g, p),
         Command::Serve(a) => serve::run(g, a),
         Command::ClientConfig(a) => client_config::run(g, a),
     }
