@@ -71,6 +71,32 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the configuration that points a client at a node (containerd, docker, podman, apt, pip, helm).
     ClientConfig(ClientConfigArgs),
+    /// Fetch a release from the site's peers through the running node: only the chunks the store lacks, from
+    /// every peer that holds them, each verified before it is stored.
+    Sync(SyncArgs),
+    /// What the node is doing: releases, peers, syncs.
+    Status,
+    /// (internal) One sync's progress as JSON, for `ferry sync`'s progress bar.
+    #[command(hide = true)]
+    SyncProgress {
+        /// NAME@VERSION.
+        release: String,
+    },
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct SyncArgs {
+    /// The release, NAME@VERSION.
+    pub release: String,
+    /// Fetch only from this peer (its peer id).
+    #[arg(long, value_name = "PEER")]
+    pub from: Option<String>,
+    /// Give up waiting after SECS seconds (the node keeps syncing) [default: wait until done].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Start the sync and return at once; `ferry status` shows how it goes.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -134,6 +160,21 @@ pub struct ServeArgs {
     /// [default: the config's uploads.timeout_secs, else 3600].
     #[arg(long, value_name = "SECS")]
     pub upload_timeout: Option<u64>,
+    /// Take part in network sync: listen on this control-plane multiaddr (`/ip4/0.0.0.0/tcp/7701`); the data
+    /// plane takes UDP on the same address and port. Repeatable [default: the config's p2p.listen; none, no
+    /// network sync].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub p2p_listen: Vec<String>,
+    /// A peer to dial and keep dialling (`/ip4/10.1.0.1/tcp/7701[/p2p/PEERID]`). Repeatable; adds to the
+    /// config's p2p.peers.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub peer: Vec<String>,
+    /// Do not look for site peers with mDNS [default: the config's p2p.mdns, else look].
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Take every new version of NAME as soon as a peer has it. Repeatable; adds to the config's p2p.follow.
+    #[arg(long, value_name = "NAME")]
+    pub follow: Vec<String>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

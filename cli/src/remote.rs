@@ -14,6 +14,7 @@ use crate::args::{
 };
 use crate::{commands, exit};
 use ferry_node::admin::{Client, Handler, Request, Sink};
+use ferry_node::net::Network;
 use ferry_node::Store;
 use std::cell::RefCell;
 use std::io::Write;
@@ -25,6 +26,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct Attached {
     store: Store,
+    network: Option<Network>,
     sink: Sink,
 }
 
@@ -35,6 +37,12 @@ thread_local! {
 /// The node's store, when this thread runs a forwarded command.
 pub fn attached_store() -> Option<Store> {
     ATTACHED.with(|a| a.borrow().as_ref().map(|a| a.store.clone()))
+}
+
+/// When this thread runs a forwarded command: the node's network side (`None` inside when the node does no
+/// network sync). `None`: no node runs this command.
+pub fn attached_network() -> Option<Option<Network>> {
+    ATTACHED.with(|a| a.borrow().as_ref().map(|a| a.network.clone()))
 }
 
 /// The client's output, when this thread runs a forwarded command.
@@ -49,6 +57,9 @@ pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
     }
     let dir = commands::store_dir(&cli.global).ok()?;
     let client = Client::connect(&dir)?;
+    if let Command::Sync(a) = &cli.command {
+        return Some(commands::sync_client(client, &dir, cli, a));
+    }
     Some(send(client, cli))
 }
 
@@ -115,7 +126,10 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Id
         | Command::Peers(_)
         | Command::Serve(_)
-        | Command::ClientConfig(_) => {}
+        | Command::ClientConfig(_)
+        | Command::Sync(_)
+        | Command::Status
+        | Command::SyncProgress { .. } => {}
     }
 }
 
@@ -143,12 +157,15 @@ fn absolute_source(s: &str, cwd: &Path) -> String {
     s.to_string()
 }
 
-/// The node side: run forwarded commands against `store`, one blocking thread each.
-pub fn handler(store: Store) -> Handler {
-    Arc::new(move |request: Request, sink: Sink| run_forwarded(&store, request, sink))
+/// The node side: run forwarded commands against `store` (and `network`, when the node syncs), one blocking
+/// thread each.
+pub fn handler(store: Store, network: Option<Network>) -> Handler {
+    Arc::new(move |request: Request, sink: Sink| {
+        run_forwarded(&store, network.clone(), request, sink)
+    })
 }
 
-fn run_forwarded(store: &Store, request: Request, sink: Sink) -> i32 {
+fn run_forwarded(store: &Store, network: Option<Network>, request: Request, sink: Sink) -> i32 {
     let fail = |sink: &Sink, msg: String| {
         let _ = sink.stderr(format!("error: {msg}\n").as_bytes());
         exit::Code::Failure as i32
@@ -181,6 +198,7 @@ fn run_forwarded(store: &Store, request: Request, sink: Sink) -> i32 {
     ATTACHED.with(|a| {
         *a.borrow_mut() = Some(Attached {
             store: store.clone(),
+            network,
             sink: sink.clone(),
         })
     });

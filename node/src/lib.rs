@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod keys;
 pub mod membership;
 pub mod mirror;
+pub mod net;
 pub mod node_config;
 pub mod plan;
 pub mod progress;

@@ -16,6 +16,12 @@
 //! [uploads]
 //! max_bytes = 17179869184            # the largest blob one push may upload
 //! timeout_secs = 3600                # an idle unfinished upload is dropped after this
+//!
+//! [p2p]
+//! listen = ["/ip4/0.0.0.0/tcp/7701"] # control plane (TCP); the data plane takes UDP on the same port
+//! peers = ["/ip4/10.1.0.1/tcp/7701"] # dialled, and re-dialled while unreachable
+//! mdns = true                        # find site peers on the local network
+//! follow = ["debian-base"]           # take every new version of these names as soon as a peer has it
 //! ```
 
 use serde::Deserialize;
@@ -38,6 +44,26 @@ pub struct NodeConfig {
     /// Limits on pushes.
     #[serde(default)]
     pub uploads: UploadsConfig,
+    /// Network sync.
+    #[serde(default)]
+    pub p2p: P2pConfig,
+}
+
+/// `[p2p]`. Without a listen address (here or `--p2p-listen`) the node does no network sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Control-plane multiaddrs to listen on (`/ip4/A/tcp/P`).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Peers to dial (`/ip4/A/tcp/P[/p2p/PEERID]`).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// mDNS discovery of site peers (default on).
+    pub mdns: Option<bool>,
+    /// Release names to follow.
+    #[serde(default)]
+    pub follow: Vec<String>,
 }
 
 /// `[uploads]`.
@@ -174,7 +200,14 @@ mod tests {
         let (line, msg) = NodeConfig::parse("\n[http]\nlisten = \"not an address\"\n").unwrap_err();
         assert_eq!(line, 3);
         assert!(msg.contains("address"), "{msg}");
-        let (_, msg) = NodeConfig::parse("[p2p]\n").unwrap_err();
-        assert!(msg.contains("unknown field `p2p`"), "{msg}");
+        let (_, msg) = NodeConfig::parse("[p2p]\nfolow = []\n").unwrap_err();
+        assert!(msg.contains("unknown field `folow`"), "{msg}");
+        let cfg = NodeConfig::parse(
+            "[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/7701\"]\nmdns = false\nfollow = [\"base\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.p2p.listen, ["/ip4/0.0.0.0/tcp/7701"]);
+        assert_eq!(cfg.p2p.mdns, Some(false));
+        assert_eq!(cfg.p2p.follow, ["base"]);
     }
 }

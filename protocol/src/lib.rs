@@ -5,6 +5,7 @@
 //! - [`release`]: release manifests — name, version, entries — and their ed25519 signatures.
 //! - [`bundle`]: bundles for removable media — the signed index, volumes, the chunk-record stream — and
 //!   have-files.
+//! - [`sync`]: the data plane of network sync — requests, answers, chunk records — and control-plane messages.
 //! - [`codec`]: the versioned bincode 2 encoding; every top-level object starts with a magic and a format version.
 //!
 //! This crate does no I/O: no files, no network, no async runtime. It is the crate to fuzz.
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod ids;
 pub mod recipe;
 pub mod release;
+pub mod sync;
 
 pub use codec::{CodecError, Object};
 pub use ids::{BlobId, ChunkId, Hash32, IdParseError, KeyId, RecipeId, Sha256Digest};

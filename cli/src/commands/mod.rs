@@ -16,12 +16,23 @@ mod quickstart;
 mod serve;
 mod show;
 mod sites;
+mod sync;
 mod trust;
 
 use crate::args::{Cli, Command, Global};
 use anyhow::Context;
 use ferry_node::Store;
 use std::path::PathBuf;
+
+/// `ferry sync` on the client side of a running node (it draws the progress bar here).
+pub fn sync_client(
+    client: ferry_node::admin::Client,
+    store_dir: &std::path::Path,
+    cli: &Cli,
+    a: &crate::args::SyncArgs,
+) -> anyhow::Result<i32> {
+    sync::client(client, store_dir, cli, a)
+}
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(p) => peers::run(g, p),
         Command::Serve(a) => serve::run(g, a),
         Command::ClientConfig(a) => client_config::run(g, a),
+        Command::Sync(a) => sync::run(g, a),
+        Command::Status => sync::status(g),
+        Command::SyncProgress { release } => sync::progress(g, &release),
     }
 }
 

@@ -79,6 +79,10 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
         pull_token_file: None,
         max_upload: None,
         upload_timeout: None,
+        p2p_listen: Vec::new(),
+        peer: Vec::new(),
+        no_mdns: false,
+        follow: Vec::new(),
     };
     super::serve::serve(store, serve, |addr| {
         output::note(format!(

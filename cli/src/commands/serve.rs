@@ -3,8 +3,10 @@ use crate::{output, remote};
 use anyhow::Context;
 use ferry_node::admin;
 use ferry_node::mirror::{self, Access, Mirror, UploadLimits};
+use ferry_node::net::{NetConfig, Network};
 use ferry_node::node_config::NodeConfig;
 use ferry_node::Store;
+use libp2p::Multiaddr;
 use tokio::sync::watch;
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
@@ -47,6 +49,7 @@ pub fn serve(
             .max(1),
         ..defaults
     };
+    let p2p = net_config(&a, &config)?;
     let mirror = Mirror::new(store.clone(), access, limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,10 +66,14 @@ pub fn serve(
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
+        let network = match p2p {
+            Some(p2p) => Some(start_network(&store, p2p, stopped(stop_rx.clone())).await?),
+            None => None,
+        };
         let admin = tokio::spawn(admin::run(
             admin_listener,
             store.root().to_path_buf(),
-            remote::handler(store.clone()),
+            remote::handler(store.clone(), network),
             stopped(stop_rx.clone()),
         ));
         output::line(format!("listening on http://{addr}"));
@@ -76,6 +83,73 @@ pub fn serve(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The network settings from flags and the config file; `None` when no p2p listen address is given.
+fn net_config(a: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Option<NetConfig>> {
+    let listen_from_flags = !a.p2p_listen.is_empty();
+    let listen = if listen_from_flags {
+        &a.p2p_listen
+    } else {
+        &config.p2p.listen
+    };
+    if listen.is_empty() {
+        if !a.peer.is_empty() || !a.follow.is_empty() {
+            anyhow::bail!("--peer and --follow need a p2p listen address (--p2p-listen MULTIADDR)");
+        }
+        return Ok(None);
+    }
+    let parse = |what: &str, list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
+        list.iter()
+            .map(|s| {
+                s.parse::<Multiaddr>().with_context(|| {
+                    format!("{what} {s:?} is not a multiaddr (e.g. /ip4/10.1.0.1/tcp/7701)")
+                })
+            })
+            .collect()
+    };
+    let mut peers = parse("p2p peer", &config.p2p.peers)?;
+    peers.extend(parse("--peer", &a.peer)?);
+    let mut follow = config.p2p.follow.clone();
+    follow.extend(a.follow.iter().cloned());
+    for name in &follow {
+        ferry_protocol::validate_name(name).with_context(|| format!("follow {name:?}"))?;
+    }
+    Ok(Some(NetConfig {
+        listen: parse(
+            if listen_from_flags {
+                "--p2p-listen"
+            } else {
+                "p2p listen"
+            },
+            listen,
+        )?,
+        peers,
+        mdns: !a.no_mdns && config.p2p.mdns.unwrap_or(true),
+        follow,
+    }))
+}
+
+/// Start network sync and print where it listens (once the control plane has bound its addresses).
+async fn start_network(
+    store: &Store,
+    config: NetConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Network> {
+    let net = Network::start(store.clone(), config, stop).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while net.listening().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for addr in net.listening() {
+        output::line(format!("p2p listening on {addr}/p2p/{}", net.peer_id()));
+    }
+    output::line(format!(
+        "p2p data on udp {} (peer id {})",
+        net.data_addr(),
+        net.peer_id()
+    ));
+    Ok(net)
 }
 
 /// Resolves once the shutdown flag is raised (or its sender is gone).

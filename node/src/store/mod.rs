@@ -392,7 +392,25 @@ impl Store {
             .chunk_location(id)?
             .ok_or_else(|| StoreError::Corrupt(format!("chunk {id} is missing")))?;
         let file = self.pack_file(loc.pack)?;
-        packs::read_record(&file, &loc, id).map_err(|e| match e {
+        packs::read_record(&file, &loc, id).map_err(|e| self.record_error(&loc, e))
+    }
+
+    /// Chunk `id` as stored — its pack record, a [`packs::HEADER_LEN`]-byte header then zstd bytes — for a
+    /// peer, which verifies it; `None` if not held. Only the header is checked here.
+    pub fn read_chunk_stored(
+        &self,
+        id: &ChunkId,
+    ) -> Result<Option<(Location, Vec<u8>)>, StoreError> {
+        let Some(loc) = self.chunk_location(id)? else {
+            return Ok(None);
+        };
+        let file = self.pack_file(loc.pack)?;
+        let record = packs::read_stored(&file, &loc, id).map_err(|e| self.record_error(&loc, e))?;
+        Ok(Some((loc, record)))
+    }
+
+    fn record_error(&self, loc: &Location, e: packs::RecordError) -> StoreError {
+        match e {
             packs::RecordError::Io(source) => StoreError::Io {
                 path: packs::pack_path(&self.0.packs_dir, loc.pack)
                     .display()
@@ -403,7 +421,7 @@ impl Store {
                 "{}: {m}",
                 packs::pack_path(&self.0.packs_dir, loc.pack).display()
             )),
-        })
+        }
     }
 
     /// The recipe `id`, verified against its id.

@@ -126,6 +126,25 @@ pub enum RecordError {
 
 /// Read, decompress and verify the record at `loc`, expecting chunk `id`.
 pub fn read_record(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>, RecordError> {
+    let buf = read_stored(file, loc, id)?;
+    let raw = decompress(&buf[HEADER_LEN as usize..], loc.raw_len).map_err(|e| {
+        RecordError::Corrupt(format!(
+            "chunk {id} at offset {} does not decompress: {e}",
+            loc.offset
+        ))
+    })?;
+    if ChunkId::of(&raw) != *id {
+        return Err(RecordError::Corrupt(format!(
+            "chunk {id} at offset {} does not match its hash",
+            loc.offset
+        )));
+    }
+    Ok(raw)
+}
+
+/// Read the record at `loc` — header and zstd payload, as stored — checking only that the header is the one
+/// the index expects. Peers that receive the payload decompress and verify it themselves.
+pub fn read_stored(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>, RecordError> {
     let mut buf = vec![0u8; (HEADER_LEN + u64::from(loc.comp_len)) as usize];
     file.read_exact_at(&mut buf, loc.offset)
         .map_err(|e| match e.kind() {
@@ -145,19 +164,7 @@ pub fn read_record(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>,
             loc.offset, header.id, id
         )));
     }
-    let raw = decompress(&buf[HEADER_LEN as usize..], loc.raw_len).map_err(|e| {
-        RecordError::Corrupt(format!(
-            "chunk {id} at offset {} does not decompress: {e}",
-            loc.offset
-        ))
-    })?;
-    if ChunkId::of(&raw) != *id {
-        return Err(RecordError::Corrupt(format!(
-            "chunk {id} at offset {} does not match its hash",
-            loc.offset
-        )));
-    }
-    Ok(raw)
+    Ok(buf)
 }
 
 /// Decompress a payload that must expand to exactly `raw_len` bytes.

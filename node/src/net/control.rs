@@ -1,0 +1,486 @@
+//! The control plane on libp2p: who is there and what they hold.
+//!
+//! - Transport: TCP with noise and yamux, so the node key that names a peer also authenticates it.
+//! - [`Gate`]: connections from (or to) a peer id outside the allow-list are refused once its identity is known.
+//! - mDNS finds site peers on the local network (on unless `mdns = false`); static peers are dialled and
+//!   re-dialled while unreachable, so a partition that heals reconnects by itself.
+//! - identify tells each side the other's listen addresses, which go into Kademlia.
+//! - Kademlia: every node provides a record per release it holds (`ferry/release/NAME@VERSION`); a sync that finds
+//!   no connected holder asks for providers and dials them.
+//! - gossipsub, one topic: "I now hold this release" and "I follow these names".
+//! - `/ferry/hello/1` (request-response, JSON): on every new connection both sides exchange a [`Hello`] — data port,
+//!   releases held, names followed.
+//!
+//! A node that follows a name and hears of a newer version of it (by hello or gossip) starts syncing it.
+
+use super::{NetConfig, NetError, Network};
+use ferry_protocol::sync::{Announced, Gossip, Hello};
+use futures::StreamExt;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{ConnectedPoint, Endpoint};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{
+    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, SwarmEvent, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{
+    gossipsub, identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+};
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What the rest of the node asks of the control plane.
+pub enum Command {
+    /// This node now holds a release: gossip it and provide it.
+    Announce(Announced),
+    /// Look for providers of a release and dial them.
+    FindProviders(String),
+}
+
+const GOSSIP_TOPIC: &str = "ferry/announce/1";
+
+/// The behaviours, combined.
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+pub struct Behaviour {
+    gate: Gate,
+    identify: identify::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossip: gossipsub::Behaviour,
+    hello: request_response::json::Behaviour<Hello, Hello>,
+}
+
+/// Refuses connections with peers outside the allow-list.
+pub struct Gate {
+    net: Network,
+}
+
+impl Gate {
+    fn check(&self, peer: &PeerId, addr: &Multiaddr) -> Result<(), ConnectionDenied> {
+        if self.net.allowed(peer) {
+            Ok(())
+        } else {
+            self.net.refuse(*peer, addr.to_string(), "control");
+            Err(ConnectionDenied::new(NotAllowed(*peer)))
+        }
+    }
+}
+
+/// A connection refused by the [`Gate`].
+#[derive(Debug, thiserror::Error)]
+#[error("peer {0} is not on this node's allow-list")]
+pub struct NotAllowed(PeerId);
+
+impl NetworkBehaviour for Gate {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(&peer, remote)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(&peer, addr)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+/// Build the swarm and start listening.
+pub(crate) fn build(
+    net: &Network,
+    config: &NetConfig,
+) -> Result<libp2p::Swarm<Behaviour>, NetError> {
+    let fail = |e: &dyn std::fmt::Display| NetError::Control(e.to_string());
+    let local = net.0.local;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(net.0.key.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| fail(&e))?
+        .with_behaviour(|key| {
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+            } else {
+                None
+            };
+            let mut kad = kad::Behaviour::with_config(
+                local,
+                kad::store::MemoryStore::new(local),
+                kad::Config::new(StreamProtocol::new("/ferry/kad/1.0.0")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_secs(1))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossip = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            Ok(Behaviour {
+                gate: Gate { net: net.clone() },
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/ferry/id/1.0.0".into(), key.public())
+                        .with_agent_version(format!("ferry/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                mdns: mdns.into(),
+                kad,
+                gossip,
+                hello: request_response::json::Behaviour::new(
+                    [(StreamProtocol::new("/ferry/hello/1"), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(20)),
+                ),
+            })
+        })
+        .map_err(|e| fail(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .gossip
+        .subscribe(&gossipsub::IdentTopic::new(GOSSIP_TOPIC))
+        .map_err(|e| fail(&e))?;
+    let listen = if config.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")]
+    } else {
+        config.listen.clone()
+    };
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(swarm)
+}
+
+fn release_key(id: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("ferry/release/{id}"))
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(a) => Some(IpAddr::V4(a)),
+        Protocol::Ip6(a) => Some(IpAddr::V6(a)),
+        _ => None,
+    })
+}
+
+/// `addr` without a trailing `/p2p/PEER`.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+/// Drive the swarm until `stop`.
+pub(crate) async fn run(
+    net: Network,
+    mut swarm: libp2p::Swarm<Behaviour>,
+    config: NetConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let topic = gossipsub::IdentTopic::new(GOSSIP_TOPIC);
+    // Static peers: which connected peer each address reached.
+    let statics: Vec<Multiaddr> = config.peers.clone();
+    let mut static_peer: HashMap<Multiaddr, PeerId> = HashMap::new();
+    let mut redial = tokio::time::interval(Duration::from_secs(3));
+    let mut follows_tick = tokio::time::interval(Duration::from_secs(60));
+    // Releases this node has provided and announced; anything new in the store (an `add` or `import` through
+    // the node, a finished sync) is announced at the next look.
+    let mut announced: HashSet<String> = HashSet::new();
+    let mut generation = u64::MAX;
+    let mut look = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = look.tick() => {
+                let now = net.0.store.generation();
+                if now != generation {
+                    // At start-up only provide: peers learn what is held from the hello.
+                    let startup = generation == u64::MAX;
+                    generation = now;
+                    for held in net.held().unwrap_or_default() {
+                        if announced.insert(held.id.clone()) {
+                            let _ = swarm.behaviour_mut().kad.start_providing(release_key(&held.id));
+                            if !startup {
+                                publish(&mut swarm, &topic, &Gossip::Release(held));
+                            }
+                        }
+                    }
+                }
+            }
+            _ = redial.tick() => {
+                for addr in &statics {
+                    let bare = without_peer(addr);
+                    let up = static_peer.get(&bare).is_some_and(|p| swarm.is_connected(p));
+                    if !up {
+                        if let Err(e) = swarm.dial(addr.clone()) {
+                            tracing::debug!(%addr, error = %e, "cannot dial a static peer");
+                        }
+                    }
+                }
+            }
+            _ = follows_tick.tick() => {
+                publish(&mut swarm, &topic, &Gossip::Follows(net.0.follow.clone()));
+            }
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Announce(a)) => {
+                    if announced.insert(a.id.clone()) {
+                        let _ = swarm.behaviour_mut().kad.start_providing(release_key(&a.id));
+                    }
+                    publish(&mut swarm, &topic, &Gossip::Release(a));
+                }
+                Some(Command::FindProviders(id)) => {
+                    swarm.behaviour_mut().kad.get_providers(release_key(&id));
+                }
+            },
+            event = swarm.select_next_some() => on_event(&net, &mut swarm, &mut static_peer, &statics, event),
+        }
+    }
+    tracing::debug!("control plane stopped");
+}
+
+fn publish(swarm: &mut libp2p::Swarm<Behaviour>, topic: &gossipsub::IdentTopic, msg: &Gossip) {
+    let data = serde_json::to_vec(msg).expect("gossip serialises");
+    if let Err(e) = swarm.behaviour_mut().gossip.publish(topic.clone(), data) {
+        // No subscribed peer yet: the hello on the next connection carries the same news.
+        tracing::debug!(error = %e, "gossip not sent");
+    }
+}
+
+fn on_event(
+    net: &Network,
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    static_peer: &mut HashMap<Multiaddr, PeerId>,
+    statics: &[Multiaddr],
+    event: SwarmEvent<BehaviourEvent>,
+) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, "control plane listening");
+            net.0.listening.lock().expect("poisoned").push(address);
+        }
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            endpoint,
+            num_established,
+            ..
+        } => {
+            let addr = match &endpoint {
+                ConnectedPoint::Dialer { address, .. } => address.clone(),
+                ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+            };
+            if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                let bare = without_peer(address);
+                if statics.iter().any(|s| without_peer(s) == bare) {
+                    static_peer.insert(bare.clone(), peer_id);
+                }
+                swarm.behaviour_mut().kad.add_address(&peer_id, bare);
+            }
+            tracing::info!(peer = %peer_id, %addr, "peer connected");
+            net.update_peer(peer_id, |p| {
+                p.connected = true;
+                p.ip = ip_of(&addr).or(p.ip);
+            });
+            if num_established.get() == 1 {
+                let hello = net.hello();
+                swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+            }
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            cause,
+            ..
+        } => {
+            tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
+            net.update_peer(peer_id, |p| p.connected = false);
+        }
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+        }
+        SwarmEvent::IncomingConnectionError {
+            send_back_addr,
+            error,
+            ..
+        } => {
+            tracing::debug!(from = %send_back_addr, error = %error, "incoming connection failed");
+        }
+        SwarmEvent::Behaviour(ev) => on_behaviour(net, swarm, ev),
+        _ => {}
+    }
+}
+
+fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: BehaviourEvent) {
+    match ev {
+        BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+            let mut dialled = HashSet::new();
+            for (peer, addr) in found {
+                if peer == net.0.local || !net.allowed(&peer) {
+                    continue;
+                }
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                if !swarm.is_connected(&peer) && dialled.insert(peer) {
+                    tracing::info!(%peer, %addr, "found a site peer by mDNS");
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .build();
+                    let _ = swarm.dial(opts);
+                }
+            }
+        }
+        BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+        BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            for addr in info.listen_addrs {
+                if ip_of(&addr).is_some_and(|ip| !ip.is_unspecified()) {
+                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+        }
+        BehaviourEvent::Identify(_) => {}
+        BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            result:
+                kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })),
+            ..
+        }) => {
+            for peer in providers {
+                if peer != net.0.local && !swarm.is_connected(&peer) && net.allowed(&peer) {
+                    tracing::info!(%peer, "dialling a provider");
+                    let _ = swarm.dial(peer);
+                }
+            }
+        }
+        BehaviourEvent::Kad(_) => {}
+        BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
+            let Some(source) = message.source else { return };
+            if !net.allowed(&source) {
+                return;
+            }
+            match serde_json::from_slice::<Gossip>(&message.data) {
+                Ok(Gossip::Release(a)) => {
+                    tracing::info!(peer = %source, release = %a.id, "peer announced a release");
+                    net.update_peer(source, |p| {
+                        if !p.releases.iter().any(|r| r.id == a.id) {
+                            p.releases.push(a.clone());
+                        }
+                    });
+                    net.consider_following(std::slice::from_ref(&a));
+                }
+                Ok(Gossip::Follows(names)) => net.update_peer(source, |p| p.follows = names),
+                Err(e) => tracing::debug!(peer = %source, error = %e, "unreadable gossip"),
+            }
+        }
+        BehaviourEvent::Gossip(_) => {}
+        BehaviourEvent::Hello(request_response::Event::Message { peer, message, .. }) => {
+            let hello = match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let _ = swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_response(channel, net.hello());
+                    request
+                }
+                request_response::Message::Response { response, .. } => response,
+            };
+            tracing::debug!(%peer, data_port = hello.data_port, releases = hello.releases.len(), "hello");
+            let releases = hello.releases.clone();
+            net.update_peer(peer, |p| {
+                p.data_port = Some(hello.data_port);
+                p.releases = hello.releases;
+                p.follows = hello.follows;
+            });
+            net.consider_following(&releases);
+        }
+        BehaviourEvent::Hello(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            tracing::debug!(%peer, %error, "hello failed");
+        }
+        BehaviourEvent::Hello(_) => {}
+        BehaviourEvent::Gate(never) => match never {},
+    }
+}
+
+impl Network {
+    /// Start syncing any release in `announced` whose name this node follows and that is newer than every
+    /// version of that name it holds.
+    pub(crate) fn consider_following(&self, announced: &[Announced]) {
+        for a in announced {
+            let Some((name, _)) = a.id.split_once('@') else {
+                continue;
+            };
+            if !self.0.follow.iter().any(|f| f == name) {
+                continue;
+            }
+            let held = match self.0.store.releases() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list releases");
+                    return;
+                }
+            };
+            let newest = held
+                .iter()
+                .filter(|r| r.manifest.name == name)
+                .map(|r| r.manifest.sequence)
+                .max();
+            if held.iter().any(|r| r.manifest.id() == a.id)
+                || newest.is_some_and(|n| n >= a.sequence)
+            {
+                continue;
+            }
+            tracing::info!(release = %a.id, "following: syncing a new version");
+            if let Err(e) = self.sync(&a.id, None) {
+                tracing::warn!(release = %a.id, error = %e, "cannot follow");
+            }
+        }
+    }
+}

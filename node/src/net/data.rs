@@ -1,0 +1,268 @@
+//! The data plane: a quinn endpoint that answers peers' requests from the store (and from syncs in progress),
+//! and opens connections to peers for [`super::sync`].
+
+use super::tls;
+use super::wire::{read_frame, write_frame, WireError};
+use super::Network;
+use ferry_protocol::sync::{
+    set_bit, ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS,
+};
+use ferry_protocol::ChunkId;
+use libp2p::PeerId;
+use libp2p_identity::Keypair;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// Close code: the caller is not on this node's allow-list.
+pub const NOT_ALLOWED: u32 = 1;
+/// Close code: the node is shutting down, or dropped the peer.
+pub const GOING_AWAY: u32 = 2;
+
+/// The quinn endpoint and the connections it opened.
+pub struct DataPlane {
+    endpoint: quinn::Endpoint,
+    key: Keypair,
+    conns: Mutex<HashMap<PeerId, quinn::Connection>>,
+}
+
+impl DataPlane {
+    /// Bind the UDP socket at `addr`.
+    pub fn bind(key: &Keypair, addr: SocketAddr) -> Result<DataPlane, super::NetError> {
+        let config = tls::server_config(key)?;
+        let endpoint =
+            quinn::Endpoint::server(config, addr).map_err(|e| super::NetError::Listen {
+                addr: format!("udp {addr}"),
+                reason: e.to_string(),
+            })?;
+        Ok(DataPlane {
+            endpoint,
+            key: key.clone(),
+            conns: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    /// An open connection to `peer` at `addr`, reusing one that is still alive.
+    pub async fn connect(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, WireError> {
+        if let Some(c) = self.conns.lock().expect("poisoned").get(&peer) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let config =
+            tls::client_config(&self.key, peer).map_err(|e| WireError::Stream(e.to_string()))?;
+        let conn = self
+            .endpoint
+            .connect_with(config, addr, "ferry")
+            .map_err(|e| WireError::Stream(format!("connecting to {addr}: {e}")))?
+            .await
+            .map_err(|e| match e {
+                quinn::ConnectionError::ApplicationClosed(c)
+                    if c.error_code == NOT_ALLOWED.into() =>
+                {
+                    WireError::Stream(format!(
+                        "{peer} at {addr} refused this node: not on its allow-list"
+                    ))
+                }
+                e => WireError::Stream(format!("connecting to {peer} at {addr}: {e}")),
+            })?;
+        self.conns
+            .lock()
+            .expect("poisoned")
+            .insert(peer, conn.clone());
+        Ok(conn)
+    }
+
+    /// Close the connection to `peer`, if any (a peer dropped for bad bytes).
+    pub fn disconnect(&self, peer: &PeerId, why: &str) {
+        if let Some(c) = self.conns.lock().expect("poisoned").remove(peer) {
+            c.close(GOING_AWAY.into(), why.as_bytes());
+        }
+    }
+}
+
+/// One request, one answer, on a new stream of `conn`.
+pub async fn request(
+    conn: &quinn::Connection,
+    req: &SyncRequest,
+) -> Result<SyncResponse, WireError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(&mut send, req).await?;
+    let _ = send.finish();
+    read_frame(&mut recv).await
+}
+
+/// Accept connections until `stop`; each connection's streams are answered side by side.
+pub async fn serve(net: Network, mut stop: watch::Receiver<bool>) {
+    loop {
+        let incoming = tokio::select! {
+            i = net.0.data.endpoint.accept() => i,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let net = net.clone();
+        tokio::spawn(async move {
+            let from = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(%from, error = %e, "data plane handshake failed");
+                    return;
+                }
+            };
+            let peer = match tls::remote_peer(&conn) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%from, error = %e, "data plane: bad peer certificate");
+                    conn.close(NOT_ALLOWED.into(), b"bad certificate");
+                    return;
+                }
+            };
+            if !net.allowed(&peer) {
+                net.refuse(peer, from.to_string(), "data");
+                conn.close(NOT_ALLOWED.into(), b"not on this site's allow-list");
+                return;
+            }
+            tracing::debug!(%peer, %from, "data plane connection");
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let net = net.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(&net, peer, send, recv).await {
+                        tracing::debug!(%peer, error = %e, "data plane request failed");
+                    }
+                });
+            }
+        });
+    }
+    net.0
+        .data
+        .endpoint
+        .close(GOING_AWAY.into(), b"node stopping");
+}
+
+async fn answer(
+    net: &Network,
+    peer: PeerId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), WireError> {
+    let req: SyncRequest = read_frame(&mut recv).await?;
+    let store = net.0.store.clone();
+    let response = match req {
+        SyncRequest::Chunks { ids } => {
+            if ids.len() > MAX_BATCH_CHUNKS {
+                SyncResponse::Refused(format!(
+                    "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
+                    ids.len()
+                ))
+            } else {
+                let sent = send_chunks(&store, &ids, &mut send).await?;
+                net.update_peer(peer, |p| p.sent_bytes += sent);
+                let _ = send.finish();
+                return Ok(());
+            }
+        }
+        SyncRequest::Release { id } => match store.signed_release(&id) {
+            Ok(Some(s)) => SyncResponse::Release(ferry_protocol::Object::encode(&s)),
+            Ok(None) => SyncResponse::Refused(format!("this node does not hold release {id}")),
+            Err(e) => SyncResponse::Refused(e.to_string()),
+        },
+        SyncRequest::Recipes { ids } => {
+            let running = net.running_recipes();
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let held = store.recipe_bytes(id).ok().flatten();
+                out.push(held.or_else(|| running.get(id).cloned()));
+            }
+            SyncResponse::Recipes(out)
+        }
+        SyncRequest::Have { id } => {
+            if matches!(store.signed_release(&id), Ok(Some(_))) {
+                SyncResponse::Whole
+            } else if let Some(running) = net.0.syncs.lock().expect("poisoned").get(&id).cloned() {
+                let list = running.list.lock().expect("poisoned").clone();
+                match list {
+                    Some(list) => {
+                        let mut bits = vec![0u8; list.len().div_ceil(8)];
+                        for (i, (c, _)) in list.iter().enumerate() {
+                            if store.has_chunk(c).unwrap_or(false) {
+                                set_bit(&mut bits, i);
+                            }
+                        }
+                        SyncResponse::Have(bits)
+                    }
+                    None => SyncResponse::Refused(format!("still starting to sync {id}")),
+                }
+            } else {
+                SyncResponse::Refused(format!("this node neither holds nor syncs release {id}"))
+            }
+        }
+    };
+    write_frame(&mut send, &response).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// Send the records for `ids`, reading them from packs a group at a time on a blocking thread while the
+/// previous group is written (so memory per stream stays at two groups, whatever the batch). Returns the bytes
+/// sent.
+async fn send_chunks(
+    store: &crate::Store,
+    ids: &[ChunkId],
+    send: &mut quinn::SendStream,
+) -> Result<u64, WireError> {
+    const GROUP: usize = 32;
+    let read_group = |ids: Vec<ChunkId>| {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let mut out = Vec::new();
+            for id in ids {
+                match store.read_chunk_stored(&id).map_err(|e| e.to_string())? {
+                    Some((loc, record)) => {
+                        let header = ChunkRecordHeader {
+                            id,
+                            raw_len: loc.raw_len,
+                            stored_len: Some(loc.comp_len),
+                        };
+                        out.extend_from_slice(&header.encode());
+                        out.extend_from_slice(&record[crate::store::packs::HEADER_LEN as usize..]);
+                    }
+                    None => {
+                        let header = ChunkRecordHeader {
+                            id,
+                            raw_len: 0,
+                            stored_len: None,
+                        };
+                        out.extend_from_slice(&header.encode());
+                    }
+                }
+            }
+            Ok(out)
+        })
+    };
+    let mut groups = ids.chunks(GROUP).map(|g| g.to_vec());
+    let mut next = groups.next().map(read_group);
+    let mut sent = 0u64;
+    while let Some(pending) = next.take() {
+        let buf = pending
+            .await
+            .map_err(|e| WireError::Stream(e.to_string()))?
+            .map_err(WireError::Stream)?;
+        next = groups.next().map(read_group);
+        send.write_all(&buf).await?;
+        sent += buf.len() as u64;
+    }
+    Ok(sent)
+}

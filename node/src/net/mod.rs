@@ -1,0 +1,355 @@
+//! Network sync: nodes that can reach each other sync the same deltas bundles carry, and spread them among
+//! themselves so a seed's link carries each chunk once per site, not once per node.
+//!
+//! Two planes (DESIGN.md, "Two planes on the network"):
+//! - [`control`]: libp2p — mDNS inside a site, static peers, identify, Kademlia provider records for the releases
+//!   each node holds, gossip of new releases and of the names nodes follow, and a [`Hello`] on every connection
+//!   that tells the other side the data port and what this node holds. Connections from peer ids outside the
+//!   allow-list (`STORE/peers.toml`) are refused.
+//! - [`data`]: quinn — one request per stream (`ferry_protocol::sync`), batches of several MiB of chunks, many
+//!   streams per connection, TLS with certificates made from the node keys ([`tls`]), the same allow-list.
+//!
+//! [`sync`] fetches a release: the signed manifest (checked against the trusted publisher keys, whoever sent it),
+//! the recipes it lacks, then every chunk it lacks in batches from every peer that holds them, each chunk checked
+//! against its BLAKE3 id before it is stored. A peer that sends bad bytes is dropped for the rest of the sync and its
+//! batch fetched elsewhere. Interrupted, a sync starts from what the store holds, so verified chunks are never
+//! fetched twice.
+
+pub mod control;
+pub mod data;
+pub mod sync;
+pub mod tls;
+pub mod wire;
+
+use crate::membership::{AllowList, MembershipError};
+use crate::plan::envelope_hash;
+use crate::store::{Store, StoreError};
+use ferry_protocol::sync::{Announced, Hello};
+use libp2p::{Multiaddr, PeerId};
+use libp2p_identity::Keypair;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch, Notify};
+
+pub use sync::{SyncError, SyncProgress, SyncReport};
+
+/// How the network side of a node is set up (`[p2p]` in node.toml, and `ferry serve`'s flags).
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// Control-plane listen addresses (`/ip4/A/tcp/P`); the data plane listens on UDP at the first one's address
+    /// and port.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial and keep dialling (`/ip4/A/tcp/P[/p2p/PEERID]`).
+    pub peers: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Release names whose every new version this node takes as soon as a peer has it.
+    pub follow: Vec<String>,
+}
+
+/// Why the network could not start or a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A listen address the node cannot use.
+    #[error("p2p listen address {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Node key or allow-list.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// libp2p setup.
+    #[error("control plane: {0}")]
+    Control(String),
+}
+
+/// What this node knows of another.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PeerInfo {
+    /// Whether a control-plane connection is open.
+    pub connected: bool,
+    /// The address the control connection reached (or came from).
+    pub ip: Option<IpAddr>,
+    /// Its data port, from its hello.
+    pub data_port: Option<u16>,
+    /// Releases it holds whole, from its hello and gossip.
+    pub releases: Vec<Announced>,
+    /// Names it follows.
+    pub follows: Vec<String>,
+    /// Chunk payload bytes received from it by syncs.
+    pub received_bytes: u64,
+    /// Chunk bytes (as stored) sent to it.
+    pub sent_bytes: u64,
+    /// Why it was dropped, if a sync dropped it.
+    pub dropped: Option<String>,
+}
+
+impl PeerInfo {
+    /// Where its data plane listens, once known.
+    pub fn data_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.ip?, self.data_port?))
+    }
+
+    /// Whether it announced holding release `id`.
+    pub fn holds(&self, id: &str) -> bool {
+        self.releases.iter().any(|r| r.id == id)
+    }
+}
+
+/// A refusal, for `ferry status` and the log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Refusal {
+    /// The peer refused.
+    pub peer: String,
+    /// Where from.
+    pub addr: String,
+    /// Which plane refused it.
+    pub plane: &'static str,
+}
+
+/// The state the planes and syncs share.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) key: Keypair,
+    pub(crate) local: PeerId,
+    pub(crate) allow: AllowList,
+    pub(crate) follow: Vec<String>,
+    pub(crate) data: data::DataPlane,
+    pub(crate) peers: Mutex<BTreeMap<PeerId, PeerInfo>>,
+    pub(crate) refused: Mutex<Vec<Refusal>>,
+    pub(crate) syncs: Mutex<HashMap<String, Arc<sync::Running>>>,
+    /// Raised when a peer appears, goes, or says it holds something new.
+    pub(crate) peers_changed: Notify,
+    pub(crate) control: mpsc::UnboundedSender<control::Command>,
+    pub(crate) started: Instant,
+    pub(crate) listening: Mutex<Vec<Multiaddr>>,
+}
+
+/// The network side of a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Network(pub(crate) Arc<Shared>);
+
+/// `ferry status`'s view of the network.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetStatus {
+    /// This node.
+    pub peer_id: String,
+    /// Control-plane addresses it listens on.
+    pub listening: Vec<String>,
+    /// Its data plane's UDP address.
+    pub data_addr: String,
+    /// Names it follows.
+    pub follows: Vec<String>,
+    /// Peers it knows, by peer id.
+    pub peers: BTreeMap<String, PeerInfo>,
+    /// Syncs running or finished since the node started.
+    pub syncs: Vec<SyncProgress>,
+    /// Connections refused (the newest 32).
+    pub refused: Vec<Refusal>,
+    /// Seconds since the network started.
+    pub uptime_seconds: u64,
+}
+
+impl Network {
+    /// Start both planes on `store` with `config`; they run until `stop` resolves.
+    pub async fn start(
+        store: Store,
+        config: NetConfig,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<Network, NetError> {
+        let key = crate::membership::node_key(store.root())?;
+        let local = key.public().to_peer_id();
+        let allow = AllowList::of(store.root());
+        allow.members()?; // a damaged list is an error now, not at the first connection
+        let data_addr = data_bind_addr(&config.listen)?;
+        let data = data::DataPlane::bind(&key, data_addr)?;
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let net = Network(Arc::new(Shared {
+            store,
+            key,
+            local,
+            allow,
+            follow: config.follow.clone(),
+            data,
+            peers: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(Vec::new()),
+            syncs: Mutex::new(HashMap::new()),
+            peers_changed: Notify::new(),
+            control: control_tx,
+            started: Instant::now(),
+            listening: Mutex::new(Vec::new()),
+        }));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stop_tx.send(true);
+        });
+        let swarm = control::build(&net, &config)?;
+        tokio::spawn(data::serve(net.clone(), stop_rx.clone()));
+        tokio::spawn(control::run(
+            net.clone(),
+            swarm,
+            config,
+            control_rx,
+            stop_rx,
+        ));
+        Ok(net)
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.0.local
+    }
+
+    /// The data plane's UDP address.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.0.data.local_addr()
+    }
+
+    /// The control plane's listen addresses, once bound.
+    pub fn listening(&self) -> Vec<Multiaddr> {
+        self.0.listening.lock().expect("poisoned").clone()
+    }
+
+    /// What this node tells a peer when they connect.
+    pub(crate) fn hello(&self) -> Hello {
+        Hello {
+            data_port: self.data_addr().port(),
+            releases: self.held().unwrap_or_default(),
+            follows: self.0.follow.clone(),
+        }
+    }
+
+    /// The releases this store holds, as announced.
+    pub(crate) fn held(&self) -> Result<Vec<Announced>, StoreError> {
+        Ok(self
+            .0
+            .store
+            .releases()?
+            .into_iter()
+            .map(|r| Announced {
+                id: r.manifest.id(),
+                sequence: r.manifest.sequence,
+                envelope: envelope_hash(&r.signed),
+            })
+            .collect())
+    }
+
+    /// A snapshot for `ferry status`.
+    pub fn status(&self) -> NetStatus {
+        let peers = self.0.peers.lock().expect("poisoned");
+        let mut syncs: Vec<SyncProgress> = self
+            .0
+            .syncs
+            .lock()
+            .expect("poisoned")
+            .values()
+            .map(|s| s.progress())
+            .collect();
+        syncs.sort_by(|a, b| a.release.cmp(&b.release));
+        NetStatus {
+            peer_id: self.0.local.to_string(),
+            listening: self.listening().iter().map(|a| a.to_string()).collect(),
+            data_addr: self.data_addr().to_string(),
+            follows: self.0.follow.clone(),
+            peers: peers
+                .iter()
+                .map(|(p, i)| (p.to_string(), i.clone()))
+                .collect(),
+            syncs,
+            refused: self.0.refused.lock().expect("poisoned").clone(),
+            uptime_seconds: self.0.started.elapsed().as_secs(),
+        }
+    }
+
+    /// Note a refused connection.
+    pub(crate) fn refuse(&self, peer: PeerId, addr: String, plane: &'static str) {
+        tracing::warn!(%peer, %addr, plane, "refused a peer that is not on the allow-list");
+        let mut r = self.0.refused.lock().expect("poisoned");
+        if r.len() >= 32 {
+            r.remove(0);
+        }
+        r.push(Refusal {
+            peer: peer.to_string(),
+            addr,
+            plane,
+        });
+    }
+
+    /// Whether `peer` may talk to this node.
+    pub(crate) fn allowed(&self, peer: &PeerId) -> bool {
+        match self.0.allow.allows(peer) {
+            Ok(yes) => yes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the allow-list; refusing {peer}");
+                false
+            }
+        }
+    }
+
+    /// Update what is known of `peer`, and wake syncs waiting for peers.
+    pub(crate) fn update_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerInfo)) {
+        f(self
+            .0
+            .peers
+            .lock()
+            .expect("poisoned")
+            .entry(peer)
+            .or_default());
+        self.0.peers_changed.notify_waiters();
+    }
+
+    /// A copy of what is known of every peer.
+    pub(crate) fn peers(&self) -> BTreeMap<PeerId, PeerInfo> {
+        self.0.peers.lock().expect("poisoned").clone()
+    }
+
+    /// The sync of release `id`, running or finished, if one was started since the node started.
+    pub fn sync_of(&self, id: &str) -> Option<Arc<sync::Running>> {
+        self.0.syncs.lock().expect("poisoned").get(id).cloned()
+    }
+
+    /// Tell the site this node now holds `release` (gossip, and a provider record).
+    pub(crate) fn announce(&self, release: Announced) {
+        let _ = self.0.control.send(control::Command::Announce(release));
+    }
+}
+
+/// The data plane's UDP address: the first control-plane listen address's IP and port (so one number names a
+/// node on both planes); port 0 takes a free one.
+fn data_bind_addr(listen: &[Multiaddr]) -> Result<SocketAddr, NetError> {
+    use libp2p::multiaddr::Protocol;
+    let Some(first) = listen.first() else {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], 0)));
+    };
+    let mut ip = None;
+    let mut port = None;
+    for p in first.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(NetError::Listen {
+            addr: first.to_string(),
+            reason: "expected /ip4/ADDRESS/tcp/PORT (or /ip6/…)".into(),
+        }),
+    }
+}

@@ -1,0 +1,1014 @@
+//! Fetching a release from peers.
+//!
+//! 1. The signed release, from a peer that announced it; its signature is checked against the store's trusted
+//!    publisher keys whoever sent it (a peer is only a courier).
+//! 2. The recipes the store lacks, each checked against its id.
+//! 3. The release's chunk list — every distinct chunk of its blobs, in order of first use — less what the store
+//!    holds: the same want/have computation as a bundle's plan (`crate::plan`), done by the receiver.
+//! 4. Batches of up to [`BATCH_BYTES`] from every peer that holds them, several in flight per peer. Peers still
+//!    syncing the same release answer a bitmap of what they hold, so nodes of a site feed each other; each node
+//!    walks the list in its own order (segments shuffled by its peer id) so that, started together, they fetch
+//!    different parts from the seed. A chunk goes to the fastest holders: a peer more than twice as slow as
+//!    another holder of the same chunk (a seed behind a slow link, say) is not asked for it.
+//! 5. Each chunk is decompressed and checked against its BLAKE3 id before it is stored; a peer that sends one bad
+//!    chunk is dropped for the rest of the sync and the unverified part of its batch goes elsewhere.
+//! 6. Once every chunk is held: blobs, then the release, become visible; the node announces it.
+//!
+//! Everything stored is durable at the next commit, so a sync that is interrupted starts again from what the
+//! store holds and never fetches a verified chunk twice.
+
+use super::data::{request, GOING_AWAY};
+use super::wire::{read_record, write_frame, WireError};
+use super::Network;
+use crate::store::StoreError;
+use ferry_protocol::sync::{bit, Announced, ChunkRecordHeader, SyncRequest, SyncResponse};
+use ferry_protocol::{BlobRef, ChunkId, Object, Part, Recipe, RecipeId, SignedRelease};
+use libp2p::PeerId;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Raw bytes asked for in one batch.
+pub const BATCH_BYTES: u64 = 4 << 20;
+/// Batches in flight to one peer.
+const IN_FLIGHT: usize = 8;
+/// Longest one batch may take before its peer is given up on for it.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Chunks in one segment of the list; segments are walked in a per-node order.
+const SEGMENT: usize = 256;
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A release id that does not parse.
+    #[error("{0}")]
+    BadId(String),
+    /// Every peer that offered the release offered one this node cannot accept.
+    #[error("release {id} from {peer}: {reason}")]
+    Rejected {
+        /// The release.
+        id: String,
+        /// Who sent it (peer id).
+        peer: String,
+        /// Why (untrusted signer, bad signature, another release under that name).
+        reason: String,
+    },
+    /// Chunks are all present but blobs do not assemble (a recipe that does not match its blob).
+    #[error("release {id}: {count} blobs did not assemble from their chunks")]
+    Incomplete {
+        /// The release.
+        id: String,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// How far a sync is, for `ferry status` and the progress bar.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncProgress {
+    /// `name@version`.
+    pub release: String,
+    /// What it is doing: `finding peers`, `fetching`, `waiting for peers`, `done`, `failed: …`.
+    pub state: String,
+    /// Chunks it lacked when it started fetching.
+    pub chunks_total: u64,
+    /// Of those, chunks stored.
+    pub chunks_done: u64,
+    /// Payload bytes it lacked.
+    pub bytes_total: u64,
+    /// Of those, bytes stored.
+    pub bytes_done: u64,
+    /// Bytes received from each peer (zstd, as sent).
+    pub wire_bytes: BTreeMap<String, u64>,
+    /// Peers dropped, with why.
+    pub dropped: Vec<String>,
+    /// Seconds since it started.
+    pub seconds: f64,
+}
+
+/// What a finished sync did.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    /// `name@version`.
+    pub release: String,
+    /// The store held it already.
+    pub already_held: bool,
+    /// Chunks fetched.
+    pub chunks: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Bytes received for them, by peer (zstd, as sent).
+    pub wire_bytes: BTreeMap<String, u64>,
+    /// Peers dropped for bad bytes.
+    pub dropped: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// A release's chunk list: every distinct chunk of its blobs with its length, in order of first use.
+pub type ChunkList = Arc<Vec<(ChunkId, u32)>>;
+
+/// A sync in progress (or finished), shared with the data plane so peers can fetch from a node mid-sync.
+pub struct Running {
+    /// The release's chunk list, once known.
+    pub(crate) list: Mutex<Option<ChunkList>>,
+    /// Recipes fetched and not yet stored, so peers can have them too.
+    pub(crate) recipes: Mutex<HashMap<RecipeId, Vec<u8>>>,
+    progress: Mutex<SyncProgress>,
+    started: Instant,
+    done: watch::Sender<Option<Result<SyncReport, String>>>,
+}
+
+impl Running {
+    /// A snapshot of its progress.
+    pub fn progress(&self) -> SyncProgress {
+        let mut p = self.progress.lock().expect("poisoned").clone();
+        p.seconds = self.started.elapsed().as_secs_f64();
+        p
+    }
+
+    /// Whether it has finished.
+    pub fn finished(&self) -> bool {
+        self.done.borrow().is_some()
+    }
+
+    /// The outcome, once finished; `Err` carries the error's message.
+    pub fn result(&self) -> Option<Result<SyncReport, String>> {
+        self.done.borrow().clone()
+    }
+
+    /// Wait for the end; `Err` carries the error's message.
+    pub async fn wait(&self) -> Result<SyncReport, String> {
+        let mut rx = self.done.subscribe();
+        let done = rx.wait_for(|d| d.is_some()).await;
+        match done {
+            Ok(d) => d.clone().expect("waited for Some"),
+            Err(_) => Err("the sync was abandoned".into()),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut SyncProgress)) {
+        f(&mut self.progress.lock().expect("poisoned"));
+    }
+}
+
+impl Network {
+    /// Start syncing release `id` (`name@version`) — or join the sync of it already running — from any peer that
+    /// holds it, or only from `from`.
+    pub fn sync(&self, id: &str, from: Option<PeerId>) -> Result<Arc<Running>, SyncError> {
+        let (name, version) = id
+            .split_once('@')
+            .ok_or_else(|| SyncError::BadId(format!("{id:?}: expected NAME@VERSION")))?;
+        ferry_protocol::validate_name(name).map_err(|e| SyncError::BadId(e.to_string()))?;
+        ferry_protocol::validate_version(version).map_err(|e| SyncError::BadId(e.to_string()))?;
+        let mut syncs = self.0.syncs.lock().expect("poisoned");
+        if let Some(r) = syncs.get(id) {
+            if !r.finished() {
+                return Ok(r.clone());
+            }
+        }
+        let (done, _) = watch::channel(None);
+        let running = Arc::new(Running {
+            list: Mutex::new(None),
+            recipes: Mutex::new(HashMap::new()),
+            progress: Mutex::new(SyncProgress {
+                release: id.to_string(),
+                state: "finding peers".into(),
+                ..SyncProgress::default()
+            }),
+            started: Instant::now(),
+            done,
+        });
+        syncs.insert(id.to_string(), running.clone());
+        drop(syncs);
+        let net = self.clone();
+        let id = id.to_string();
+        let r = running.clone();
+        tokio::spawn(async move {
+            let result = run(&net, &id, from, &r).await;
+            let result = match result {
+                Ok(report) => {
+                    tracing::info!(release = %id, chunks = report.chunks, bytes = report.payload_bytes,
+                        seconds = report.seconds, "sync done");
+                    r.set(|p| p.state = "done".into());
+                    Ok(report)
+                }
+                Err(e) => {
+                    tracing::warn!(release = %id, error = %e, "sync failed");
+                    r.set(|p| p.state = format!("failed: {e}"));
+                    Err(e.to_string())
+                }
+            };
+            r.done.send_replace(Some(result));
+        });
+        Ok(running)
+    }
+
+    /// The recipes syncs in progress hold (for peers that ask).
+    pub(crate) fn running_recipes(&self) -> HashMap<RecipeId, Vec<u8>> {
+        let syncs = self.0.syncs.lock().expect("poisoned");
+        let mut out = HashMap::new();
+        for r in syncs.values().filter(|r| !r.finished()) {
+            out.extend(
+                r.recipes
+                    .lock()
+                    .expect("poisoned")
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone())),
+            );
+        }
+        out
+    }
+
+    /// Peers that may be asked, with their data address: connected, allowed, and `from` if given. Those that
+    /// announced `id` first.
+    fn sources(&self, id: &str, from: Option<PeerId>) -> Vec<(PeerId, SocketAddr, bool)> {
+        let mut out: Vec<_> = self
+            .peers()
+            .into_iter()
+            .filter(|(p, info)| info.connected && from.is_none_or(|f| f == *p))
+            .filter_map(|(p, info)| Some((p, info.data_addr()?, info.holds(id))))
+            .collect();
+        out.sort_by_key(|(_, _, holds)| !holds);
+        out
+    }
+
+    /// Wait until peers change, or `max` passes.
+    async fn peers_changed(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.0.peers_changed.notified()).await;
+    }
+}
+
+async fn run(
+    net: &Network,
+    id: &str,
+    from: Option<PeerId>,
+    running: &Running,
+) -> Result<SyncReport, SyncError> {
+    let store = net.0.store.clone();
+    let started = Instant::now();
+    if store.signed_release(id)?.is_some() {
+        return Ok(SyncReport {
+            release: id.to_string(),
+            already_held: true,
+            chunks: 0,
+            payload_bytes: 0,
+            wire_bytes: BTreeMap::new(),
+            dropped: Vec::new(),
+            seconds: 0.0,
+        });
+    }
+    let (signed, manifest) = fetch_release(net, id, from, running).await?;
+    let blobs = manifest.blobs();
+    let recipes = fetch_recipes(net, id, from, &blobs, running).await?;
+
+    // The chunk list, in order of first use, as every node computes it.
+    let mut list = Vec::new();
+    let mut seen_chunks = HashSet::new();
+    let mut seen_recipes = HashSet::new();
+    for b in &blobs {
+        if !seen_recipes.insert(b.recipe) {
+            continue;
+        }
+        for part in recipes[&b.recipe].parts() {
+            if let Part::Chunk { id, len } = *part {
+                if seen_chunks.insert(id) {
+                    list.push((id, len));
+                }
+            }
+        }
+    }
+    let list = Arc::new(list);
+    *running.list.lock().expect("poisoned") = Some(list.clone());
+    let mut fetch = Fetch::new(net, id, from, list.clone(), running)?;
+    fetch.run().await?;
+
+    // Blobs, then the release.
+    let encoded: HashMap<RecipeId, Vec<u8>> = running.recipes.lock().expect("poisoned").clone();
+    let store2 = store.clone();
+    let blobs2 = blobs.clone();
+    let missing = tokio::task::spawn_blocking(move || store2.accept_blobs(&encoded, &blobs2))
+        .await
+        .expect("accept_blobs panicked")?;
+    if !missing.is_empty() {
+        return Err(SyncError::Incomplete {
+            id: id.to_string(),
+            count: missing.len(),
+        });
+    }
+    store.accept_release(&signed)?;
+    net.announce(Announced {
+        id: id.to_string(),
+        sequence: manifest.sequence,
+        envelope: crate::plan::envelope_hash(&signed),
+    });
+    let p = running.progress();
+    Ok(SyncReport {
+        release: id.to_string(),
+        already_held: false,
+        chunks: p.chunks_done,
+        payload_bytes: p.bytes_done,
+        wire_bytes: p.wire_bytes,
+        dropped: p.dropped,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The signed release from the first peer that has one this store accepts; waits for peers while none does.
+async fn fetch_release(
+    net: &Network,
+    id: &str,
+    from: Option<PeerId>,
+    running: &Running,
+) -> Result<(SignedRelease, ferry_protocol::ReleaseManifest), SyncError> {
+    let store = &net.0.store;
+    let mut asked_providers = false;
+    loop {
+        let sources = net.sources(id, from);
+        let mut rejected = None;
+        for (peer, addr, _) in &sources {
+            let answer = async {
+                let conn = net.0.data.connect(*peer, *addr).await?;
+                request(&conn, &SyncRequest::Release { id: id.to_string() }).await
+            };
+            let bytes = match answer.await {
+                Ok(SyncResponse::Release(b)) => b,
+                Ok(SyncResponse::Refused(why)) => {
+                    tracing::debug!(%peer, release = id, why, "peer has no such release");
+                    continue;
+                }
+                Ok(other) => {
+                    tracing::warn!(%peer, ?other, "unexpected answer to a release request");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "release request failed");
+                    continue;
+                }
+            };
+            let checked = SignedRelease::decode(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    let m = store.verify_release(id, &s).map_err(|e| e.to_string())?;
+                    if m.id() != id {
+                        return Err(format!("it holds release {} instead", m.id()));
+                    }
+                    Ok((s, m))
+                });
+            match checked {
+                Ok(found) => return Ok(found),
+                Err(reason) => {
+                    tracing::warn!(%peer, release = id, reason, "refused a release from a peer");
+                    rejected = Some(SyncError::Rejected {
+                        id: id.to_string(),
+                        peer: peer.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        if let Some(e) = rejected {
+            return Err(e);
+        }
+        if !asked_providers {
+            let _ = net
+                .0
+                .control
+                .send(super::control::Command::FindProviders(id.to_string()));
+            asked_providers = true;
+        }
+        running.set(|p| {
+            p.state = format!(
+                "waiting for a peer that holds {id} ({} peers connected)",
+                sources.len()
+            )
+        });
+        net.peers_changed(Duration::from_secs(2)).await;
+    }
+}
+
+/// The recipes of `blobs`: from the store, else from peers (each checked against its id).
+async fn fetch_recipes(
+    net: &Network,
+    id: &str,
+    from: Option<PeerId>,
+    blobs: &[BlobRef],
+    running: &Running,
+) -> Result<HashMap<RecipeId, Recipe>, SyncError> {
+    let store = &net.0.store;
+    let mut out = HashMap::new();
+    let mut lacking = Vec::new();
+    for b in blobs {
+        if out.contains_key(&b.recipe) || lacking.contains(&b.recipe) {
+            continue;
+        }
+        match store.recipe(&b.recipe)? {
+            Some(r) => {
+                out.insert(b.recipe, r);
+            }
+            None => lacking.push(b.recipe),
+        }
+    }
+    while !lacking.is_empty() {
+        for (peer, addr, _) in net.sources(id, from) {
+            let ids: Vec<RecipeId> = lacking.iter().take(4096).copied().collect();
+            let answer = async {
+                let conn = net.0.data.connect(peer, addr).await?;
+                request(&conn, &SyncRequest::Recipes { ids: ids.clone() }).await
+            };
+            let Ok(SyncResponse::Recipes(got)) = answer.await else {
+                continue;
+            };
+            for (rid, bytes) in ids.iter().zip(got) {
+                let Some(bytes) = bytes else { continue };
+                if RecipeId::of(&bytes) != *rid {
+                    tracing::warn!(%peer, recipe = %rid, "a peer sent a recipe that does not match its id");
+                    continue;
+                }
+                let Ok(recipe) = Recipe::decode(&bytes) else {
+                    continue;
+                };
+                running
+                    .recipes
+                    .lock()
+                    .expect("poisoned")
+                    .insert(*rid, bytes);
+                out.insert(*rid, recipe);
+            }
+            lacking.retain(|r| !out.contains_key(r));
+            if lacking.is_empty() {
+                break;
+            }
+        }
+        if !lacking.is_empty() {
+            running.set(|p| {
+                p.state = format!("waiting for peers with {} recipes of {id}", lacking.len())
+            });
+            net.peers_changed(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Needed,
+    InFlight,
+    Done,
+}
+
+enum Avail {
+    Unknown,
+    Whole,
+    Bits(Vec<u8>),
+}
+
+/// One peer as this sync sees it.
+struct Source {
+    addr: SocketAddr,
+    conn: Option<quinn::Connection>,
+    connecting: bool,
+    asking_have: bool,
+    avail: Avail,
+    /// Chunks it said it lacks although its bitmap said otherwise.
+    lacks: HashSet<usize>,
+    in_flight: usize,
+    /// Bytes per second per batch, smoothed.
+    rate: Option<f64>,
+    /// Not asked again before this.
+    resting_until: Option<Instant>,
+    dropped: bool,
+    /// Still connected on the control plane.
+    present: bool,
+}
+
+impl Source {
+    fn usable(&self, now: Instant) -> bool {
+        self.present
+            && !self.dropped
+            && self.conn.is_some()
+            && self.resting_until.is_none_or(|t| now >= t)
+    }
+
+    fn has(&self, i: usize) -> bool {
+        !self.lacks.contains(&i)
+            && match &self.avail {
+                Avail::Unknown => false,
+                Avail::Whole => true,
+                Avail::Bits(b) => bit(b, i),
+            }
+    }
+}
+
+enum Event {
+    Connected(PeerId, Result<quinn::Connection, WireError>),
+    Have(PeerId, Result<SyncResponse, WireError>),
+    Batch {
+        peer: PeerId,
+        asked: Vec<usize>,
+        outcome: Result<Outcome, WireError>,
+        elapsed: Duration,
+    },
+}
+
+/// What came of one batch.
+#[derive(Default)]
+struct Outcome {
+    stored: Vec<usize>,
+    absent: Vec<usize>,
+    wire_bytes: u64,
+    /// Why the peer must be dropped.
+    bad: Option<String>,
+}
+
+struct Fetch<'a> {
+    net: &'a Network,
+    id: &'a str,
+    from: Option<PeerId>,
+    list: Arc<Vec<(ChunkId, u32)>>,
+    slots: Vec<Slot>,
+    /// The order this node walks the list in.
+    order: Vec<usize>,
+    /// Positions in `order` before this are all done.
+    first_open: usize,
+    remaining: usize,
+    sources: BTreeMap<PeerId, Source>,
+    running: &'a Running,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    last_commit: Instant,
+}
+
+impl<'a> Fetch<'a> {
+    fn new(
+        net: &'a Network,
+        id: &'a str,
+        from: Option<PeerId>,
+        list: Arc<Vec<(ChunkId, u32)>>,
+        running: &'a Running,
+    ) -> Result<Self, SyncError> {
+        let store = &net.0.store;
+        let mut slots = Vec::with_capacity(list.len());
+        let (mut chunks_total, mut bytes_total) = (0u64, 0u64);
+        for (c, len) in list.iter() {
+            if store.has_chunk(c)? {
+                slots.push(Slot::Done);
+            } else {
+                slots.push(Slot::Needed);
+                chunks_total += 1;
+                bytes_total += u64::from(*len);
+            }
+        }
+        let remaining = chunks_total as usize;
+        running.set(|p| {
+            p.chunks_total = chunks_total;
+            p.bytes_total = bytes_total;
+            p.state = "fetching".into();
+        });
+        let order = walk_order(list.len(), &net.0.local);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Ok(Fetch {
+            net,
+            id,
+            from,
+            list,
+            slots,
+            order,
+            first_open: 0,
+            remaining,
+            sources: BTreeMap::new(),
+            running,
+            events_tx,
+            events,
+            last_commit: Instant::now(),
+        })
+    }
+
+    async fn run(&mut self) -> Result<(), SyncError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        while self.remaining > 0 {
+            self.refresh_sources();
+            self.schedule();
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let ev = ev.expect("the sender lives in self");
+                    self.handle(ev).await?;
+                }
+                _ = tick.tick() => self.on_tick().await?,
+                _ = self.net.0.peers_changed.notified() => {}
+            }
+        }
+        // Wait for nothing: every slot is done, so nothing is in flight.
+        let store = self.net.0.store.clone();
+        tokio::task::spawn_blocking(move || store.commit())
+            .await
+            .expect("commit panicked")?;
+        Ok(())
+    }
+
+    /// Take in peers that appeared, and note those gone.
+    fn refresh_sources(&mut self) {
+        let peers = self.net.peers();
+        for s in self.sources.values_mut() {
+            s.present = false;
+        }
+        for (peer, info) in peers {
+            if !info.connected || self.from.is_some_and(|f| f != peer) {
+                continue;
+            }
+            let Some(addr) = info.data_addr() else {
+                continue;
+            };
+            let s = self.sources.entry(peer).or_insert_with(|| Source {
+                addr,
+                conn: None,
+                connecting: false,
+                asking_have: false,
+                avail: Avail::Unknown,
+                lacks: HashSet::new(),
+                in_flight: 0,
+                rate: None,
+                resting_until: None,
+                dropped: false,
+                present: true,
+            });
+            s.present = true;
+            if s.addr != addr {
+                s.addr = addr;
+                s.conn = None;
+            }
+            if info.holds(self.id) && !matches!(s.avail, Avail::Whole) {
+                s.avail = Avail::Whole;
+            }
+            if s.conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
+                s.conn = None;
+            }
+            if s.conn.is_none() && !s.connecting && !s.dropped {
+                s.connecting = true;
+                let tx = self.events_tx.clone();
+                let net = self.net.clone();
+                tokio::spawn(async move {
+                    let r = net.0.data.connect(peer, addr).await;
+                    let _ = tx.send(Event::Connected(peer, r));
+                });
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) -> Result<(), SyncError> {
+        let now = Instant::now();
+        for (peer, s) in &mut self.sources {
+            if matches!(s.avail, Avail::Whole) || s.asking_have || !s.usable(now) {
+                continue;
+            }
+            s.asking_have = true;
+            let conn = s.conn.clone().expect("usable has a connection");
+            let tx = self.events_tx.clone();
+            let id = self.id.to_string();
+            let peer = *peer;
+            tokio::spawn(async move {
+                let r = request(&conn, &SyncRequest::Have { id }).await;
+                let _ = tx.send(Event::Have(peer, r));
+            });
+        }
+        if self.last_commit.elapsed() > Duration::from_secs(5) {
+            self.last_commit = Instant::now();
+            let store = self.net.0.store.clone();
+            tokio::task::spawn_blocking(move || store.commit())
+                .await
+                .expect("commit panicked")?;
+        }
+        let in_flight: usize = self.sources.values().map(|s| s.in_flight).sum();
+        if in_flight == 0 {
+            let remaining = self.remaining;
+            let usable = self.sources.values().filter(|s| s.usable(now)).count();
+            self.running.set(|p| {
+                p.state = format!(
+                    "waiting for peers that hold the {remaining} chunks left ({usable} peers usable)"
+                )
+            });
+        } else {
+            self.running.set(|p| p.state = "fetching".into());
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, ev: Event) -> Result<(), SyncError> {
+        match ev {
+            Event::Connected(peer, r) => {
+                let Some(s) = self.sources.get_mut(&peer) else {
+                    return Ok(());
+                };
+                s.connecting = false;
+                match r {
+                    Ok(c) => s.conn = Some(c),
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "cannot reach a peer's data plane");
+                        s.resting_until = Some(Instant::now() + Duration::from_secs(2));
+                    }
+                }
+            }
+            Event::Have(peer, r) => {
+                let Some(s) = self.sources.get_mut(&peer) else {
+                    return Ok(());
+                };
+                s.asking_have = false;
+                match r {
+                    Ok(SyncResponse::Whole) => s.avail = Avail::Whole,
+                    Ok(SyncResponse::Have(bits)) => s.avail = Avail::Bits(bits),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(%peer, error = %e, "have request failed"),
+                }
+            }
+            Event::Batch {
+                peer,
+                asked,
+                outcome,
+                elapsed,
+            } => self.on_batch(peer, asked, outcome, elapsed),
+        }
+        Ok(())
+    }
+
+    fn on_batch(
+        &mut self,
+        peer: PeerId,
+        asked: Vec<usize>,
+        outcome: Result<Outcome, WireError>,
+        elapsed: Duration,
+    ) {
+        let s = self
+            .sources
+            .get_mut(&peer)
+            .expect("a batch's peer is a source");
+        s.in_flight -= 1;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, chunks = asked.len(), "batch failed; asking others");
+                s.conn = None;
+                s.resting_until = Some(Instant::now() + Duration::from_secs(1));
+                for i in asked {
+                    if self.slots[i] == Slot::InFlight {
+                        self.slots[i] = Slot::Needed;
+                    }
+                }
+                return;
+            }
+        };
+        let mut bytes = 0u64;
+        for &i in &outcome.stored {
+            self.slots[i] = Slot::Done;
+            bytes += u64::from(self.list[i].1);
+        }
+        for &i in &outcome.absent {
+            s.lacks.insert(i);
+        }
+        for &i in &asked {
+            if self.slots[i] == Slot::InFlight {
+                self.slots[i] = Slot::Needed;
+            }
+        }
+        self.remaining -= outcome.stored.len();
+        if bytes > 0 {
+            let sample = bytes as f64 / elapsed.as_secs_f64().max(1e-6);
+            s.rate = Some(s.rate.map_or(sample, |r| 0.7 * r + 0.3 * sample));
+        }
+        if let Some(why) = &outcome.bad {
+            tracing::warn!(%peer, release = self.id, why, "dropping a peer that sent bad bytes");
+            s.dropped = true;
+            s.conn = None;
+            self.net
+                .0
+                .data
+                .disconnect(&peer, "sent bytes that failed verification");
+            let note = format!("{peer}: {why}");
+            self.net
+                .update_peer(peer, |p| p.dropped = Some(why.clone()));
+            self.running.set(|p| p.dropped.push(note));
+        }
+        let stored = outcome.stored.len() as u64;
+        self.net.update_peer(peer, |p| p.received_bytes += bytes);
+        self.running.set(|p| {
+            p.chunks_done += stored;
+            p.bytes_done += bytes;
+            *p.wire_bytes.entry(peer.to_string()).or_default() += outcome.wire_bytes;
+        });
+    }
+
+    /// Give every usable peer with room batches of chunks it holds.
+    fn schedule(&mut self) {
+        let now = Instant::now();
+        while self.first_open < self.order.len()
+            && self.slots[self.order[self.first_open]] == Slot::Done
+        {
+            self.first_open += 1;
+        }
+        // Fastest first; a peer not yet measured counts as fastest, so it gets tried.
+        let mut ranked: Vec<(PeerId, f64)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.usable(now))
+            .map(|(p, s)| (*p, s.rate.unwrap_or(f64::INFINITY)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for &(peer, rate) in &ranked {
+            while self.sources[&peer].in_flight < IN_FLIGHT {
+                let batch = self.pick(peer, rate, &ranked);
+                if batch.is_empty() {
+                    break;
+                }
+                self.send_batch(peer, batch);
+            }
+        }
+    }
+
+    /// Up to [`BATCH_BYTES`] of needed chunks `peer` holds, skipping those a much faster peer holds too.
+    fn pick(&self, peer: PeerId, rate: f64, ranked: &[(PeerId, f64)]) -> Vec<usize> {
+        let s = &self.sources[&peer];
+        let faster: Vec<&Source> = ranked
+            .iter()
+            .filter(|(p, r)| *p != peer && rate.is_finite() && *r > 2.0 * rate)
+            .map(|(p, _)| &self.sources[p])
+            .collect();
+        let mut batch = Vec::new();
+        let mut bytes = 0u64;
+        for &i in &self.order[self.first_open..] {
+            if self.slots[i] != Slot::Needed || !s.has(i) || faster.iter().any(|f| f.has(i)) {
+                continue;
+            }
+            batch.push(i);
+            bytes += u64::from(self.list[i].1);
+            if bytes >= BATCH_BYTES || batch.len() >= 1024 {
+                break;
+            }
+        }
+        batch
+    }
+
+    fn send_batch(&mut self, peer: PeerId, batch: Vec<usize>) {
+        for &i in &batch {
+            self.slots[i] = Slot::InFlight;
+        }
+        let s = self.sources.get_mut(&peer).expect("scheduled peer");
+        s.in_flight += 1;
+        let conn = s.conn.clone().expect("usable peer has a connection");
+        let tx = self.events_tx.clone();
+        let store = self.net.0.store.clone();
+        let wanted: Vec<(ChunkId, u32)> = batch.iter().map(|&i| self.list[i]).collect();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let outcome = match tokio::time::timeout(
+                BATCH_TIMEOUT,
+                fetch_batch(&conn, &store, &wanted),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(WireError::Stream(format!(
+                    "no answer within {} s",
+                    BATCH_TIMEOUT.as_secs()
+                ))),
+            };
+            // Map positions in the batch back to positions in the list.
+            let outcome = outcome.map(|o| Outcome {
+                stored: o.stored.iter().map(|&k| batch[k]).collect(),
+                absent: o.absent.iter().map(|&k| batch[k]).collect(),
+                ..o
+            });
+            let _ = tx.send(Event::Batch {
+                peer,
+                asked: batch,
+                outcome,
+                elapsed: start.elapsed(),
+            });
+        });
+    }
+}
+
+/// Ask `conn` for `wanted`, check every chunk, store the good ones. Positions in the outcome are into `wanted`.
+async fn fetch_batch(
+    conn: &quinn::Connection,
+    store: &crate::Store,
+    wanted: &[(ChunkId, u32)],
+) -> Result<Outcome, WireError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(
+        &mut send,
+        &SyncRequest::Chunks {
+            ids: wanted.iter().map(|(c, _)| *c).collect(),
+        },
+    )
+    .await?;
+    let _ = send.finish();
+    let mut records: Vec<(usize, ChunkRecordHeader, Vec<u8>)> = Vec::with_capacity(wanted.len());
+    let mut outcome = Outcome::default();
+    for (k, (id, len)) in wanted.iter().enumerate() {
+        let max = len + len / 64 + 1024;
+        let (h, body) = read_record(&mut recv, max).await?;
+        outcome.wire_bytes += (ferry_protocol::sync::RECORD_HEADER_LEN + body.len()) as u64;
+        if h.id != *id {
+            outcome.bad = Some(format!("sent chunk {} where {id} was asked", h.id));
+            break;
+        }
+        match h.stored_len {
+            None => outcome.absent.push(k),
+            Some(_) if h.raw_len != *len => {
+                outcome.bad = Some(format!(
+                    "sent chunk {id} as {} bytes (it is {len})",
+                    h.raw_len
+                ));
+                break;
+            }
+            Some(_) => records.push((k, h, body)),
+        }
+    }
+    if outcome.bad.is_some() {
+        recv.stop(GOING_AWAY.into()).ok();
+    }
+    let store = store.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let verdicts: Vec<Result<(), String>> = records
+            .par_iter()
+            .map(|(_, h, body)| {
+                let raw = crate::store::packs::decompress(body, h.raw_len)
+                    .map_err(|e| format!("sent chunk {} that does not decompress: {e}", h.id))?;
+                if ChunkId::of(&raw) != h.id {
+                    return Err(format!(
+                        "sent chunk {} whose bytes do not match its id",
+                        h.id
+                    ));
+                }
+                Ok(())
+            })
+            .collect();
+        let mut good = Vec::new();
+        let mut bad = None;
+        for ((k, h, body), v) in records.iter().zip(verdicts) {
+            match v {
+                Ok(()) => good.push((*k, h.id, h.raw_len, body.as_slice())),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
+        store
+            .put_chunks(good.iter().map(|(_, id, len, body)| (*id, *len, *body)))
+            .map(|_| (good.iter().map(|g| g.0).collect::<Vec<_>>(), bad))
+    })
+    .await
+    .map_err(|e| WireError::Stream(e.to_string()))?
+    .map_err(|e| WireError::Stream(format!("storing chunks: {e}")))?;
+    outcome.stored = checked.0;
+    if outcome.bad.is_none() {
+        outcome.bad = checked.1;
+    }
+    Ok(outcome)
+}
+
+/// Positions `0..n` in segments of [`SEGMENT`], the segments shuffled by a generator seeded with this node's
+/// peer id, so nodes started together walk the list in different orders.
+fn walk_order(n: usize, local: &PeerId) -> Vec<usize> {
+    let segments = n.div_ceil(SEGMENT);
+    let mut seg: Vec<usize> = (0..segments).collect();
+    let seed = blake3::hash(&local.to_bytes());
+    let mut state = u64::from_le_bytes(seed.as_bytes()[..8].try_into().expect("8 bytes")) | 1;
+    for i in (1..segments).rev() {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        seg.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    seg.into_iter()
+        .flat_map(|s| s * SEGMENT..((s + 1) * SEGMENT).min(n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_orders_cover_the_list_once_and_differ_between_nodes() {
+        let a = PeerId::random();
+        let b = PeerId::random();
+        let n = 10 * SEGMENT + 7;
+        let oa = walk_order(n, &a);
+        let mut sorted = oa.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+        assert_eq!(oa, walk_order(n, &a), "the same node walks the same way");
+        assert_ne!(oa, walk_order(n, &b));
+        assert!(walk_order(0, &a).is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! Reading and writing the data plane's frames on QUIC streams (the format is `ferry_protocol::sync`).
+
+use ferry_protocol::sync::{ChunkRecordHeader, MAX_FRAME, RECORD_HEADER_LEN};
+use ferry_protocol::Object;
+
+/// Why a stream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The stream or connection broke.
+    #[error("{0}")]
+    Stream(String),
+    /// The peer sent something that is not a valid frame.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+impl From<quinn::ReadExactError> for WireError {
+    fn from(e: quinn::ReadExactError) -> Self {
+        WireError::Stream(e.to_string())
+    }
+}
+
+impl From<quinn::WriteError> for WireError {
+    fn from(e: quinn::WriteError) -> Self {
+        WireError::Stream(e.to_string())
+    }
+}
+
+impl From<quinn::ConnectionError> for WireError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        WireError::Stream(e.to_string())
+    }
+}
+
+/// Write one object as a length-prefixed frame.
+pub async fn write_frame<T: Object>(
+    send: &mut quinn::SendStream,
+    obj: &T,
+) -> Result<(), WireError> {
+    let body = obj.encode();
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&body);
+    send.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Read one length-prefixed frame holding a `T`.
+pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, WireError> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(WireError::Malformed(format!(
+            "a frame of {len} bytes (the limit is {MAX_FRAME})"
+        )));
+    }
+    let mut body = vec![0u8; len as usize];
+    recv.read_exact(&mut body).await?;
+    T::decode(&body).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Read one chunk record: its header, and its stored bytes unless the peer lacks it. `max_stored` bounds what a
+/// peer may make us allocate.
+pub async fn read_record(
+    recv: &mut quinn::RecvStream,
+    max_stored: u32,
+) -> Result<(ChunkRecordHeader, Vec<u8>), WireError> {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    recv.read_exact(&mut h).await?;
+    let header = ChunkRecordHeader::decode(&h);
+    let Some(stored) = header.stored_len else {
+        return Ok((header, Vec::new()));
+    };
+    if stored > max_stored {
+        return Err(WireError::Malformed(format!(
+            "chunk {} claims {stored} stored bytes (at most {max_stored} expected)",
+            header.id
+        )));
+    }
+    let mut body = vec![0u8; stored as usize];
+    recv.read_exact(&mut body).await?;
+    Ok((header, body))
+}

@@ -1,0 +1,200 @@
+//! The data plane of network sync: what one node asks another for over a QUIC stream, and the answers.
+//!
+//! One request per bidirectional stream. The asker writes one frame — a little-endian `u32` length, then a
+//! [`SyncRequest`] object — and finishes its side. The answer to every request but [`SyncRequest::Chunks`] is one
+//! frame holding a [`SyncResponse`]. Chunks come back as a run of [`ChunkRecordHeader`]s, one per id asked for, in
+//! the order asked, each followed by the chunk as its holder stores it (zstd, `stored_len` bytes) — or by nothing
+//! when the holder lacks it. Receivers decompress and check every chunk against its BLAKE3 id before storing it;
+//! nothing a peer sends is trusted.
+//!
+//! Peers on the control plane (libp2p) learn each other's data port from the [`Hello`] they exchange there.
+
+use crate::{ChunkId, Hash32, RecipeId};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame read from a peer (a recipes answer for a release of hundreds of GB stays below this).
+pub const MAX_FRAME: u32 = 64 << 20;
+
+/// Largest total of chunk bytes one [`SyncRequest::Chunks`] may ask for (raw lengths as the asker computed them).
+pub const MAX_BATCH_BYTES: u64 = 64 << 20;
+
+/// Most chunk ids in one [`SyncRequest::Chunks`].
+pub const MAX_BATCH_CHUNKS: usize = 16 * 1024;
+
+/// What one node asks another for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// The signed release `name@version`.
+    Release {
+        /// `name@version`.
+        id: String,
+    },
+    /// Encoded recipes, by id.
+    Recipes {
+        /// The ids.
+        ids: Vec<RecipeId>,
+    },
+    /// Which chunks of release `id` the peer holds: a bitmap over the release's chunk list (every distinct chunk
+    /// of its blobs, in order of first use), so nodes that are still syncing can serve what they have.
+    Have {
+        /// `name@version`.
+        id: String,
+    },
+    /// Chunks by id.
+    Chunks {
+        /// The ids, at most [`MAX_BATCH_CHUNKS`].
+        ids: Vec<ChunkId>,
+    },
+}
+
+impl crate::Object for SyncRequest {
+    const TYPE: u8 = 7;
+    const VERSION: u16 = 1;
+    const NAME: &'static str = "sync request";
+}
+
+/// An answer other than chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// An encoded signed release.
+    Release(Vec<u8>),
+    /// Encoded recipes, in the order asked; `None` for one the peer lacks.
+    Recipes(Vec<Option<Vec<u8>>>),
+    /// The peer holds the release whole: every chunk of it.
+    Whole,
+    /// Bit `i` (byte `i / 8`, bit `i % 8`) set when the peer holds chunk `i` of the release's chunk list, as
+    /// a peer that is still syncing it computed the list.
+    Have(Vec<u8>),
+    /// The peer cannot answer: it lacks the release, or refuses the request. A message for the log.
+    Refused(String),
+}
+
+impl crate::Object for SyncResponse {
+    const TYPE: u8 = 8;
+    const VERSION: u16 = 1;
+    const NAME: &'static str = "sync response";
+}
+
+/// Length of an encoded [`ChunkRecordHeader`].
+pub const RECORD_HEADER_LEN: usize = 40;
+
+/// Before each chunk of a chunks answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRecordHeader {
+    /// The chunk (must be the id asked for at this place).
+    pub id: ChunkId,
+    /// Its length once decompressed.
+    pub raw_len: u32,
+    /// Bytes of zstd that follow; `None` when the peer lacks the chunk (nothing follows).
+    pub stored_len: Option<u32>,
+}
+
+impl ChunkRecordHeader {
+    /// `id`, `raw_len` and `stored_len` (`u32::MAX` for none), little-endian.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut out = [0u8; RECORD_HEADER_LEN];
+        out[..32].copy_from_slice(self.id.as_bytes());
+        out[32..36].copy_from_slice(&self.raw_len.to_le_bytes());
+        out[36..].copy_from_slice(&self.stored_len.unwrap_or(u32::MAX).to_le_bytes());
+        out
+    }
+
+    /// The inverse of [`ChunkRecordHeader::encode`].
+    pub fn decode(bytes: &[u8; RECORD_HEADER_LEN]) -> Self {
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let stored = word(36);
+        ChunkRecordHeader {
+            id: ChunkId::from_bytes(bytes[..32].try_into().expect("32 bytes")),
+            raw_len: word(32),
+            stored_len: (stored != u32::MAX).then_some(stored),
+        }
+    }
+}
+
+/// A release as the control plane announces it: enough to tell whether it is new to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    /// `name@version`.
+    pub id: String,
+    /// The publisher's per-name sequence number.
+    pub sequence: u64,
+    /// BLAKE3 of the signed envelope (two releases with one id and different content differ here).
+    pub envelope: Hash32,
+}
+
+/// What two nodes tell each other when they connect on the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The UDP port of the node's data plane (QUIC), at the address the control connection reached.
+    pub data_port: u16,
+    /// Releases the node holds whole.
+    pub releases: Vec<Announced>,
+    /// Release names the node follows (takes every new version of).
+    pub follows: Vec<String>,
+}
+
+/// A message on the control plane's gossip topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// The sender now holds this release whole.
+    Release(Announced),
+    /// The names the sender follows.
+    Follows(Vec<String>),
+}
+
+/// Set bit `i` of `bits`.
+pub fn set_bit(bits: &mut [u8], i: usize) {
+    bits[i / 8] |= 1 << (i % 8);
+}
+
+/// Whether bit `i` of `bits` is set (false past the end).
+pub fn bit(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Object;
+    use proptest::prelude::*;
+
+    #[test]
+    fn record_headers_round_trip() {
+        for stored_len in [None, Some(0), Some(65_536), Some(u32::MAX - 1)] {
+            let h = ChunkRecordHeader {
+                id: ChunkId::of(b"chunk"),
+                raw_len: 70_000,
+                stored_len,
+            };
+            assert_eq!(ChunkRecordHeader::decode(&h.encode()), h);
+        }
+    }
+
+    #[test]
+    fn bitmaps() {
+        let mut bits = vec![0u8; 2];
+        set_bit(&mut bits, 0);
+        set_bit(&mut bits, 9);
+        assert!(bit(&bits, 0) && bit(&bits, 9));
+        assert!(!bit(&bits, 1) && !bit(&bits, 8) && !bit(&bits, 100));
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(id in "[a-z]{1,20}@[0-9.]{1,8}", n in 0usize..50) {
+            for r in [
+                SyncRequest::Release { id: id.clone() },
+                SyncRequest::Have { id: id.clone() },
+                SyncRequest::Chunks { ids: (0..n).map(|i| ChunkId::of(&i.to_le_bytes())).collect() },
+            ] {
+                prop_assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = SyncRequest::decode(&bytes);
+            let _ = SyncResponse::decode(&bytes);
+        }
+    }
+}
