@@ -16,6 +16,9 @@
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
+//! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
+//!   delays UDP and TCP round trips and delivers exact bytes, a panicking test leaves no namespace or process,
+//!   stale namespaces are removed.
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
@@ -28,6 +31,7 @@ mod bundle;
 mod crash;
 mod docker_archive;
 mod files;
+mod netns;
 mod oci;
 mod peers;
 mod pkgs;

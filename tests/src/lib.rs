@@ -8,12 +8,15 @@
 //! - [`podman`]: podman with private vfs storage.
 //! - [`node`]: a running `ferry serve` on a free port, stopped with SIGTERM.
 //! - [`fsutil`]: hashing, byte flipping, tree comparison, OCI layout helpers.
+//! - [`netns`]: several hosts on one machine — network namespaces on a bridge, rate shaping, partitions, and a
+//!   relay that adds delay (`ferry-delay-relay`).
 
 pub mod apt;
 pub mod cmd;
 pub mod ferry;
 pub mod fixtures;
 pub mod fsutil;
+pub mod netns;
 pub mod node;
 pub mod podman;
 pub mod registry;
