@@ -14,12 +14,17 @@
 //! `docker-registry` serving the same image: one blob GET, `skopeo copy` of the image, and 64 concurrent pulls
 //! (errors, every layer's sha256, the server's peak RSS).
 //!
+//! `ferry-bench sync --work DIR` measures network sync (see `netsync.rs`): two nodes on loopback next to curl
+//! and docker-registry, a 100 Mbit/s link with added delay next to iperf3, three sites behind one seed link next
+//! to one alone, and a version update next to its bundle. It makes and removes its own network namespaces.
+//!
 //! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
 mod bundle;
 mod fixtures;
 mod measure;
+mod netsync;
 mod serve;
 
 use std::fmt::Write as _;
@@ -65,6 +70,9 @@ enum Sub {
     Bundle(bundle::BundleArgs),
     /// Measure `ferry serve` next to docker-registry: blob GET, skopeo copy, concurrent pulls and server memory.
     Serve(serve::ServeArgs),
+    /// Measure network sync: loopback speed vs curl, a 100 Mbit/s delayed link vs iperf3, three sites behind one
+    /// seed link, and a version update vs its bundle.
+    Sync(netsync::SyncArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -134,6 +142,7 @@ fn real_main() -> Result<()> {
         Sub::Core(args) => core(args),
         Sub::Bundle(args) => bundle::run(args),
         Sub::Serve(args) => serve::run(args),
+        Sub::Sync(args) => netsync::run(args),
     }
 }
 
