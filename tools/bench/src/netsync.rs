@@ -805,7 +805,8 @@ fn loopback_report(
         md,
         "\n*fetch phase*: from the first to the last `ferry status` poll (every 250 ms, so ± 0.3 s) that saw chunk \
          bytes arriving — before it the site fetches the signed release and the recipes, after it makes blobs and \
-         the release visible. *other CPU s*: what the rest of the machine (neither node nor client) used meanwhile.\n"
+         the release visible. *other CPU s*: CPU time of the whole machine during the run except the measured client process (`ferry \
+         sync` or curl) — both nodes' (or the registry's) work, and whatever else ran.\n"
     )?;
     let fr = median(
         &ferry
@@ -990,7 +991,7 @@ fn wan(
     }
     writeln!(
         md,
-        "\n*fetch phase*: as in part 1, from `ferry status` polls every 250 ms.\n"
+        "\n*fetch phase* and *other CPU s* (here the seed, site and relay, and anything else): as in part 1.\n"
     )?;
     let u = median(
         &rows
@@ -1385,7 +1386,7 @@ fn delta(md: &mut String, b: &Bench, seed: &Seed) -> Result<()> {
     )?;
     writeln!(
         md,
-        "| bundle `--base {V1} {V2}` | {} | {} | {} stream (volumes); {} with the index; {} on disk (`du`) |",
+        "| bundle `--base {V1} {V2}` | {} | {} | {} stream (volumes); {} with the index; {} all files of the bundle dir |",
         bundle_chunks.map_or("?".into(), |c| c.to_string()),
         bundle_payload.map_or("?".into(), human),
         find_u64(&inspect, &["stream_bytes"]).map_or("?".into(), human),
