@@ -605,3 +605,46 @@ fn a_node_outside_the_allow_list_is_refused_until_allowed() {
     let report = sync(&x, "rel@1", &[]);
     assert_eq!(num(&report, "payload_bytes"), 2 << 20, "{report}");
 }
+
+#[test]
+fn a_holder_out_of_sight_is_found_through_provider_records() {
+    let (seed, sites) = site_of(2, 1);
+    let (a, d) = (&sites[0], &sites[1]);
+    let lan = Lan::new(&["seed", "a", "d"]);
+    let seed_node = serve(
+        &seed,
+        Some(lan.host("seed")),
+        &tcp_addr(lan.host("seed")),
+        &["--no-mdns"],
+    );
+    // A knows the seed; D knows only A, and A does not hold the release.
+    let a_node = serve(
+        a,
+        Some(lan.host("a")),
+        &tcp_addr(lan.host("a")),
+        &["--no-mdns", "--peer", seed_node.p2p.as_deref().unwrap()],
+    );
+    wait_for("A to reach the seed", Duration::from_secs(30), || {
+        connected(a) == 1
+    });
+    let _d_node = serve(
+        d,
+        Some(lan.host("d")),
+        &tcp_addr(lan.host("d")),
+        &["--no-mdns", "--peer", a_node.p2p.as_deref().unwrap()],
+    );
+    wait_for("D to reach A", Duration::from_secs(30), || {
+        connected(d) >= 1
+    });
+    let report = sync(d, "rel@1", &[]);
+    assert_eq!(num(&report, "payload_bytes"), 2 << 20, "{report}");
+    let seed_id = peer_id(&seed);
+    assert!(
+        report["wire_bytes"]
+            .as_object()
+            .unwrap()
+            .contains_key(&seed_id),
+        "D did not fetch from the seed it found: {report}"
+    );
+    assert!(!a.lists("rel", "1"), "A was not asked to sync");
+}
