@@ -21,8 +21,9 @@
 //!   stale namespaces are removed.
 //! - `sync`: network sync between nodes — on loopback (the update carries what a bundle would; untrusted
 //!   releases refused; followers take new versions) and as several hosts in namespaces (three sites sharing what
-//!   the seed sends, found by mDNS; a killed and a corrupt peer routed around; a partition that heals; a node
-//!   outside the allow-list refused until allowed).
+//!   the seed sends, found by mDNS; a killed and a corrupt peer routed around; a partition that heals; a sync
+//!   killed midway resumes without refetching; a holder out of sight found by Kademlia; a node outside the
+//!   allow-list refused until allowed).
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static

