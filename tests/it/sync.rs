@@ -74,6 +74,12 @@ fn tcp_addr(h: &Host) -> String {
     format!("/ip4/{}/tcp/{PORT}", h.ip())
 }
 
+/// [`serve`] in host `name` of `lan`, listening on its address.
+fn serve_on(lan: &Lan, name: &str, store: &Store, extra: &[&str]) -> Node {
+    let h = lan.host(name);
+    serve(store, Some(h), &tcp_addr(h), extra)
+}
+
 /// `ferry sync RELEASE --json` through the node; the report.
 #[track_caller]
 fn sync(store: &Store, release: &str, extra: &[&str]) -> Value {
@@ -320,29 +326,37 @@ fn sent_bytes(store: &Store) -> u64 {
         .map_or(0, |m| m.values().map(|p| num(p, "sent_bytes")).sum())
 }
 
+/// `ferry sync RELEASE --json` started in the background.
+fn start_sync(store: &Store, release: &str) -> std::process::Child {
+    let mut c = ferry::command(&store.path, ["sync", release, "--json", "--timeout", "240"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().expect("spawn ferry sync")
+}
+
+/// Wait for a sync from [`start_sync`]; its report.
+#[track_caller]
+fn finish_sync(child: std::process::Child) -> Value {
+    let out = child.wait_with_output().expect("wait for ferry sync");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "ferry sync failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).expect("sync --json prints its report")
+}
+
+/// Bytes the node's (first) sync has stored so far.
+fn bytes_done(store: &Store) -> u64 {
+    status(store)["network"]["syncs"][0]["bytes_done"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// Run `ferry sync` for each store at once; the reports.
 fn sync_all(stores: &[&Store], release: &str) -> Vec<Value> {
-    let children: Vec<_> = stores
-        .iter()
-        .map(|s| {
-            let mut c = ferry::command(&s.path, ["sync", release, "--json", "--timeout", "240"]);
-            c.stdout(Stdio::piped()).stderr(Stdio::piped());
-            c.spawn().expect("spawn ferry sync")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().expect("wait for ferry sync");
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            assert!(
-                out.status.success(),
-                "ferry sync failed: {}\n{text}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_str(text.trim()).expect("sync --json prints its report")
-        })
-        .collect()
+    let children: Vec<_> = stores.iter().map(|s| start_sync(s, release)).collect();
+    children.into_iter().map(finish_sync).collect()
 }
 
 #[test]
@@ -350,25 +364,13 @@ fn three_sites_find_each_other_and_share_what_the_seed_sends() {
     let (seed, sites) = site_of(3, 12);
     let lan = Lan::new(&["seed", "a", "b", "c"]);
     lan.shape("seed", 40);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &[],
-    );
+    let seed_node = serve_on(&lan, "seed", &seed, &[]);
     let seed_addr = seed_node.p2p.clone().unwrap();
     // Each site is told only of the seed; they find each other by mDNS.
     let _nodes: Vec<Node> = ["a", "b", "c"]
         .iter()
         .zip(&sites)
-        .map(|(h, s)| {
-            serve(
-                s,
-                Some(lan.host(h)),
-                &tcp_addr(lan.host(h)),
-                &["--peer", &seed_addr],
-            )
-        })
+        .map(|(h, s)| serve_on(&lan, h, s, &["--peer", &seed_addr]))
         .collect();
     for s in &sites {
         wait_for(
@@ -412,22 +414,12 @@ fn a_killed_peer_and_a_corrupt_peer_are_routed_around() {
     let (seed, sites) = site_of(3, 12);
     let (b, c, d) = (&sites[0], &sites[1], &sites[2]);
     let lan = Lan::new(&["seed", "b", "c", "d"]);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &["--no-mdns"],
-    );
+    let seed_node = serve_on(&lan, "seed", &seed, &["--no-mdns"]);
     let seed_addr = seed_node.p2p.clone().unwrap();
     // B and C get the release first, over the fast link.
     let mut holders = Vec::new();
     for (h, s) in [("b", b), ("c", c)] {
-        let node = serve(
-            s,
-            Some(lan.host(h)),
-            &tcp_addr(lan.host(h)),
-            &["--no-mdns", "--peer", &seed_addr],
-        );
+        let node = serve_on(&lan, h, s, &["--no-mdns", "--peer", &seed_addr]);
         wait_for(
             "a holder to reach the seed",
             Duration::from_secs(30),
@@ -446,12 +438,7 @@ fn a_killed_peer_and_a_corrupt_peer_are_routed_around() {
         }
         std::fs::write(&path, bytes).unwrap();
     }
-    let c_node = serve(
-        c,
-        Some(lan.host("c")),
-        &tcp_addr(lan.host("c")),
-        &["--no-mdns", "--peer", &seed_addr],
-    );
+    let c_node = serve_on(&lan, "c", c, &["--no-mdns", "--peer", &seed_addr]);
     let b_node = holders.pop().unwrap();
     for h in ["seed", "b", "c"] {
         lan.shape(h, 30);
@@ -465,38 +452,27 @@ fn a_killed_peer_and_a_corrupt_peer_are_routed_around() {
     for a in &all {
         extra.extend(["--peer", a.as_str()]);
     }
-    let _d_node = serve(d, Some(lan.host("d")), &tcp_addr(lan.host("d")), &extra);
+    let _d_node = serve_on(&lan, "d", d, &extra);
     wait_for(
         "D to connect to the three holders",
         Duration::from_secs(30),
         || connected(d) == 3,
     );
 
-    let mut child = ferry::command(&d.path, ["sync", "rel@1", "--json", "--timeout", "240"]);
-    child.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = child.spawn().unwrap();
+    let child = start_sync(d, "rel@1");
     // B dies mid-transfer.
     wait_for(
         "D to have fetched something",
         Duration::from_secs(60),
-        || {
-            status(d)["network"]["syncs"][0]["bytes_done"]
-                .as_u64()
-                .unwrap_or(0)
-                > 2 << 20
-        },
+        || bytes_done(d) > 2 << 20,
     );
-    let done_when_killed = status(d)["network"]["syncs"][0]["bytes_done"]
-        .as_u64()
-        .unwrap();
+    let done_when_killed = bytes_done(d);
     assert!(
         done_when_killed < 24 << 20,
         "the sync ended before B could be killed"
     );
     unsafe_kill(b_node.pid());
-    let out = child.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let report = finish_sync(child);
     assert_eq!(num(&report, "payload_bytes"), 24 << 20, "{report}");
     let c_id = peer_id(c);
     let dropped = report["dropped"].as_array().unwrap();
@@ -528,16 +504,11 @@ fn a_partition_that_heals_lets_the_sync_finish() {
     let site = &sites[0];
     let lan = Lan::new(&["seed", "site"]);
     lan.shape("seed", 30);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &["--no-mdns"],
-    );
-    let _site_node = serve(
+    let seed_node = serve_on(&lan, "seed", &seed, &["--no-mdns"]);
+    let _site_node = serve_on(
+        &lan,
+        "site",
         site,
-        Some(lan.host("site")),
-        &tcp_addr(lan.host("site")),
         &["--no-mdns", "--peer", seed_node.p2p.as_deref().unwrap()],
     );
     wait_for(
@@ -545,30 +516,17 @@ fn a_partition_that_heals_lets_the_sync_finish() {
         Duration::from_secs(30),
         || connected(site) == 1,
     );
-    let mut child = ferry::command(&site.path, ["sync", "rel@1", "--json", "--timeout", "240"]);
-    child.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = child.spawn().unwrap();
+    let child = start_sync(site, "rel@1");
     wait_for("some progress", Duration::from_secs(60), || {
-        status(site)["network"]["syncs"][0]["bytes_done"]
-            .as_u64()
-            .unwrap_or(0)
-            > 1 << 20
+        bytes_done(site) > 1 << 20
     });
     lan.cut("site");
     // Longer than the data plane's idle timeout: connections die and must be made again.
     std::thread::sleep(Duration::from_secs(14));
-    let during = status(site)["network"]["syncs"][0]["bytes_done"]
-        .as_u64()
-        .unwrap();
+    let during = bytes_done(site);
     assert!(during < 20 << 20, "the sync finished through a cut link");
     lan.heal("site");
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = finish_sync(child);
     assert_eq!(num(&report, "payload_bytes"), 20 << 20, "{report}");
     fsck_clean(site);
 }
@@ -581,16 +539,11 @@ fn a_node_outside_the_allow_list_is_refused_until_allowed() {
     // X allows the seed; the seed does not know X.
     x.run(["peers", "allow", &peer_id(&seed)]).ok();
     let lan = Lan::new(&["seed", "x"]);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &["--no-mdns"],
-    );
-    let _x_node = serve(
+    let seed_node = serve_on(&lan, "seed", &seed, &["--no-mdns"]);
+    let _x_node = serve_on(
+        &lan,
+        "x",
         &x,
-        Some(lan.host("x")),
-        &tcp_addr(lan.host("x")),
         &["--no-mdns", "--peer", seed_node.p2p.as_deref().unwrap()],
     );
     let out: Output = x.run(["sync", "rel@1", "--timeout", "8"]).expect_code(1);
@@ -617,26 +570,21 @@ fn a_holder_out_of_sight_is_found_through_provider_records() {
     let (seed, sites) = site_of(2, 1);
     let (a, d) = (&sites[0], &sites[1]);
     let lan = Lan::new(&["seed", "a", "d"]);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &["--no-mdns"],
-    );
+    let seed_node = serve_on(&lan, "seed", &seed, &["--no-mdns"]);
     // A knows the seed; D knows only A, and A does not hold the release.
-    let a_node = serve(
+    let a_node = serve_on(
+        &lan,
+        "a",
         a,
-        Some(lan.host("a")),
-        &tcp_addr(lan.host("a")),
         &["--no-mdns", "--peer", seed_node.p2p.as_deref().unwrap()],
     );
     wait_for("A to reach the seed", Duration::from_secs(30), || {
         connected(a) == 1
     });
-    let _d_node = serve(
+    let _d_node = serve_on(
+        &lan,
+        "d",
         d,
-        Some(lan.host("d")),
-        &tcp_addr(lan.host("d")),
         &["--no-mdns", "--peer", a_node.p2p.as_deref().unwrap()],
     );
     wait_for("D to reach A", Duration::from_secs(30), || {
@@ -662,21 +610,9 @@ fn a_sync_killed_midway_resumes_without_fetching_again_what_it_stored() {
     let total = 20u64 << 20;
     let lan = Lan::new(&["seed", "site"]);
     lan.shape("seed", 30);
-    let seed_node = serve(
-        &seed,
-        Some(lan.host("seed")),
-        &tcp_addr(lan.host("seed")),
-        &["--no-mdns"],
-    );
+    let seed_node = serve_on(&lan, "seed", &seed, &["--no-mdns"]);
     let seed_addr = seed_node.p2p.clone().unwrap();
-    let start_site = || {
-        serve(
-            site,
-            Some(lan.host("site")),
-            &tcp_addr(lan.host("site")),
-            &["--no-mdns", "--peer", &seed_addr],
-        )
-    };
+    let start_site = || serve_on(&lan, "site", site, &["--no-mdns", "--peer", &seed_addr]);
     let node = start_site();
     wait_for(
         "the site to reach the seed",
@@ -685,14 +621,9 @@ fn a_sync_killed_midway_resumes_without_fetching_again_what_it_stored() {
     );
     site.run(["sync", "rel@1", "--detach"]).ok();
     wait_for("half the release", Duration::from_secs(60), || {
-        status(site)["network"]["syncs"][0]["bytes_done"]
-            .as_u64()
-            .unwrap_or(0)
-            > total / 2
+        bytes_done(site) > total / 2
     });
-    let stored_before = status(site)["network"]["syncs"][0]["bytes_done"]
-        .as_u64()
-        .unwrap();
+    let stored_before = bytes_done(site);
     unsafe_kill(node.pid());
     drop(node);
     assert!(
