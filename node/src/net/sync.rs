@@ -416,18 +416,24 @@ async fn fetch_recipes(
     let store = &net.0.store;
     let mut out = HashMap::new();
     let mut lacking = Vec::new();
+    // Membership of `lacking`, so a release of many blobs is not a quadratic scan.
+    let mut lacking_set = HashSet::new();
     for b in blobs {
-        if out.contains_key(&b.recipe) || lacking.contains(&b.recipe) {
+        if out.contains_key(&b.recipe) || lacking_set.contains(&b.recipe) {
             continue;
         }
         match store.recipe(&b.recipe)? {
             Some(r) => {
                 out.insert(b.recipe, r);
             }
-            None => lacking.push(b.recipe),
+            None => {
+                lacking_set.insert(b.recipe);
+                lacking.push(b.recipe);
+            }
         }
     }
     while !lacking.is_empty() {
+        let before = lacking.len();
         for (peer, addr, _) in net.sources(id, from) {
             let ids: Vec<RecipeId> = lacking.iter().take(4096).copied().collect();
             let answer = async {
@@ -458,7 +464,9 @@ async fn fetch_recipes(
                 break;
             }
         }
-        if !lacking.is_empty() {
+        // Wait for peers only when a whole round of asking brought nothing; otherwise ask for the next group
+        // at once.
+        if !lacking.is_empty() && lacking.len() == before {
             running.set(|p| {
                 p.state = format!("waiting for peers with {} recipes of {id}", lacking.len())
             });
