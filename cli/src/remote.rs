@@ -58,7 +58,12 @@ pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
     let dir = commands::store_dir(&cli.global).ok()?;
     let client = Client::connect(&dir)?;
     if let Command::Sync(a) = &cli.command {
-        return Some(commands::sync_client(client, &dir, cli, a));
+        // Its errors (the sync failed, the wait timed out) are the user's, not the admin channel's.
+        return Some(Ok(commands::sync_client(client, &dir, cli, a)
+            .unwrap_or_else(|e| {
+                eprintln!("error: {}", exit::one_line(&e));
+                exit::classify(&e) as i32
+            })));
     }
     Some(send(client, cli))
 }

@@ -19,6 +19,11 @@
 //! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
 //!   delays UDP and TCP round trips and delivers exact bytes, a panicking test leaves no namespace or process,
 //!   stale namespaces are removed.
+//! - `sync`: network sync between nodes — on loopback (the update carries what a bundle would; untrusted
+//!   releases refused; followers take new versions) and as several hosts in namespaces (three sites sharing what
+//!   the seed sends, found by mDNS; a killed and a corrupt peer routed around; a partition that heals; a sync
+//!   killed midway resumes without refetching; a holder out of sight found by Kademlia; a node outside the
+//!   allow-list refused until allowed).
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
@@ -40,4 +45,5 @@ mod registry;
 mod repos;
 mod serve;
 mod store;
+mod sync;
 mod token_auth;

@@ -14,6 +14,8 @@ pub struct Node {
     guard: ChildGuard,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The control-plane address it printed (`/ip4/…/tcp/…/p2p/PEERID`), when it takes part in network sync.
+    pub p2p: Option<String>,
 }
 
 impl Node {
@@ -42,10 +44,14 @@ impl Node {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut seen = Vec::new();
+            let mut p2p = None;
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("p2p listening on ") {
+                    p2p.get_or_insert(addr.trim().to_string());
+                }
                 if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(Ok(addr.trim().to_string()));
+                    let _ = tx.send(Ok((addr.trim().to_string(), p2p)));
                     // Keep reading so the node never blocks on a full pipe.
                     lines.for_each(drop);
                     return;
@@ -54,13 +60,13 @@ impl Node {
             }
             let _ = tx.send(Err(seen.join("\n")));
         });
-        let addr = rx
+        let (addr, p2p) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("ferry serve did not print its address within 60 s")
             .unwrap_or_else(|out| {
                 panic!("ferry serve ended without listening; its stdout:\n{out}")
             });
-        Node { guard, addr }
+        Node { guard, addr, p2p }
     }
 
     /// `http://127.0.0.1:PORT` + `path`.

@@ -329,7 +329,17 @@ fn on_event(
             });
             if num_established.get() == 1 {
                 let hello = net.hello();
-                swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+                swarm
+                    .behaviour_mut()
+                    .hello
+                    .send_request(&peer_id, hello.clone());
+                // Provider records made while this node knew nobody went nowhere; now they have a home.
+                for held in &hello.releases {
+                    let _ = swarm
+                        .behaviour_mut()
+                        .kad
+                        .start_providing(release_key(&held.id));
+                }
             }
         }
         SwarmEvent::ConnectionClosed {

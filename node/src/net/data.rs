@@ -226,10 +226,16 @@ async fn send_chunks(
     const GROUP: usize = 32;
     let read_group = |ids: Vec<ChunkId>| {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        tokio::task::spawn_blocking(move || -> Vec<u8> {
             let mut out = Vec::new();
             for id in ids {
-                match store.read_chunk_stored(&id).map_err(|e| e.to_string())? {
+                // A chunk this node cannot read (a damaged pack) is answered as lacking, so the asker goes
+                // elsewhere for it while the rest of the batch still arrives.
+                let stored = store.read_chunk_stored(&id).unwrap_or_else(|e| {
+                    tracing::error!(chunk = %id, error = %e, "cannot read a chunk a peer asked for");
+                    None
+                });
+                match stored {
                     Some((loc, record)) => {
                         let header = ChunkRecordHeader {
                             id,
@@ -249,7 +255,7 @@ async fn send_chunks(
                     }
                 }
             }
-            Ok(out)
+            out
         })
     };
     let mut groups = ids.chunks(GROUP).map(|g| g.to_vec());
@@ -258,8 +264,7 @@ async fn send_chunks(
     while let Some(pending) = next.take() {
         let buf = pending
             .await
-            .map_err(|e| WireError::Stream(e.to_string()))?
-            .map_err(WireError::Stream)?;
+            .map_err(|e| WireError::Stream(e.to_string()))?;
         next = groups.next().map(read_group);
         send.write_all(&buf).await?;
         sent += buf.len() as u64;

@@ -353,3 +353,52 @@ fn data_bind_addr(listen: &[Multiaddr]) -> Result<SocketAddr, NetError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use ferry_protocol::sync::{SyncRequest, SyncResponse};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_data_plane_answers_only_allowed_peers_and_proves_who_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), StoreConfig::default()).unwrap();
+        let root = store.root().to_path_buf();
+        let config = NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+            ..NetConfig::default()
+        };
+        let net = Network::start(store, config, std::future::pending())
+            .await
+            .unwrap();
+        let stranger = Keypair::generate_ed25519();
+        let plane = data::DataPlane::bind(&stranger, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let ask = || async {
+            let c = plane.connect(net.peer_id(), net.data_addr()).await?;
+            data::request(&c, &SyncRequest::Release { id: "a@1".into() }).await
+        };
+
+        let err = ask().await.unwrap_err();
+        assert!(err.to_string().contains("not on its allow-list"), "{err}");
+        let refused = net.status().refused;
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].peer, stranger.public().to_peer_id().to_string());
+        assert_eq!(refused[0].plane, "data");
+
+        AllowList::of(&root)
+            .allow(&stranger.public().to_peer_id(), None)
+            .unwrap();
+        plane.disconnect(&net.peer_id(), "retry");
+        match ask().await.unwrap() {
+            SyncResponse::Refused(why) => assert!(why.contains("a@1"), "{why}"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+
+        // Expecting another peer id at that address: the handshake fails, nothing is asked.
+        let impostor = PeerId::random();
+        let err = plane.connect(impostor, net.data_addr()).await.unwrap_err();
+        assert!(err.to_string().contains(&impostor.to_string()), "{err}");
+    }
+}

@@ -32,14 +32,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Raw bytes asked for in one batch.
+/// Most raw bytes asked for in one batch.
 pub const BATCH_BYTES: u64 = 4 << 20;
-/// Batches in flight to one peer.
+/// Fewest raw bytes asked for in one batch (unless fewer are left).
+const MIN_BATCH_BYTES: u64 = 256 << 10;
+/// Most batches in flight to one peer.
 const IN_FLIGHT: usize = 8;
+/// Bytes in flight to a peer are about this much of its measured throughput: enough to fill a long path, not so
+/// much that nodes started together all ask the seed for the same bytes before they can share.
+const WINDOW: Duration = Duration::from_millis(1000);
+/// Stored chunks are committed this often: only committed chunks can be served, or shown in a bitmap to peers
+/// syncing beside this node.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// Throughput is measured over this much recent time.
+const RATE_SPAN: Duration = Duration::from_secs(2);
 /// Longest one batch may take before its peer is given up on for it.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Chunks in one segment of the list; segments are walked in a per-node order.
-const SEGMENT: usize = 256;
+/// Chunks in one segment of the list (about 2 MiB); segments are walked in a per-node order.
+const SEGMENT: usize = 32;
 
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -489,8 +499,14 @@ struct Source {
     /// Chunks it said it lacks although its bitmap said otherwise.
     lacks: HashSet<usize>,
     in_flight: usize,
-    /// Bytes per second per batch, smoothed.
+    /// Raw bytes asked for and not yet answered.
+    in_flight_bytes: u64,
+    /// Bytes per second per batch, smoothed: how quickly it answers, for ranking holders.
     rate: Option<f64>,
+    /// Recent completions (when, raw bytes), for its throughput.
+    recent: std::collections::VecDeque<(Instant, u64)>,
+    /// When the first batch was sent to it.
+    first_sent: Option<Instant>,
     /// Not asked again before this.
     resting_until: Option<Instant>,
     dropped: bool,
@@ -504,6 +520,37 @@ impl Source {
             && !self.dropped
             && self.conn.is_some()
             && self.resting_until.is_none_or(|t| now >= t)
+    }
+
+    /// Raw bytes per second delivered lately; `None` before the first batch comes back.
+    fn throughput(&self, now: Instant) -> Option<f64> {
+        let first = self.first_sent?;
+        if self.recent.is_empty() {
+            return None;
+        }
+        let bytes: u64 = self.recent.iter().map(|(_, b)| b).sum();
+        let span = now
+            .duration_since(first)
+            .min(RATE_SPAN)
+            .as_secs_f64()
+            .max(0.05);
+        Some(bytes as f64 / span)
+    }
+
+    /// How much to ask for in the next batch, if there is room for one.
+    fn next_batch(&self, now: Instant) -> Option<u64> {
+        if self.in_flight >= IN_FLIGHT {
+            return None;
+        }
+        let (batch, window) = match self.throughput(now) {
+            // Not measured yet: a little, so nodes started together do not all ask for the same bytes first.
+            None => (1 << 20, 2 << 20),
+            Some(t) => {
+                let batch = ((t * 0.25) as u64).clamp(MIN_BATCH_BYTES, BATCH_BYTES);
+                (batch, ((t * WINDOW.as_secs_f64()) as u64).max(2 * batch))
+            }
+        };
+        (self.in_flight_bytes < window).then_some(batch)
     }
 
     fn has(&self, i: usize) -> bool {
@@ -643,7 +690,10 @@ impl<'a> Fetch<'a> {
                 avail: Avail::Unknown,
                 lacks: HashSet::new(),
                 in_flight: 0,
+                in_flight_bytes: 0,
                 rate: None,
+                recent: std::collections::VecDeque::new(),
+                first_sent: None,
                 resting_until: None,
                 dropped: false,
                 present: true,
@@ -687,7 +737,7 @@ impl<'a> Fetch<'a> {
                 let _ = tx.send(Event::Have(peer, r));
             });
         }
-        if self.last_commit.elapsed() > Duration::from_secs(5) {
+        if self.last_commit.elapsed() >= COMMIT_EVERY {
             self.last_commit = Instant::now();
             let store = self.net.0.store.clone();
             tokio::task::spawn_blocking(move || store.commit())
@@ -758,6 +808,10 @@ impl<'a> Fetch<'a> {
             .get_mut(&peer)
             .expect("a batch's peer is a source");
         s.in_flight -= 1;
+        s.in_flight_bytes -= asked
+            .iter()
+            .map(|&i| u64::from(self.list[i].1))
+            .sum::<u64>();
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -789,6 +843,15 @@ impl<'a> Fetch<'a> {
         if bytes > 0 {
             let sample = bytes as f64 / elapsed.as_secs_f64().max(1e-6);
             s.rate = Some(s.rate.map_or(sample, |r| 0.7 * r + 0.3 * sample));
+            let now = Instant::now();
+            s.recent.push_back((now, bytes));
+            while s
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_SPAN)
+            {
+                s.recent.pop_front();
+            }
         }
         if let Some(why) = &outcome.bad {
             tracing::warn!(%peer, release = self.id, why, "dropping a peer that sent bad bytes");
@@ -829,8 +892,8 @@ impl<'a> Fetch<'a> {
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         for &(peer, rate) in &ranked {
-            while self.sources[&peer].in_flight < IN_FLIGHT {
-                let batch = self.pick(peer, rate, &ranked);
+            while let Some(limit) = self.sources[&peer].next_batch(now) {
+                let batch = self.pick(peer, rate, &ranked, limit);
                 if batch.is_empty() {
                     break;
                 }
@@ -839,8 +902,8 @@ impl<'a> Fetch<'a> {
         }
     }
 
-    /// Up to [`BATCH_BYTES`] of needed chunks `peer` holds, skipping those a much faster peer holds too.
-    fn pick(&self, peer: PeerId, rate: f64, ranked: &[(PeerId, f64)]) -> Vec<usize> {
+    /// Up to `limit` bytes of needed chunks `peer` holds, skipping those a much faster peer holds too.
+    fn pick(&self, peer: PeerId, rate: f64, ranked: &[(PeerId, f64)], limit: u64) -> Vec<usize> {
         let s = &self.sources[&peer];
         let faster: Vec<&Source> = ranked
             .iter()
@@ -855,7 +918,7 @@ impl<'a> Fetch<'a> {
             }
             batch.push(i);
             bytes += u64::from(self.list[i].1);
-            if bytes >= BATCH_BYTES || batch.len() >= 1024 {
+            if bytes >= limit || batch.len() >= 1024 {
                 break;
             }
         }
@@ -868,6 +931,11 @@ impl<'a> Fetch<'a> {
         }
         let s = self.sources.get_mut(&peer).expect("scheduled peer");
         s.in_flight += 1;
+        s.in_flight_bytes += batch
+            .iter()
+            .map(|&i| u64::from(self.list[i].1))
+            .sum::<u64>();
+        s.first_sent.get_or_insert_with(Instant::now);
         let conn = s.conn.clone().expect("usable peer has a connection");
         let tx = self.events_tx.clone();
         let store = self.net.0.store.clone();

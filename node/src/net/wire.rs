@@ -16,19 +16,32 @@ pub enum WireError {
 
 impl From<quinn::ReadExactError> for WireError {
     fn from(e: quinn::ReadExactError) -> Self {
-        WireError::Stream(e.to_string())
+        match e {
+            quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => c.into(),
+            e => WireError::Stream(e.to_string()),
+        }
     }
 }
 
 impl From<quinn::WriteError> for WireError {
     fn from(e: quinn::WriteError) -> Self {
-        WireError::Stream(e.to_string())
+        match e {
+            quinn::WriteError::ConnectionLost(c) => c.into(),
+            e => WireError::Stream(e.to_string()),
+        }
     }
 }
 
 impl From<quinn::ConnectionError> for WireError {
     fn from(e: quinn::ConnectionError) -> Self {
-        WireError::Stream(e.to_string())
+        match e {
+            quinn::ConnectionError::ApplicationClosed(c)
+                if c.error_code == super::data::NOT_ALLOWED.into() =>
+            {
+                WireError::Stream("the peer refused this node: not on its allow-list".into())
+            }
+            e => WireError::Stream(e.to_string()),
+        }
     }
 }
 
