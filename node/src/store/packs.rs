@@ -6,7 +6,7 @@
 
 use ferry_protocol::ChunkId;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -167,12 +167,24 @@ pub fn read_stored(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-/// Decompress a payload that must expand to exactly `raw_len` bytes.
+thread_local! {
+    /// One decompression context per thread, reused: making one per chunk cost more than decoding a small chunk.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompress a payload that must expand to exactly `raw_len` bytes (one that would expand further fails
+/// without writing past `raw_len`).
 pub fn decompress(payload: &[u8], raw_len: u32) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw_len as usize);
-    zstd::stream::read::Decoder::with_buffer(payload)?
-        .take(u64::from(raw_len) + 1)
-        .read_to_end(&mut out)?;
+    let out = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut()
+            .expect("made above")
+            .decompress(payload, raw_len as usize)
+    })?;
     if out.len() != raw_len as usize {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
