@@ -499,15 +499,19 @@ impl Node {
     }
 }
 
-/// A fresh site store that trusts the seed's key.
-fn site_store(b: &Bench, dir: &Path, seed: &Seed) -> Result<PathBuf> {
+/// A fresh site store that trusts the seed's key, on the seed's allow-list and allowing the seed; with its
+/// peer id.
+fn site_store(b: &Bench, dir: &Path, seed: &Seed) -> Result<(PathBuf, String)> {
     let store = dir.join("store");
     b.ferry_init(&store)?;
     b.ferry(&store)
         .args(["trust", "add"])
         .arg(&seed.pubkey)
         .output()?;
-    Ok(store)
+    let id = peer_id(b, &store)?;
+    allow(b, &seed.store, &id)?;
+    allow(b, &store, &seed.id)?;
+    Ok((store, id))
 }
 
 fn allow(b: &Bench, store: &Path, peer: &str) -> Result<()> {
@@ -687,10 +691,7 @@ fn loopback(md: &mut String, b: &Bench, seed: &Seed, reps: usize) -> Result<()> 
             for rep in 0..reps {
                 // ferry
                 let sdir = b.fresh(&format!("sync-loopback-site{rep}"))?;
-                let store = site_store(b, &sdir, seed)?;
-                let sid = peer_id(b, &store)?;
-                allow(b, &seed.store, &sid)?;
-                allow(b, &store, &seed.id)?;
+                let (store, _) = site_store(b, &sdir, seed)?;
                 let site = Node::start(
                     b,
                     &store,
@@ -888,10 +889,7 @@ fn wan(
         warm_tree(&seed.store)?;
         for rep in 0..reps {
             let sdir = b.fresh(&format!("sync-wan-{delay}-site{rep}"))?;
-            let store = site_store(b, &sdir, seed)?;
-            let sid = peer_id(b, &store)?;
-            allow(b, &seed.store, &sid)?;
-            allow(b, &store, &seed.id)?;
+            let (store, _) = site_store(b, &sdir, seed)?;
             let site = Node::start(
                 b,
                 &store,
@@ -1081,10 +1079,7 @@ fn fanout(md: &mut String, b: &Bench, seed: &Seed, reps: usize) -> Result<()> {
         for rep in 0..reps {
             // One site alone.
             let adir = b.fresh(&format!("sync-fanout-alone{rep}"))?;
-            let store = site_store(b, &adir, seed)?;
-            let sid = peer_id(b, &store)?;
-            allow(b, &seed.store, &sid)?;
-            allow(b, &store, &seed.id)?;
+            let (store, _) = site_store(b, &adir, seed)?;
             let ah = lan.host("a");
             let a = Node::start(
                 b,
@@ -1113,13 +1108,8 @@ fn fanout(md: &mut String, b: &Bench, seed: &Seed, reps: usize) -> Result<()> {
                 fs::create_dir_all(&d)?;
                 stores.push(site_store(b, &d, seed)?);
             }
-            let ids: Vec<String> = stores
-                .iter()
-                .map(|s| peer_id(b, s))
-                .collect::<Result<_>>()?;
+            let (stores, ids): (Vec<PathBuf>, Vec<String>) = stores.into_iter().unzip();
             for (i, s) in stores.iter().enumerate() {
-                allow(b, &seed.store, &ids[i])?;
-                allow(b, s, &seed.id)?;
                 for (j, id) in ids.iter().enumerate() {
                     if i != j {
                         allow(b, s, id)?;
@@ -1319,10 +1309,7 @@ fn delta(md: &mut String, b: &Bench, seed: &Seed) -> Result<()> {
         &dir.join("seed.log"),
     )?;
     let res = (|| -> Result<(Synced, Synced)> {
-        let store = site_store(b, &dir.join("site"), seed)?;
-        let sid = peer_id(b, &store)?;
-        allow(b, &seed.store, &sid)?;
-        allow(b, &store, &seed.id)?;
+        let (store, _) = site_store(b, &dir.join("site"), seed)?;
         let site = Node::start(
             b,
             &store,
