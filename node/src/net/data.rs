@@ -159,60 +159,74 @@ async fn answer(
     mut recv: quinn::RecvStream,
 ) -> Result<(), WireError> {
     let req: SyncRequest = read_frame(&mut recv).await?;
-    let store = net.0.store.clone();
     let response = match req {
-        SyncRequest::Chunks { ids } => {
-            if ids.len() > MAX_BATCH_CHUNKS {
-                SyncResponse::Refused(format!(
-                    "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
-                    ids.len()
-                ))
-            } else {
-                let sent = send_chunks(&store, &ids, &mut send).await?;
-                net.update_peer(peer, |p| p.sent_bytes += sent);
-                let _ = send.finish();
-                return Ok(());
-            }
+        SyncRequest::Chunks { ids } if ids.len() <= MAX_BATCH_CHUNKS => {
+            let sent = send_chunks(&net.0.store, &ids, &mut send).await?;
+            net.update_peer(peer, |p| p.sent_bytes += sent);
+            let _ = send.finish();
+            return Ok(());
+        }
+        SyncRequest::Chunks { ids } => SyncResponse::Refused(format!(
+            "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
+            ids.len()
+        )),
+        // Store lookups (thousands for a bitmap or a recipes request) run off the async threads.
+        req => {
+            let net = net.clone();
+            tokio::task::spawn_blocking(move || small_answer(&net, req))
+                .await
+                .map_err(|e| WireError::Stream(e.to_string()))?
+        }
+    };
+    write_frame(&mut send, &response).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The answer to a request other than chunks.
+fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
+    let store = &net.0.store;
+    match req {
+        SyncRequest::Chunks { .. } => {
+            SyncResponse::Refused("chunks are answered as a stream".into())
         }
         SyncRequest::Release { id } => match store.signed_release(&id) {
             Ok(Some(s)) => SyncResponse::Release(ferry_protocol::Object::encode(&s)),
             Ok(None) => SyncResponse::Refused(format!("this node does not hold release {id}")),
             Err(e) => SyncResponse::Refused(e.to_string()),
         },
-        SyncRequest::Recipes { ids } => {
-            let running = net.running_recipes();
-            let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let held = store.recipe_bytes(id).ok().flatten();
-                out.push(held.or_else(|| running.get(id).cloned()));
-            }
-            SyncResponse::Recipes(out)
-        }
+        SyncRequest::Recipes { ids } => SyncResponse::Recipes(
+            ids.iter()
+                .map(|id| {
+                    store
+                        .recipe_bytes(id)
+                        .ok()
+                        .flatten()
+                        .or_else(|| net.running_recipe(id))
+                })
+                .collect(),
+        ),
         SyncRequest::Have { id } => {
             if matches!(store.signed_release(&id), Ok(Some(_))) {
-                SyncResponse::Whole
-            } else if let Some(running) = net.0.syncs.lock().expect("poisoned").get(&id).cloned() {
-                let list = running.list.lock().expect("poisoned").clone();
-                match list {
-                    Some(list) => {
-                        let mut bits = vec![0u8; list.len().div_ceil(8)];
-                        for (i, (c, _)) in list.iter().enumerate() {
-                            if store.has_chunk(c).unwrap_or(false) {
-                                set_bit(&mut bits, i);
-                            }
-                        }
-                        SyncResponse::Have(bits)
-                    }
-                    None => SyncResponse::Refused(format!("still starting to sync {id}")),
-                }
-            } else {
-                SyncResponse::Refused(format!("this node neither holds nor syncs release {id}"))
+                return SyncResponse::Whole;
             }
+            let Some(running) = net.sync_of(&id) else {
+                return SyncResponse::Refused(format!(
+                    "this node neither holds nor syncs release {id}"
+                ));
+            };
+            let Some(list) = running.list.lock().expect("poisoned").clone() else {
+                return SyncResponse::Refused(format!("still starting to sync {id}"));
+            };
+            let mut bits = vec![0u8; list.len().div_ceil(8)];
+            for (i, (c, _)) in list.iter().enumerate() {
+                if store.has_chunk(c).unwrap_or(false) {
+                    set_bit(&mut bits, i);
+                }
+            }
+            SyncResponse::Have(bits)
         }
-    };
-    write_frame(&mut send, &response).await?;
-    let _ = send.finish();
-    Ok(())
+    }
 }
 
 /// Send the records for `ids`, reading them from packs a group at a time on a blocking thread while the

@@ -222,20 +222,13 @@ impl Network {
         Ok(running)
     }
 
-    /// The recipes syncs in progress hold (for peers that ask).
-    pub(crate) fn running_recipes(&self) -> HashMap<RecipeId, Vec<u8>> {
+    /// Recipe `id`, if a sync in progress fetched it (for peers that ask).
+    pub(crate) fn running_recipe(&self, id: &RecipeId) -> Option<Vec<u8>> {
         let syncs = self.0.syncs.lock().expect("poisoned");
-        let mut out = HashMap::new();
-        for r in syncs.values().filter(|r| !r.finished()) {
-            out.extend(
-                r.recipes
-                    .lock()
-                    .expect("poisoned")
-                    .iter()
-                    .map(|(k, v)| (*k, v.clone())),
-            );
-        }
-        out
+        syncs
+            .values()
+            .filter(|r| !r.finished())
+            .find_map(|r| r.recipes.lock().expect("poisoned").get(id).cloned())
     }
 
     /// Peers that may be asked, with their data address: connected, allowed, and `from` if given. Those that
