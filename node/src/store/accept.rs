@@ -6,6 +6,10 @@ use super::{Store, StoreError};
 use ferry_protocol::{BlobRef, ChunkId, Object, Recipe, RecipeId, ReleaseManifest, SignedRelease};
 use std::collections::HashMap;
 
+/// At most this many blobs are remembered as complete between [`Store::accept_blobs`] and
+/// [`Store::accept_release`]; past it, the memory is dropped and releases are checked in full.
+const REMEMBER_COMPLETE: usize = 1 << 20;
+
 /// What accepting a release did.
 #[derive(Clone, Debug)]
 pub enum Accepted {
@@ -29,7 +33,8 @@ impl Store {
 
     /// Record `blobs` whose content is now entirely present, taking their recipes from the store or from
     /// `recipes` (encoded bytes by id, checked against the id and the blob's size). Commits first, so the chunks
-    /// they name are durable before they are. Returns the blobs still incomplete.
+    /// they name are durable before they are. Returns the blobs still incomplete; the others are remembered as
+    /// complete, so [`Store::accept_release`] need not look them up again.
     pub fn accept_blobs(
         &self,
         recipes: &HashMap<RecipeId, Vec<u8>>,
@@ -39,8 +44,10 @@ impl Store {
         let mut missing = Vec::new();
         let mut new_recipes = Vec::new();
         let mut new_blobs = Vec::new();
+        let mut complete = Vec::new();
         for blob in blobs {
             if self.blob_complete(blob)? {
+                complete.push(*blob);
                 continue;
             }
             let (recipe, bytes) = match self.recipe(&blob.recipe)? {
@@ -81,10 +88,16 @@ impl Store {
             if let Some(bytes) = bytes {
                 new_recipes.push((blob.recipe, bytes));
             }
+            complete.push(*blob);
             new_blobs.push(*blob);
         }
         self.queue_meta(new_recipes, new_blobs);
         self.commit()?;
+        let mut memo = self.0.complete.lock().expect("poisoned");
+        if memo.len() + complete.len() > REMEMBER_COMPLETE {
+            memo.clear();
+        }
+        memo.extend(complete);
         Ok(missing)
     }
 
@@ -104,8 +117,13 @@ impl Store {
                 Err(StoreError::ReleaseConflict(id))
             };
         }
-        for blob in manifest.blobs() {
-            if !self.blob_complete(&blob)? {
+        let blobs = manifest.blobs();
+        let known: Vec<bool> = {
+            let memo = self.0.complete.lock().expect("poisoned");
+            blobs.iter().map(|b| memo.contains(b)).collect()
+        };
+        for (blob, known) in blobs.iter().zip(known) {
+            if !known && !self.blob_complete(blob)? {
                 return Err(StoreError::Corrupt(format!(
                     "release {id}: blob {} is not completely stored",
                     blob.sha256
@@ -120,6 +138,11 @@ impl Store {
         }
         self.0.releases.insert(id.as_bytes(), signed.encode())?;
         self.0.db.flush()?;
+        let mut memo = self.0.complete.lock().expect("poisoned");
+        for b in &blobs {
+            memo.remove(b);
+        }
+        drop(memo);
         self.bump_generation();
         Ok(Accepted::New(manifest))
     }

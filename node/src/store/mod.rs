@@ -32,7 +32,7 @@ use ferry_protocol::{
     ReleaseManifest, Sha256Digest, SignedRelease,
 };
 use packs::Location;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -179,6 +179,14 @@ struct Shared {
     files: Mutex<HashMap<u32, Arc<File>>>,
     /// The one writer.
     writer: Mutex<writer::PackWriter>,
+    /// Held while recipes and blob records taken from the writer are written, so a commit returns only once
+    /// everything queued before it is in the index. Taken while the writer is held, then the writer is let go:
+    /// chunks keep arriving while tens of thousands of records land.
+    meta: Mutex<()>,
+    /// Blobs found complete by [`Store::accept_blobs`] whose releases have not been accepted yet, so accepting
+    /// a release does not look every blob, recipe and chunk up a second time. Nothing removes chunks or records
+    /// while a node runs; a garbage collector must clear this.
+    complete: Mutex<HashSet<BlobRef>>,
     /// Serialises publishing so sequence numbers are unique.
     publish: Mutex<()>,
     /// Bumped whenever a release becomes visible or something is pushed, so views built from them know to
@@ -271,6 +279,8 @@ impl Store {
             db,
             root: root.to_path_buf(),
             writer: Mutex::new(writer::PackWriter::default()),
+            meta: Mutex::new(()),
+            complete: Mutex::new(HashSet::new()),
             packs_dir,
             config,
             key,

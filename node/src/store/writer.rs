@@ -497,16 +497,37 @@ impl Store {
     /// Make appended chunks durable and indexed (recipes and blob records stay pending).
     fn commit_chunks(&self) -> Result<(), StoreError> {
         let mut w = self.0.writer.lock().expect("writer poisoned");
-        self.commit_locked(&mut w, false)
+        self.commit_locked(&mut w)
     }
 
     /// Make everything written so far durable and visible: pack bytes, then chunk index, then recipes and blobs.
     pub fn commit(&self) -> Result<(), StoreError> {
         let mut w = self.0.writer.lock().expect("writer poisoned");
-        self.commit_locked(&mut w, true)
+        self.commit_locked(&mut w)?;
+        let recipes = std::mem::take(&mut w.pending_recipes);
+        let blobs = std::mem::take(&mut w.pending_blobs);
+        let _meta = self.0.meta.lock().expect("meta lock poisoned");
+        drop(w);
+        if recipes.is_empty() && blobs.is_empty() {
+            return Ok(());
+        }
+        // Single inserts, not one sled batch: a batch holds sled's global write lock for its whole length,
+        // stopping every reader (the chunk checks of a sync in progress, peers being served) meanwhile.
+        for (id, bytes) in recipes {
+            self.0.recipes.insert(id.as_bytes(), bytes)?;
+        }
+        for b in blobs {
+            self.0
+                .blobs
+                .insert(b.id.as_bytes(), blob_value(&b).as_slice())?;
+            self.0.sha256.insert(b.sha256.0 .0, b.id.as_bytes())?;
+        }
+        self.0.db.flush()?;
+        Ok(())
     }
 
-    fn commit_locked(&self, w: &mut PackWriter, with_meta: bool) -> Result<(), StoreError> {
+    /// Pack bytes, then the chunk index, made durable.
+    fn commit_locked(&self, w: &mut PackWriter) -> Result<(), StoreError> {
         if let Some(open) = w.open.as_mut() {
             open.flush_buf(self)?;
             let path = packs::pack_path(&self.0.packs_dir, open.n);
@@ -524,17 +545,6 @@ impl Store {
             w.pending_bytes = 0;
             if open.len >= self.0.config.pack_target_bytes {
                 w.open = None;
-            }
-        }
-        if with_meta {
-            for (id, bytes) in w.pending_recipes.drain(..) {
-                self.0.recipes.insert(id.as_bytes(), bytes)?;
-            }
-            for b in w.pending_blobs.drain(..) {
-                self.0
-                    .blobs
-                    .insert(b.id.as_bytes(), blob_value(&b).as_slice())?;
-                self.0.sha256.insert(b.sha256.0 .0, b.id.as_bytes())?;
             }
         }
         self.0.db.flush()?;
