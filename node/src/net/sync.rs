@@ -20,7 +20,7 @@
 use super::data::{request, GOING_AWAY};
 use super::wire::{read_record, write_frame, WireError};
 use super::Network;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use ferry_protocol::sync::{bit, Announced, ChunkRecordHeader, SyncRequest, SyncResponse};
 use ferry_protocol::{BlobRef, ChunkId, Object, Part, Recipe, RecipeId, SignedRelease};
 use libp2p::PeerId;
@@ -271,43 +271,58 @@ async fn run(
     }
     let (signed, manifest) = fetch_release(net, id, from, running).await?;
     let blobs = manifest.blobs();
+    tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
     let recipes = fetch_recipes(net, id, from, &blobs, running).await?;
+    tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
 
     // The chunk list, in order of first use, as every node computes it.
     let mut list = Vec::new();
-    let mut seen_chunks = HashSet::new();
-    let mut seen_recipes = HashSet::new();
+    let mut index = HashMap::new();
+    let mut accepting = Accepting::default();
     for b in &blobs {
-        if !seen_recipes.insert(b.recipe) {
+        if let Some(&r) = accepting.recipe_index.get(&b.recipe) {
+            accepting.blobs_of[r].push(*b);
             continue;
         }
+        let r = accepting.blobs_of.len();
+        accepting.recipe_index.insert(b.recipe, r);
+        accepting.recipes.push(b.recipe);
+        accepting.blobs_of.push(vec![*b]);
+        accepting.left.push(0);
+        let mut seen_here = HashSet::new();
         for part in recipes[&b.recipe].parts() {
-            if let Part::Chunk { id, len } = *part {
-                if seen_chunks.insert(id) {
-                    list.push((id, len));
+            if let Part::Chunk { id: c, len } = *part {
+                let i = *index.entry(c).or_insert_with(|| {
+                    list.push((c, len));
+                    accepting.users.push(Vec::new());
+                    list.len() - 1
+                });
+                if seen_here.insert(i) {
+                    accepting.users[i].push(r);
+                    accepting.left[r] += 1;
                 }
             }
         }
     }
+    drop(index);
     let list = Arc::new(list);
     *running.list.lock().expect("poisoned") = Some(list.clone());
-    let mut fetch = Fetch::new(net, id, from, list.clone(), running)?;
+    let mut fetch = Fetch::new(net, id, from, list.clone(), accepting, running)?;
     fetch.run().await?;
+    tracing::debug!(release = id, at = ?started.elapsed(), chunks = list.len(), "chunks fetched");
 
-    // Blobs, then the release.
-    let encoded: HashMap<RecipeId, Vec<u8>> = running.recipes.lock().expect("poisoned").clone();
-    let store2 = store.clone();
-    let blobs2 = blobs.clone();
-    let missing = tokio::task::spawn_blocking(move || store2.accept_blobs(&encoded, &blobs2))
-        .await
-        .expect("accept_blobs panicked")?;
+    // Blobs not made visible while the chunks arrived, then the release.
+    let left = fetch.accepting.unaccepted();
+    let missing = accept_blobs(store.clone(), running, left).await?;
     if !missing.is_empty() {
         return Err(SyncError::Incomplete {
             id: id.to_string(),
             count: missing.len(),
         });
     }
+    tracing::debug!(release = id, at = ?started.elapsed(), "blobs accepted");
     store.accept_release(&signed)?;
+    tracing::debug!(release = id, at = ?started.elapsed(), "release accepted");
     net.announce(Announced {
         id: id.to_string(),
         sequence: manifest.sequence,
@@ -399,6 +414,9 @@ async fn fetch_release(
 }
 
 /// The recipes of `blobs`: from the store, else from peers (each checked against its id).
+/// Recipes asked for in one request.
+const RECIPES_PER_REQUEST: usize = 4096;
+
 async fn fetch_recipes(
     net: &Network,
     id: &str,
@@ -425,15 +443,26 @@ async fn fetch_recipes(
             }
         }
     }
+    let mut round = 0;
     while !lacking.is_empty() {
         let before = lacking.len();
-        for (peer, addr, _) in net.sources(id, from) {
-            let ids: Vec<RecipeId> = lacking.iter().take(4096).copied().collect();
-            let answer = async {
-                let conn = net.0.data.connect(peer, addr).await?;
-                request(&conn, &SyncRequest::Recipes { ids: ids.clone() }).await
-            };
-            let Ok(SyncResponse::Recipes(got)) = answer.await else {
+        round += 1;
+        // Every group at once, spread over the peers (holders first): one request after another would pay a
+        // round trip per group, seconds of an idle link on a WAN before the first chunk is asked for.
+        let sources = net.sources(id, from);
+        let asks = lacking
+            .chunks(RECIPES_PER_REQUEST)
+            .zip(sources.iter().cycle().skip(round % sources.len().max(1)))
+            .map(|(ids, &(peer, addr, _))| {
+                let ids = ids.to_vec();
+                async move {
+                    let conn = net.0.data.connect(peer, addr).await?;
+                    let answer = request(&conn, &SyncRequest::Recipes { ids: ids.clone() }).await?;
+                    Ok::<_, WireError>((peer, ids, answer))
+                }
+            });
+        for answer in futures::future::join_all(asks).await {
+            let Ok((peer, ids, SyncResponse::Recipes(got))) = answer else {
                 continue;
             };
             for (rid, bytes) in ids.iter().zip(got) {
@@ -452,11 +481,8 @@ async fn fetch_recipes(
                     .insert(*rid, bytes);
                 out.insert(*rid, recipe);
             }
-            lacking.retain(|r| !out.contains_key(r));
-            if lacking.is_empty() {
-                break;
-            }
         }
+        lacking.retain(|r| !out.contains_key(r));
         // Wait for peers only when a whole round of asking brought nothing; otherwise ask for the next group
         // at once.
         if !lacking.is_empty() && lacking.len() == before {
@@ -565,6 +591,8 @@ enum Event {
         outcome: Result<Outcome, WireError>,
         elapsed: Duration,
     },
+    /// A batch of blobs was recorded; these were still incomplete.
+    Accepted(Result<Vec<BlobRef>, SyncError>, Duration),
 }
 
 /// What came of one batch.
@@ -575,6 +603,110 @@ struct Outcome {
     wire_bytes: u64,
     /// Why the peer must be dropped.
     bad: Option<String>,
+}
+
+/// Record `blobs` (with the recipes the sync fetched) on a blocking thread; returns those still incomplete.
+async fn accept_blobs(
+    store: Store,
+    running: &Running,
+    blobs: Vec<BlobRef>,
+) -> Result<Vec<BlobRef>, SyncError> {
+    accept_blobs_with(store, fetched_recipes(running, &blobs), blobs).await
+}
+
+/// The recipes of `blobs` this sync fetched (those the store holds are not among them).
+fn fetched_recipes(running: &Running, blobs: &[BlobRef]) -> HashMap<RecipeId, Vec<u8>> {
+    let all = running.recipes.lock().expect("poisoned");
+    blobs
+        .iter()
+        .filter_map(|b| Some((b.recipe, all.get(&b.recipe)?.clone())))
+        .collect()
+}
+
+async fn accept_blobs_with(
+    store: Store,
+    encoded: HashMap<RecipeId, Vec<u8>>,
+    blobs: Vec<BlobRef>,
+) -> Result<Vec<BlobRef>, SyncError> {
+    if blobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        tokio::task::spawn_blocking(move || store.accept_blobs(&encoded, &blobs))
+            .await
+            .expect("accept_blobs panicked")?,
+    )
+}
+
+/// At most this many blobs are recorded at a time while chunks arrive.
+const ACCEPT_BATCH: usize = 2000;
+
+/// Which blobs can be made visible: a recipe's blobs are recorded as soon as its last chunk is stored, while
+/// the rest arrive, instead of tens of thousands of records at the end.
+#[derive(Default)]
+struct Accepting {
+    /// Each recipe of the release, once.
+    recipes: Vec<RecipeId>,
+    recipe_index: HashMap<RecipeId, usize>,
+    /// The release's blobs, by recipe.
+    blobs_of: Vec<Vec<BlobRef>>,
+    /// Per recipe, how many of its distinct chunks are not stored yet.
+    left: Vec<u32>,
+    /// Per chunk of the list, the recipes that use it.
+    users: Vec<Vec<usize>>,
+    /// Recipes whose chunks are all stored and whose blobs are not yet recorded.
+    ready: Vec<usize>,
+    /// Recipes whose blobs are recorded (or being recorded).
+    taken: Vec<bool>,
+    /// Whether a batch of blobs is being recorded now.
+    busy: bool,
+    /// Recording competes with the fetch for CPU and for the index: after a batch that took T, the next waits
+    /// 4T, so it takes at most a fifth of the time. A network-bound sync records nearly everything on the way;
+    /// a CPU-bound one (loopback) leaves most of it for the end, where it costs the same and slows nothing.
+    not_before: Option<Instant>,
+}
+
+impl Accepting {
+    /// Chunk `i` of the list is stored.
+    fn stored(&mut self, i: usize) {
+        for &r in &self.users[i] {
+            self.left[r] -= 1;
+            if self.left[r] == 0 {
+                self.ready.push(r);
+            }
+        }
+    }
+
+    /// The blobs of ready recipes, up to [`ACCEPT_BATCH`] of them, marked as taken.
+    fn take_ready(&mut self) -> Vec<BlobRef> {
+        if self.taken.is_empty() {
+            self.taken = vec![false; self.recipes.len()];
+        }
+        let mut blobs = Vec::new();
+        while blobs.len() < ACCEPT_BATCH {
+            let Some(r) = self.ready.pop() else { break };
+            self.taken[r] = true;
+            blobs.extend_from_slice(&self.blobs_of[r]);
+        }
+        blobs
+    }
+
+    /// A batch came back with these blobs still incomplete: they are tried again at the end.
+    fn give_back(&mut self, missing: &[BlobRef]) {
+        for b in missing {
+            if let Some(&r) = self.recipe_index.get(&b.recipe) {
+                self.taken[r] = false;
+            }
+        }
+    }
+
+    /// Every blob not recorded yet.
+    fn unaccepted(&self) -> Vec<BlobRef> {
+        (0..self.recipes.len())
+            .filter(|&r| !self.taken.get(r).copied().unwrap_or(false))
+            .flat_map(|r| self.blobs_of[r].iter().copied())
+            .collect()
+    }
 }
 
 struct Fetch<'a> {
@@ -593,6 +725,7 @@ struct Fetch<'a> {
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
     last_commit: Instant,
+    accepting: Accepting,
 }
 
 impl<'a> Fetch<'a> {
@@ -601,13 +734,15 @@ impl<'a> Fetch<'a> {
         id: &'a str,
         from: Option<PeerId>,
         list: Arc<Vec<(ChunkId, u32)>>,
+        mut accepting: Accepting,
         running: &'a Running,
     ) -> Result<Self, SyncError> {
         let store = &net.0.store;
         let mut slots = Vec::with_capacity(list.len());
         let (mut chunks_total, mut bytes_total) = (0u64, 0u64);
-        for (c, len) in list.iter() {
+        for (i, (c, len)) in list.iter().enumerate() {
             if store.has_chunk(c)? {
+                accepting.stored(i);
                 slots.push(Slot::Done);
             } else {
                 slots.push(Slot::Needed);
@@ -637,6 +772,7 @@ impl<'a> Fetch<'a> {
             events_tx,
             events,
             last_commit: Instant::now(),
+            accepting,
         })
     }
 
@@ -654,7 +790,11 @@ impl<'a> Fetch<'a> {
                 _ = self.net.0.peers_changed.notified() => {}
             }
         }
-        // Wait for nothing: every slot is done, so nothing is in flight.
+        // Every slot is done, so no batch is in flight; blobs being recorded may be.
+        while self.accepting.busy {
+            let ev = self.events.recv().await.expect("the sender lives in self");
+            self.handle(ev).await?;
+        }
         let store = self.net.0.store.clone();
         tokio::task::spawn_blocking(move || store.commit())
             .await
@@ -730,12 +870,32 @@ impl<'a> Fetch<'a> {
                 let _ = tx.send(Event::Have(peer, r));
             });
         }
-        if self.last_commit.elapsed() >= COMMIT_EVERY {
+        if self.last_commit.elapsed() >= COMMIT_EVERY && !self.accepting.busy {
             self.last_commit = Instant::now();
+            let blobs = if self.accepting.not_before.is_some_and(|t| now < t) {
+                Vec::new()
+            } else {
+                self.accepting.take_ready()
+            };
             let store = self.net.0.store.clone();
-            tokio::task::spawn_blocking(move || store.commit())
-                .await
-                .expect("commit panicked")?;
+            if blobs.is_empty() {
+                tokio::task::spawn_blocking(move || store.commit())
+                    .await
+                    .expect("commit panicked")?;
+            } else {
+                // Commits the chunks too; runs beside the fetch.
+                self.accepting.busy = true;
+                let tx = self.events_tx.clone();
+                let encoded = fetched_recipes(self.running, &blobs);
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let n = blobs.len();
+                    let r = accept_blobs_with(store, encoded, blobs).await;
+                    let took = started.elapsed();
+                    tracing::debug!(blobs = n, ?took, "blobs recorded while fetching");
+                    let _ = tx.send(Event::Accepted(r, took));
+                });
+            }
         }
         let in_flight: usize = self.sources.values().map(|s| s.in_flight).sum();
         if in_flight == 0 {
@@ -778,6 +938,11 @@ impl<'a> Fetch<'a> {
                     Ok(_) => {}
                     Err(e) => tracing::debug!(%peer, error = %e, "have request failed"),
                 }
+            }
+            Event::Accepted(r, took) => {
+                self.accepting.busy = false;
+                self.accepting.not_before = Some(Instant::now() + 4 * took);
+                self.accepting.give_back(&r?);
             }
             Event::Batch {
                 peer,
@@ -822,6 +987,7 @@ impl<'a> Fetch<'a> {
         let mut bytes = 0u64;
         for &i in &outcome.stored {
             self.slots[i] = Slot::Done;
+            self.accepting.stored(i);
             bytes += u64::from(self.list[i].1);
         }
         for &i in &outcome.absent {
