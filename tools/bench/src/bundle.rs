@@ -167,7 +167,12 @@ pub fn run(args: BundleArgs) -> Result<()> {
 
 impl Bench {
     /// `ferry export --json ARGS --out OUT`, measured.
-    fn export(&self, store: &Path, args: &[&str], out: &Path) -> Result<(Measured, Value)> {
+    pub(crate) fn export(
+        &self,
+        store: &Path,
+        args: &[&str],
+        out: &Path,
+    ) -> Result<(Measured, Value)> {
         let m = self
             .ferry(store)
             .args(["export", "--json"])
@@ -212,7 +217,7 @@ fn export_default_level(b: &Bench) -> Option<u32> {
     rest[..rest.find(']')?].trim().parse().ok()
 }
 
-fn sh_line(c: &str) -> String {
+pub(crate) fn sh_line(c: &str) -> String {
     Cmd::new("sh")
         .arg("-c")
         .arg(c)
@@ -221,11 +226,11 @@ fn sh_line(c: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn json_of(text: &str, what: &str) -> Result<Value> {
+pub(crate) fn json_of(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text.trim()).with_context(|| format!("{what} printed {text:?}"))
 }
 
-fn num(v: &Value, key: &str) -> Result<u64> {
+pub(crate) fn num(v: &Value, key: &str) -> Result<u64> {
     v[key]
         .as_u64()
         .with_context(|| format!("no number {key:?} in {v}"))
@@ -240,7 +245,7 @@ fn names(v: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn file_len(p: &Path) -> Result<u64> {
+pub(crate) fn file_len(p: &Path) -> Result<u64> {
     Ok(fs::metadata(p)
         .with_context(|| format!("stat {}", p.display()))?
         .len())
@@ -324,9 +329,9 @@ impl Casync {
     }
 }
 
-struct Patch {
-    bytes: u64,
-    m: Measured,
+pub(crate) struct Patch {
+    pub bytes: u64,
+    pub m: Measured,
 }
 
 fn measure_pair(b: &Bench, name: &str, layout: &Path) -> Result<Pair> {
@@ -477,7 +482,7 @@ fn measure_pair(b: &Bench, name: &str, layout: &Path) -> Result<Pair> {
 }
 
 /// `zstd -19 --long=27 --patch-from=REFERENCE TARGET -o OUT`, checked to rebuild TARGET.
-fn patch(reference: &Path, target: &Path, out: &Path) -> Result<Patch> {
+pub(crate) fn patch(reference: &Path, target: &Path, out: &Path) -> Result<Patch> {
     let from = format!("--patch-from={}", reference.display());
     eprintln!(
         "ferry-bench: zstd {} {from} {}",

@@ -18,11 +18,16 @@
 //! and docker-registry, a 100 Mbit/s link with added delay next to iperf3, three sites behind one seed link next
 //! to one alone, and a version update next to its bundle. It makes and removes its own network namespaces.
 //!
+//! `ferry-bench gzip --work DIR` measures compressed artifacts (see `gzip.rs`): a corpus of real gzip version
+//! pairs (`tools/fixtures/gzip-corpus.sh`), Ferry's bundle delta next to the layer-level delta and
+//! `zstd --patch-from` on the raw streams, and the ingest cost of `ferry add` (the plain-ingest baseline).
+//!
 //! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
 mod bundle;
 mod fixtures;
+mod gzip;
 mod measure;
 mod netsync;
 mod serve;
@@ -73,6 +78,9 @@ enum Sub {
     /// Measure network sync: loopback speed vs curl, a 100 Mbit/s delayed link vs iperf3, three sites behind one
     /// seed link, and a version update vs its bundle.
     Sync(netsync::SyncArgs),
+    /// Measure compressed artifacts on a corpus of real gzip version pairs: bundle delta vs layer-level delta and
+    /// `zstd --patch-from`, and the ingest cost of `ferry add`.
+    Gzip(gzip::GzipArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -143,6 +151,7 @@ fn real_main() -> Result<()> {
         Sub::Bundle(args) => bundle::run(args),
         Sub::Serve(args) => serve::run(args),
         Sub::Sync(args) => netsync::run(args),
+        Sub::Gzip(args) => gzip::run(args),
     }
 }
 
