@@ -6,7 +6,8 @@
 
 use std::io::{self, Read, Write};
 
-/// Input buffer size.
+/// Input buffer size: it starts small (small files are common) and doubles on each refill up to the most.
+const IN_BUF_FIRST: usize = 16 << 10;
 const IN_BUF: usize = 256 << 10;
 /// Bytes kept before the read position when the buffer slides, so whole bytes in the bit buffer can be handed
 /// back (see [`BitReader::unload`]).
@@ -34,7 +35,7 @@ impl<R: Read> BitReader<R> {
     pub fn new(reader: R) -> Self {
         BitReader {
             reader,
-            buf: vec![0; IN_BUF],
+            buf: vec![0; IN_BUF_FIRST],
             pos: 0,
             end: 0,
             eof: false,
@@ -65,6 +66,9 @@ impl<R: Read> BitReader<R> {
         self.base += keep_from as u64;
         self.pos -= keep_from;
         self.end -= keep_from;
+        if self.buf.len() < IN_BUF {
+            self.buf.resize(IN_BUF.min(self.buf.len() * 2), 0);
+        }
         let before = self.end;
         while self.end < self.buf.len() {
             match self.reader.read(&mut self.buf[self.end..]) {
@@ -178,13 +182,16 @@ impl<R: Read> BitReader<R> {
     }
 }
 
-/// Output buffer size.
+/// Output buffer size: it starts small and doubles each time it is written out, up to the most.
+const OUT_BUF_FIRST: usize = 16 << 10;
 const OUT_BUF: usize = 256 << 10;
 
 /// Writing bits to a stream.
 pub(crate) struct BitWriter<W> {
     writer: W,
+    /// `cap` bytes and eight of slack for [`Self::spill`].
     buf: Vec<u8>,
+    cap: usize,
     pos: usize,
     bits: u64,
     count: u32,
@@ -196,7 +203,8 @@ impl<W: Write> BitWriter<W> {
     pub fn new(writer: W) -> Self {
         BitWriter {
             writer,
-            buf: vec![0; OUT_BUF + 8],
+            buf: vec![0; OUT_BUF_FIRST + 8],
+            cap: OUT_BUF_FIRST,
             pos: 0,
             bits: 0,
             count: 0,
@@ -245,7 +253,7 @@ impl<W: Write> BitWriter<W> {
             self.bits >> (bytes * 8)
         };
         self.count -= bytes * 8;
-        if self.pos >= OUT_BUF {
+        if self.pos >= self.cap {
             self.drain()?;
         }
         Ok(())
@@ -255,6 +263,10 @@ impl<W: Write> BitWriter<W> {
         self.writer.write_all(&self.buf[..self.pos])?;
         self.written += self.pos as u64;
         self.pos = 0;
+        if self.cap < OUT_BUF {
+            self.cap = OUT_BUF.min(self.cap * 2);
+            self.buf.resize(self.cap + 8, 0);
+        }
         Ok(())
     }
 
@@ -262,7 +274,7 @@ impl<W: Write> BitWriter<W> {
     pub fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
         debug_assert_eq!(self.count % 8, 0);
         self.spill()?;
-        if self.pos + b.len() <= OUT_BUF {
+        if self.pos + b.len() <= self.cap {
             self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
             self.pos += b.len();
         } else {

@@ -1,7 +1,7 @@
 //! Decomposing: inflating gzip members while recording every choice their producer made.
 
 use super::bits::BitReader;
-use super::format::{put_match, put_varint, FORMAT_VERSION, TAG_END, TAG_MEMBER};
+use super::format::{put_final_run, put_match, put_varint, FORMAT_VERSION, TAG_END, TAG_MEMBER};
 use super::huffman::{
     cl_entry, dist_entry, entry_bits, entry_extra, entry_kind, entry_value, fixed_litlen_lengths,
     litlen_entry, Table, CL_ORDER, KIND_BASE, KIND_END, KIND_LITERAL, KIND_SUB,
@@ -11,10 +11,12 @@ use std::io::{self, Read, Write};
 
 /// History a match may reach back into.
 const WINDOW: usize = 32 << 10;
-/// Output buffer: the window plus this much new output between writes.
+/// Output buffer: the window plus up to 1 MiB of new output between writes. It starts smaller and doubles each
+/// time it fills until it reaches this.
 const OUT_CAP: usize = WINDOW + (1 << 20);
-/// A token starts only below this, so the longest match (258) and an eight-byte copy's overshoot fit.
-const OUT_LIMIT: usize = OUT_CAP - 258 - 8;
+const OUT_FIRST: usize = 64 << 10;
+/// Room kept past the point where a token may start: the longest match and an eight-byte copy's overshoot.
+const OUT_SLACK: usize = 258 + 8;
 const LITLEN_PRIMARY: u32 = 11;
 const DIST_PRIMARY: u32 = 8;
 
@@ -31,6 +33,8 @@ struct Out<W> {
     raw: W,
     buf: Vec<u8>,
     pos: usize,
+    /// A token starts only at or below this: `buf.len()` − `OUT_SLACK`.
+    limit: usize,
     /// `buf[..flushed]` has been written to `raw`.
     flushed: usize,
     /// Where the current member's output starts in `buf` (0 once it started before the window).
@@ -51,7 +55,10 @@ impl<W: Write> Out<W> {
         self.crc.update(new);
         self.member_len += new.len() as u64;
         self.flushed = self.pos;
-        if self.pos > OUT_LIMIT {
+        if self.pos > self.limit && self.buf.len() < OUT_CAP {
+            self.buf.resize(OUT_CAP.min(self.buf.len() * 2), 0);
+            self.limit = self.buf.len() - OUT_SLACK;
+        } else if self.pos > self.limit {
             self.buf.copy_within(self.pos - WINDOW..self.pos, 0);
             self.hist = self.hist.saturating_sub(self.pos - WINDOW);
             self.pos = WINDOW;
@@ -74,7 +81,7 @@ impl<W: Write> Out<W> {
         Ok((std::mem::take(&mut self.crc).finalize(), self.member_len))
     }
 
-    /// Copy `len` bytes from `dist` back; the caller checked `dist` ≤ `pos - hist` and `pos` ≤ `OUT_LIMIT`.
+    /// Copy `len` bytes from `dist` back; the caller checked `dist` ≤ `pos - hist` and `pos` ≤ `limit`.
     #[inline(always)]
     fn copy_match(&mut self, dist: usize, len: usize) {
         let pos = self.pos;
@@ -145,8 +152,9 @@ pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreatio
         input: BitReader::new(input),
         out: Out {
             raw,
-            buf: vec![0; OUT_CAP],
+            buf: vec![0; OUT_FIRST],
             pos: 0,
+            limit: OUT_FIRST - OUT_SLACK,
             flushed: 0,
             hist: 0,
             member_len: 0,
@@ -238,7 +246,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             }
         }
         if self.lit_run > 0 {
-            put_varint(&mut self.tokens, self.lit_run);
+            put_final_run(&mut self.tokens, self.lit_run);
         }
         let mut trailing = Vec::new();
         loop {
@@ -387,10 +395,10 @@ impl<R: Read, W: Write> Decomposer<R, W> {
         put_varint(&mut self.headers, len as u64);
         let mut left = len as usize;
         while left > 0 {
-            if self.out.pos > OUT_LIMIT {
+            if self.out.pos > self.out.limit {
                 self.out.flush().map_err(DeflateError::Write)?;
             }
-            let room = OUT_CAP - self.out.pos;
+            let room = self.out.buf.len() - self.out.pos;
             let avail = match self.input.available() {
                 Ok([]) => return Err(self.error(Stop::Truncated)),
                 Ok(a) => a,
@@ -535,7 +543,7 @@ fn inflate<R: Read, W: Write>(
     let dt = &dist.entries[..];
     let mut n258 = 0u64;
     loop {
-        if out.pos > OUT_LIMIT {
+        if out.pos > out.limit {
             out.flush().map_err(Stop::Write)?;
         }
         // A token needs at most 15 + 5 bits for its length and 15 + 13 for its distance.

@@ -12,6 +12,8 @@ use super::huffman::{
 use super::{DeflateError, Recreation};
 use std::io::{self, Read, Write};
 
+/// Raw buffer size: it starts small and doubles on each refill up to the most.
+const RAW_BUF_FIRST: usize = 16 << 10;
 const RAW_BUF: usize = 256 << 10;
 
 /// The raw bytes, read front to back, with each member's CRC-32.
@@ -41,6 +43,9 @@ impl<R: Read> Raw<R> {
             self.pos = 0;
             self.end = 0;
             self.crc_from = 0;
+            if self.buf.len() < RAW_BUF {
+                self.buf.resize(RAW_BUF.min(self.buf.len() * 2), 0);
+            }
             while self.end < self.buf.len() {
                 match self.reader.read(&mut self.buf[self.end..]) {
                     Ok(0) => {
@@ -124,7 +129,7 @@ pub(crate) fn recompose<R: Read, W: Write>(
     let mut r = Recomposer {
         raw: Raw {
             reader: raw,
-            buf: vec![0; RAW_BUF],
+            buf: vec![0; RAW_BUF_FIRST],
             pos: 0,
             end: 0,
             eof: false,
@@ -160,6 +165,7 @@ impl<R: Read, W: Write> Recomposer<'_, R, W> {
         self.unfit(match s {
             Short::End => "headers end early",
             Short::Overlong => "a varint in the headers is longer than 64 bits",
+            Short::Range => "a value in the headers is out of range",
         })
     }
 
@@ -397,16 +403,13 @@ impl<R: Read, W: Write> Recomposer<'_, R, W> {
                 if self.t.at_end() {
                     return Err(self.unfit("tokens end before the raw bytes do"));
                 }
-                self.lits = self
-                    .t
-                    .varint()
-                    .map_err(|_| self.unfit("tokens end inside a token"))?;
-                if !self.t.at_end() {
-                    let m = self
-                        .t
-                        .length_distance()
-                        .map_err(|_| self.unfit("tokens end inside a token"))?;
-                    self.pending = Some(m);
+                match self.t.item() {
+                    Ok((lits, m)) => {
+                        self.lits = lits;
+                        self.pending = m;
+                    }
+                    Err(Short::Range) => return Err(self.unfit("a token is out of range")),
+                    Err(_) => return Err(self.unfit("tokens end inside a token")),
                 }
                 continue;
             };

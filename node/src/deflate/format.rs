@@ -18,20 +18,30 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Append one match of the token stream: the literal run before it, its length and its distance.
+/// Append one item of the token stream: the literal run before a match, the match's length and distance.
+/// A head byte holds both small values (run ≤ 14 and length − 3 ≤ 14 cover most items), extensions follow,
+/// then the distance in two bytes: fixed widths compress better than variable ones here.
 #[inline(always)]
 pub(crate) fn put_match(out: &mut Vec<u8>, lits: u64, len: u32, dist: u32) {
-    if lits < 0x80 {
-        out.push(lits as u8);
-    } else {
-        put_varint(out, lits);
+    let run = lits.min(15) as u8;
+    let l = len - 3;
+    let ln = l.min(15) as u8;
+    out.push(run << 4 | ln);
+    if run == 15 {
+        put_varint(out, lits - 15);
     }
-    out.push((len - 3) as u8);
-    let d = dist - 1;
-    if d < 0x80 {
-        out.push(d as u8);
-    } else {
-        out.extend_from_slice(&[0x80 | (d >> 8) as u8, d as u8]);
+    if ln == 15 {
+        out.push((l - 15) as u8);
+    }
+    out.extend_from_slice(&((dist - 1) as u16).to_be_bytes());
+}
+
+/// Append the literal run that ends the token stream (when it ends with literals).
+pub(crate) fn put_final_run(out: &mut Vec<u8>, lits: u64) {
+    let run = lits.min(15) as u8;
+    out.push(run << 4);
+    if run == 15 {
+        put_varint(out, lits - 15);
     }
 }
 
@@ -42,6 +52,8 @@ pub(crate) enum Short {
     End,
     /// A varint longer than 64 bits.
     Overlong,
+    /// A token out of range (a length above 258, a distance above 32768, a final run with a length).
+    Range,
 }
 
 /// Reading `headers` or `tokens` front to back.
@@ -101,17 +113,33 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// One match's length (3..=258) and distance (1..=32768).
+    /// One item of the token stream: a literal run and the match after it, or None after the final run.
     #[inline(always)]
-    pub fn length_distance(&mut self) -> Result<(u32, u32), Short> {
-        let len = self.u8()? as u32 + 3;
-        let d0 = self.u8()? as u32;
-        let dist = if d0 < 0x80 {
-            d0 + 1
-        } else {
-            (((d0 & 0x7f) << 8) | self.u8()? as u32) + 1
-        };
-        Ok((len, dist))
+    pub fn item(&mut self) -> Result<(u64, Option<(u32, u32)>), Short> {
+        let head = self.u8()?;
+        let mut lits = (head >> 4) as u64;
+        if lits == 15 {
+            lits = self.varint()?.checked_add(15).ok_or(Short::Overlong)?;
+        }
+        let mut len = (head & 15) as u32 + 3;
+        if self.at_end() {
+            return if len == 3 {
+                Ok((lits, None))
+            } else {
+                Err(Short::Range)
+            };
+        }
+        if len == 18 {
+            len += self.u8()? as u32;
+            if len > 258 {
+                return Err(Short::Range);
+            }
+        }
+        let d = u16::from_be_bytes([self.u8()?, self.u8()?]) as u32;
+        if d >= 32768 {
+            return Err(Short::Range);
+        }
+        Ok((lits, Some((len, d + 1))))
     }
 }
 
@@ -133,19 +161,29 @@ mod tests {
     }
 
     #[test]
-    fn matches_round_trip() {
-        for (lits, len, dist) in [
+    fn items_round_trip() {
+        let items = [
             (0, 3, 1),
             (5, 258, 32768),
-            (200, 100, 128),
-            (1 << 20, 4, 129),
-        ] {
-            let mut b = Vec::new();
+            (14, 17, 128),
+            (15, 18, 129),
+            (200, 100, 2),
+            (1 << 40, 4, 300),
+        ];
+        let mut b = Vec::new();
+        for &(lits, len, dist) in &items {
             put_match(&mut b, lits, len, dist);
-            let mut c = Cursor::new(&b);
-            assert_eq!(c.varint(), Ok(lits));
-            assert_eq!(c.length_distance(), Ok((len, dist)));
-            assert!(c.at_end());
         }
+        put_final_run(&mut b, 1234);
+        let mut c = Cursor::new(&b);
+        for &(lits, len, dist) in &items {
+            assert_eq!(c.item(), Ok((lits, Some((len, dist)))));
+        }
+        assert_eq!(c.item(), Ok((1234, None)));
+        assert!(c.at_end());
+        // A final run with a length nibble, a length past 258, a distance past 32768.
+        assert_eq!(Cursor::new(&[0x01]).item(), Err(Short::Range));
+        assert_eq!(Cursor::new(&[0x0f, 241, 0, 0]).item(), Err(Short::Range));
+        assert_eq!(Cursor::new(&[0x00, 0x80, 0]).item(), Err(Short::Range));
     }
 }

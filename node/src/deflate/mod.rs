@@ -28,6 +28,11 @@
 //!   repeat with nothing before it or running past HLIT + HDIST, a distance reaching before the start of the
 //!   member, a reserved gzip flag, a method other than 8, and truncation are errors ([`DeflateError`]).
 //!
+//! Header fields are kept as they are: FEXTRA, FNAME and FCOMMENT (each at most [`MAX_FIELD`] bytes) and FHCRC,
+//! which is not checked. Memory: the raw bytes stream through a window; `headers` and `tokens` are built in
+//! memory and grow with the input — tokens by at most 12 bytes per input byte (a 258-byte match can take two
+//! bits), in practice 20–30 % of the raw size (gzip -6 of a tar: 90 MB of tokens for 343 MB raw, 96 MB gzip).
+//!
 //! # The re-creation format
 //!
 //! Two byte strings. *varint* is LEB128 (seven bits a byte, low first, high bit = more follows); *u8* one byte.
@@ -35,19 +40,21 @@
 //! ## `tokens`: the producer's match decisions, and nothing else
 //!
 //! ```text
-//! tokens := item* [varint final_run]
-//! item   := varint run   u8 length−3   dist
-//! dist   := u8 d−1                         if d−1 < 128
-//!         | u8 0x80|(d−1)>>8  u8 (d−1)&0xff   otherwise (15 bits, big-endian, top bit set)
+//! tokens := item* [final]
+//! item   := u8 R << 4 | L   [varint run − 15, if R = 15]   [u8 length − 18, if L = 15]   u8 u8 (d − 1, big-endian)
+//! final  := u8 R << 4       [varint run − 15, if R = 15]
 //! ```
-//! Each item is `run` literals (their bytes are the next raw bytes, so they are not stored) followed by one match
-//! of `length` (3..=258) bytes at distance `d` (1..=32768). `final_run`, present when the stream ends with
-//! literals, is recognised by being the last thing in `tokens`. Literal runs are counted in raw bytes and run on
-//! across block and member boundaries; stored blocks add nothing to the tokens (their bytes are all in raw and
-//! their lengths in `headers`). So the tokens are the LZ77 parse of the raw bytes as the producer made it — a
-//! function of content and producer alone, with no offsets, block or member boundaries in it: the same content
-//! compressed with the same decisions gives the same token bytes wherever it sits, and content-defined chunks of
-//! the token stream deduplicate.
+//! where `R = min(run, 15)` and `L = min(length − 3, 15)`. Each item is `run` literals (their bytes are the next
+//! raw bytes, so they are not stored) followed by one match of `length` (3..=258) bytes at distance `d`
+//! (1..=32768). `final`, present when the stream ends with literals, is recognised by being the last thing in
+//! `tokens`. A head byte for the common small values and a fixed two-byte distance came out 17–20 % smaller than
+//! all-varint items, and 10–12 % smaller after zstd, on real tarballs.
+//!
+//! Literal runs are counted in raw bytes and run on across block and member boundaries; stored blocks add
+//! nothing to the tokens (their bytes are all in raw and their lengths in `headers`). So the tokens are the LZ77
+//! parse of the raw bytes as the producer made it — a function of content and producer alone, with no offsets,
+//! block or member boundaries in it: the same content compressed with the same decisions gives the same token
+//! bytes wherever it sits, and content-defined chunks of the token stream deduplicate.
 //!
 //! ## `headers`: framing, block boundaries and code definitions
 //!

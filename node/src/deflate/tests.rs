@@ -430,7 +430,8 @@ fn length_258_as_284_plus_31_is_kept() {
     put_varint(&mut blocks, raw.len() as u64);
     blocks.extend_from_slice(&[1, 1]); // one quirk, ordinal 1
     let mut re = hand_made(&blocks, 0, &raw);
-    re.tokens = vec![1, 255, 0, 0, 255, 0, 0, 255, 0];
+    // Run 1 then length 3 + 15 + 240 at distance 1; twice run 0 and the same match.
+    re.tokens = vec![0x1f, 240, 0, 0, 0x0f, 240, 0, 0, 0x0f, 240, 0, 0];
     let gz = through_both(&raw, &re);
     // zlib's inflate (as miniz) reads it as 258 too.
     let mut theirs = Vec::new();
@@ -456,7 +457,8 @@ fn incomplete_and_single_codes_are_kept() {
     put_varint(&mut blocks, raw.len() as u64);
     blocks.push(0);
     let mut re = hand_made(&blocks, 0, raw);
-    re.tokens = vec![1, 0, 0, 0, 0, 0];
+    // Run 1, length 3 at distance 1; run 0, the same match.
+    re.tokens = vec![0x10, 0, 0, 0x00, 0, 0];
     through_both(raw, &re);
     // 'b' has no code: recompose refuses, and a stream that uses a code with no symbol does not decode.
     let raw_b = b"ab";
@@ -464,7 +466,7 @@ fn incomplete_and_single_codes_are_kept() {
     put_varint(&mut blocks, 2);
     blocks.push(0);
     let mut re = hand_made(&blocks, 0, raw_b);
-    re.tokens = vec![2];
+    re.tokens = vec![0x20];
     assert!(matches!(
         recompose(&raw_b[..], &re, Vec::new()),
         Err(DeflateError::Recreation { .. })
@@ -478,7 +480,7 @@ fn a_code_with_no_symbol_is_malformed() {
     put_varint(&mut blocks, 1);
     blocks.push(0);
     let mut re = hand_made(&blocks, 0, raw);
-    re.tokens = vec![1];
+    re.tokens = vec![0x10];
     let mut gz = Vec::new();
     recompose(&raw[..], &re, &mut gz).unwrap();
     // Literal/length codes: 'a' = 00, EOB = 01, 257 = 10; 11 is unassigned. The literal follows the block
@@ -540,7 +542,8 @@ proptest! {
 
 /// Decompose and recompose real files, reporting the best speed of a few runs:
 /// `FERRY_DEFLATE_FILES=a.gz:b.tgz cargo test --release -p ferry-node --lib deflate::tests::real_files --
-/// --ignored --nocapture` (`FERRY_DEFLATE_RUNS` runs, default 3).
+/// --ignored --nocapture` (`FERRY_DEFLATE_RUNS` runs, default 3; `FERRY_DEFLATE_DUMP=DIR` also writes each
+/// file's tokens and headers there, for studying them).
 #[test]
 #[ignore]
 fn real_files() {
@@ -585,6 +588,15 @@ fn real_files() {
             .unwrap();
         });
         assert!(theirs == raw, "{path}: flate2 inflates differently");
+        if let Ok(dir) = std::env::var("FERRY_DEFLATE_DUMP") {
+            let name = std::path::Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            std::fs::write(format!("{dir}/{name}.tokens"), &re.tokens).unwrap();
+            std::fs::write(format!("{dir}/{name}.headers"), &re.headers).unwrap();
+        }
         let mb = raw.len() as f64 / 1e6;
         let ztok = zstd::bulk::compress(&re.tokens, 3).unwrap().len();
         eprintln!(
