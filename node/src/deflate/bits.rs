@@ -51,6 +51,11 @@ impl<R: Read> BitReader<R> {
         (self.base + self.pos as u64 + self.phantom as u64) * 8 - self.count as u64
     }
 
+    /// Offset in the input of the byte holding the next unconsumed bit, at most the input's length so far.
+    pub fn offset(&self) -> u64 {
+        (self.bit_position() / 8).min(self.base + self.end as u64)
+    }
+
     /// Whether bits past the end of the input were consumed.
     pub fn overrun(&self) -> bool {
         self.phantom * 8 > self.count

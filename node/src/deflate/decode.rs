@@ -184,7 +184,7 @@ pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreatio
 impl<R: Read, W: Write> Decomposer<R, W> {
     /// An error at the current input position; any error after the input ran out is truncation.
     fn error(&self, stop: Stop) -> DeflateError {
-        let offset = self.input.bit_position() / 8;
+        let offset = self.input.offset();
         let (member, block) = (self.member, self.block);
         match stop {
             Stop::Read(e) => DeflateError::Read(e),
@@ -294,6 +294,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             return Err(self.error(Stop::Truncated));
         }
         let (crc, len) = self.out.end_member().map_err(DeflateError::Write)?;
+        let offset = self.input.offset();
         let mut trailer = [0u8; 8];
         for b in &mut trailer {
             *b = self.byte()?;
@@ -304,6 +305,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             let member = self.member;
             return Err(DeflateError::Trailer {
                 member,
+                offset,
                 field: "CRC-32",
                 stored: stored_crc,
                 actual: crc,
@@ -313,6 +315,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             let member = self.member;
             return Err(DeflateError::Trailer {
                 member,
+                offset: offset + 4,
                 field: "ISIZE",
                 stored: stored_len,
                 actual: len as u32,

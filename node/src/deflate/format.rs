@@ -72,6 +72,11 @@ impl<'a> Cursor<'a> {
         self.pos == self.bytes.len()
     }
 
+    #[cfg(test)]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     #[inline(always)]
     pub fn u8(&mut self) -> Result<u8, Short> {
         let b = *self.bytes.get(self.pos).ok_or(Short::End)?;

@@ -140,12 +140,13 @@ pub enum DeflateError {
         member: u64,
         block: u64,
     },
-    /// A member's trailer disagrees with its data.
+    /// A member's trailer disagrees with its data; `offset` is where the field is in the input.
     #[error(
-        "member {member}: trailer {field} is {stored:#010x} but the data gives {actual:#010x}"
+        "member {member}: trailer {field} at byte {offset} is {stored:#010x} but the data gives {actual:#010x}"
     )]
     Trailer {
         member: u64,
+        offset: u64,
         field: &'static str,
         stored: u32,
         actual: u32,
