@@ -72,8 +72,8 @@ impl<'a> Cursor<'a> {
         self.pos == self.bytes.len()
     }
 
-    #[cfg(test)]
-    pub fn pos(&self) -> usize {
+    /// Offset of the next byte to read.
+    pub fn position(&self) -> usize {
         self.pos
     }
 

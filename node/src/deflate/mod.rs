@@ -95,8 +95,9 @@ mod decode;
 mod encode;
 mod format;
 mod huffman;
+pub mod predict;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Longest FNAME or FCOMMENT accepted.
 pub const MAX_FIELD: usize = 64 << 10;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Decompose `gz`, recompose it, insist on the same bytes; the raw bytes and the re-creation data.
-fn round_trip(gz: &[u8]) -> (Vec<u8>, Recreation) {
+pub(crate) fn round_trip(gz: &[u8]) -> (Vec<u8>, Recreation) {
     let mut raw = Vec::new();
     let re = decompose(gz, &mut raw).expect("decompose");
     let mut back = Vec::new();
@@ -23,14 +23,14 @@ fn round_trip(gz: &[u8]) -> (Vec<u8>, Recreation) {
     (raw, re)
 }
 
-fn flate2_gz(data: &[u8], level: u32) -> Vec<u8> {
+pub(crate) fn flate2_gz(data: &[u8], level: u32) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
 /// Deterministic pseudo-random bytes.
-fn random(n: usize, mut seed: u64) -> Vec<u8> {
+pub(crate) fn random(n: usize, mut seed: u64) -> Vec<u8> {
     (0..n)
         .map(|_| {
             seed ^= seed << 13;
@@ -42,7 +42,7 @@ fn random(n: usize, mut seed: u64) -> Vec<u8> {
 }
 
 /// Text-like bytes: words from a small vocabulary, so matches of every length and distance occur.
-fn text(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn text(n: usize, seed: u64) -> Vec<u8> {
     const WORDS: &[&str] = &[
         "ferry",
         "chunk",
@@ -79,7 +79,7 @@ fn text(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn samples() -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let mut mixed = text(50_000, 3);
     mixed.extend(random(30_000, 4));
     mixed.extend(vec![0u8; 70_000]);
@@ -173,8 +173,8 @@ fn tokens_do_not_depend_on_position() {
     let (mut first_end, mut last_match_end) = (None, 0);
     while !c.at_end() {
         if c.item().unwrap().1.is_some() {
-            last_match_end = c.pos();
-            first_end.get_or_insert(c.pos());
+            last_match_end = c.position();
+            first_end.get_or_insert(c.position());
         }
     }
     let core = &ta[first_end.unwrap()..last_match_end];
@@ -260,7 +260,7 @@ fn a_wrong_trailer_is_an_error() {
 }
 
 /// Run a compressor over `input` if it is installed.
-fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
     let mut child = match Command::new(tool)
         .args(args)
         .stdin(Stdio::piped())
