@@ -1,0 +1,452 @@
+//! Predicting a producer's match decisions, so only its departures from the prediction are stored.
+//!
+//! A [`Model`] re-runs one producer's match finder over the raw bytes. The driver walks the decision positions
+//! of the stream (every raw byte outside stored blocks, skipping the bytes a match covers): at each it asks the
+//! model for its prediction, compares it with what the producer actually did (the `tokens` of a
+//! [`Recreation`](super::Recreation)), and tells the model what was actually done, so the model's state follows
+//! the producer's even after a miss. [`encode`] keeps only the misses; [`decode`] replays the same walk and
+//! rebuilds `tokens` byte for byte.
+//!
+//! # The corrections format
+//!
+//! ```text
+//! corrections := (varint agreed  decision)*  varint agreed
+//! decision    := varint 0                      (a literal)
+//!              | varint length − 2  u8 u8      (a match; distance − 1, big-endian)
+//! ```
+//! `agreed` counts the decisions predicted right before the next miss (or before the end). A match predicted
+//! right advances the walk by its length, a literal by one.
+//!
+//! # Layout
+//!
+//! A model is given the stream's [`Layout`] (members, blocks, their raw ranges and kinds, parsed from `headers`):
+//! producers reset their state at member starts, and some (pgzip) compress each part separately and mark the
+//! seam with a sync flush — an empty stored block — which the layout shows.
+
+use super::format::{
+    put_final_run, put_match, put_varint, Cursor, Short, FORMAT_VERSION, TAG_END, TAG_MEMBER,
+};
+
+/// A producer's decision at one raw position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// The byte at this position is written as a literal.
+    Literal,
+    /// `len` bytes (3..=258) from here are a copy of the bytes `dist` (1..=32768) back.
+    Match { len: u16, dist: u16 },
+}
+
+impl Decision {
+    /// How many raw bytes the decision covers.
+    pub fn advance(self) -> usize {
+        match self {
+            Decision::Literal => 1,
+            Decision::Match { len, .. } => len as usize,
+        }
+    }
+}
+
+/// A model of one producer: predicts each decision, and follows what was actually decided.
+pub trait Model {
+    /// The decision the producer would make at raw position `pos`, everything before `pos` having gone as
+    /// [`Model::take`] reported. `pos` only increases; positions inside stored blocks are never asked for.
+    fn predict(&mut self, pos: usize) -> Decision;
+    /// The producer decided `actual` at `pos` (whether or not it was predicted). The next `predict` is at
+    /// `pos + actual.advance()` or, when that falls in or at the end of a stored block, past it.
+    fn take(&mut self, pos: usize, actual: Decision);
+}
+
+/// Kinds of deflate block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Stored: raw bytes, no decisions.
+    Stored,
+    /// Fixed Huffman codes.
+    Fixed,
+    /// Dynamic Huffman codes.
+    Dynamic,
+}
+
+/// One deflate block, as the headers record it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Which gzip member (from 0).
+    pub member: u32,
+    /// Offset of its first raw byte in the whole raw stream.
+    pub start: u64,
+    /// Raw bytes it produces (0 for an empty stored block: a sync or full flush marker).
+    pub len: u64,
+    /// Its kind.
+    pub kind: BlockKind,
+    /// BFINAL.
+    pub last: bool,
+}
+
+/// Members and blocks of a decomposed stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Raw offset where each member starts.
+    pub members: Vec<u64>,
+    /// Every block, in order.
+    pub blocks: Vec<Block>,
+}
+
+/// Why re-creation data could not be parsed, or corrections not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} (at byte {at} of the {part})")]
+pub struct PredictError {
+    /// What is wrong.
+    pub what: &'static str,
+    /// Which byte string: "headers", "tokens" or "corrections".
+    pub part: &'static str,
+    /// Offset in it.
+    pub at: usize,
+}
+
+fn short(part: &'static str, at: usize) -> impl Fn(Short) -> PredictError {
+    move |s| PredictError {
+        what: match s {
+            Short::End => "ends early",
+            Short::Overlong => "a varint is longer than 64 bits",
+            Short::Range => "a value is out of range",
+        },
+        part,
+        at,
+    }
+}
+
+impl Layout {
+    /// The layout recorded in `headers` (format in the [module doc](super)).
+    pub fn parse(headers: &[u8]) -> Result<Layout, PredictError> {
+        let mut c = Cursor::new(headers);
+        let mut layout = Layout::default();
+        let bad = |what, c: &Cursor| PredictError {
+            what,
+            part: "headers",
+            at: c.position(),
+        };
+        if c.u8().map_err(short("headers", 0))? != FORMAT_VERSION {
+            return Err(bad("unknown re-creation format version", &c));
+        }
+        let mut raw = 0u64;
+        loop {
+            let at = c.position();
+            let e = short("headers", at);
+            match c.u8().map_err(&e)? {
+                TAG_MEMBER => {}
+                TAG_END => break,
+                _ => return Err(bad("unknown record", &c)),
+            }
+            let member = layout.members.len() as u32;
+            layout.members.push(raw);
+            let n = c.varint().map_err(&e)?;
+            c.bytes(n).map_err(&e)?;
+            loop {
+                let kind = c.u8().map_err(&e)?;
+                if kind > 5 {
+                    return Err(bad("block kind is not BFINAL | BTYPE << 1", &c));
+                }
+                let (kind_, len) = match kind >> 1 {
+                    0 => {
+                        c.u8().map_err(&e)?;
+                        (BlockKind::Stored, c.varint().map_err(&e)?)
+                    }
+                    1 => (BlockKind::Fixed, huffman_tail(&mut c).map_err(&e)?),
+                    _ => {
+                        dynamic_header(&mut c).map_err(&e)?;
+                        (BlockKind::Dynamic, huffman_tail(&mut c).map_err(&e)?)
+                    }
+                };
+                let last = kind & 1 == 1;
+                layout.blocks.push(Block {
+                    member,
+                    start: raw,
+                    len,
+                    kind: kind_,
+                    last,
+                });
+                raw = raw
+                    .checked_add(len)
+                    .ok_or_else(|| bad("raw length overflows", &c))?;
+                if last {
+                    break;
+                }
+            }
+            c.u8().map_err(&e)?;
+            c.bytes(4).map_err(&e)?;
+        }
+        Ok(layout)
+    }
+
+    /// Total raw bytes of all blocks.
+    pub fn raw_len(&self) -> u64 {
+        self.blocks.last().map_or(0, |b| b.start + b.len)
+    }
+}
+
+/// raw_len and quirks of a fixed or dynamic block.
+fn huffman_tail(c: &mut Cursor) -> Result<u64, Short> {
+    let len = c.varint()?;
+    for _ in 0..c.varint()? {
+        c.varint()?;
+    }
+    Ok(len)
+}
+
+/// Skip a dynamic block's code definitions.
+fn dynamic_header(c: &mut Cursor) -> Result<(), Short> {
+    let hlit = c.u8()? as usize + 257;
+    let hdist = c.u8()? as usize + 1;
+    let hclen = c.u8()? as usize + 4;
+    if hclen > 19 {
+        return Err(Short::Range);
+    }
+    c.bytes(hclen as u64)?;
+    let mut defined = 0;
+    while defined < hlit + hdist {
+        defined += match c.u8()? {
+            0..=15 => 1,
+            16 => 3 + c.u8()? as usize,
+            17 => 3 + c.u8()? as usize,
+            18 => 11 + c.u8()? as usize,
+            _ => return Err(Short::Range),
+        };
+    }
+    Ok(())
+}
+
+/// Walks the decision positions of a layout: every raw byte outside stored blocks.
+struct Walk<'a> {
+    blocks: &'a [Block],
+    next: usize,
+    /// End of the current run of non-stored blocks.
+    end: u64,
+}
+
+impl<'a> Walk<'a> {
+    fn new(layout: &'a Layout) -> Self {
+        Walk {
+            blocks: &layout.blocks,
+            next: 0,
+            end: 0,
+        }
+    }
+
+    /// The first decision position at or after `pos`, or None at the end of the stream.
+    fn settle(&mut self, pos: u64) -> Option<u64> {
+        let mut pos = pos;
+        if pos < self.end {
+            return Some(pos);
+        }
+        while let Some(b) = self.blocks.get(self.next) {
+            self.next += 1;
+            if b.kind == BlockKind::Stored || b.len == 0 || b.start + b.len <= pos {
+                continue;
+            }
+            pos = pos.max(b.start);
+            self.end = b.start + b.len;
+            // Adjacent Huffman blocks form one run: a match never crosses a block's end, but walking does.
+            while let Some(n) = self.blocks.get(self.next) {
+                if n.kind == BlockKind::Stored && n.len > 0 {
+                    break;
+                }
+                self.end = n.start + n.len;
+                self.next += 1;
+            }
+            return Some(pos);
+        }
+        None
+    }
+}
+
+/// The corrections that, with `model`, rebuild `tokens` (the tokens of a stream with this `layout`).
+pub fn encode<M: Model + ?Sized>(
+    model: &mut M,
+    layout: &Layout,
+    tokens: &[u8],
+) -> Result<Vec<u8>, PredictError> {
+    let mut out = Vec::new();
+    let mut t = Cursor::new(tokens);
+    let mut walk = Walk::new(layout);
+    let mut pos = 0u64;
+    let mut agreed = 0u64;
+    loop {
+        let at = t.position();
+        let (lits, m) = if t.at_end() {
+            (0, None)
+        } else {
+            t.item().map_err(short("tokens", at))?
+        };
+        let actual = (0..lits)
+            .map(|_| Decision::Literal)
+            .chain(m.map(|(len, dist)| Decision::Match {
+                len: len as u16,
+                dist: dist as u16,
+            }));
+        for actual in actual {
+            let p = walk.settle(pos).ok_or(PredictError {
+                what: "more decisions than raw bytes outside stored blocks",
+                part: "tokens",
+                at,
+            })?;
+            if model.predict(p as usize) == actual {
+                agreed += 1;
+            } else {
+                put_varint(&mut out, agreed);
+                put_decision(&mut out, actual);
+                agreed = 0;
+            }
+            model.take(p as usize, actual);
+            pos = p + actual.advance() as u64;
+        }
+        if t.at_end() {
+            break;
+        }
+    }
+    if walk.settle(pos).is_some() {
+        return Err(PredictError {
+            what: "fewer decisions than raw bytes outside stored blocks",
+            part: "tokens",
+            at: tokens.len(),
+        });
+    }
+    put_varint(&mut out, agreed);
+    Ok(out)
+}
+
+/// The tokens that `corrections` and `model` give for a stream with this `layout`.
+pub fn decode<M: Model + ?Sized>(
+    model: &mut M,
+    layout: &Layout,
+    corrections: &[u8],
+) -> Result<Vec<u8>, PredictError> {
+    let mut tokens = Vec::new();
+    let mut c = Cursor::new(corrections);
+    let mut walk = Walk::new(layout);
+    let mut pos = 0u64;
+    let mut lits = 0u64;
+    let raw_len = layout.raw_len();
+    loop {
+        let at = c.position();
+        let e = short("corrections", at);
+        let agreed = c.varint().map_err(&e)?;
+        let miss = if c.at_end() {
+            None
+        } else {
+            Some(get_decision(&mut c).map_err(&e)?)
+        };
+        for i in 0..=agreed {
+            let Some(p) = walk.settle(pos) else {
+                if i == agreed && miss.is_none() {
+                    break;
+                }
+                return Err(PredictError {
+                    what: "decisions past the end of the raw bytes",
+                    part: "corrections",
+                    at,
+                });
+            };
+            let d = if i < agreed {
+                model.predict(p as usize)
+            } else if let Some(d) = miss {
+                // The model must still be asked: its state may depend on having predicted here.
+                model.predict(p as usize);
+                d
+            } else {
+                return Err(PredictError {
+                    what: "corrections end before the raw bytes",
+                    part: "corrections",
+                    at,
+                });
+            };
+            if let Decision::Match { len, dist } = d {
+                if !(3..=258).contains(&len)
+                    || dist == 0
+                    || dist > 32768
+                    || p + len as u64 > raw_len
+                {
+                    return Err(PredictError {
+                        what: "a match out of range",
+                        part: "corrections",
+                        at,
+                    });
+                }
+                put_match(&mut tokens, lits, len as u32, dist as u32);
+                lits = 0;
+            } else {
+                lits += 1;
+            }
+            model.take(p as usize, d);
+            pos = p + d.advance() as u64;
+        }
+        if miss.is_none() {
+            break;
+        }
+        if c.at_end() {
+            return Err(PredictError {
+                what: "corrections end without their final count",
+                part: "corrections",
+                at: corrections.len(),
+            });
+        }
+    }
+    if lits > 0 {
+        put_final_run(&mut tokens, lits);
+    }
+    Ok(tokens)
+}
+
+fn put_decision(out: &mut Vec<u8>, d: Decision) {
+    match d {
+        Decision::Literal => put_varint(out, 0),
+        Decision::Match { len, dist } => {
+            put_varint(out, len as u64 - 2);
+            out.extend_from_slice(&(dist - 1).to_be_bytes());
+        }
+    }
+}
+
+fn get_decision(c: &mut Cursor) -> Result<Decision, Short> {
+    match c.varint()? {
+        0 => Ok(Decision::Literal),
+        l if l <= 256 => {
+            let d = u16::from_be_bytes([c.u8()?, c.u8()?]);
+            if d >= 32768 {
+                return Err(Short::Range);
+            }
+            Ok(Decision::Match {
+                len: l as u16 + 2,
+                dist: d + 1,
+            })
+        }
+        _ => Err(Short::Range),
+    }
+}
+
+/// Predicts a literal everywhere: the corrections are then the tokens in another form. The baseline, and the
+/// model to fall back on when no producer's model fits.
+#[derive(Debug, Default)]
+pub struct Literals;
+
+impl Model for Literals {
+    fn predict(&mut self, _pos: usize) -> Decision {
+        Decision::Literal
+    }
+    fn take(&mut self, _pos: usize, _actual: Decision) {}
+}
+
+/// The model called `name` (the name stored beside its corrections), set up for this stream; None if there is
+/// no such model. Models keep what they need of `raw` and `layout` for the whole walk.
+pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dyn Model + 'a>> {
+    let _ = (raw, layout);
+    match name {
+        "literals" => Some(Box::new(Literals)),
+        _ => None,
+    }
+}
+
+/// Every model name [`model`] knows, cheapest to try first.
+pub const MODELS: &[&str] = &["literals"];
+
+#[cfg(test)]
+mod tests;
