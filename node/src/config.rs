@@ -20,6 +20,13 @@ pub struct StoreConfig {
     pub zstd_level: i32,
     /// A pack is closed once it passes this size and a new one started.
     pub pack_target_bytes: u64,
+    /// Re-created gzip blobs kept for serving (`cache/gzip/`), bytes; the least recently used go first.
+    #[serde(default = "default_recreate_cache")]
+    pub recreate_cache_bytes: u64,
+}
+
+fn default_recreate_cache() -> u64 {
+    4 << 30
 }
 
 /// FastCDC parameters.
@@ -61,6 +68,7 @@ impl Default for StoreConfig {
             chunking: Chunking::default(),
             zstd_level: 3,
             pack_target_bytes: 512 << 20,
+            recreate_cache_bytes: default_recreate_cache(),
         }
     }
 }

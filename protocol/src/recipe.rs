@@ -38,9 +38,9 @@ impl Part {
 
 /// How to rebuild a blob.
 ///
-/// Only `Concat` exists today. The enum is where transforms of stored content go: a gzip layer will be stored as
-/// its decompressed stream (itself a `Concat` recipe) plus reconstruction data, as a new variant naming both by
-/// [`RecipeId`]. bincode writes the variant index, so adding variants at the end keeps old recipes readable.
+/// bincode writes the variant index, so adding variants at the end keeps old recipes readable. Every variant
+/// keeps all its chunks in one list of parts, so whatever moves chunks (bundles, sync, GC) reads [`Recipe::parts`]
+/// alone and needs to know nothing of the transform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Recipe {
@@ -49,6 +49,19 @@ pub enum Recipe {
         /// Total size; equals the sum of the parts' lengths.
         size: u64,
         /// The parts.
+        parts: Vec<Part>,
+    },
+    /// A gzip stream, re-created bit for bit from its decompressed bytes and re-creation data (the deflate
+    /// decomposition of `ferry_node::deflate`: member headers, block boundaries and code definitions, and the
+    /// producer's match decisions or a model's corrections to them).
+    Gzip {
+        /// Size of the gzip stream.
+        size: u64,
+        /// Size of the decompressed bytes: the sum of the first `raw_parts` parts.
+        raw_size: u64,
+        /// How many of `parts` are the decompressed bytes; the rest are the re-creation data.
+        raw_parts: u32,
+        /// The decompressed bytes' parts, then the re-creation data's.
         parts: Vec<Part>,
     },
 }
@@ -69,14 +82,24 @@ impl Recipe {
     /// The size of the blob this recipe rebuilds.
     pub fn size(&self) -> u64 {
         match self {
-            Recipe::Concat { size, .. } => *size,
+            Recipe::Concat { size, .. } | Recipe::Gzip { size, .. } => *size,
         }
     }
 
     /// The parts, in order.
     pub fn parts(&self) -> &[Part] {
         match self {
-            Recipe::Concat { parts, .. } => parts,
+            Recipe::Concat { parts, .. } | Recipe::Gzip { parts, .. } => parts,
+        }
+    }
+
+    /// For a gzip recipe: the parts of the decompressed bytes, and of the re-creation data.
+    pub fn gzip_parts(&self) -> Option<(&[Part], &[Part])> {
+        match self {
+            Recipe::Gzip {
+                raw_parts, parts, ..
+            } => Some(parts.split_at((*raw_parts as usize).min(parts.len()))),
+            Recipe::Concat { .. } => None,
         }
     }
 
@@ -91,13 +114,22 @@ impl Recipe {
     /// Whether the stated size matches the parts (a check for recipes read from untrusted places).
     pub fn is_consistent(&self) -> bool {
         match self {
-            Recipe::Concat { size, parts } => {
-                parts
-                    .iter()
-                    .try_fold(0u64, |acc, p| acc.checked_add(p.len()))
-                    == Some(*size)
+            Recipe::Concat { size, parts } => sum(parts) == Some(*size),
+            Recipe::Gzip {
+                raw_size,
+                raw_parts,
+                parts,
+                ..
+            } => {
+                *raw_parts as usize <= parts.len()
+                    && sum(&parts[..*raw_parts as usize]) == Some(*raw_size)
             }
         }
+    }
+
+    /// Whether this recipe rebuilds its blob by re-creating a gzip stream.
+    pub fn is_gzip(&self) -> bool {
+        matches!(self, Recipe::Gzip { .. })
     }
 
     /// Encode and name this recipe.
@@ -105,4 +137,11 @@ impl Recipe {
         let bytes = self.encode();
         (RecipeId::of(&bytes), bytes)
     }
+}
+
+/// The total length of `parts`, None on overflow.
+fn sum(parts: &[Part]) -> Option<u64> {
+    parts
+        .iter()
+        .try_fold(0u64, |acc, p| acc.checked_add(p.len()))
 }

@@ -21,7 +21,27 @@ fn part() -> impl Strategy<Value = Part> {
 }
 
 fn recipe() -> impl Strategy<Value = Recipe> {
-    prop::collection::vec(part(), 0..64).prop_map(Recipe::concat)
+    prop_oneof![
+        prop::collection::vec(part(), 0..64).prop_map(Recipe::concat),
+        (
+            any::<u64>(),
+            prop::collection::vec(part(), 0..64),
+            any::<prop::sample::Index>()
+        )
+            .prop_map(|(size, parts, at)| {
+                let raw_parts = if parts.is_empty() {
+                    0
+                } else {
+                    at.index(parts.len() + 1)
+                };
+                Recipe::Gzip {
+                    size,
+                    raw_size: parts[..raw_parts].iter().map(Part::len).sum(),
+                    raw_parts: raw_parts as u32,
+                    parts,
+                }
+            }),
+    ]
 }
 
 fn blob_ref() -> impl Strategy<Value = BlobRef> {

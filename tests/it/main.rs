@@ -8,6 +8,8 @@
 //! - `docker_archive`: `docker save`-style tarballs.
 //! - `registry`: `docker://` pulls from a real registry, multi-platform indexes, registry errors.
 //! - `files`: `file:` and `dir:` sources, a sparse disk image.
+//! - `gzip`: gzip layers and tarballs stored as raw bytes plus re-creation data come back exact through `get`,
+//!   the registry (cold and warm), a bundle and fsck; a damaged cached copy is caught; a broken gzip is kept.
 //! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
@@ -36,6 +38,7 @@ mod bundle;
 mod crash;
 mod docker_archive;
 mod files;
+mod gzip;
 mod netns;
 mod oci;
 mod peers;

@@ -261,6 +261,10 @@ pub struct AddReport {
     pub chunks_new: u64,
     /// Compressed bytes this add wrote to packs.
     pub stored_bytes_new: u64,
+    /// Bytes of gzip blobs (layers, tarballs) this add stored as raw bytes plus re-creation data.
+    pub recreated_bytes: u64,
+    /// Bytes of gzip blobs this add stored as they are (not re-creatable exactly, or over 1 GiB).
+    pub gzip_kept_bytes: u64,
 }
 
 /// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
@@ -321,6 +325,8 @@ pub fn add(
         chunks,
         chunks_new: stats.chunks_new,
         stored_bytes_new: stats.stored_bytes_new,
+        recreated_bytes: stats.recreated_bytes,
+        gzip_kept_bytes: stats.gzip_kept_bytes,
     };
     Ok((manifest, report))
 }

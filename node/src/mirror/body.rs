@@ -15,6 +15,8 @@ const QUEUE: usize = 4;
 const WINDOW: usize = 4;
 /// A client that takes nothing for this long loses its download (and frees the thread rebuilding it).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Re-created gzip blobs are read from their cached file in pieces of this size.
+const PIECE: u64 = 256 << 10;
 /// Zero runs are sent in pieces of this size, all sharing one buffer.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
@@ -55,6 +57,9 @@ fn pieces(
         crate::store::StoreError::Corrupt(format!("recipe of blob {} is missing", blob.sha256))
     })?;
     let end = start + len;
+    if recipe.is_gzip() {
+        return recreated_pieces(store, blob, &recipe, start, len, send);
+    }
     // The parts overlapping the range, with the slice of each to send.
     let mut wanted: Vec<(Part, usize, usize)> = Vec::new();
     let mut at = 0u64;
@@ -139,4 +144,32 @@ fn decode(store: &Store, window: &[(Part, usize, usize)]) -> std::sync::mpsc::Re
         let _ = tx.send(decoded);
     });
     rx
+}
+
+/// [`pieces`] of a gzip blob stored as raw bytes plus re-creation data: from its re-created file in the cache
+/// (re-created first on a cold read).
+fn recreated_pieces(
+    store: &Store,
+    blob: &BlobRef,
+    recipe: &ferry_protocol::Recipe,
+    start: u64,
+    len: u64,
+    send: &dyn Fn(std::io::Result<Bytes>) -> bool,
+) -> Result<(), crate::store::StoreError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = store.recreated(blob, recipe)?;
+    let io = |e| {
+        crate::store::StoreError::Corrupt(format!("reading re-created blob {}: {e}", blob.sha256))
+    };
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    let mut left = len;
+    while left > 0 {
+        let mut buf = vec![0u8; left.min(PIECE) as usize];
+        file.read_exact(&mut buf).map_err(io)?;
+        left -= buf.len() as u64;
+        if !send(Ok(Bytes::from(buf))) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@
 
 pub mod accept;
 pub mod fsck;
+pub mod gzip;
 pub mod packs;
 pub mod pushed;
 pub mod reader;
@@ -187,6 +188,8 @@ struct Shared {
     /// a release does not look every blob, recipe and chunk up a second time. Nothing removes chunks or records
     /// while a node runs; a garbage collector must clear this.
     complete: Mutex<HashSet<BlobRef>>,
+    /// Gzip blobs being re-created into the cache, each behind its own lock (see [`gzip`]).
+    recreating: Mutex<HashMap<BlobId, Arc<Mutex<()>>>>,
     /// Serialises publishing so sequence numbers are unique.
     publish: Mutex<()>,
     /// Bumped whenever a release becomes visible or something is pushed, so views built from them know to
@@ -281,6 +284,7 @@ impl Store {
             writer: Mutex::new(writer::PackWriter::default()),
             meta: Mutex::new(()),
             complete: Mutex::new(HashSet::new()),
+            recreating: Mutex::new(HashMap::new()),
             packs_dir,
             config,
             key,

@@ -5,7 +5,7 @@
 //! entries, then the recipes and blob records that need them.
 
 use super::packs::{self, Location};
-use super::{blob_value, pack_len_key, sync_dir, Store, StoreError};
+use super::{blob_value, gzip, pack_len_key, sync_dir, Store, StoreError};
 use crate::progress::Progress;
 use ferry_protocol::{BlobId, BlobRef, ChunkId, Hash32, Part, Recipe, RecipeId, Sha256Digest};
 use rayon::prelude::*;
@@ -100,6 +100,10 @@ pub struct WriteStats {
     pub chunks_new: u64,
     /// Compressed bytes (with record headers) appended.
     pub stored_bytes_new: u64,
+    /// Bytes of gzip blobs stored as raw bytes plus re-creation data.
+    pub recreated_bytes: u64,
+    /// Bytes of gzip blobs stored as they are (not decomposable, or too large).
+    pub gzip_kept_bytes: u64,
 }
 
 impl std::ops::AddAssign for WriteStats {
@@ -107,6 +111,8 @@ impl std::ops::AddAssign for WriteStats {
         self.chunks += o.chunks;
         self.chunks_new += o.chunks_new;
         self.stored_bytes_new += o.stored_bytes_new;
+        self.recreated_bytes += o.recreated_bytes;
+        self.gzip_kept_bytes += o.gzip_kept_bytes;
     }
 }
 
@@ -163,9 +169,38 @@ struct Prepared {
 
 /// The whole-stream hashes, fed in stream order by the appending stage.
 struct StreamSummary {
+    /// Whether to hash at all (not for the parts of a gzip blob, whose hashes are the gzip stream's).
+    hash: bool,
     sha: sha2::Sha256,
     blake: blake3::Hasher,
     len: u64,
+}
+
+/// Fail unless the content has the digest (and size) it was promised with.
+fn check_expected(
+    what: &str,
+    expect: Option<(Sha256Digest, Option<u64>)>,
+    actual: Sha256Digest,
+    size: u64,
+) -> Result<(), StoreError> {
+    let Some((expected, expected_size)) = expect else {
+        return Ok(());
+    };
+    if expected != actual {
+        return Err(StoreError::DigestMismatch {
+            what: what.to_string(),
+            expected,
+            actual,
+        });
+    }
+    if let Some(expected) = expected_size.filter(|&e| e != size) {
+        return Err(StoreError::SizeMismatch {
+            what: what.to_string(),
+            expected,
+            actual: size,
+        });
+    }
+    Ok(())
 }
 
 /// Read `src` into large buffers, cut chunks with FastCDC and send each buffer with its chunks. The last chunk of a buffer may only be cut by the buffer's end, so it is carried to the next buffer
@@ -212,6 +247,35 @@ fn feed<R: Read>(
     }
 }
 
+/// Send `data`, already cut into `cuts` (which tile it), in batches.
+fn feed_cuts(
+    data: &[u8],
+    cuts: &[std::ops::Range<usize>],
+    tx: &mpsc::SyncSender<std::io::Result<Batch>>,
+    pool: &mpsc::Receiver<Vec<u8>>,
+) {
+    let mut i = 0;
+    while i < cuts.len() {
+        let start = cuts[i].start;
+        let mut j = i + 1;
+        while j < cuts.len() && cuts[j].end - start <= BATCH_BYTES {
+            j += 1;
+        }
+        let end = cuts[j - 1].end;
+        let mut buf = pool.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(&data[start..end]);
+        let chunks = cuts[i..j]
+            .iter()
+            .map(|r| r.start - start..r.end - start)
+            .collect();
+        if tx.send(Ok(Batch { data: buf, chunks })).is_err() {
+            return;
+        }
+        i = j;
+    }
+}
+
 impl Store {
     /// Chunk, dedup and store everything `src` yields as one blob. With `expect`, the content must have that
     /// SHA-256 (and `expect_size`, that length) or nothing about the blob is recorded; chunks already appended
@@ -219,7 +283,119 @@ impl Store {
     ///
     /// Three stages overlap: a reader thread fills buffers and cuts chunks; the pool hashes and compresses
     /// batch N while this thread feeds batch N-1 to the whole-stream SHA-256 and BLAKE3 and appends it.
+    ///
+    /// A gzip stream (up to [`gzip::MAX_GZIP`]) is stored as its raw bytes plus re-creation data when it can be
+    /// re-created exactly (see [`gzip`]), and as it is otherwise.
     pub fn ingest_blob<R: Read + Send>(
+        &self,
+        mut src: R,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<Ingested, StoreError> {
+        let source = |source| StoreError::Source {
+            what: what.to_string(),
+            source,
+        };
+        let mut head = Vec::with_capacity(3);
+        (&mut src).take(3).read_to_end(&mut head).map_err(source)?;
+        if head != [0x1f, 0x8b, 0x08] {
+            return self.ingest_stream(
+                std::io::Cursor::new(head).chain(src),
+                what,
+                expect,
+                progress,
+            );
+        }
+        let mut gz = head;
+        (&mut src)
+            .take(gzip::MAX_GZIP + 1 - 3)
+            .read_to_end(&mut gz)
+            .map_err(source)?;
+        if gz.len() as u64 <= gzip::MAX_GZIP {
+            return self.ingest_gzip(gz, what, expect, progress);
+        }
+        tracing::info!(%what, "gzip blob larger than {} MiB stored as it is", gzip::MAX_GZIP >> 20);
+        let mut ingested =
+            self.ingest_stream(std::io::Cursor::new(gz).chain(src), what, expect, progress)?;
+        ingested.stats.gzip_kept_bytes += ingested.blob.size;
+        Ok(ingested)
+    }
+
+    /// A whole gzip blob: as raw bytes plus re-creation data, or as it is when that cannot be done.
+    fn ingest_gzip(
+        &self,
+        gz: Vec<u8>,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<Ingested, StoreError> {
+        let size = gz.len() as u64;
+        let (sha256, id) = rayon::join(
+            || Sha256Digest(Hash32(sha2::Sha256::digest(&gz).into())),
+            || BlobId::from_bytes(*blake3::hash(&gz).as_bytes()),
+        );
+        check_expected(what, expect, sha256, size)?;
+        let d = match gzip::decompose(&gz) {
+            Ok(d) => d,
+            Err(reason) => {
+                tracing::info!(%what, %reason, "gzip blob stored as it is");
+                let mut ingested = self.ingest_stream(&gz[..], what, None, progress)?;
+                ingested.stats.gzip_kept_bytes += size;
+                return Ok(ingested);
+            }
+        };
+        let params = self.0.config.chunking;
+        let cuts = crate::chunker::cut_tar(&d.raw, &params)
+            .unwrap_or_else(|| crate::chunker::cut(&d.raw, &params, true));
+        let (mut parts, _, mut stats) = self.ingest_parts(
+            |tx, pool| feed_cuts(&d.raw, &cuts, tx, pool),
+            false,
+            what,
+            &crate::progress::NoProgress,
+        )?;
+        let raw_parts = parts.len() as u32;
+        let cuts = crate::chunker::cut(&d.recreation, &params, true);
+        let (rec_parts, _, rec_stats) = self.ingest_parts(
+            |tx, pool| feed_cuts(&d.recreation, &cuts, tx, pool),
+            false,
+            what,
+            &crate::progress::NoProgress,
+        )?;
+        parts.extend(rec_parts);
+        stats += rec_stats;
+        stats.recreated_bytes += size;
+        progress.advance(size);
+        tracing::debug!(%what, model = %d.model, raw = d.raw.len(), recreation = d.recreation.len(), "gzip blob decomposed");
+        let recipe = Recipe::Gzip {
+            size,
+            raw_size: d.raw.len() as u64,
+            raw_parts,
+            parts,
+        };
+        Ok(Ingested {
+            blob: self.queue_blob(id, sha256, recipe),
+            stats,
+        })
+    }
+
+    /// Queue a blob's recipe and record for the next commit.
+    fn queue_blob(&self, id: BlobId, sha256: Sha256Digest, recipe: Recipe) -> BlobRef {
+        let (recipe_id, recipe_bytes) = recipe.encode_with_id();
+        let blob = BlobRef {
+            id,
+            sha256,
+            size: recipe.size(),
+            recipe: recipe_id,
+        };
+        let mut w = self.0.writer.lock().expect("writer poisoned");
+        w.pending_recipes.push((recipe_id, recipe_bytes));
+        w.pending_blobs.push(blob);
+        blob
+    }
+
+    /// Store a stream as one blob of concatenated chunks.
+    fn ingest_stream<R: Read + Send>(
         &self,
         src: R,
         what: &str,
@@ -227,6 +403,34 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<Ingested, StoreError> {
         let params = self.0.config.chunking;
+        let (parts, summary, stats) = self.ingest_parts(
+            |tx, pool| feed(src, &params, tx, pool),
+            true,
+            what,
+            progress,
+        )?;
+        let size = summary.len;
+        let sha256 = Sha256Digest(Hash32(summary.sha.finalize().into()));
+        let id = BlobId::from_bytes(*summary.blake.finalize().as_bytes());
+        check_expected(what, expect, sha256, size)?;
+        Ok(Ingested {
+            blob: self.queue_blob(id, sha256, Recipe::concat(parts)),
+            stats,
+        })
+    }
+
+    /// Chunk, dedup and store the batches `feeder` sends: the parts they make, the whole stream's hashes and
+    /// length, and what storing cost.
+    fn ingest_parts<F>(
+        &self,
+        feeder: F,
+        hash: bool,
+        what: &str,
+        progress: &dyn Progress,
+    ) -> Result<(Vec<Part>, StreamSummary, WriteStats), StoreError>
+    where
+        F: FnOnce(&mpsc::SyncSender<std::io::Result<Batch>>, &mpsc::Receiver<Vec<u8>>) + Send,
+    {
         let mut parts: Vec<Part> = Vec::new();
         let mut stats = WriteStats::default();
         // Chunks this call has decided to write but may not have appended yet.
@@ -235,12 +439,13 @@ impl Store {
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<Batch>>(2);
         let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
         let mut summary = StreamSummary {
+            hash,
             sha: sha2::Sha256::new(),
             blake: blake3::Hasher::new(),
             len: 0,
         };
         std::thread::scope(|scope| -> Result<(), StoreError> {
-            let reader = scope.spawn(move || feed(src, &params, &tx, &pool_rx));
+            let reader = scope.spawn(move || feeder(&tx, &pool_rx));
             let mut prev: Option<Prepared> = None;
             for batch in rx {
                 let batch = batch.map_err(|source| StoreError::Source {
@@ -266,38 +471,7 @@ impl Store {
             Ok(())
         })?;
 
-        let size = summary.len;
-        let sha256 = Sha256Digest(Hash32(summary.sha.finalize().into()));
-        let id = BlobId::from_bytes(*summary.blake.finalize().as_bytes());
-        if let Some((expected, expected_size)) = expect {
-            if expected != sha256 {
-                return Err(StoreError::DigestMismatch {
-                    what: what.to_string(),
-                    expected,
-                    actual: sha256,
-                });
-            }
-            if let Some(expected) = expected_size.filter(|&e| e != size) {
-                return Err(StoreError::SizeMismatch {
-                    what: what.to_string(),
-                    expected,
-                    actual: size,
-                });
-            }
-        }
-        let recipe = Recipe::concat(parts);
-        let (recipe_id, recipe_bytes) = recipe.encode_with_id();
-        let blob = BlobRef {
-            id,
-            sha256,
-            size,
-            recipe: recipe_id,
-        };
-        let mut w = self.0.writer.lock().expect("writer poisoned");
-        w.pending_recipes.push((recipe_id, recipe_bytes));
-        w.pending_blobs.push(blob);
-        drop(w);
-        Ok(Ingested { blob, stats })
+        Ok((parts, summary, stats))
     }
 
     /// Hash a batch in parallel, decide which chunks are new, compress those in parallel.
@@ -354,8 +528,10 @@ impl Store {
     ) -> Result<WriteStats, StoreError> {
         // The batches' chunks tile the stream in order, so this is the whole stream, once.
         let span = &p.batch.data[..p.batch.chunks.last().map_or(0, |c| c.end)];
-        summary.sha.update(span);
-        summary.blake.update(span);
+        if summary.hash {
+            summary.sha.update(span);
+            summary.blake.update(span);
+        }
         summary.len += span.len() as u64;
         let mut stats = WriteStats::default();
         let mut w = self.0.writer.lock().expect("writer poisoned");

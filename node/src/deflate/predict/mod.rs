@@ -265,6 +265,28 @@ pub fn encode<M: Model + ?Sized>(
     layout: &Layout,
     tokens: &[u8],
 ) -> Result<Vec<u8>, PredictError> {
+    walk_tokens(model, layout, tokens, u64::MAX).map(|(out, _, _)| out)
+}
+
+/// How well `model` predicts the decisions before raw offset `limit`: (decisions, misses). For choosing a model
+/// on the start of a stream before encoding all of it.
+pub fn trial<M: Model + ?Sized>(
+    model: &mut M,
+    layout: &Layout,
+    tokens: &[u8],
+    limit: u64,
+) -> Result<(u64, u64), PredictError> {
+    walk_tokens(model, layout, tokens, limit).map(|(_, decisions, misses)| (decisions, misses))
+}
+
+/// [`encode`], stopping at the first decision at or past `limit` (the corrections are then incomplete).
+fn walk_tokens<M: Model + ?Sized>(
+    model: &mut M,
+    layout: &Layout,
+    tokens: &[u8],
+    limit: u64,
+) -> Result<(Vec<u8>, u64, u64), PredictError> {
+    let (mut decisions, mut misses) = (0u64, 0u64);
     let mut out = Vec::new();
     let mut t = Cursor::new(tokens);
     let mut walk = Walk::new(layout);
@@ -289,9 +311,14 @@ pub fn encode<M: Model + ?Sized>(
                 part: "tokens",
                 at,
             })?;
+            if p >= limit {
+                return Ok((out, decisions, misses));
+            }
+            decisions += 1;
             if model.predict(p as usize) == actual {
                 agreed += 1;
             } else {
+                misses += 1;
                 put_varint(&mut out, agreed);
                 put_decision(&mut out, actual);
                 agreed = 0;
@@ -311,7 +338,7 @@ pub fn encode<M: Model + ?Sized>(
         });
     }
     put_varint(&mut out, agreed);
-    Ok(out)
+    Ok((out, decisions, misses))
 }
 
 /// The tokens that `corrections` and `model` give for a stream with this `layout`.

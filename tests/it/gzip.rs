@@ -1,0 +1,170 @@
+//! Gzip blobs (umoci's pgzip layers, a GNU gzip tarball) stored as raw bytes plus re-creation data: every one
+//! comes back with its original digest through `ferry get`, the registry (cold and warm), a bundle and fsck;
+//! a gzip stream that cannot be re-created is kept as it is, counted, and comes back too.
+
+use std::fs;
+use std::path::Path;
+
+use ferry_tests::cmd::run_ok;
+use ferry_tests::ferry::{num, Store};
+use ferry_tests::fixtures::images;
+use ferry_tests::fsutil::{index_entries, sha256_file, verify_blobs};
+use ferry_tests::node::Node;
+
+use crate::oci::oci;
+
+/// Bytes of the gzip layers of the fixture images v1 and v2 (each layer once).
+fn layer_bytes() -> u64 {
+    let imgs = images();
+    let mut layers: Vec<&String> = imgs.v1.layers.iter().chain(&imgs.v2.layers).collect();
+    layers.sort();
+    layers.dedup();
+    layers
+        .iter()
+        .map(|d| {
+            let path = imgs
+                .layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"));
+            fs::metadata(path).unwrap().len()
+        })
+        .sum()
+}
+
+fn cache_files(store: &Path) -> Vec<std::path::PathBuf> {
+    match fs::read_dir(store.join("cache/gzip")) {
+        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[track_caller]
+fn fsck_clean(s: &Store) {
+    let (code, report, _) = s.fsck_json();
+    assert_eq!(code, Some(0), "fsck: {report}");
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+#[test]
+fn gzip_layers_are_recreated_exactly_everywhere() {
+    let imgs = images();
+    let s = Store::new();
+    let a1 = s.add("img@1", &[&oci(&imgs.layout, "v1")]);
+    let a2 = s.add("img@2", &[&oci(&imgs.layout, "v2")]);
+    // Every gzip layer was decomposed: none kept as it is.
+    assert_eq!(
+        num(&a1, "gzip_kept_bytes") + num(&a2, "gzip_kept_bytes"),
+        0,
+        "{a1} {a2}"
+    );
+    assert_eq!(
+        num(&a1, "recreated_bytes") + num(&a2, "recreated_bytes"),
+        layer_bytes(),
+        "{a1} {a2}"
+    );
+
+    // `ferry get` to an OCI layout: every blob hashes to its name, the manifests are the originals.
+    let out = s.tmp_path("got");
+    s.get("img@2", &format!("oci:{}", out.display()));
+    assert!(
+        verify_blobs(&out).contains(&imgs.v2.layers[1].trim_start_matches("sha256:").to_string())
+    );
+    assert_eq!(index_entries(&out)[0].digest, imgs.v2.digest);
+    fsck_clean(&s);
+
+    // The registry: a cold read re-creates into the cache, a warm one reads the cache; skopeo checks digests.
+    for f in cache_files(&s.path) {
+        fs::remove_file(f).unwrap();
+    }
+    let node = Node::start(&s.path);
+    for round in ["cold", "warm"] {
+        let dest = s.tmp_path(&format!("pull-{round}"));
+        run_ok(
+            "skopeo",
+            [
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                &format!("docker://{}/img:v2", node.addr),
+                &format!("oci:{}:v2", dest.display()),
+            ],
+        );
+        assert_eq!(
+            index_entries(&dest)[0].digest,
+            imgs.v2.digest,
+            "{round} pull"
+        );
+        verify_blobs(&dest);
+        assert_eq!(
+            cache_files(&s.path).len(),
+            imgs.v2.layers.len(),
+            "{round}: {:?}",
+            cache_files(&s.path)
+        );
+    }
+    assert_eq!(node.stop(), Some(0));
+
+    // A damaged cached copy is found by fsck, named and dropped; the next read re-creates it.
+    let cached = cache_files(&s.path).pop().unwrap();
+    let mut bytes = fs::read(&cached).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&cached, bytes).unwrap();
+    let (code, report, _) = s.fsck_json();
+    assert_ne!(code, Some(0), "{report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("re-created copy") && problems.contains("removed"),
+        "{report}"
+    );
+    assert!(!cached.exists());
+    fsck_clean(&s);
+
+    // A bundle carries raw chunks and re-creation data; the site re-creates the exact layers.
+    let site = Store::new();
+    let key = s.tmp_path("seed.pub");
+    fs::write(&key, s.run(["keys", "export"]).ok().stdout).unwrap();
+    site.run(["trust", "add", key.to_str().unwrap()]).ok();
+    let bundle = s.tmp_path("bundle");
+    s.json(["export", "img@2", "--out", bundle.to_str().unwrap()]);
+    site.json(["import", bundle.to_str().unwrap()]);
+    let out = site.tmp_path("site-got");
+    site.get("img@2", &format!("oci:{}", out.display()));
+    assert_eq!(index_entries(&out)[0].digest, imgs.v2.digest);
+    verify_blobs(&out);
+    fsck_clean(&site);
+}
+
+#[test]
+fn gzip_tarball_file_round_trips_and_a_broken_one_is_kept() {
+    let imgs = images();
+    let s = Store::new();
+    let tarball = &imgs.rootfs_tar;
+    let size = fs::metadata(tarball).unwrap().len();
+    let add = s.add("tar@1", &[&format!("file:{}", tarball.display())]);
+    assert_eq!(num(&add, "recreated_bytes"), size, "{add}");
+
+    // A gzip file whose CRC is wrong cannot be re-created (decomposing checks it): kept as it is, counted.
+    let broken = s.tmp_path("broken.tar.gz");
+    let mut bytes = fs::read(tarball).unwrap();
+    let n = bytes.len();
+    bytes[n - 8] ^= 0xff;
+    fs::write(&broken, &bytes).unwrap();
+    let add = s.add("broken@1", &[&format!("file:{}", broken.display())]);
+    assert_eq!(num(&add, "gzip_kept_bytes"), n as u64, "{add}");
+    assert_eq!(num(&add, "recreated_bytes"), 0, "{add}");
+
+    for (release, name, original) in [
+        ("tar@1", "rootfs-v1.tar.gz", tarball.as_path()),
+        ("broken@1", "broken.tar.gz", broken.as_path()),
+    ] {
+        let out = s.tmp_path(&format!("out-{name}"));
+        s.get(release, &format!("dir:{}", out.display()));
+        assert_eq!(
+            sha256_file(&out.join(name)),
+            sha256_file(original),
+            "{release}"
+        );
+    }
+    fsck_clean(&s);
+}
