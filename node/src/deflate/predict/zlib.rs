@@ -619,6 +619,58 @@ mod tests {
         }
     }
 
+    /// gzip by Node's zlib (Chromium's fork, bundled) at `level`, fed in pieces of `piece` bytes.
+    fn node_gzip(data: &[u8], level: u32, piece: usize) -> Vec<u8> {
+        const SCRIPT: &str = "const z = require('zlib'); const [level, piece] = process.argv.slice(1).map(Number);\n\
+            const d = require('fs').readFileSync(0); const g = z.createGzip({ level }); const out = [];\n\
+            g.on('data', (c) => out.push(c)); g.on('end', () => process.stdout.write(Buffer.concat(out)));\n\
+            for (let i = 0; i < d.length; i += piece) g.write(d.subarray(i, i + piece)); g.end();\n";
+        let args = ["-e", SCRIPT, &level.to_string(), &piece.to_string()];
+        producer("node", &args, data, "nodejs")
+    }
+
+    /// Node's zlib: Chromium's fork when Node bundles it (its version then has a suffix, `1.3.1-e00f703`),
+    /// the system's zlib when it is built against it (Debian's own nodejs).
+    fn node_model() -> &'static str {
+        let v = producer("node", &["-p", "process.versions.zlib"], b"", "nodejs");
+        if String::from_utf8_lossy(&v).trim().contains('-') {
+            "chromium"
+        } else {
+            "zlib"
+        }
+    }
+
+    #[test]
+    fn node_zlib_every_level_is_predicted_exactly() {
+        let model = node_model();
+        let mut bad = Vec::new();
+        for (what, data) in data() {
+            for level in 1..=9 {
+                let gz = node_gzip(&data, level, 16_384);
+                let (n, first) = misses(&format!("{model}-{level}"), &gz);
+                if n > 0 {
+                    bad.push(format!("{what}, level {level}: {n} misses, first {first:?}"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    #[test]
+    fn gnu_gzip_every_level() {
+        let mut bad = Vec::new();
+        for (what, data) in data() {
+            for level in 1..=9 {
+                let gz = producer("gzip", &["-c", &format!("-{level}")], &data, "gzip");
+                let (n, first) = misses(&format!("zlib-{level}"), &gz);
+                if n > 0 {
+                    bad.push(format!("{what}, level {level}: {n} misses, first {first:?}"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
     #[test]
     fn names() {
         assert!(params("zlib-9").is_some() && params("chromium-1").is_some());
