@@ -463,6 +463,7 @@ pub const MODELS: &[&str] = &[
     "chromium-1",
     "chromium-6",
     "chromium-9",
+    "zlibrs-9",
 ];
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! zlib's deflate (levels 1–9, windowBits 15) as a [`Model`]: what Python's `zlib` and `gzip`, cargo's flate2
-//! (with its zlib backend) and, with Chromium's hash, Node's `zlib` produce.
+//! zlib's deflate (levels 1–9, windowBits 15) as a [`Model`]: what Python's `zlib` and `gzip` and GNU gzip
+//! produce (`zlib-L`), Node's `zlib` with the Chromium fork it bundles (`chromium-L`, npm packs at level 9), and
+//! zlib-rs at level 9, which cargo's flate2 uses to package crates (`zlibrs-9`).
 //!
 //! zlib finds matches through hash chains: every position whose three bytes lie inside the input is put at the
 //! head of the chain of its hash (`head`), and links to the position that was there before (`prev`, a ring of
@@ -26,6 +27,11 @@
 //! a multiplicative hash of four bytes, so a candidate whose fourth byte differs usually sits in another
 //! chain, which changes the three-byte matches found and the chain lengths walked. Both use 15 bits here
 //! (memLevel 8, the default of zlib, Python, Node and flate2).
+//!
+//! zlib-rs follows zlib-ng: level 9 is `deflate_slow` with zlib's hash but without `TOO_FAR`, a search needs
+//! four bytes left, and its `longest_match_slow` walks, for each candidate, the chain of whichever of the
+//! current match's three-byte substrings reaches back least far — the same candidates in order, minus those
+//! that cannot match, so fewer steps of the chain budget are spent.
 //!
 //! Stored blocks: zlib chooses them after the matching, so the model runs its own decisions through them to
 //! keep its hash chains where the producer's were.
@@ -75,6 +81,9 @@ pub struct Params {
     pub hash: Hash,
     /// Hash bits (`memLevel + 7`, and at least 15 with Chromium's hash).
     pub hash_bits: u32,
+    /// zlib-ng's lazy search as zlib-rs has it at level 9 (`longest_match_slow`): no `TOO_FAR`, and the chain
+    /// walked is whichever of the match's three-byte substrings has the oldest candidate.
+    pub ng: bool,
 }
 
 impl Params {
@@ -100,6 +109,7 @@ impl Params {
             lazy_eval: level >= 4,
             hash,
             hash_bits: 15,
+            ng: false,
         })
     }
 }
@@ -110,6 +120,9 @@ pub fn params(name: &str) -> Option<Params> {
         (Hash::Rolling, l)
     } else if let Some(l) = name.strip_prefix("chromium-") {
         (Hash::Chromium, l)
+    } else if name == "zlibrs-9" {
+        let p = Params::level(9, Hash::Rolling)?;
+        return Some(Params { ng: true, ..p });
     } else {
         return None;
     };
@@ -273,7 +286,9 @@ impl<'a> Zlib<'a> {
         if q >= self.end {
             return NONE;
         }
-        let head = if q + MIN_MATCH > self.end {
+        // zlib-ng inserts (and searches) only with four bytes left.
+        let want = if self.p.ng { MIN_MATCH + 1 } else { MIN_MATCH };
+        let head = if q + want > self.end {
             self.inserted = self.inserted.max(q + 1);
             return NONE;
         } else if self.inserted <= q {
@@ -290,6 +305,9 @@ impl<'a> Zlib<'a> {
         let rel = q - self.base;
         if head as usize >= rel || rel - head as usize > MAX_DIST {
             return NONE;
+        }
+        if self.p.ng {
+            return self.longest_ng(q, head, beat);
         }
         let f = self.longest(q, head, beat);
         if self.p.lazy_eval && f.len == MIN_MATCH && f.dist > TOO_FAR {
@@ -359,6 +377,114 @@ impl<'a> Zlib<'a> {
             len: best.min(left),
             dist,
         }
+    }
+
+    /// zlib's hash of the three bytes at `x` (zeros past the end), as zlib-ng recomputes it while searching.
+    #[inline(always)]
+    fn hash_at(&self, x: usize) -> usize {
+        let s = self.hash_shift;
+        let h =
+            (self.at(x) as u32) << (2 * s) ^ (self.at(x + 1) as u32) << s ^ self.at(x + 2) as u32;
+        (h & self.hash_mask) as usize
+    }
+
+    /// How many bytes from `c` match those from `q` (up to 258, zeros past the end).
+    #[inline(always)]
+    fn length(&self, q: usize, c: usize) -> usize {
+        if q + MAX_MATCH <= self.end {
+            common(&self.raw[q..q + MAX_MATCH], &self.raw[c..c + MAX_MATCH])
+        } else {
+            (0..MAX_MATCH)
+                .find(|&i| self.at(q + i) != self.at(c + i))
+                .unwrap_or(MAX_MATCH)
+        }
+    }
+
+    /// zlib-ng's `longest_match_slow` from chain entry `head`: a candidate `c` is reached through the chain
+    /// of one of its substrings, `c + off`, the one whose next entry is oldest, so fewer candidates are walked
+    /// (the walk to a new chain costs no step). Returns at once with a match reaching the end of the input.
+    fn longest_ng(&self, q: usize, head: u32, beat: usize) -> Found {
+        let left = self.end - q;
+        let rel = q - self.base;
+        let mut best = beat.max(MIN_MATCH - 1);
+        let mut chain = self.p.chain;
+        if best >= self.p.good {
+            chain >>= 2;
+        }
+        let base_limit = rel.saturating_sub(MAX_DIST);
+        let mut cur = head as usize;
+        let mut off = 0;
+        let mut dist = 0;
+        let done = |best: usize, dist| Found {
+            len: best.min(left),
+            dist,
+        };
+        if best >= MIN_MATCH {
+            for k in 1..=best - 2 {
+                let p = self.head[self.hash_at(q + k)] as usize;
+                if p < cur {
+                    off = k;
+                    cur = p;
+                }
+            }
+            if cur <= base_limit + off {
+                return done(best, dist);
+            }
+        }
+        let mut limit = base_limit + off;
+        loop {
+            if cur >= rel {
+                break;
+            }
+            let c = self.base + cur - off;
+            let len = self.length(q, c);
+            if len > best {
+                dist = q - c;
+                if len >= left {
+                    return done(left, dist);
+                }
+                best = len;
+                if best >= self.p.nice {
+                    return done(best, dist);
+                }
+                if len > MIN_MATCH && c + len < q {
+                    let start = cur - off;
+                    let mut next = start;
+                    off = 0;
+                    for i in 0..=len - MIN_MATCH {
+                        let p = self.prev[(start + i) & WMASK] as usize;
+                        if p < next {
+                            if p <= base_limit + i {
+                                return done(best, dist);
+                            }
+                            next = p;
+                            off = i;
+                        }
+                    }
+                    cur = next;
+                    let k = len - (MIN_MATCH + 1);
+                    let p = self.head[self.hash_at(q + k)] as usize;
+                    if p < cur {
+                        off = k;
+                        if p <= base_limit + off {
+                            return done(best, dist);
+                        }
+                        cur = p;
+                    }
+                    limit = base_limit + off;
+                    continue;
+                }
+            }
+            chain -= 1;
+            if chain == 0 {
+                break;
+            }
+            cur = self.prev[cur & WMASK] as usize;
+            if cur <= limit {
+                break;
+            }
+        }
+        Found { len: best, dist }
     }
 
     /// Make `q` the next decision position: change members, or run the model's own decisions over what the
@@ -649,7 +775,9 @@ mod tests {
                 let gz = node_gzip(&data, level, 16_384);
                 let (n, first) = misses(&format!("{model}-{level}"), &gz);
                 if n > 0 {
-                    bad.push(format!("{what}, level {level}: {n} misses, first {first:?}"));
+                    bad.push(format!(
+                        "{what}, level {level}: {n} misses, first {first:?}"
+                    ));
                 }
             }
         }
@@ -664,8 +792,59 @@ mod tests {
                 let gz = producer("gzip", &["-c", &format!("-{level}")], &data, "gzip");
                 let (n, first) = misses(&format!("zlib-{level}"), &gz);
                 if n > 0 {
-                    bad.push(format!("{what}, level {level}: {n} misses, first {first:?}"));
+                    bad.push(format!(
+                        "{what}, level {level}: {n} misses, first {first:?}"
+                    ));
                 }
+            }
+        }
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    /// A `.crate` made by `cargo package` (cargo's flate2 with zlib-rs, level 9) of a crate holding `data`.
+    fn cargo_package(data: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("src")).unwrap();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[package]\nname = \"probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\n\
+             description = \"probe\"\n\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("src/lib.rs"), "").unwrap();
+        std::fs::write(root.join("src/data.bin"), data).unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = root.join("target");
+        let args = [
+            "package",
+            "--no-verify",
+            "--allow-dirty",
+            "--offline",
+            "--quiet",
+            "--target-dir",
+        ];
+        let out = Command::new(&cargo)
+            .args(args)
+            .arg(&target)
+            .current_dir(root)
+            .output()
+            .unwrap_or_else(|e| panic!("{cargo} is needed (Debian package cargo): {e}"));
+        assert!(
+            out.status.success(),
+            "cargo package failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(target.join("package/probe-0.1.0.crate")).unwrap()
+    }
+
+    #[test]
+    fn cargo_package_is_predicted_exactly() {
+        let mut bad = Vec::new();
+        for (what, data) in data() {
+            let (n, first) = misses("zlibrs-9", &cargo_package(&data));
+            if n > 0 {
+                bad.push(format!("{what}: {n} misses, first {first:?}"));
             }
         }
         assert!(bad.is_empty(), "{bad:#?}");
