@@ -721,7 +721,7 @@ mod tests {
         let sparse: Vec<u8> = r.iter().map(|b| b"abcdefgh"[*b as usize % 8]).collect();
         let mut repeats = text(5_000, 64);
         for i in 0..40 {
-            repeats.extend_from_slice(&repeats[..(i * 997) % 5_000].to_vec());
+            repeats.extend_from_within(..(i * 997) % 5_000);
             repeats.extend(random(300 + i * 50, 65 + i as u64));
         }
         vec![
