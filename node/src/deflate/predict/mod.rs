@@ -468,12 +468,31 @@ pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dy
     let _ = (raw, layout);
     match name {
         "literals" => Some(Box::new(Literals)),
+        n if zlib::params(n).is_some() => {
+            Some(Box::new(zlib::Zlib::new(zlib::params(n)?, raw, layout)))
+        }
         _ => None,
     }
 }
 
 /// Every model name [`model`] knows, cheapest to try first.
-pub const MODELS: &[&str] = &["literals"];
+pub const MODELS: &[&str] = &[
+    "literals",
+    "zlib-1",
+    "zlib-2",
+    "zlib-3",
+    "zlib-4",
+    "zlib-5",
+    "zlib-6",
+    "zlib-7",
+    "zlib-8",
+    "zlib-9",
+    "chromium-1",
+    "chromium-6",
+    "chromium-9",
+    "zlibrs-9",
+];
 
 #[cfg(test)]
 mod tests;
+pub mod zlib;
