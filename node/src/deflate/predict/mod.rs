@@ -22,6 +22,12 @@
 //! A model is given the stream's [`Layout`] (members, blocks, their raw ranges and kinds, parsed from `headers`):
 //! producers reset their state at member starts, and some (pgzip) compress each part separately and mark the
 //! seam with a sync flush — an empty stored block — which the layout shows.
+//!
+//! # Models
+//!
+//! - `go`: Go's `compress/flate` as `compress/gzip` drives it, `go-1` … `go-9`.
+
+mod go;
 
 use super::format::{
     put_final_run, put_match, put_varint, Cursor, Short, FORMAT_VERSION, TAG_END, TAG_MEMBER,
@@ -441,12 +447,17 @@ pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dy
     let _ = (raw, layout);
     match name {
         "literals" => Some(Box::new(Literals)),
+        "go-1" | "go-2" | "go-3" | "go-4" | "go-5" | "go-6" | "go-7" | "go-8" | "go-9" => {
+            Some(go::model(name.as_bytes()[3] - b'0', raw, layout))
+        }
         _ => None,
     }
 }
 
 /// Every model name [`model`] knows, cheapest to try first.
-pub const MODELS: &[&str] = &["literals"];
+pub const MODELS: &[&str] = &[
+    "literals", "go-1", "go-2", "go-3", "go-4", "go-5", "go-6", "go-7", "go-8", "go-9",
+];
 
 #[cfg(test)]
 mod tests;
