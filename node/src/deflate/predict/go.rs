@@ -321,6 +321,10 @@ impl<'a> Chained<'a> {
         }
         let head = self.chains.insert(self.raw, c);
         self.hashed = c + 1;
+        if c + 5 <= self.stop {
+            // The next position's slot is a cache miss the producer pays too; start it now, while searching.
+            std::hint::black_box(self.chains.head[Chains::hash(self.raw, c + 1)]);
+        }
         let search = self.level.greedy.is_some() || (ahead > held && held < self.level.lazy);
         match head {
             Some(h) if search => self.find(c, h, ahead),
@@ -799,7 +803,7 @@ mod tests {
         data.extend(random(70_000, 52));
         data.extend(vec![b'z'; 40_000]);
         data.extend(text(60_000, 53));
-        data.extend_from_slice(&data[1000..30_000].to_vec());
+        data.extend_from_within(1000..30_000);
         data.extend(text(100_000, 54));
         data
     }
