@@ -321,10 +321,6 @@ impl<'a> Chained<'a> {
         }
         let head = self.chains.insert(self.raw, c);
         self.hashed = c + 1;
-        if c + 5 <= self.stop {
-            // The next position's slot is a cache miss the producer pays too; start it now, while searching.
-            std::hint::black_box(self.chains.head[Chains::hash(self.raw, c + 1)]);
-        }
         let search = self.level.greedy.is_some() || (ahead > held && held < self.level.lazy);
         match head {
             Some(h) if search => self.find(c, h, ahead),
