@@ -81,6 +81,7 @@ impl Stops {
             .filter(|b| b.kind == BlockKind::Stored && b.len == 0 && !b.last)
             .map(|b| clamp(b.start))
             .collect();
+        flushes.sort_unstable();
         flushes.dedup();
         flushes.retain(|&f| members.iter().any(|&(s, e)| s < f && f < e));
         Stops { members, flushes }
@@ -291,7 +292,7 @@ impl<'a> Chained<'a> {
         while self.held.is_none() && self.cursor >= self.stop && self.stop < self.member.1 {
             self.stop = self.stops.next(self.stop, self.member.1);
             // The write after a flush fills the buffer, sliding it first if the position is far enough in.
-            if self.cursor - self.window.0 >= 2 * WINDOW - MIN_LOOKAHEAD {
+            if self.cursor.saturating_sub(self.window.0) >= 2 * WINDOW - MIN_LOOKAHEAD {
                 self.window.0 += WINDOW;
             }
             self.window.1 = (self.window.0 + 2 * WINDOW).min(self.stop);
@@ -711,7 +712,7 @@ impl Model for BestSpeed<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode, encode, model as named, Layout, MODELS};
+    use super::super::{decode, encode, model as named, Decision, Layout, MODELS};
     use crate::deflate::tests::{random, round_trip, text};
     use std::io::Write as _;
     use std::path::PathBuf;
@@ -853,6 +854,37 @@ mod tests {
         gz.extend(go_gzip(&random(1000, 61), 6, 0, 0));
         gz.extend(go_gzip(&text(70_000, 60), 6, 0, 0));
         assert_eq!(misses("go-6", &gz), 0);
+    }
+
+    /// Any raw bytes, any layout, any sequence of decisions: no panic (a wrong model only misses).
+    #[test]
+    fn arbitrary_walks_do_not_panic() {
+        let gz = go_gzip(&mixed(), 6, 0, 30_000);
+        let (raw, re) = round_trip(&gz);
+        let layout = Layout::parse(&re.headers).unwrap();
+        let noise = random(200_000, 70);
+        for (i, bytes) in [&raw[..], &raw[..5000], &noise[..], &[][..]]
+            .into_iter()
+            .enumerate()
+        {
+            for m in MODELS.iter().filter(|m| m.starts_with("go-")) {
+                let mut model = named(m, bytes, &layout).unwrap();
+                let mut pos = 0;
+                let choice = random(4000, 71 + i as u64);
+                for (k, c) in choice.chunks(2).enumerate() {
+                    model.predict(pos);
+                    let d = match c[0] % 4 {
+                        0 => Decision::Literal,
+                        _ => Decision::Match {
+                            len: 3 + (c[1] as u16 % 256),
+                            dist: 1 + (c[0] as u16 * 131) % 32768,
+                        },
+                    };
+                    model.take(pos, d);
+                    pos += d.advance() + if k % 97 == 0 { 40_000 } else { 0 };
+                }
+            }
+        }
     }
 
     #[test]
