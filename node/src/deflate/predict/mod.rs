@@ -22,6 +22,12 @@
 //! A model is given the stream's [`Layout`] (members, blocks, their raw ranges and kinds, parsed from `headers`):
 //! producers reset their state at member starts, and some (pgzip) compress each part separately and mark the
 //! seam with a sync flush — an empty stored block — which the layout shows.
+//!
+//! # Models
+//!
+//! - `go`: Go's `compress/flate` as `compress/gzip` drives it, `go-1` … `go-9`.
+
+mod go;
 
 use super::format::{
     put_final_run, put_match, put_varint, Cursor, Short, FORMAT_VERSION, TAG_END, TAG_MEMBER,
@@ -471,26 +477,40 @@ pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dy
         n if zlib::params(n).is_some() => {
             Some(Box::new(zlib::Zlib::new(zlib::params(n)?, raw, layout)))
         }
+        "go-1" | "go-2" | "go-3" | "go-4" | "go-5" | "go-6" | "go-7" | "go-8" | "go-9" => {
+            Some(go::model(name.as_bytes()[3] - b'0', raw, layout))
+        }
         _ => None,
     }
 }
 
-/// Every model name [`model`] knows, cheapest to try first.
+/// Every model name [`model`] knows, the producers of most layers and tarballs first.
 pub const MODELS: &[&str] = &[
     "literals",
+    // The producers of most layers and tarballs first: ingest stops trying at the first model that makes no
+    // miss on the start of a stream.
+    "go-6",
+    "chromium-9",
+    "zlib-9",
+    "zlibrs-9",
+    "zlib-6",
+    "chromium-6",
+    "go-1",
+    "go-2",
+    "go-3",
+    "go-4",
+    "go-5",
+    "go-7",
+    "go-8",
+    "go-9",
     "zlib-1",
     "zlib-2",
     "zlib-3",
     "zlib-4",
     "zlib-5",
-    "zlib-6",
     "zlib-7",
     "zlib-8",
-    "zlib-9",
     "chromium-1",
-    "chromium-6",
-    "chromium-9",
-    "zlibrs-9",
 ];
 
 #[cfg(test)]

@@ -241,7 +241,7 @@ fn real_files() {
     }
 }
 
-fn count_misses(corrections: &[u8]) -> usize {
+pub(super) fn count_misses(corrections: &[u8]) -> usize {
     let mut c = Cursor::new(corrections);
     let mut n = 0;
     loop {
