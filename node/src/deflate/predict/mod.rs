@@ -441,12 +441,14 @@ pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dy
     let _ = (raw, layout);
     match name {
         "literals" => Some(Box::new(Literals)),
+        "pgzip-5" => Some(Box::new(pgzip::Pgzip::new(raw, layout))),
         _ => None,
     }
 }
 
 /// Every model name [`model`] knows, cheapest to try first.
-pub const MODELS: &[&str] = &["literals"];
+pub const MODELS: &[&str] = &["literals", "pgzip-5"];
 
+mod pgzip;
 #[cfg(test)]
 mod tests;
