@@ -61,6 +61,10 @@ pub(crate) fn decompose(gz: &[u8]) -> Result<Decomposed, String> {
         if misses * 2 < decisions && best.is_none_or(|(_, m)| misses < m) {
             best = Some((name, misses));
         }
+        if misses == 0 {
+            // MODELS lists the common producers first; a model with no miss is the one.
+            break;
+        }
     }
     let (model, data) = match best {
         Some((name, _)) => {

@@ -480,6 +480,7 @@ pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dy
         "go-1" | "go-2" | "go-3" | "go-4" | "go-5" | "go-6" | "go-7" | "go-8" | "go-9" => {
             Some(go::model(name.as_bytes()[3] - b'0', raw, layout))
         }
+        "pgzip-5" => Some(Box::new(pgzip::Pgzip::new(raw, layout))),
         _ => None,
     }
 }
@@ -490,6 +491,7 @@ pub const MODELS: &[&str] = &[
     // The producers of most layers and tarballs first: ingest stops trying at the first model that makes no
     // miss on the start of a stream.
     "go-6",
+    "pgzip-5",
     "chromium-9",
     "zlib-9",
     "zlibrs-9",
@@ -513,6 +515,7 @@ pub const MODELS: &[&str] = &[
     "chromium-1",
 ];
 
+mod pgzip;
 #[cfg(test)]
 mod tests;
 pub mod zlib;
