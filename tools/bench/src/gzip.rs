@@ -545,7 +545,7 @@ fn report(
     )?;
     writeln!(
         md,
-        "| ingest cost per core written down against plain ingest | the table below (this run is the plain-ingest baseline) | recorded |"
+        "| ingest cost per core written down against plain ingest | the table below: *add* against *raw add* and `gzip -dc` | recorded |"
     )?;
 
     writeln!(md, "\n### Ingest cost\n")?;
