@@ -70,6 +70,8 @@ fn gzip_layers_are_recreated_exactly_everywhere() {
         verify_blobs(&out).contains(&imgs.v2.layers[1].trim_start_matches("sha256:").to_string())
     );
     assert_eq!(index_entries(&out)[0].digest, imgs.v2.digest);
+    let (_, report, _) = s.fsck_json();
+    assert_eq!(num(&report, "recreated_blobs"), 2, "{report}");
     fsck_clean(&s);
 
     // The registry: a cold read re-creates into the cache, a warm one reads the cache; skopeo checks digests.

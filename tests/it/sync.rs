@@ -258,6 +258,78 @@ fn a_site_syncs_a_release_then_only_what_the_update_changed() {
 }
 
 #[test]
+fn gzip_layers_cross_as_raw_data_and_come_back_exact() {
+    let imgs = ferry_tests::fixtures::images();
+    let seed = Store::new();
+    seed.add("img@2", &[&crate::oci::oci(&imgs.layout, "v2")]);
+    let site = Store::new();
+    trust(&site, &seed);
+    allow_all(&[&seed, &site]);
+    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+    let _site_node = serve(
+        &site,
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--peer", &seed_addr],
+    );
+    wait_for("the site to connect", Duration::from_secs(30), || {
+        connected(&site) == 1
+    });
+
+    // What travels is what a bundle carries: raw chunks and re-creation data, never the gzip bytes.
+    let synced = sync(&site, "img@2", &[]);
+    let bundle = seed.tmp_path("bundle");
+    seed.run([
+        "export".as_ref(),
+        "img@2".as_ref(),
+        "--out".as_ref(),
+        bundle.as_os_str(),
+    ])
+    .ok();
+    let inspected = seed.json(["bundle".as_ref(), "inspect".as_ref(), bundle.as_os_str()]);
+    assert_eq!(
+        num(&synced, "payload_bytes"),
+        num(&inspected, "payload_bytes"),
+        "sync {synced}\nbundle {inspected}"
+    );
+
+    // The site holds the layers as re-creation recipes, nothing re-created yet; fsck re-creates and checks both.
+    assert!(
+        !site.path.join("cache/gzip").exists()
+            || site
+                .path
+                .join("cache/gzip")
+                .read_dir()
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let (code, report, out) = site.fsck_json();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        num(&report, "recreated_blobs"),
+        imgs.v2.layers.len() as u64,
+        "{report}"
+    );
+
+    // The exact layers, manifest and index come back out of the site.
+    let got = site.tmp_path("got");
+    site.get("img@2", &format!("oci:{}", got.display()));
+    let names = ferry_tests::fsutil::verify_blobs(&got);
+    for layer in &imgs.v2.layers {
+        assert!(
+            names.contains(&layer.trim_start_matches("sha256:").to_string()),
+            "{layer}: {names:?}"
+        );
+    }
+    assert_eq!(
+        ferry_tests::fsutil::index_entries(&got)[0].digest,
+        imgs.v2.digest
+    );
+}
+
+#[test]
 fn a_node_without_network_sync_says_how_to_turn_it_on() {
     let s = Store::new();
     let _node = Node::start(&s.path);

@@ -13,13 +13,14 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
             output::line(format!("BROKEN {p}"));
         }
         output::line(format!(
-            "{}: {} chunks in {} packs ({}), {} recipes, {} blobs, {} releases checked; {} problems",
+            "{}: {} chunks in {} packs ({}), {} recipes, {} blobs ({} re-created), {} releases checked; {} problems",
             if report.ok { "ok" } else { "FAILED" },
             report.chunks,
             report.packs,
             output::bytes(report.pack_bytes),
             report.recipes,
             report.blobs,
+            report.recreated_blobs,
             report.releases,
             report.problems.len()
         ));

@@ -24,6 +24,8 @@ pub struct FsckReport {
     pub recipes: u64,
     /// Blobs.
     pub blobs: u64,
+    /// Of those, blobs stored as raw data and re-creation data (gzip), each re-created in full to check it.
+    pub recreated_blobs: u64,
     /// Releases.
     pub releases: u64,
     /// Each problem, one line each, naming the file, offset or object.
@@ -161,7 +163,8 @@ impl Store {
                 continue;
             }
             match self.hash_blob(&blob, progress) {
-                Ok((b3, sha, size)) => {
+                Ok((b3, sha, size, recreated)) => {
+                    r.recreated_blobs += u64::from(recreated);
                     if b3 != blob.id || sha != blob.sha256 || size != blob.size {
                         r.problems.push(format!(
                             "blob {}: rebuilt content has digest {sha} and {size} bytes",
@@ -234,7 +237,7 @@ impl Store {
         &self,
         blob: &ferry_protocol::BlobRef,
         progress: &dyn Progress,
-    ) -> Result<(BlobId, Sha256Digest, u64), StoreError> {
+    ) -> Result<(BlobId, Sha256Digest, u64, bool), StoreError> {
         let recipe = self.recipe_of(blob)?;
         if recipe.is_gzip() {
             // Re-created from the stored raw bytes and re-creation data, which checks the digests; then the
@@ -256,9 +259,10 @@ impl Store {
                     )));
                 }
             }
-            return Ok((blob.id, blob.sha256, blob.size));
+            return Ok((blob.id, blob.sha256, blob.size, true));
         }
-        hash_reader(self.open_blob(blob)?, &|n| progress.advance(n))
+        let (b3, sha, size) = hash_reader(self.open_blob(blob)?, &|n| progress.advance(n))?;
+        Ok((b3, sha, size, false))
     }
 }
 
