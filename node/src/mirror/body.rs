@@ -15,8 +15,9 @@ const QUEUE: usize = 4;
 const WINDOW: usize = 4;
 /// A client that takes nothing for this long loses its download (and frees the thread rebuilding it).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
-/// Re-created gzip blobs are read from their cached file in pieces of this size.
-const PIECE: u64 = 256 << 10;
+/// Re-created gzip blobs are read from their cached file in pieces of this size (a chunk's average, so a
+/// download holds as much as one served from chunks).
+const PIECE: u64 = 64 << 10;
 /// Zero runs are sent in pieces of this size, all sharing one buffer.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
