@@ -75,17 +75,7 @@ impl<R: Read> BitReader<R> {
             self.buf.resize(IN_BUF.min(self.buf.len() * 2), 0);
         }
         let before = self.end;
-        while self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.eof = fill_buf(&mut self.reader, &mut self.buf, &mut self.end)?;
         Ok(self.end > before)
     }
 
@@ -298,4 +288,21 @@ impl<W: Write> BitWriter<W> {
         self.writer.flush()?;
         Ok(self.written)
     }
+}
+
+/// Read from `reader` into `buf[*end..]` until it is full or the input ends; true at the end of the input.
+pub(super) fn fill_buf(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    end: &mut usize,
+) -> io::Result<bool> {
+    while *end < buf.len() {
+        match reader.read(&mut buf[*end..]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *end += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }

@@ -46,17 +46,7 @@ impl<R: Read> Raw<R> {
             if self.buf.len() < RAW_BUF {
                 self.buf.resize(RAW_BUF.min(self.buf.len() * 2), 0);
             }
-            while self.end < self.buf.len() {
-                match self.reader.read(&mut self.buf[self.end..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
-                    }
-                    Ok(n) => self.end += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            self.eof = super::bits::fill_buf(&mut self.reader, &mut self.buf, &mut self.end)?;
         }
         Ok(&self.buf[self.pos..self.end])
     }
