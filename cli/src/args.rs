@@ -66,6 +66,10 @@ pub enum Command {
     /// The site's members: peer ids this node accepts connections from.
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Pins: which version of a release name the mirrors serve as current (moving tags such as `latest`, and
+    /// `/repos/NAME/current/`). Without a pin, the newest version is current; rolling back is pinning an older one.
+    #[command(subcommand)]
+    Pin(PinCommand),
     /// Run the node: serve the store's images as an OCI registry over HTTP (pull, and push with a token) until
     /// SIGTERM or Ctrl-C.
     Serve(ServeArgs),
@@ -259,6 +263,24 @@ pub enum TrustCommand {
         /// The key id.
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum PinCommand {
+    /// Serve VERSION of NAME as current, at once (the node rebuilds its view on the next request).
+    Set {
+        /// The release name.
+        name: String,
+        /// The version, which this store must hold.
+        version: String,
+    },
+    /// Remove NAME's pin: its newest version is current again.
+    Rm {
+        /// The release name.
+        name: String,
+    },
+    /// List the pins: name, version, where each was set, and whether the version is held.
+    Ls,
 }
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]

@@ -130,6 +130,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Trust(_)
         | Command::Id
         | Command::Peers(_)
+        | Command::Pin(_)
         | Command::Serve(_)
         | Command::ClientConfig(_)
         | Command::Sync(_)

@@ -27,6 +27,7 @@
 //!   killed midway resumes without refetching; a holder out of sight found by Kademlia; a node outside the
 //!   allow-list refused until allowed).
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
+//! - `pins`: `ferry pin` moves what a running node serves as current (`latest` for skopeo, `/repos/NAME/current/`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -42,6 +43,7 @@ mod gzip;
 mod netns;
 mod oci;
 mod peers;
+mod pins;
 mod pkgs;
 mod push;
 mod registry;

@@ -12,6 +12,7 @@ mod init;
 mod keys;
 mod ls;
 mod peers;
+mod pin;
 mod quickstart;
 mod serve;
 mod show;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trust(t) => trust::run(g, t),
         Command::Id => peers::id(g),
         Command::Peers(p) => peers::run(g, p),
+        Command::Pin(c) => pin::run(g, c),
         Command::Serve(a) => serve::run(g, a),
         Command::ClientConfig(a) => client_config::run(g, a),
         Command::Sync(a) => sync::run(g, a),

@@ -1,10 +1,11 @@
 //! What the mirrors serve: every image of every visible release, and everything pushed to the node, by
 //! repository, tag and digest; and every release's file tree (built by [`super::repo::tree::Trees`]).
 //!
-//! A tag held by several releases resolves to the newest (latest creation, then highest sequence). A pushed tag
+//! A tag held by several releases resolves to the pinned version of its name if one is pinned (see
+//! [`crate::store::pins`]), else to the newest (latest creation, then highest sequence). A pushed tag
 //! competes by its push time: a push newer than every release holding the tag wins, and a release made after the
 //! push (say, from that very push, with `ferry add … pushed:REPO:TAG`) wins back; in the same second the release
-//! wins. Pushed content has no upstream registry, like images ingested from a layout. Images keep
+//! wins (a pinned version wins over pushes too). Pushed content has no upstream registry, like images ingested from a layout. Images keep
 //! the registry they were ingested from, so a containerd mirror request with `?ns=docker.io` finds
 //! `library/debian` pulled from Docker Hub and nothing else; without `ns`, a repository is looked up among all
 //! images, those named by a release first.
@@ -60,9 +61,15 @@ impl Catalog {
         let generation = store.generation();
         let mut repos: BTreeMap<(Option<String>, String), Repo> = BTreeMap::new();
         let releases = store.releases()?;
+        let pins = store.pinned_versions()?;
         for r in &releases {
             let m = &r.manifest;
-            let rank = (m.created, m.sequence);
+            // A pinned version outranks every other release for the tags it holds.
+            let rank = if pins.get(&m.name) == Some(&m.version) {
+                (u64::MAX, m.sequence)
+            } else {
+                (m.created, m.sequence)
+            };
             for e in &m.entries {
                 let Entry::Image(img) = e else { continue };
                 let key = (
@@ -100,7 +107,7 @@ impl Catalog {
         }
         Ok(Catalog {
             repos,
-            trees: super::repo::tree::Trees::build(&releases),
+            trees: super::repo::tree::Trees::build(&releases, &pins),
             generation,
         })
     }

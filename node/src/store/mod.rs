@@ -20,6 +20,7 @@ pub mod accept;
 pub mod fsck;
 pub mod gzip;
 pub mod packs;
+pub mod pins;
 pub mod pushed;
 pub mod reader;
 pub mod sites;
@@ -108,6 +109,14 @@ pub enum StoreError {
     /// Not found.
     #[error("{0} not found")]
     NotFound(String),
+    /// A version of a release name that the store does not hold.
+    #[error("release {release} not found; this store holds {held}")]
+    NotHeld {
+        /// `name@version` asked for.
+        release: String,
+        /// What it holds of that name, in words.
+        held: String,
+    },
     /// A name, version or path refused.
     #[error(transparent)]
     Name(#[from] ferry_protocol::release::NameError),
@@ -176,6 +185,8 @@ struct Shared {
     sites: sled::Tree,
     /// What was pushed to the registry: see [`pushed`].
     pushed: sled::Tree,
+    /// name → JSON [`pins::Pin`] (tombstones included).
+    pins: sled::Tree,
     /// Read handles on packs.
     files: Mutex<HashMap<u32, Arc<File>>>,
     /// The one writer.
@@ -279,6 +290,7 @@ impl Store {
             names: db.open_tree("names")?,
             sites: db.open_tree("sites")?,
             pushed: db.open_tree("pushed")?,
+            pins: db.open_tree("pins")?,
             db,
             root: root.to_path_buf(),
             writer: Mutex::new(writer::PackWriter::default()),

@@ -1,6 +1,7 @@
 //! The file trees of every visible release, by name and version, and path resolution inside one tree.
 //!
-//! [`Trees::current`] is the one place that decides which version `/repos/NAME/current/` serves.
+//! [`Trees::current`] is the one place that decides which version `/repos/NAME/current/` serves: the pinned one
+//! (see [`crate::store::pins`]) when it is held, else the newest.
 
 use super::detect::Repository;
 use crate::store::StoredRelease;
@@ -178,11 +179,16 @@ impl Tree {
 #[derive(Clone, Debug, Default)]
 pub struct Trees {
     by_name: BTreeMap<String, Vec<Arc<Tree>>>,
+    /// name → index in `by_name[name]` of the version served as current.
+    current: BTreeMap<String, usize>,
 }
 
 impl Trees {
-    /// Index the file entries of `releases`.
-    pub fn build(releases: &[StoredRelease]) -> Trees {
+    /// Index the file entries of `releases`; `pins` (name → version) decide what is current.
+    pub fn build(
+        releases: &[StoredRelease],
+        pins: &std::collections::HashMap<String, String>,
+    ) -> Trees {
         let mut by_name: BTreeMap<String, Vec<Arc<Tree>>> = BTreeMap::new();
         for r in releases {
             if let Some(t) = Tree::of(r) {
@@ -192,12 +198,21 @@ impl Trees {
         for versions in by_name.values_mut() {
             versions.sort_by_key(|t| (t.sequence, t.created));
         }
-        Trees { by_name }
+        let current = by_name
+            .iter()
+            .map(|(name, versions)| {
+                let pinned = pins
+                    .get(name)
+                    .and_then(|v| versions.iter().position(|t| &t.version == v));
+                (name.clone(), pinned.unwrap_or(versions.len() - 1))
+            })
+            .collect();
+        Trees { by_name, current }
     }
 
-    /// The version `/repos/NAME/current/` serves: the highest sequence (pins will decide here).
+    /// The version `/repos/NAME/current/` serves: the pinned one when it is held, else the highest sequence.
     pub fn current(&self, name: &str) -> Option<&Arc<Tree>> {
-        self.by_name.get(name)?.last()
+        self.by_name.get(name)?.get(*self.current.get(name)?)
     }
 
     /// `name@version`, where `version` may be `current`.
