@@ -34,11 +34,10 @@ fn current_notes(node: &Node) -> String {
         .expect("GET current notes")
 }
 
-#[test]
-fn a_pin_moves_latest_and_current_at_once_and_back() {
+/// Into `s`: `img@1` and `img@2` (the fixture's v1 and v2, each tagged `latest` and `VERSION.0`), and
+/// `files@1`, `files@2` (a `notes.txt` saying `release VERSION`).
+fn two_versions(s: &Store) {
     let imgs = images();
-    let s = Store::new();
-    // Two versions of `img`, each tagged `latest` and with a tag of its own.
     for (version, manifest) in [("1", &imgs.v1), ("2", &imgs.v2)] {
         let layout = s.tmp_path(&format!("layout-{version}"));
         layout_with(
@@ -60,6 +59,13 @@ fn a_pin_moves_latest_and_current_at_once_and_back() {
             &[&format!("file:{}", notes.display())],
         );
     }
+}
+
+#[test]
+fn a_pin_moves_latest_and_current_at_once_and_back() {
+    let imgs = images();
+    let s = Store::new();
+    two_versions(&s);
     let node = Node::start(&s.path);
 
     // No pin: the newest version is current.
@@ -117,4 +123,39 @@ fn a_pin_moves_latest_and_current_at_once_and_back() {
     let pins = s.json(["pin", "ls"]);
     assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
     assert_eq!(pins[0]["name"], "files", "{pins}");
+}
+
+#[test]
+fn an_older_release_arriving_late_is_stored_but_never_current() {
+    let imgs = images();
+    let seed = Store::new();
+    two_versions(&seed);
+    let bundle = |release: &str| {
+        let out = seed.tmp_path(&format!("bundle-{release}"));
+        seed.json(["export", release, "--out", out.to_str().unwrap()]);
+        out
+    };
+    let (old, new) = (bundle("img@1"), bundle("img@2"));
+
+    let site = Store::new();
+    let key = seed.tmp_path("seed.pub");
+    fs::write(&key, seed.run(["keys", "export"]).ok().stdout).unwrap();
+    site.run(["trust", "add", key.to_str().unwrap()]).ok();
+    let r = site.json(["import", new.to_str().unwrap()]);
+    assert_eq!(r["older"], Value::Array(vec![]), "{r}");
+    // The old manifest replayed after the new one: stored, reported, not current.
+    let r = site.json(["import", old.to_str().unwrap()]);
+    assert_eq!(r["imported"][0], "img@1", "{r}");
+    assert_eq!(r["older"][0], "img@1", "{r}");
+    let out = site.run(["import", old.to_str().unwrap()]).ok();
+    assert!(out.stdout.contains("already held img@1"), "{out}");
+
+    let node = Node::start(&site.path);
+    assert_eq!(served_digest(&node, "img:latest"), imgs.v2.digest);
+    assert_eq!(served_digest(&node, "img:1.0"), imgs.v1.digest);
+    // An operator may still roll back on purpose, and the pin records it.
+    site.run(["pin", "set", "img", "1"]).ok();
+    assert_eq!(served_digest(&node, "img:latest"), imgs.v1.digest);
+    assert_eq!(site.json(["pin", "ls"])[0]["version"], "1");
+    assert_eq!(node.stop(), Some(0));
 }

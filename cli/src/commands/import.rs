@@ -12,7 +12,13 @@ pub fn run(g: &Global, a: ImportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for r in &report.imported {
-        output::line(format!("imported {r}"));
+        if report.older.contains(r) {
+            output::line(format!(
+                "imported {r} (older than the newest version of its name seen here: not current unless pinned)"
+            ));
+        } else {
+            output::line(format!("imported {r}"));
+        }
     }
     for r in &report.already_held {
         output::line(format!("already held {r}"));

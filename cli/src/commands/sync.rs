@@ -197,6 +197,11 @@ fn print_report(r: &serde_json::Value) {
         output::bytes(wire),
         r["seconds"].as_f64().unwrap_or(0.0),
     ));
+    if r["older"].as_bool() == Some(true) {
+        output::line(format!(
+            "{release} is older than the newest version of its name seen here: stored, not current unless pinned"
+        ));
+    }
     if let Some(dropped) = r["dropped"].as_array() {
         for d in dropped {
             output::line(format!("  dropped {}", d.as_str().unwrap_or("?")));

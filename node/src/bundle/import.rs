@@ -24,6 +24,9 @@ pub struct ImportReport {
     pub imported: Vec<String>,
     /// Releases the store held already.
     pub already_held: Vec<String>,
+    /// Of `imported`, those older than the newest version of their name seen here (by the publisher's sequence):
+    /// stored, never current unless pinned.
+    pub older: Vec<String>,
     /// Chunks in the bundle.
     pub chunks: u64,
     /// Of those, chunks stored now (the rest were held).
@@ -117,6 +120,10 @@ pub fn import(
         }
         match store.accept_release(signed)? {
             Accepted::New(m) => report.imported.push(m.id()),
+            Accepted::Older { manifest, .. } => {
+                report.imported.push(manifest.id());
+                report.older.push(manifest.id());
+            }
             Accepted::AlreadyHeld(m) => report.already_held.push(m.id()),
         }
     }

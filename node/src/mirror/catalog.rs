@@ -23,8 +23,32 @@ pub struct Tagged {
     pub media_type: String,
     /// Which release provides it (`name@version`), or `pushed` for a tag pushed to this node.
     pub release: String,
-    /// (created, sequence) of that release: higher is newer.
-    rank: (u64, u64),
+    /// How it ranks against other candidates for the same tag.
+    rank: Rank,
+}
+
+/// What decides which candidate a tag points at: a pinned release first; between versions of one release name,
+/// the publisher's per-name sequence (so a replayed old manifest never wins, whatever its creation time); else
+/// the creation time, then the sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rank {
+    pinned: bool,
+    /// The release name; `None` for a pushed tag.
+    name: Option<String>,
+    created: u64,
+    sequence: u64,
+}
+
+impl Rank {
+    fn beats(&self, other: &Rank) -> bool {
+        if self.pinned != other.pinned {
+            return self.pinned;
+        }
+        if self.name.is_some() && self.name == other.name {
+            return self.sequence > other.sequence;
+        }
+        (self.created, self.sequence) > (other.created, other.sequence)
+    }
 }
 
 /// One repository as served.
@@ -64,11 +88,11 @@ impl Catalog {
         let pins = store.pinned_versions()?;
         for r in &releases {
             let m = &r.manifest;
-            // A pinned version outranks every other release for the tags it holds.
-            let rank = if pins.get(&m.name) == Some(&m.version) {
-                (u64::MAX, m.sequence)
-            } else {
-                (m.created, m.sequence)
+            let rank = Rank {
+                pinned: pins.get(&m.name) == Some(&m.version),
+                name: Some(m.name.clone()),
+                created: m.created,
+                sequence: m.sequence,
             };
             for e in &m.entries {
                 let Entry::Image(img) = e else { continue };
@@ -79,7 +103,7 @@ impl Catalog {
                     img.repository.clone(),
                 );
                 let repo = repos.entry(key).or_default();
-                add_image(repo, img, &m.id(), rank);
+                add_image(repo, img, &m.id(), rank.clone());
             }
         }
         let (tags, blobs) = store.pushed()?;
@@ -101,7 +125,12 @@ impl Catalog {
                 media_type: t.media_type,
                 release: "pushed".into(),
                 // A release has sequence ≥ 1, so it wins a tie within the same second.
-                rank: (t.pushed_at, 0),
+                rank: Rank {
+                    pinned: false,
+                    name: None,
+                    created: t.pushed_at,
+                    sequence: 0,
+                },
             };
             add_tag(repo, &t.tag, candidate);
         }
@@ -157,7 +186,7 @@ impl Catalog {
     }
 }
 
-fn add_image(repo: &mut Repo, img: &ImageEntry, release: &str, rank: (u64, u64)) {
+fn add_image(repo: &mut Repo, img: &ImageEntry, release: &str, rank: Rank) {
     for b in &img.blobs {
         repo.blobs
             .entry(b.blob.sha256)
@@ -175,7 +204,7 @@ fn add_image(repo: &mut Repo, img: &ImageEntry, release: &str, rank: (u64, u64))
 /// Point `tag` at `candidate` unless it already points somewhere newer.
 fn add_tag(repo: &mut Repo, tag: &str, candidate: Tagged) {
     match repo.tags.get(tag) {
-        Some(t) if t.rank >= candidate.rank => {}
+        Some(t) if !candidate.rank.beats(&t.rank) => {}
         _ => {
             repo.tags.insert(tag.to_string(), candidate);
         }
@@ -191,4 +220,33 @@ pub fn is_manifest_type(media_type: &str) -> bool {
             | "application/vnd.docker.distribution.manifest.v2+json"
             | "application/vnd.docker.distribution.manifest.list.v2+json"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rank;
+
+    fn rank(pinned: bool, name: Option<&str>, created: u64, sequence: u64) -> Rank {
+        Rank {
+            pinned,
+            name: name.map(str::to_string),
+            created,
+            sequence,
+        }
+    }
+
+    #[test]
+    fn versions_of_one_name_rank_by_sequence_whatever_their_creation_time() {
+        // A publisher whose clock went back: the later sequence is still the newer version.
+        assert!(rank(false, Some("x"), 100, 3).beats(&rank(false, Some("x"), 200, 2)));
+        assert!(!rank(false, Some("x"), 200, 2).beats(&rank(false, Some("x"), 100, 3)));
+        // A pin beats everything, a newer sequence and a newer push included.
+        assert!(rank(true, Some("x"), 1, 1).beats(&rank(false, Some("x"), 200, 2)));
+        assert!(rank(true, Some("x"), 1, 1).beats(&rank(false, None, 900, 0)));
+        assert!(!rank(false, Some("x"), 200, 2).beats(&rank(true, Some("x"), 1, 1)));
+        // Different names, or a push: by creation time, then sequence (a release wins a tie with a push).
+        assert!(rank(false, Some("y"), 300, 1).beats(&rank(false, Some("x"), 200, 9)));
+        assert!(rank(false, Some("x"), 300, 1).beats(&rank(false, None, 300, 0)));
+        assert!(rank(false, None, 301, 0).beats(&rank(false, Some("x"), 300, 1)));
+    }
 }

@@ -111,6 +111,9 @@ pub struct SyncReport {
     pub release: String,
     /// The store held it already.
     pub already_held: bool,
+    /// Older than the newest version of its name seen here (by the publisher's sequence): stored, never current
+    /// unless pinned.
+    pub older: bool,
     /// Chunks fetched.
     pub chunks: u64,
     /// Their payload bytes.
@@ -262,6 +265,7 @@ async fn run(
         return Ok(SyncReport {
             release: id.to_string(),
             already_held: true,
+            older: false,
             chunks: 0,
             payload_bytes: 0,
             wire_bytes: BTreeMap::new(),
@@ -321,7 +325,10 @@ async fn run(
         });
     }
     tracing::debug!(release = id, at = ?started.elapsed(), "blobs accepted");
-    store.accept_release(&signed)?;
+    let older = matches!(
+        store.accept_release(&signed)?,
+        crate::store::accept::Accepted::Older { .. }
+    );
     tracing::debug!(release = id, at = ?started.elapsed(), "release accepted");
     net.announce(Announced {
         id: id.to_string(),
@@ -332,6 +339,7 @@ async fn run(
     Ok(SyncReport {
         release: id.to_string(),
         already_held: false,
+        older,
         chunks: p.chunks_done,
         payload_bytes: p.bytes_done,
         wire_bytes: p.wire_bytes,

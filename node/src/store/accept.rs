@@ -15,6 +15,15 @@ const REMEMBER_COMPLETE: usize = 1 << 20;
 pub enum Accepted {
     /// Newly visible.
     New(ReleaseManifest),
+    /// Newly visible, but older (by the publisher's per-name sequence) than the newest version of its name this
+    /// store has seen: reachable by its own version, tags and digests, never current unless pinned — a replayed
+    /// old manifest cannot roll a site back.
+    Older {
+        /// The release.
+        manifest: ReleaseManifest,
+        /// The highest sequence of its name seen here.
+        newest: u64,
+    },
     /// The store held these exact bytes already.
     AlreadyHeld(ReleaseManifest),
 }
@@ -131,7 +140,8 @@ impl Store {
             }
         }
         let newest = self.next_sequence(&manifest.name)? - 1;
-        if manifest.sequence > newest {
+        let older = manifest.sequence <= newest;
+        if !older {
             self.0
                 .names
                 .insert(manifest.name.as_bytes(), &manifest.sequence.to_be_bytes())?;
@@ -144,6 +154,10 @@ impl Store {
         }
         drop(memo);
         self.bump_generation();
+        if older {
+            tracing::info!(release = %id, sequence = manifest.sequence, newest, "older than the newest seen: not current");
+            return Ok(Accepted::Older { manifest, newest });
+        }
         Ok(Accepted::New(manifest))
     }
 }
