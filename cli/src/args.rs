@@ -273,11 +273,17 @@ pub enum PinCommand {
         name: String,
         /// The version, which this store must hold.
         version: String,
+        /// For the whole site: the node passes the pin to every peer of the site, and they to theirs.
+        #[arg(long)]
+        site: bool,
     },
     /// Remove NAME's pin: its newest version is current again.
     Rm {
         /// The release name.
         name: String,
+        /// For the whole site (the default when the pin was set with `--site`).
+        #[arg(long)]
+        site: bool,
     },
     /// List the pins: name, version, where each was set, and whether the version is held.
     Ls,

@@ -131,6 +131,33 @@ pub struct Hello {
     pub releases: Vec<Announced>,
     /// Release names the node follows (takes every new version of).
     pub follows: Vec<String>,
+    /// The node's site-wide pins, tombstones included, so a node that was away converges when it connects.
+    #[serde(default)]
+    pub pins: Vec<Pin>,
+}
+
+/// One name's pin, or the tombstone of a removed one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The release name.
+    pub name: String,
+    /// The pinned version; `None` once the pin was removed.
+    pub version: Option<String>,
+    /// Lamport clock of the write: higher wins.
+    pub clock: u64,
+    /// Peer id of the node the pin was set on; breaks ties between equal clocks.
+    pub origin: String,
+    /// When it was set, seconds since the Unix epoch (for people; never compared).
+    pub at: u64,
+    /// Set for the whole site (`ferry pin set --site`): nodes pass it on to their peers.
+    pub site: bool,
+}
+
+impl Pin {
+    /// Whether this write wins over `other` (for the same name).
+    pub fn beats(&self, other: &Pin) -> bool {
+        (self.clock, &self.origin) > (other.clock, &other.origin)
+    }
 }
 
 /// A message on the control plane's gossip topic.
@@ -140,6 +167,8 @@ pub enum Gossip {
     Release(Announced),
     /// The names the sender follows.
     Follows(Vec<String>),
+    /// A site-wide pin (or its removal), set on the node `origin` names.
+    Pin(Pin),
 }
 
 /// Set bit `i` of `bits`.

@@ -329,6 +329,107 @@ fn gzip_layers_cross_as_raw_data_and_come_back_exact() {
     );
 }
 
+/// `ferry pin ls --json` of `store`: name → (version, origin).
+fn pins(store: &Store) -> Vec<(String, String, String)> {
+    store
+        .json(["pin", "ls"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+                p["origin"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// sha256 of `/repos/rel/current/a.bin` as `node` serves it.
+fn current_a(node: &Node) -> String {
+    let body = reqwest::blocking::get(node.url("/repos/rel/current/a.bin"))
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .expect("GET current a.bin");
+    ferry_tests::fsutil::sha256_hex(&body)
+}
+
+#[test]
+fn a_site_pin_reaches_every_node_and_a_returning_node_converges() {
+    let seed = seed_with_release(1);
+    let site = Store::new();
+    trust(&site, &seed);
+    allow_all(&[&seed, &site]);
+    let (seed_id, site_id) = (peer_id(&seed), peer_id(&site));
+    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+    let site_args = ["--no-mdns", "--peer", seed_addr.as_str()];
+    let site_node = serve(&site, None, "/ip4/127.0.0.1/tcp/0", &site_args);
+    wait_for("the site to connect", Duration::from_secs(30), || {
+        connected(&site) == 1
+    });
+    sync(&site, "rel@1", &[]);
+    sync(&site, "rel@2", &[]);
+    let hash_of = |release: &str| {
+        content_hashes(&seed, release)
+            .into_iter()
+            .find(|(p, _)| p.ends_with("a.bin"))
+            .expect("a.bin")
+            .1
+    };
+    let (a1, a2) = (hash_of("rel@1"), hash_of("rel@2"));
+    assert_ne!(a1, a2);
+    assert_eq!(current_a(&site_node), a2);
+
+    // A pin for the whole site, set on the seed, reaches the site node and moves what it serves.
+    let out = seed.run(["pin", "set", "rel", "1", "--site"]).ok();
+    assert!(out.stdout.contains("for the whole site"), "{out}");
+    wait_for("the site to take the pin", Duration::from_secs(60), || {
+        pins(&site) == vec![("rel".into(), "1".into(), seed_id.clone())]
+    });
+    assert_eq!(current_a(&site_node), a1);
+
+    // The site node is away while the seed pins another version; it converges when it returns.
+    assert_eq!(site_node.stop(), Some(0));
+    seed.run(["pin", "set", "rel", "2", "--site"]).ok();
+    let site_node = serve(&site, None, "/ip4/127.0.0.1/tcp/0", &site_args);
+    wait_for(
+        "the returning site to converge",
+        Duration::from_secs(60),
+        || pins(&site).first().map(|p| p.1.as_str()) == Some("2"),
+    );
+    assert_eq!(current_a(&site_node), a2);
+
+    // Two pins written apart with the same clock (the site's node down): every node settles on the same one,
+    // the write of the higher peer id.
+    assert_eq!(site_node.stop(), Some(0));
+    seed.run(["pin", "set", "rel", "1", "--site"]).ok();
+    site.run(["pin", "set", "rel", "2", "--site"]).ok();
+    let winner = if seed_id > site_id {
+        ("rel".to_string(), "1".to_string(), seed_id.clone())
+    } else {
+        ("rel".to_string(), "2".to_string(), site_id.clone())
+    };
+    let site_node = serve(&site, None, "/ip4/127.0.0.1/tcp/0", &site_args);
+    wait_for(
+        "both nodes to settle on one pin",
+        Duration::from_secs(60),
+        || pins(&site) == vec![winner.clone()] && pins(&seed) == vec![winner.clone()],
+    );
+    assert_eq!(current_a(&site_node), if winner.1 == "1" { a1 } else { a2 });
+
+    // Removing a site pin travels too: the newest version is current again everywhere.
+    seed.run(["pin", "rm", "rel"]).ok();
+    wait_for(
+        "the removal to reach the site",
+        Duration::from_secs(60),
+        || pins(&site).is_empty(),
+    );
+    assert_eq!(current_a(&site_node), hash_of("rel@2"));
+    drop(seed_node);
+}
+
 #[test]
 fn a_node_without_network_sync_says_how_to_turn_it_on() {
     let s = Store::new();

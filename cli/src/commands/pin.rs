@@ -20,9 +20,13 @@ pub fn run(g: &Global, c: PinCommand) -> anyhow::Result<()> {
     let store = super::open_store(g)?;
     let this_node = membership::peer_id(store.root())?.to_string();
     match c {
-        PinCommand::Set { name, version } => {
+        PinCommand::Set {
+            name,
+            version,
+            site,
+        } => {
             let before = store.pin(&name)?;
-            let pin = store.set_pin(&name, Some(&version), &this_node, false)?;
+            let pin = store.set_pin(&name, Some(&version), &this_node, site)?;
             if g.json {
                 output::json(&row(&pin, true, &this_node));
             } else {
@@ -31,14 +35,15 @@ pub fn run(g: &Global, c: PinCommand) -> anyhow::Result<()> {
                     Some(v) => format!(" (was {v})"),
                     None => " (was: the newest version)".to_string(),
                 };
-                output::line(format!("{name} pinned to {version}{was}"));
+                let whole = if site { " for the whole site" } else { "" };
+                output::line(format!("{name} pinned to {version}{whole}{was}"));
             }
         }
-        PinCommand::Rm { name } => {
+        PinCommand::Rm { name, site } => {
             let Some(before) = store.pin(&name)? else {
                 anyhow::bail!("{name} is not pinned");
             };
-            let pin = store.set_pin(&name, None, &this_node, before.site)?;
+            let pin = store.set_pin(&name, None, &this_node, site || before.site)?;
             if g.json {
                 output::json(&row(&pin, false, &this_node));
             } else {
@@ -66,8 +71,9 @@ pub fn run(g: &Global, c: PinCommand) -> anyhow::Result<()> {
                     } else {
                         format!("from peer {}", p.origin)
                     };
+                    let scope = if p.site { "site" } else { "this node" };
                     output::line(format!(
-                        "{:<32} {:<16} {from}, at {}{}",
+                        "{:<32} {:<16} {scope}, {from}, at {}{}",
                         p.name,
                         p.version.as_deref().unwrap_or(""),
                         p.at,

@@ -232,6 +232,8 @@ pub(crate) async fn run(
     // Releases this node has provided and announced; anything new in the store (an `add` or `import` through
     // the node, a finished sync) is announced at the next look.
     let mut announced: HashSet<String> = HashSet::new();
+    // Site-wide pins gossiped (or, at start-up, left to the hello): name → (clock, origin).
+    let mut pins_sent: HashMap<String, (u64, String)> = HashMap::new();
     let mut generation = u64::MAX;
     let mut look = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -251,6 +253,16 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                    for pin in net.site_pins() {
+                        let key = (pin.clock, pin.origin.clone());
+                        if pins_sent.get(&pin.name) != Some(&key) {
+                            pins_sent.insert(pin.name.clone(), key);
+                            if !startup {
+                                tracing::info!(name = %pin.name, version = ?pin.version, "gossiping a site pin");
+                                publish(&mut swarm, &topic, &Gossip::Pin(pin));
+                            }
+                        }
+                    }
                 }
             }
             _ = redial.tick() => {
@@ -266,6 +278,10 @@ pub(crate) async fn run(
             }
             _ = follows_tick.tick() => {
                 publish(&mut swarm, &topic, &Gossip::Follows(net.0.follow.clone()));
+                // Again now and then, so a pin whose gossip was lost still reaches every node.
+                for pin in net.site_pins() {
+                    publish(&mut swarm, &topic, &Gossip::Pin(pin));
+                }
             }
             cmd = commands.recv() => match cmd {
                 None => break,
@@ -425,6 +441,7 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
                     net.consider_following(std::slice::from_ref(&a));
                 }
                 Ok(Gossip::Follows(names)) => net.update_peer(source, |p| p.follows = names),
+                Ok(Gossip::Pin(pin)) => net.take_pins(source, vec![pin]),
                 Err(e) => tracing::debug!(peer = %source, error = %e, "unreadable gossip"),
             }
         }
@@ -444,6 +461,7 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
             };
             tracing::debug!(%peer, data_port = hello.data_port, releases = hello.releases.len(), "hello");
             let releases = hello.releases.clone();
+            net.take_pins(peer, hello.pins);
             net.update_peer(peer, |p| {
                 p.data_port = Some(hello.data_port);
                 p.releases = hello.releases;

@@ -230,7 +230,42 @@ impl Network {
             data_port: self.data_addr().port(),
             releases: self.held().unwrap_or_default(),
             follows: self.0.follow.clone(),
+            pins: self.site_pins(),
         }
+    }
+
+    /// The store's site-wide pins, tombstones included.
+    pub(crate) fn site_pins(&self) -> Vec<ferry_protocol::sync::Pin> {
+        match self.0.store.pin_records() {
+            Ok(pins) => pins.into_iter().filter(|p| p.site).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pins");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Take site-wide pins from `peer` (on the blocking pool): each wins or loses by its clock and origin.
+    pub(crate) fn take_pins(&self, peer: PeerId, pins: Vec<ferry_protocol::sync::Pin>) {
+        let pins: Vec<_> = pins.into_iter().filter(|p| p.site).collect();
+        if pins.is_empty() {
+            return;
+        }
+        let store = self.0.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for pin in pins {
+                match store.merge_pin(&pin) {
+                    Ok(true) => tracing::info!(
+                        %peer, name = %pin.name, version = ?pin.version, origin = %pin.origin,
+                        "took a site pin"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%peer, name = %pin.name, error = %e, "refused a site pin")
+                    }
+                }
+            }
+        });
     }
 
     /// The releases this store holds, as announced.

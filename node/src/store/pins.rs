@@ -10,31 +10,8 @@
 //! tombstone (`version: None`) with a clock of its own, so a removal travels and wins like a pin does.
 
 use super::{Store, StoreError};
-use serde::{Deserialize, Serialize};
 
-/// One name's pin, or the tombstone of a removed one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pin {
-    /// The release name.
-    pub name: String,
-    /// The pinned version; `None` once the pin was removed.
-    pub version: Option<String>,
-    /// Lamport clock of the write: higher wins.
-    pub clock: u64,
-    /// Peer id of the node the pin was set on; breaks ties between equal clocks.
-    pub origin: String,
-    /// When it was set, seconds since the Unix epoch (for people; never compared).
-    pub at: u64,
-    /// Set for the whole site (`ferry pin set --site`), so the node passes it on to its peers.
-    pub site: bool,
-}
-
-impl Pin {
-    /// Whether this write wins over `other` (for the same name).
-    pub fn beats(&self, other: &Pin) -> bool {
-        (self.clock, &self.origin) > (other.clock, &other.origin)
-    }
-}
+pub use ferry_protocol::sync::Pin;
 
 impl Store {
     fn read_pin(&self, key: &[u8], value: &[u8]) -> Result<Pin, StoreError> {
@@ -126,8 +103,16 @@ impl Store {
     /// Take a pin written elsewhere (a peer, for the site) if it beats the one held for its name. Returns
     /// whether it was taken. The pinned version need not be held yet: until it is, current stays the newest.
     pub fn merge_pin(&self, pin: &Pin) -> Result<bool, StoreError> {
-        ferry_protocol::validate_name(&pin.name)
-            .map_err(|e| StoreError::Corrupt(format!("pin for name {:?}: {e}", pin.name)))?;
+        ferry_protocol::validate_name(&pin.name)?;
+        if let Some(v) = &pin.version {
+            ferry_protocol::validate_version(v)?;
+        }
+        if pin.origin.is_empty() || pin.origin.len() > 128 {
+            return Err(StoreError::Corrupt(format!(
+                "pin for {}: origin {:?} is not a peer id",
+                pin.name, pin.origin
+            )));
+        }
         let _one = self.0.publish.lock().expect("publish lock poisoned");
         if let Some(v) = self.0.pins.get(pin.name.as_bytes())? {
             if !pin.beats(&self.read_pin(pin.name.as_bytes(), &v)?) {
