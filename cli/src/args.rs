@@ -45,6 +45,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Re-verify every chunk, recipe, blob and release; exit 1 if anything is broken.
     Fsck,
+    /// What changed from one release to another (images, blobs, packages, files), and the bytes a bundle of the
+    /// second for a site holding the first would carry.
+    Diff(DiffArgs),
     /// Set up a store with a sample release and write it out, ready to pull.
     Quickstart(QuickstartArgs),
     /// Write a bundle for removable media: the releases' content the receiver lacks, signed, in volumes.
@@ -207,6 +210,14 @@ pub struct ExportArgs {
     /// Decoded bytes per stream segment (window); for benchmarks. Import and verify hold a few at once.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub segment_size: Option<u64>,
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct DiffArgs {
+    /// The release held, NAME@VERSION.
+    pub from: String,
+    /// The release to compare with it, NAME@VERSION.
+    pub to: String,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -126,6 +126,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Ls
         | Command::Show(_)
         | Command::Fsck
+        | Command::Diff(_)
         | Command::Sites(_)
         | Command::Trust(_)
         | Command::Id

@@ -27,6 +27,7 @@
 //!   killed midway resumes without refetching; a holder out of sight found by Kademlia; a node outside the
 //!   allow-list refused until allowed).
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
+//! - `diff`: `ferry diff` names what changed and predicts the delta bundle's size.
 //! - `pins`: `ferry pin` moves what a running node serves as current (`latest` for skopeo, `/repos/NAME/current/`).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
@@ -37,6 +38,7 @@ mod admin;
 mod bad_input;
 mod bundle;
 mod crash;
+mod diff;
 mod docker_archive;
 mod files;
 mod gzip;

@@ -36,7 +36,7 @@ fn current_notes(node: &Node) -> String {
 
 /// Into `s`: `img@1` and `img@2` (the fixture's v1 and v2, each tagged `latest` and `VERSION.0`), and
 /// `files@1`, `files@2` (a `notes.txt` saying `release VERSION`).
-fn two_versions(s: &Store) {
+pub(crate) fn two_versions(s: &Store) {
     let imgs = images();
     for (version, manifest) in [("1", &imgs.v1), ("2", &imgs.v2)] {
         let layout = s.tmp_path(&format!("layout-{version}"));

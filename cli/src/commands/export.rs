@@ -17,6 +17,7 @@ pub fn run(g: &Global, a: ExportArgs) -> anyhow::Result<()> {
             .map_or(ExportOptions::default().segment_bytes, |s| {
                 s.clamp(1 << 20, 64 << 20)
             }),
+        dry_run: false,
     };
     let bar = Bar::new(!g.no_progress);
     let receiver = Receiver {

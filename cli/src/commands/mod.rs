@@ -3,6 +3,7 @@
 mod add;
 mod bundle;
 mod client_config;
+mod diff;
 mod export;
 mod fsck;
 mod get;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trust(t) => trust::run(g, t),
         Command::Id => peers::id(g),
         Command::Peers(p) => peers::run(g, p),
+        Command::Diff(a) => diff::run(g, a),
         Command::Pin(c) => pin::run(g, c),
         Command::Serve(a) => serve::run(g, a),
         Command::ClientConfig(a) => client_config::run(g, a),

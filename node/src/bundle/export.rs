@@ -26,6 +26,9 @@ pub struct ExportOptions {
     pub zstd_level: i32,
     /// Decompressed bytes per segment (an independent zstd frame; also the compression window).
     pub segment_bytes: u64,
+    /// Build the bundle in memory only, to measure it: no file is written and no site ledger changes
+    /// (`ferry diff`). The report's sizes are those the real export would write.
+    pub dry_run: bool,
 }
 
 impl Default for ExportOptions {
@@ -34,6 +37,7 @@ impl Default for ExportOptions {
             volume_size: None,
             zstd_level: DEFAULT_LEVEL,
             segment_bytes: DEFAULT_SEGMENT,
+            dry_run: false,
         }
     }
 }
@@ -89,10 +93,12 @@ pub fn export(
         return Err(BundleError::VolumeTooSmall(v));
     }
     let plan = plan::plan(store, wanted, receiver.have)?;
-    std::fs::create_dir_all(out).map_err(BundleError::io(out))?;
-    for p in [out.join(INDEX_FILE), out.join(volume_name(1))] {
-        if p.symlink_metadata().is_ok() {
-            return Err(BundleError::Exists(p.display().to_string()));
+    if !opts.dry_run {
+        std::fs::create_dir_all(out).map_err(BundleError::io(out))?;
+        for p in [out.join(INDEX_FILE), out.join(volume_name(1))] {
+            if p.symlink_metadata().is_ok() {
+                return Err(BundleError::Exists(p.display().to_string()));
+            }
         }
     }
 
@@ -115,7 +121,7 @@ pub fn export(
     }
 
     progress.start("exporting", Some(plan.payload_bytes));
-    let mut volumes = VolumeWriter::new(out, opts.volume_size);
+    let mut volumes = VolumeWriter::new(out, opts.volume_size, opts.dry_run);
     let mut segments = Vec::with_capacity(groups.len());
     let mut offset = 0u64;
     let mut write = |built: Vec<BuiltSegment>| -> Result<(), BundleError> {
@@ -178,7 +184,9 @@ pub fn export(
         volumes: volumes.clone(),
     };
     let bytes = index.sign(store.signing_key()).encode();
-    super::write_atomically(&out.join(INDEX_FILE), &bytes)?;
+    if !opts.dry_run {
+        super::write_atomically(&out.join(INDEX_FILE), &bytes)?;
+    }
 
     let stream_bytes: u64 = volumes.iter().map(|v| v.size).sum();
     let report = ExportReport {
@@ -197,7 +205,7 @@ pub fn export(
             .collect(),
         total_bytes: stream_bytes + bytes.len() as u64,
     };
-    if let Some(site) = receiver.site {
+    if let Some(site) = receiver.site.filter(|_| !opts.dry_run) {
         let mut ledger = store.site(site)?;
         let at = now();
         for (id, signed) in release_ids.iter().zip(&plan.releases) {
@@ -298,6 +306,8 @@ fn compress_segment(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 /// Writes the stream across volume files of at most `limit` bytes, hashing each whole and per block.
 struct VolumeWriter {
     dir: PathBuf,
+    /// Count and hash only; write nothing.
+    dry: bool,
     limit: u64,
     open: Option<OpenVolume>,
     done: Vec<Volume>,
@@ -305,7 +315,8 @@ struct VolumeWriter {
 
 struct OpenVolume {
     path: PathBuf,
-    file: std::io::BufWriter<File>,
+    /// `None` in a dry run.
+    file: Option<std::io::BufWriter<File>>,
     size: u64,
     whole: blake3::Hasher,
     block: blake3::Hasher,
@@ -314,9 +325,10 @@ struct OpenVolume {
 }
 
 impl VolumeWriter {
-    fn new(dir: &Path, limit: Option<u64>) -> Self {
+    fn new(dir: &Path, limit: Option<u64>, dry: bool) -> Self {
         VolumeWriter {
             dir: dir.to_path_buf(),
+            dry,
             limit: limit.unwrap_or(u64::MAX),
             open: None,
             done: Vec::new(),
@@ -327,19 +339,24 @@ impl VolumeWriter {
         while !bytes.is_empty() {
             if self.open.is_none() {
                 let path = self.dir.join(volume_name(self.done.len() + 1));
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::AlreadyExists => {
-                            BundleError::Exists(path.display().to_string())
-                        }
-                        _ => BundleError::io(&path)(e),
-                    })?;
+                let file = if self.dry {
+                    None
+                } else {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => {
+                                BundleError::Exists(path.display().to_string())
+                            }
+                            _ => BundleError::io(&path)(e),
+                        })?;
+                    Some(std::io::BufWriter::with_capacity(1 << 20, file))
+                };
                 self.open = Some(OpenVolume {
                     path,
-                    file: std::io::BufWriter::with_capacity(1 << 20, file),
+                    file,
                     size: 0,
                     whole: blake3::Hasher::new(),
                     block: blake3::Hasher::new(),
@@ -351,7 +368,9 @@ impl VolumeWriter {
             let room = (self.limit - v.size).min(BLOCK_SIZE - v.block_len);
             let n = (bytes.len() as u64).min(room) as usize;
             let (now, rest) = bytes.split_at(n);
-            v.file.write_all(now).map_err(BundleError::io(&v.path))?;
+            if let Some(f) = &mut v.file {
+                f.write_all(now).map_err(BundleError::io(&v.path))?;
+            }
             v.whole.update(now);
             v.block.update(now);
             v.block_len += n as u64;
@@ -374,11 +393,12 @@ impl VolumeWriter {
         if v.block_len > 0 {
             v.close_block();
         }
-        let file = v
-            .file
-            .into_inner()
-            .map_err(|e| BundleError::io(&v.path)(e.into_error()))?;
-        file.sync_all().map_err(BundleError::io(&v.path))?;
+        if let Some(file) = v.file.take() {
+            let file = file
+                .into_inner()
+                .map_err(|e| BundleError::io(&v.path)(e.into_error()))?;
+            file.sync_all().map_err(BundleError::io(&v.path))?;
+        }
         self.done.push(Volume {
             size: v.size,
             blake3: Hash32(*v.whole.finalize().as_bytes()),
