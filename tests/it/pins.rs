@@ -4,7 +4,7 @@
 use std::fs;
 
 use ferry_tests::cmd::run_ok;
-use ferry_tests::ferry::Store;
+use ferry_tests::ferry::{num, Store};
 use ferry_tests::fixtures::{images, layout_with};
 use ferry_tests::fsutil::{index_entries, verify_blobs};
 use ferry_tests::node::Node;
@@ -94,6 +94,19 @@ fn a_pin_moves_latest_and_current_at_once_and_back() {
     // The newer version is still there by its own tag.
     assert_eq!(served_digest(&node, "img:2.0"), imgs.v2.digest);
     assert_eq!(served_digest(&node, "img:1.0"), imgs.v1.digest);
+
+    // `ferry status` says what each name serves and what the store takes on disk.
+    let st = s.json(["status"]);
+    assert_eq!(st["current"]["img"], "1", "{st}");
+    assert_eq!(st["current"]["files"], "1", "{st}");
+    assert_eq!(st["pins"].as_array().unwrap().len(), 2, "{st}");
+    let disk = &st["disk"];
+    assert!(num(disk, "packs") > 0, "{st}");
+    assert_eq!(
+        num(disk, "total"),
+        num(disk, "packs") + num(disk, "index") + num(disk, "cache") + num(disk, "uploads"),
+        "{st}"
+    );
 
     // `pin ls` says what is pinned, that it was set here, and that the version is held.
     let pins = s.json(["pin", "ls"]);

@@ -248,7 +248,23 @@ fn call(
 /// `ferry status`.
 pub fn status(g: &Global) -> anyhow::Result<()> {
     let store = super::open_store(g)?;
-    let releases: Vec<String> = store.releases()?.iter().map(|r| r.manifest.id()).collect();
+    let all = store.releases()?;
+    let releases: Vec<String> = all.iter().map(|r| r.manifest.id()).collect();
+    let pins = store.pins()?;
+    // What each name serves as current: its pin when held, else its newest (releases come by name, sequence).
+    let mut current: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for r in &all {
+        current.insert(r.manifest.name.clone(), r.manifest.version.clone());
+    }
+    for p in &pins {
+        let held = all
+            .iter()
+            .any(|r| r.manifest.name == p.name && Some(&r.manifest.version) == p.version.as_ref());
+        if let (true, Some(v)) = (held, &p.version) {
+            current.insert(p.name.clone(), v.clone());
+        }
+    }
+    let disk = store.disk_usage();
     let node = remote::attached_network();
     let net = node.clone().flatten().map(|n| n.status());
     if g.json {
@@ -257,13 +273,36 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
             "peer_id": membership::peer_id(store.root())?.to_string(),
             "node_running": node.is_some(),
             "releases": releases,
+            "current": current,
+            "pins": pins,
+            "disk": disk,
             "network": net,
         }));
         return Ok(());
     }
     output::line(format!("store     {}", store.root().display()));
     output::line(format!("peer id   {}", membership::peer_id(store.root())?));
+    output::line(format!(
+        "disk      {} (packs {}, index {}, cache {}, uploads {})",
+        output::bytes(disk.total),
+        output::bytes(disk.packs),
+        output::bytes(disk.index),
+        output::bytes(disk.cache),
+        output::bytes(disk.uploads)
+    ));
     output::line(format!("releases  {}", releases.join(", ")));
+    for (name, version) in &current {
+        let pin = pins.iter().find(|p| &p.name == name);
+        let note = match pin {
+            Some(p) if p.version.as_ref() == Some(version) => " (pinned)".to_string(),
+            Some(p) => format!(
+                " (pinned to {}, not held yet)",
+                p.version.as_deref().unwrap_or("")
+            ),
+            None => String::new(),
+        };
+        output::line(format!("current   {name}@{version}{note}"));
+    }
     let Some(node) = node else {
         output::line("node      not running");
         return Ok(());

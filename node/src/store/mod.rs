@@ -235,6 +235,21 @@ fn blob_from_value(id: BlobId, v: &[u8]) -> Option<BlobRef> {
     })
 }
 
+/// [`Store::disk_usage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// Pack files: every chunk, compressed.
+    pub packs: u64,
+    /// The sled index.
+    pub index: u64,
+    /// Caches (re-created gzip blobs), rebuilt when missing.
+    pub cache: u64,
+    /// Push uploads in progress.
+    pub uploads: u64,
+    /// All of the above.
+    pub total: u64,
+}
+
 /// A release as stored, with the name the store knows it by.
 #[derive(Clone, Debug)]
 pub struct StoredRelease {
@@ -375,6 +390,35 @@ impl Store {
     /// The store directory.
     pub fn root(&self) -> &Path {
         &self.0.root
+    }
+
+    /// Bytes on disk by part of the store (files as their lengths; a part that is absent counts 0).
+    pub fn disk_usage(&self) -> DiskUsage {
+        fn size(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => size(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                    _ => 0,
+                })
+                .sum()
+        }
+        let root = self.root();
+        let packs = size(&self.0.packs_dir);
+        let index = size(&root.join("index"));
+        let cache = size(&root.join("cache"));
+        let uploads = size(&root.join("uploads"));
+        DiskUsage {
+            packs,
+            index,
+            cache,
+            uploads,
+            total: packs + index + cache + uploads,
+        }
     }
 
     /// The store's configuration.
