@@ -13,6 +13,10 @@ use super::{Store, StoreError};
 
 pub use ferry_protocol::sync::Pin;
 
+/// Largest clock taken from a peer: far beyond any count of pin writes, far below `u64::MAX`, so a peer cannot
+/// send a pin no later write can beat.
+const MAX_CLOCK: u64 = 1 << 48;
+
 impl Store {
     fn read_pin(&self, key: &[u8], value: &[u8]) -> Result<Pin, StoreError> {
         serde_json::from_slice(value).map_err(|e| {
@@ -85,7 +89,7 @@ impl Store {
             .map(|p| p.clock)
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let pin = Pin {
             name: name.to_string(),
             version: version.map(str::to_string),
@@ -106,6 +110,12 @@ impl Store {
         ferry_protocol::validate_name(&pin.name)?;
         if let Some(v) = &pin.version {
             ferry_protocol::validate_version(v)?;
+        }
+        if pin.clock > MAX_CLOCK {
+            return Err(StoreError::Corrupt(format!(
+                "pin for {}: clock {} is past any a site reaches (a peer trying to make its pin unbeatable?)",
+                pin.name, pin.clock
+            )));
         }
         if pin.origin.is_empty() || pin.origin.len() > 128 {
             return Err(StoreError::Corrupt(format!(
@@ -154,6 +164,30 @@ mod tests {
             at: 0,
             site: true,
         }
+    }
+
+    #[test]
+    fn merging_keeps_the_winner_and_refuses_an_unbeatable_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::create(&dir.path().join("s"), crate::config::StoreConfig::default()).unwrap();
+        assert!(store.merge_pin(&pin(5, "b")).unwrap());
+        assert!(
+            !store.merge_pin(&pin(5, "a")).unwrap(),
+            "a lower origin at the same clock"
+        );
+        assert!(!store.merge_pin(&pin(4, "z")).unwrap(), "an older clock");
+        assert_eq!(store.pin("x").unwrap().unwrap().origin, "b");
+        let err = store
+            .merge_pin(&pin(u64::MAX, "z"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clock"), "{err}");
+        // A local write goes one past every clock seen, so it beats what it follows.
+        let mine = store.set_pin("x", None, "a", true).unwrap();
+        assert_eq!(mine.clock, 6);
+        assert_eq!(store.pin("x").unwrap(), None);
+        assert_eq!(store.pin_records().unwrap().len(), 1);
     }
 
     #[test]
