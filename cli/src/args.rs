@@ -73,6 +73,9 @@ pub enum Command {
     /// `/repos/NAME/current/`). Without a pin, the newest version is current; rolling back is pinning an older one.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Drop the releases retention does not keep (the pinned version and the newest N of each name stay), take
+    /// back the space of everything nothing kept needs, and compact packs — while the node serves and syncs.
+    Gc(GcArgs),
     /// Run the node: serve the store's images as an OCI registry over HTTP (pull, and push with a token) until
     /// SIGTERM or Ctrl-C.
     Serve(ServeArgs),
@@ -218,6 +221,17 @@ pub struct DiffArgs {
     pub from: String,
     /// The release to compare with it, NAME@VERSION.
     pub to: String,
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct GcArgs {
+    /// Report what would be removed and reclaimed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep this many versions of each name besides the pinned one, this time (default: the store's
+    /// `keep_versions`, 2 unless set in config.toml).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -132,6 +132,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         | Command::Id
         | Command::Peers(_)
         | Command::Pin(_)
+        | Command::Gc(_)
         | Command::Serve(_)
         | Command::ClientConfig(_)
         | Command::Sync(_)

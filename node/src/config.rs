@@ -23,6 +23,13 @@ pub struct StoreConfig {
     /// Re-created gzip blobs kept for serving (`cache/gzip/`), bytes; the least recently used go first.
     #[serde(default = "default_recreate_cache")]
     pub recreate_cache_bytes: u64,
+    /// Versions of each release name `ferry gc` keeps besides the pinned one (the newest, by sequence).
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: u32,
+}
+
+fn default_keep_versions() -> u32 {
+    2
 }
 
 fn default_recreate_cache() -> u64 {
@@ -69,6 +76,7 @@ impl Default for StoreConfig {
             zstd_level: 3,
             pack_target_bytes: 512 << 20,
             recreate_cache_bytes: default_recreate_cache(),
+            keep_versions: default_keep_versions(),
         }
     }
 }
@@ -123,6 +131,12 @@ impl StoreConfig {
         }
         if !(1..=22).contains(&self.zstd_level) {
             return Err(format!("zstd level {} is outside 1..=22", self.zstd_level));
+        }
+        if self.keep_versions == 0 {
+            return Err(
+                "keep_versions must be at least 1 (the newest version of a name is always kept)"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ pub mod net;
 pub mod node_config;
 pub mod plan;
 pub mod progress;
+pub mod retention;
 pub mod sample;
 pub mod store;
 pub mod trust;

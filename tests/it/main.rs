@@ -29,6 +29,8 @@
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
 //! - `diff`: `ferry diff` names what changed and predicts the delta bundle's size.
 //! - `pins`: `ferry pin` moves what a running node serves as current (`latest` for skopeo, `/repos/NAME/current/`).
+//! - `gc`: retention keeps pins and the newest versions; `ferry gc` on a running node under 64 concurrent pulls
+//!   (all exact), then fsck clean and the store the size of a fresh one holding only what was kept.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -41,6 +43,7 @@ mod crash;
 mod diff;
 mod docker_archive;
 mod files;
+mod gc;
 mod gzip;
 mod netns;
 mod oci;

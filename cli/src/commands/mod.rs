@@ -6,6 +6,7 @@ mod client_config;
 mod diff;
 mod export;
 mod fsck;
+mod gc;
 mod get;
 mod have;
 mod import;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(p) => peers::run(g, p),
         Command::Diff(a) => diff::run(g, a),
         Command::Pin(c) => pin::run(g, c),
+        Command::Gc(a) => gc::run(g, a),
         Command::Serve(a) => serve::run(g, a),
         Command::ClientConfig(a) => client_config::run(g, a),
         Command::Sync(a) => sync::run(g, a),

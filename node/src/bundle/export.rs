@@ -89,6 +89,7 @@ pub fn export(
     opts: ExportOptions,
     progress: &dyn Progress,
 ) -> Result<ExportReport, BundleError> {
+    let _op = store.begin("export");
     if let Some(v) = opts.volume_size.filter(|&v| v < BLOCK_SIZE) {
         return Err(BundleError::VolumeTooSmall(v));
     }

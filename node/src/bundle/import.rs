@@ -43,6 +43,7 @@ pub fn import(
     dir: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<ImportReport, BundleError> {
+    let _op = store.begin("import");
     let bundle = Bundle::open(dir)?;
     let trust = store.trusted()?;
     let index = bundle.verify_index(&trust)?;

@@ -276,6 +276,7 @@ pub fn add(
     opts: &AddOptions,
     progress: &dyn Progress,
 ) -> Result<(ReleaseManifest, AddReport), IngestError> {
+    let _op = store.begin("ingest");
     ferry_protocol::validate_name(name).map_err(StoreError::from)?;
     ferry_protocol::validate_version(version).map_err(StoreError::from)?;
     if store.release(name, version).is_ok() {

@@ -170,6 +170,7 @@ async fn complete(
     let (path, size, repo) = (s.path.clone(), s.size, s.repository.clone());
     let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, StoreError> {
         let _one = lock.lock().expect("ingest lock poisoned");
+        let _op = store.begin("push");
         let blob = match held(&store, &expected)? {
             Some(b) if b.size == size => b,
             _ => {
@@ -226,6 +227,7 @@ pub(crate) async fn start(
         let store = m.store().clone();
         let repo = name.to_string();
         let mounted = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+            let _op = store.begin("push");
             match held(&store, &digest)? {
                 Some(b) => {
                     store.push_blob(&repo, &b, OCTET)?;
@@ -529,6 +531,7 @@ pub(crate) async fn put_manifest(
         media_type.clone(),
     );
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let _op = store.begin("push");
         let manifest = match held(&store, &digest)? {
             Some(b) => b,
             None => {

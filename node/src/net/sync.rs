@@ -261,6 +261,7 @@ async fn run(
 ) -> Result<SyncReport, SyncError> {
     let store = net.0.store.clone();
     let started = Instant::now();
+    let _op = store.begin("sync");
     if store.signed_release(id)?.is_some() {
         return Ok(SyncReport {
             release: id.to_string(),

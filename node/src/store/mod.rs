@@ -8,6 +8,7 @@
 //!   signed releases, each made visible only once what it needs is present.
 //! - [`sites`]: the seed's ledger of what it shipped to each site.
 //! - [`pushed`]: what clients pushed to the node's registry (repository tags and blobs), outside any release.
+//! - [`gc`]: retention, and collecting what no kept release or push needs while the node runs.
 //!
 //! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
 //!
@@ -18,6 +19,7 @@
 
 pub mod accept;
 pub mod fsck;
+pub mod gc;
 pub mod gzip;
 pub mod packs;
 pub mod pins;
@@ -196,8 +198,8 @@ struct Shared {
     /// chunks keep arriving while tens of thousands of records land.
     meta: Mutex<()>,
     /// Blobs found complete by [`Store::accept_blobs`] whose releases have not been accepted yet, so accepting
-    /// a release does not look every blob, recipe and chunk up a second time. Nothing removes chunks or records
-    /// while a node runs; a garbage collector must clear this.
+    /// a release does not look every blob, recipe and chunk up a second time. A collection drops what it
+    /// removes from here.
     complete: Mutex<HashSet<BlobRef>>,
     /// Gzip blobs being re-created into the cache, each behind its own lock (see [`gzip`]).
     recreating: Mutex<HashMap<BlobId, Arc<Mutex<()>>>>,
@@ -206,6 +208,14 @@ struct Shared {
     /// Bumped whenever a release becomes visible or something is pushed, so views built from them know to
     /// rebuild.
     generation: std::sync::atomic::AtomicU64,
+    /// Operations running (see [`gc`]), and a signal when one ends.
+    ops: Mutex<gc::Ops>,
+    ops_done: std::sync::Condvar,
+    /// Whether a collection is sweeping, so lookups note what they find in `notes`.
+    noting: std::sync::atomic::AtomicBool,
+    notes: Mutex<Option<gc::Notes>>,
+    /// One collection at a time.
+    gc: Mutex<()>,
 }
 
 fn pack_len_key(n: u32) -> [u8; 5] {
@@ -318,6 +328,11 @@ impl Store {
             files: Mutex::new(HashMap::new()),
             publish: Mutex::new(()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            ops: Mutex::new(gc::Ops::default()),
+            ops_done: std::sync::Condvar::new(),
+            noting: std::sync::atomic::AtomicBool::new(false),
+            notes: Mutex::new(None),
+            gc: Mutex::new(()),
         };
         let store = Store(Arc::new(shared));
         store.recover()?;
@@ -433,6 +448,7 @@ impl Store {
 
     /// Where chunk `id` is stored, if it is.
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<Location>, StoreError> {
+        self.note_chunk(id);
         Ok(self
             .0
             .chunks
@@ -442,6 +458,7 @@ impl Store {
 
     /// Whether chunk `id` is stored.
     pub fn has_chunk(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        self.note_chunk(id);
         Ok(self.0.chunks.contains_key(id.as_bytes())?)
     }
 
@@ -458,11 +475,8 @@ impl Store {
 
     /// Read and verify chunk `id`.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
-        let loc = self
-            .chunk_location(id)?
-            .ok_or_else(|| StoreError::Corrupt(format!("chunk {id} is missing")))?;
-        let file = self.pack_file(loc.pack)?;
-        packs::read_record(&file, &loc, id).map_err(|e| self.record_error(&loc, e))
+        self.at_location(id, |file, loc| packs::read_record(file, loc, id))?
+            .ok_or_else(|| StoreError::Corrupt(format!("chunk {id} is missing")))
     }
 
     /// Chunk `id` as stored — its pack record, a [`packs::HEADER_LEN`]-byte header then zstd bytes — for a
@@ -471,12 +485,39 @@ impl Store {
         &self,
         id: &ChunkId,
     ) -> Result<Option<(Location, Vec<u8>)>, StoreError> {
-        let Some(loc) = self.chunk_location(id)? else {
-            return Ok(None);
-        };
-        let file = self.pack_file(loc.pack)?;
-        let record = packs::read_stored(&file, &loc, id).map_err(|e| self.record_error(&loc, e))?;
-        Ok(Some((loc, record)))
+        self.at_location(id, |file, loc| {
+            packs::read_stored(file, loc, id).map(|record| (*loc, record))
+        })
+    }
+
+    /// Look chunk `id` up and read it with `read`. Compaction may move a chunk between the lookup and the
+    /// read (the old pack deleted, or its number reused), so a failed read whose chunk has moved since is
+    /// retried at the new place; a failure at an unchanged place is the error.
+    fn at_location<T>(
+        &self,
+        id: &ChunkId,
+        read: impl Fn(&File, &Location) -> Result<T, packs::RecordError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut loc = self.chunk_location(id)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Some(at) = loc else {
+                return Ok(None);
+            };
+            let err = match self.pack_file(at.pack) {
+                Ok(file) => match read(&file, &at) {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(e) => self.record_error(&at, e),
+                },
+                Err(e) => e,
+            };
+            let now = self.chunk_location(id)?;
+            if now == Some(at) || tries == 4 {
+                return Err(err);
+            }
+            loc = now;
+        }
     }
 
     fn record_error(&self, loc: &Location, e: packs::RecordError) -> StoreError {
@@ -504,6 +545,7 @@ impl Store {
 
     /// The encoded recipe `id`, verified against its id.
     pub fn recipe_bytes(&self, id: &RecipeId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.note_recipe(id);
         let Some(bytes) = self.0.recipes.get(id.as_bytes())? else {
             return Ok(None);
         };
@@ -546,6 +588,7 @@ impl Store {
 
     /// The stored blob `id`, if any.
     pub fn blob(&self, id: &BlobId) -> Result<Option<BlobRef>, StoreError> {
+        self.note_blob(id);
         Ok(self
             .0
             .blobs

@@ -8,8 +8,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// A blob as a byte stream.
-pub struct BlobReader(Inner);
+/// A blob as a byte stream. While it is open, a garbage collection that starts waits for it (see [`super::gc`]).
+pub struct BlobReader {
+    inner: Inner,
+    _op: super::gc::OpGuard,
+}
 
 enum Inner {
     /// Concatenated parts, read chunk by chunk.
@@ -51,7 +54,7 @@ impl PartsReader {
 
 impl Read for BlobReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        match &mut self.0 {
+        match &mut self.inner {
             Inner::Parts(p) => p.read(out),
             Inner::File(f) => f.read(out),
         }
@@ -96,18 +99,24 @@ impl Store {
     /// A reader over the blob's bytes. A gzip blob stored as raw bytes plus re-creation data is re-created
     /// into the cache first, if it is not there.
     pub fn open_blob(&self, blob: &BlobRef) -> Result<BlobReader, StoreError> {
+        let op = self.begin("read");
+        self.note_blob(&blob.id);
         let recipe = self.recipe_of(blob)?;
         if recipe.is_gzip() {
-            return Ok(BlobReader(Inner::File(self.recreated(blob, &recipe)?)));
+            return Ok(BlobReader {
+                inner: Inner::File(self.recreated(blob, &recipe)?),
+                _op: op,
+            });
         }
-        Ok(BlobReader(Inner::Parts(PartsReader {
+        let inner = Inner::Parts(PartsReader {
             store: self.clone(),
             recipe,
             next: 0,
             buf: Vec::new(),
             pos: 0,
             zeros: 0,
-        })))
+        });
+        Ok(BlobReader { inner, _op: op })
     }
 
     /// The whole blob in memory (for manifests and configs; never for layers).
@@ -126,6 +135,8 @@ impl Store {
         path: &Path,
         progress: &dyn Progress,
     ) -> Result<(), StoreError> {
+        let _op = self.begin("read");
+        self.note_blob(&blob.id);
         let recipe = self.recipe_of(blob)?;
         let io = StoreError::io(path);
         let mut file = File::create(path).map_err(StoreError::io(path))?;

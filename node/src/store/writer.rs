@@ -33,6 +33,9 @@ pub(crate) struct PackWriter {
     pending_recipes: Vec<(RecipeId, Vec<u8>)>,
     pending_blobs: Vec<BlobRef>,
     pending_bytes: u64,
+    /// Open a new pack at the next append rather than reopening the last (so a collection can compact every
+    /// pack that existed before).
+    fresh: bool,
 }
 
 struct OpenPack {
@@ -493,6 +496,7 @@ impl Store {
         // lookups run before the writer lock is taken: the appending stage needs that lock at the same time.
         let mut fresh: Vec<bool> = Vec::with_capacity(ids.len());
         for (id, zero) in &ids {
+            self.note_chunk(id);
             fresh.push(
                 !*zero && !claimed.contains(id) && !self.0.chunks.contains_key(id.as_bytes())?,
             );
@@ -576,6 +580,7 @@ impl Store {
         let mut w = self.0.writer.lock().expect("writer poisoned");
         for (id, raw_len, comp) in chunks {
             stats.chunks += 1;
+            self.note_chunk(&id);
             if w.pending.contains_key(&id) || self.0.chunks.contains_key(id.as_bytes())? {
                 continue;
             }
@@ -619,8 +624,9 @@ impl Store {
         raw_len: u32,
         comp: &[u8],
     ) -> Result<u64, StoreError> {
+        self.note_chunk(id);
         if w.open.is_none() {
-            w.open = Some(self.open_pack_for_append()?);
+            w.open = Some(self.open_pack_for_append(std::mem::take(&mut w.fresh))?);
         }
         let open = w.open.as_mut().expect("opened above");
         let loc = Location {
@@ -642,12 +648,12 @@ impl Store {
         Ok(cost)
     }
 
-    /// The newest pack if it has room, else a new one.
-    fn open_pack_for_append(&self) -> Result<OpenPack, StoreError> {
+    /// The newest pack if it has room (and `fresh` is not asked for), else a new one.
+    fn open_pack_for_append(&self, fresh: bool) -> Result<OpenPack, StoreError> {
         let dir = &self.0.packs_dir;
         let list = packs::list(dir).map_err(StoreError::io(dir))?;
         let target = self.0.config.pack_target_bytes;
-        if let Some(&n) = list.last() {
+        if let Some(&n) = list.last().filter(|_| !fresh) {
             let committed = self.pack_committed(n)?;
             if committed < target {
                 let path = packs::pack_path(dir, n);
@@ -670,8 +676,44 @@ impl Store {
         Ok(OpenPack::new(n, file, 0))
     }
 
+    /// Append a chunk that is held already, as stored, so the index moves to the new record at the next commit
+    /// (compaction). Returns the bytes appended.
+    pub(crate) fn relocate(
+        &self,
+        id: &ChunkId,
+        raw_len: u32,
+        comp: &[u8],
+    ) -> Result<u64, StoreError> {
+        let mut w = self.0.writer.lock().expect("writer poisoned");
+        if w.pending.contains_key(id) {
+            return Ok(0);
+        }
+        let cost = self.append(&mut w, id, raw_len, comp)?;
+        let auto = w.pending_bytes >= AUTO_COMMIT_BYTES;
+        drop(w);
+        if auto {
+            self.commit_chunks()?;
+        }
+        Ok(cost)
+    }
+
+    /// Commit and close the open pack so the next append starts a new one; returns the highest pack number
+    /// that exists now (0 if none), every one of which is closed to appends from here on.
+    pub(crate) fn roll_writer(&self) -> Result<u32, StoreError> {
+        let mut w = self.0.writer.lock().expect("writer poisoned");
+        self.commit_locked(&mut w)?;
+        w.open = None;
+        w.fresh = true;
+        let dir = &self.0.packs_dir;
+        Ok(packs::list(dir)
+            .map_err(StoreError::io(dir))?
+            .last()
+            .copied()
+            .unwrap_or(0))
+    }
+
     /// Make appended chunks durable and indexed (recipes and blob records stay pending).
-    fn commit_chunks(&self) -> Result<(), StoreError> {
+    pub(crate) fn commit_chunks(&self) -> Result<(), StoreError> {
         let mut w = self.0.writer.lock().expect("writer poisoned");
         self.commit_locked(&mut w)
     }
