@@ -41,3 +41,23 @@ pub fn plan(store: &Store, keep: u32) -> Result<Plan, StoreError> {
     }
     Ok(out)
 }
+
+/// What each name serves as current: its pinned version if the store holds it, else its newest (highest
+/// sequence). The same rule as the mirrors' views ([`crate::mirror::catalog`], `Trees::current`), for reports.
+pub fn current(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
+    let releases = store.releases()?;
+    let mut out = BTreeMap::new();
+    // Releases come by name, then sequence: the last of each name is its newest.
+    for r in &releases {
+        out.insert(r.manifest.name.clone(), r.manifest.version.clone());
+    }
+    for (name, version) in store.pinned_versions()? {
+        let held = releases
+            .iter()
+            .any(|r| r.manifest.name == name && r.manifest.version == version);
+        if held {
+            out.insert(name, version);
+        }
+    }
+    Ok(out)
+}

@@ -6,36 +6,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_tests::ferry::{num, Store};
-use ferry_tests::fixtures::{images, layout_with, random_file, Manifest};
+use ferry_tests::fixtures::{images, random_file, Manifest};
 use ferry_tests::node::Node;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::oci::oci;
+use crate::pins::add_images;
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
 /// Into `s`, in this order: `img@1` (the fixture's arm64 image), `img@2` (v1), `img@3` (v2), each tagged
-/// `latest` and `VERSION.0`; `data@1..3`, each 6 MiB of its own random bytes.
+/// `latest` and `VERSION.0`; `data@1..3` from `data`.
 fn three_versions(s: &Store, data: &[std::path::PathBuf]) {
     let imgs = images();
-    for (version, manifest) in [("1", &imgs.arm64), ("2", &imgs.v1), ("3", &imgs.v2)] {
-        let layout = s.tmp_path(&format!("layout-{version}"));
-        if !layout.exists() {
-            layout_with(
-                &layout,
-                &[("latest", manifest), (&format!("{version}.0"), manifest)],
-            );
-        }
-        s.add(
-            &format!("img@{version}"),
-            &[
-                &oci(&layout, "latest"),
-                &oci(&layout, &format!("{version}.0")),
-            ],
-        );
-    }
+    add_images(s, &[("1", &imgs.arm64), ("2", &imgs.v1), ("3", &imgs.v2)]);
     for (i, file) in data.iter().enumerate() {
         s.add(
             &format!("data@{}", i + 1),
@@ -220,21 +205,7 @@ fn gc_keeps_pins_and_the_newest_and_serving_goes_on_while_it_collects() {
 
     // A fresh store holding only what was kept is no more than 5 % smaller.
     let fresh = Store::new();
-    let imgs_kept = [("2", &imgs.v1), ("3", &imgs.v2)];
-    for (version, manifest) in imgs_kept {
-        let layout = fresh.tmp_path(&format!("layout-{version}"));
-        layout_with(
-            &layout,
-            &[("latest", manifest), (&format!("{version}.0"), manifest)],
-        );
-        fresh.add(
-            &format!("img@{version}"),
-            &[
-                &oci(&layout, "latest"),
-                &oci(&layout, &format!("{version}.0")),
-            ],
-        );
-    }
+    add_images(&fresh, &[("2", &imgs.v1), ("3", &imgs.v2)]);
     for i in 2..=3 {
         fresh.add(
             &format!("data@{i}"),

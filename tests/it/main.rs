@@ -31,6 +31,8 @@
 //! - `pins`: `ferry pin` moves what a running node serves as current (`latest` for skopeo, `/repos/NAME/current/`).
 //! - `gc`: retention keeps pins and the newest versions; `ferry gc` on a running node under 64 concurrent pulls
 //!   (all exact), then fsck clean and the store the size of a fresh one holding only what was kept.
+//! - `status`: the status page in headless Chromium and `/metrics` through Prometheus' parser follow pins, pulls
+//!   and gc; (in `sync`) per-peer chunk counts and sync lag.
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -54,6 +56,7 @@ mod push;
 mod registry;
 mod repos;
 mod serve;
+mod status;
 mod store;
 mod sync;
 mod token_auth;

@@ -5,7 +5,7 @@ use std::fs;
 
 use ferry_tests::cmd::run_ok;
 use ferry_tests::ferry::{num, Store};
-use ferry_tests::fixtures::{images, layout_with};
+use ferry_tests::fixtures::{images, layout_with, Manifest};
 use ferry_tests::fsutil::{index_entries, verify_blobs};
 use ferry_tests::node::Node;
 use serde_json::Value;
@@ -34,11 +34,9 @@ fn current_notes(node: &Node) -> String {
         .expect("GET current notes")
 }
 
-/// Into `s`: `img@1` and `img@2` (the fixture's v1 and v2, each tagged `latest` and `VERSION.0`), and
-/// `files@1`, `files@2` (a `notes.txt` saying `release VERSION`).
-pub(crate) fn two_versions(s: &Store) {
-    let imgs = images();
-    for (version, manifest) in [("1", &imgs.v1), ("2", &imgs.v2)] {
+/// Into `s`: `img@VERSION` for each of `versions`, the image tagged `latest` and `VERSION.0`.
+pub(crate) fn add_images(s: &Store, versions: &[(&str, &Manifest)]) {
+    for (version, manifest) in versions {
         let layout = s.tmp_path(&format!("layout-{version}"));
         layout_with(
             &layout,
@@ -51,6 +49,15 @@ pub(crate) fn two_versions(s: &Store) {
                 &oci(&layout, &format!("{version}.0")),
             ],
         );
+    }
+}
+
+/// Into `s`: `img@1` and `img@2` (the fixture's v1 and v2, each tagged `latest` and `VERSION.0`), and
+/// `files@1`, `files@2` (a `notes.txt` saying `release VERSION`).
+pub(crate) fn two_versions(s: &Store) {
+    let imgs = images();
+    add_images(s, &[("1", &imgs.v1), ("2", &imgs.v2)]);
+    for version in ["1", "2"] {
         let notes = s.tmp_path(&format!("notes-{version}/notes.txt"));
         fs::create_dir_all(notes.parent().unwrap()).unwrap();
         fs::write(&notes, format!("release {version}\n")).unwrap();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ferry_tests::cmd::Output;
 use ferry_tests::ferry::{self, num, Store};
+use ferry_tests::metrics::{scrape, value};
 use ferry_tests::netns::{Host, Lan};
 use ferry_tests::node::Node;
 use serde_json::Value;
@@ -186,7 +187,7 @@ fn a_site_syncs_a_release_then_only_what_the_update_changed() {
         .p2p
         .clone()
         .expect("the seed prints its p2p address");
-    let _site_node = serve(
+    let site_node = serve(
         &site,
         None,
         "/ip4/127.0.0.1/tcp/0",
@@ -201,6 +202,29 @@ fn a_site_syncs_a_release_then_only_what_the_update_changed() {
     let first = sync(&site, "rel@1", &[]);
     assert_eq!(first["already_held"], false, "{first}");
     assert_eq!(num(&first, "payload_bytes"), 16 << 20, "{first}");
+    // The site's metrics count what came from the seed, and that the seed holds a newer rel.
+    let (seed_id, site_id) = (peer_id(&seed), peer_id(&site));
+    let m = scrape(&site_node.url("/metrics"));
+    let from_seed = [("peer", seed_id.as_str())];
+    assert_eq!(
+        value(&m, "ferry_sync_chunks_fetched_total", &from_seed),
+        Some(num(&first, "chunks") as f64)
+    );
+    assert_eq!(
+        value(&m, "ferry_sync_bytes_fetched_total", &from_seed),
+        Some((16 << 20) as f64)
+    );
+    assert_eq!(
+        value(&m, "ferry_sync_lag_releases", &[("name", "rel")]),
+        Some(1.0)
+    );
+    assert_eq!(value(&m, "ferry_peers_connected", &[]), Some(1.0));
+    let sent = value(
+        &scrape(&seed_node.url("/metrics")),
+        "ferry_sync_bytes_sent_total",
+        &[("peer", site_id.as_str())],
+    );
+    assert!(sent.is_some_and(|b| b > 0.0), "seed sent {sent:?}");
     assert_eq!(
         content_hashes(&site, "rel@1"),
         content_hashes(&seed, "rel@1")
@@ -233,6 +257,11 @@ fn a_site_syncs_a_release_then_only_what_the_update_changed() {
     );
     let again = sync(&site, "rel@2", &[]);
     assert_eq!(again["already_held"], true, "{again}");
+    let m = scrape(&site_node.url("/metrics"));
+    assert_eq!(
+        value(&m, "ferry_sync_lag_releases", &[("name", "rel")]),
+        Some(0.0)
+    );
     fsck_clean(&site);
 
     // A store that does not trust the publisher refuses the release, whoever delivers it.

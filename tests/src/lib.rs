@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod ferry;
 pub mod fixtures;
 pub mod fsutil;
+pub mod metrics;
 pub mod netns;
 pub mod node;
 pub mod podman;

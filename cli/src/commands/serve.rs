@@ -70,6 +70,9 @@ pub fn serve(
             Some(p2p) => Some(start_network(&store, p2p, stopped(stop_rx.clone())).await?),
             None => None,
         };
+        if let Some(net) = &network {
+            mirror.attach_network(net.clone());
+        }
         let admin = tokio::spawn(admin::run(
             admin_listener,
             store.root().to_path_buf(),

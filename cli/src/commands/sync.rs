@@ -251,19 +251,7 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
     let all = store.releases()?;
     let releases: Vec<String> = all.iter().map(|r| r.manifest.id()).collect();
     let pins = store.pins()?;
-    // What each name serves as current: its pin when held, else its newest (releases come by name, sequence).
-    let mut current: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    for r in &all {
-        current.insert(r.manifest.name.clone(), r.manifest.version.clone());
-    }
-    for p in &pins {
-        let held = all
-            .iter()
-            .any(|r| r.manifest.name == p.name && Some(&r.manifest.version) == p.version.as_ref());
-        if let (true, Some(v)) = (held, &p.version) {
-            current.insert(p.name.clone(), v.clone());
-        }
-    }
+    let current = ferry_node::retention::current(&store)?;
     let disk = store.disk_usage();
     let node = remote::attached_network();
     let net = node.clone().flatten().map(|n| n.status());

@@ -22,13 +22,18 @@ const PIECE: u64 = 64 << 10;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The bytes `[start, start + len)` of `blob` as a body.
-pub fn blob_body(store: Store, blob: BlobRef, start: u64, len: u64) -> Body {
+pub fn blob_body(m: &super::Mirror, blob: BlobRef, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUE);
     let rt = tokio::runtime::Handle::current();
+    let (store, served) = (m.store().clone(), m.count_served());
     tokio::task::spawn_blocking(move || {
         let send = |piece: std::io::Result<Bytes>| -> bool {
+            let n = piece.as_ref().map_or(0, |b| b.len() as u64);
             match rt.block_on(tokio::time::timeout(STALL, tx.send(piece))) {
-                Ok(Ok(())) => true,
+                Ok(Ok(())) => {
+                    served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
                 Ok(Err(_)) => false, // the client went away
                 Err(_) => {
                     tracing::warn!(blob = %blob.sha256, "client took nothing for {STALL:?}; dropping it");

@@ -11,6 +11,7 @@
 //! - [`info`]: `/_ferry/images`, the images served, as JSON for tools such as `ferry client-config`.
 //! - [`range`]: the `Range` header, shared by the registry and the trees.
 //! - [`body`]: streaming a blob, rebuilt from its chunks on a blocking thread, into a response body.
+//! - [`status`]: the status page at `/` and Prometheus metrics at `/metrics`.
 //!
 //! [`run`] serves until `shutdown` resolves, then lets requests in flight finish.
 
@@ -22,6 +23,7 @@ pub mod oci;
 pub mod push;
 pub mod range;
 pub mod repo;
+pub mod status;
 pub mod uploads;
 
 use crate::store::{Store, StoreError};
@@ -43,6 +45,10 @@ struct MirrorShared {
     /// Pushed blobs go through the store's ingest one at a time (each ingest is parallel inside), so two
     /// uploads of the same content never both write its chunks.
     ingest: Arc<Mutex<()>>,
+    /// Bytes of blobs, manifests and files sent to clients.
+    served: Arc<std::sync::atomic::AtomicU64>,
+    /// The node's network side, once started (for the status page and metrics).
+    network: std::sync::OnceLock<crate::net::Network>,
 }
 
 impl Mirror {
@@ -58,12 +64,32 @@ impl Mirror {
             access,
             uploads,
             ingest: Arc::new(Mutex::new(())),
+            served: Arc::default(),
+            network: std::sync::OnceLock::new(),
         })))
     }
 
     /// The store.
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// Show the node's network side on the status page and in metrics.
+    pub fn attach_network(&self, net: crate::net::Network) {
+        let _ = self.0.network.set(net);
+    }
+
+    pub(crate) fn network(&self) -> Option<&crate::net::Network> {
+        self.0.network.get()
+    }
+
+    /// Bytes of blobs, manifests and repository files sent to clients since the node started.
+    pub fn served_bytes(&self) -> u64 {
+        self.0.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_served(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.0.served.clone()
     }
 
     /// Who may push and pull.
@@ -93,6 +119,7 @@ impl Mirror {
         oci::routes()
             .merge(repo::routes())
             .merge(info::routes())
+            .merge(status::routes())
             .with_state(self.clone())
     }
 }

@@ -431,6 +431,8 @@ async fn manifest(
         .await
         .map_err(internal)?
         .map_err(internal)?;
+    m.count_served()
+        .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok((StatusCode::OK, headers, bytes).into_response())
 }
 
@@ -477,7 +479,7 @@ fn blob_response(
     let body = if len == 0 {
         Body::empty()
     } else {
-        blob_body(m.store().clone(), blob, start, len)
+        blob_body(m, blob, start, len)
     };
     Ok((status, headers, body).into_response())
 }

@@ -91,6 +91,8 @@ pub struct PeerInfo {
     pub follows: Vec<String>,
     /// Chunk payload bytes received from it by syncs.
     pub received_bytes: u64,
+    /// Chunks received from it by syncs (verified and stored).
+    pub received_chunks: u64,
     /// Chunk bytes (as stored) sent to it.
     pub sent_bytes: u64,
     /// Why it was dropped, if a sync dropped it.

@@ -1035,7 +1035,10 @@ impl<'a> Fetch<'a> {
             self.running.set(|p| p.dropped.push(note));
         }
         let stored = outcome.stored.len() as u64;
-        self.net.update_peer(peer, |p| p.received_bytes += bytes);
+        self.net.update_peer(peer, |p| {
+            p.received_bytes += bytes;
+            p.received_chunks += stored;
+        });
         self.running.set(|p| {
             p.chunks_done += stored;
             p.bytes_done += bytes;

@@ -119,6 +119,21 @@ pub struct GcReport {
     pub seconds: f64,
 }
 
+/// Collections run since the store was opened (for `/metrics` and the status page).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct GcTotals {
+    /// Collections that changed something or could have (dry runs not counted).
+    pub runs: u64,
+    /// Releases removed.
+    pub releases_removed: u64,
+    /// Chunk bytes removed from the index (pack bytes freed once compacted).
+    pub chunk_bytes_removed: u64,
+    /// Disk bytes reclaimed, by the stores' before/after totals.
+    pub reclaimed_bytes: u64,
+    /// When the last one ended, seconds since the Unix epoch (0: none yet).
+    pub last_at: u64,
+}
+
 /// What is kept: blob ids, recipes and chunks.
 #[derive(Default)]
 struct Live {
@@ -134,6 +149,11 @@ impl Live {
 }
 
 impl Store {
+    /// Collections run since the store was opened.
+    pub fn gc_totals(&self) -> GcTotals {
+        *self.0.gc_totals.lock().expect("gc totals poisoned")
+    }
+
     /// Count an operation that adds content or reads blobs until the guard drops (see the module docs).
     pub fn begin(&self, what: &'static str) -> OpGuard {
         let mut ops = self.0.ops.lock().expect("ops poisoned");
@@ -194,6 +214,16 @@ impl Store {
         report.after = self.disk_usage();
         report.reclaimed_bytes = report.before.total.saturating_sub(report.after.total);
         report.seconds = started.elapsed().as_secs_f64();
+        if !opts.dry_run {
+            let mut t = self.0.gc_totals.lock().expect("gc totals poisoned");
+            t.runs += 1;
+            t.releases_removed += report.removed.len() as u64;
+            t.chunk_bytes_removed += report.chunk_bytes_removed;
+            t.reclaimed_bytes += report.reclaimed_bytes;
+            t.last_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+        }
         tracing::info!(
             removed = report.removed.len(),
             chunks = report.chunks_removed,
@@ -542,17 +572,7 @@ mod tests {
     use crate::progress::NoProgress;
     use std::io::Read;
 
-    fn random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::deflate::tests::random;
 
     fn add_file(store: &Store, dir: &std::path::Path, release: (&str, &str), bytes: &[u8]) {
         let path = dir.join(format!("{}-{}.bin", release.0, release.1));

@@ -216,6 +216,7 @@ struct Shared {
     notes: Mutex<Option<gc::Notes>>,
     /// One collection at a time.
     gc: Mutex<()>,
+    gc_totals: Mutex<gc::GcTotals>,
 }
 
 fn pack_len_key(n: u32) -> [u8; 5] {
@@ -333,6 +334,7 @@ impl Store {
             noting: std::sync::atomic::AtomicBool::new(false),
             notes: Mutex::new(None),
             gc: Mutex::new(()),
+            gc_totals: Mutex::new(gc::GcTotals::default()),
         };
         let store = Store(Arc::new(shared));
         store.recover()?;

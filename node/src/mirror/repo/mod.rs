@@ -288,7 +288,7 @@ fn file_response(
     let body = if head || len == 0 {
         Body::empty()
     } else {
-        blob_body(m.store().clone(), blob, start, len)
+        blob_body(m, blob, start, len)
     };
     (status, headers, body).into_response()
 }
