@@ -34,7 +34,9 @@ pub struct FsckReport {
 
 impl Store {
     /// Verify the whole store. Problems are collected, not raised; only failure to read at all is an error.
+    /// Waits for a garbage collection in progress (which deletes packs and index entries) to end first.
     pub fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport, StoreError> {
+        let _no_gc = self.0.gc.lock().expect("gc lock poisoned");
         let mut r = FsckReport::default();
         let dir = &self.0.packs_dir;
 

@@ -27,6 +27,7 @@
 
 mod bundle;
 mod fixtures;
+mod gc;
 mod gzip;
 mod measure;
 mod netsync;
@@ -81,6 +82,9 @@ enum Sub {
     /// Measure compressed artifacts on a corpus of real gzip version pairs: bundle delta vs layer-level delta and
     /// `zstd --patch-from`, and the ingest cost of `ferry add`.
     Gzip(gzip::GzipArgs),
+    /// Measure garbage collection next to `docker-registry garbage-collect`: time, and bytes left against a fresh
+    /// store holding only what was kept.
+    Gc(gc::GcArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -152,6 +156,7 @@ fn real_main() -> Result<()> {
         Sub::Serve(args) => serve::run(args),
         Sub::Sync(args) => netsync::run(args),
         Sub::Gzip(args) => gzip::run(args),
+        Sub::Gc(args) => gc::run(args),
     }
 }
 
