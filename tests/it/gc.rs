@@ -29,6 +29,9 @@ fn three_versions(s: &Store, data: &[std::path::PathBuf]) {
     }
 }
 
+/// One pull: when it started and ended, and the bytes it got or why it failed.
+type Pulled = (Instant, Instant, Result<u64, String>);
+
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -133,7 +136,7 @@ fn gc_keeps_pins_and_the_newest_and_serving_goes_on_while_it_collects() {
     s.run(["pin", "rm", "data"]).ok();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let pulls: Arc<Mutex<Vec<(Instant, Instant, Result<u64, String>)>>> = Arc::default();
+    let pulls: Arc<Mutex<Vec<Pulled>>> = Arc::default();
     let workers: Vec<_> = (0..64)
         .map(|i| {
             let (stop, pulls, client, base) =
