@@ -136,7 +136,8 @@ struct Run {
     after: u64,
 }
 
-fn ferry_bytes(b: &Bench, store: &Path) -> Result<u64> {
+/// Ferry's packs and index bytes (`ferry status`).
+fn ferry_parts(b: &Bench, store: &Path) -> Result<(u64, u64)> {
     let v: Value = serde_json::from_str(&b.ferry(store).args(["status", "--json"]).output()?)?;
     let part = |k: &str| v["disk"][k].as_u64().unwrap_or(0);
     ensure!(
@@ -144,7 +145,12 @@ fn ferry_bytes(b: &Bench, store: &Path) -> Result<u64> {
         "ferry's cache is not empty in {}",
         store.display()
     );
-    Ok(part("packs") + part("index"))
+    Ok((part("packs"), part("index")))
+}
+
+fn ferry_bytes(b: &Bench, store: &Path) -> Result<u64> {
+    let (packs, index) = ferry_parts(b, store)?;
+    Ok(packs + index)
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64> {
@@ -194,6 +200,8 @@ pub fn run(args: GcArgs) -> Result<()> {
         r.stop()?;
     }
     let fresh = (ferry_bytes(&b, &ferry_fresh)?, dir_bytes(&reg_fresh)?);
+    let fresh_parts = ferry_parts(&b, &ferry_fresh)?;
+    let mut after_parts = (0, 0);
 
     let mut runs = Vec::new();
     for rep in 0..args.reps.max(1) {
@@ -219,7 +227,8 @@ pub fn run(args: GcArgs) -> Result<()> {
                     "ferry gc removed {}",
                     report["removed"]
                 );
-                let after = ferry_bytes(&b, &store)?;
+                after_parts = ferry_parts(&b, &store)?;
+                let after = after_parts.0 + after_parts.1;
                 runs.push(Run {
                     ferry: true,
                     m,
@@ -302,6 +311,17 @@ pub fn run(args: GcArgs) -> Result<()> {
             verdict(ratio <= TARGET_AFTER_FRESH)
         )?;
     }
+    writeln!(
+        md,
+        "\nFerry after collection: packs {} against {} fresh ({:.3}), index {} against {} fresh ({:.3}): \
+         sled reclaims the log segments of deleted and rewritten entries lazily.",
+        mb(after_parts.0),
+        mb(fresh_parts.0),
+        after_parts.0 as f64 / fresh_parts.0 as f64,
+        mb(after_parts.1),
+        mb(fresh_parts.1),
+        after_parts.1 as f64 / fresh_parts.1 as f64,
+    )?;
     writeln!(
         md,
         "\nCollection time, Ferry / registry: **{:.2}x**. Kept after collection, Ferry / registry: **{:.2}x** \
