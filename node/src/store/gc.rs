@@ -675,4 +675,58 @@ mod tests {
         let fsck = store.fsck(&NoProgress).unwrap();
         assert!(fsck.ok, "{:?}", fsck.problems);
     }
+
+    #[test]
+    fn a_damaged_live_record_stops_compaction_naming_it_and_loses_nothing_else() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
+        add_file(&store, dir.path(), ("a", "1"), &random(2 << 20, 3));
+        let kept = random(2 << 20, 4);
+        add_file(&store, dir.path(), ("a", "2"), &kept);
+        // Damage one payload byte of a chunk a@2 needs.
+        let blob = only_blob(&store, "a", "2");
+        let recipe = store.recipe_of(&blob).unwrap();
+        let (victim, _) = recipe.chunks().nth(3).unwrap();
+        let loc = store.chunk_location(&victim).unwrap().unwrap();
+        let path = packs::pack_path(&store.0.packs_dir, loc.pack);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let at = loc.offset + packs::HEADER_LEN + u64::from(loc.comp_len) / 2;
+        let mut b = [0u8; 1];
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_exact_at(&mut b, at)
+            .unwrap();
+        f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+        drop(f);
+
+        let err = store
+            .gc(&GcOptions {
+                remove: vec!["a@1".into()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&path.display().to_string())
+                && err.contains(&victim.to_string())
+                && err.contains(&format!("offset {}", loc.offset)),
+            "{err}"
+        );
+        // The sweep is done and the damaged pack is still there, every other chunk of a@2 readable from it.
+        assert!(store.signed_release("a@1").unwrap().is_none());
+        assert!(path.exists());
+        assert_eq!(store.chunk_location(&victim).unwrap(), Some(loc));
+        for (id, _) in recipe.chunks().filter(|(id, _)| *id != victim) {
+            store.read_chunk(&id).unwrap();
+        }
+        let fsck = store.fsck(&NoProgress).unwrap();
+        assert!(
+            fsck.problems
+                .iter()
+                .any(|p| p.contains(&victim.to_string())),
+            "{:?}",
+            fsck.problems
+        );
+    }
 }
