@@ -280,6 +280,11 @@ impl<W: Write> BitWriter<W> {
         Ok(())
     }
 
+    /// The writer, holding what was handed to it so far.
+    pub fn writer_mut(&mut self) -> &mut W {
+        &mut self.writer
+    }
+
     /// Write out everything; the output must be at a byte boundary.
     pub fn finish(&mut self) -> io::Result<u64> {
         debug_assert_eq!(self.count % 8, 0);

@@ -1,4 +1,8 @@
 //! Decomposing: inflating gzip members while recording every choice their producer made.
+//!
+//! The inflater reports what it reads to a [`Sink`] as it goes: member headers, each block's header and the
+//! producer's decisions in it ([`Tok`]s), block and member ends, and the raw bytes, so nothing grows with the
+//! stream. [`V1`] collects the events into a whole [`Recreation`] (headers and tokens as byte strings).
 
 use super::bits::BitReader;
 use super::format::{put_final_run, put_match, put_varint, FORMAT_VERSION, TAG_END, TAG_MEMBER};
@@ -28,9 +32,61 @@ enum Stop {
     Write(io::Error),
 }
 
+/// One of the producer's decisions in a Huffman block: `lits` literals, then (when `len` > 0) a match of `len`
+/// bytes `dist` back; a length 258 written as symbol 284 with extra bits 31 (a quirk) has [`Tok::QUIRK`] set
+/// in `len`. A block's tokens tile its raw bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tok {
+    pub lits: u32,
+    pub len: u16,
+    pub dist: u16,
+}
+
+impl Tok {
+    /// Marks a quirk in `len`.
+    pub const QUIRK: u16 = 0x8000;
+
+    /// The match's length (0 for none).
+    #[inline(always)]
+    pub fn match_len(self) -> u16 {
+        self.len & !Self::QUIRK
+    }
+
+    /// Raw bytes covered.
+    #[inline(always)]
+    pub fn covers(self) -> u64 {
+        self.lits as u64 + self.match_len() as u64
+    }
+}
+
+/// What decomposing finds, in stream order. Raw bytes reach [`Sink::raw`] no later than the events that cover
+/// them: by each block's end, and with every batch of tokens.
+pub(crate) trait Sink {
+    /// The next raw bytes.
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// A member starts; its header bytes (ID1 through FHCRC), verbatim.
+    fn member(&mut self, header: &[u8]) -> io::Result<()>;
+    /// A stored block (`kind` is its three header bits) with its padding bits and length; its bytes follow.
+    fn stored(&mut self, kind: u8, pad: u8, len: u16) -> io::Result<()>;
+    /// A fixed or dynamic block starts: `head` is its kind byte, then for a dynamic block its code definitions
+    /// as the re-creation format writes them.
+    fn huffman(&mut self, head: &[u8]) -> io::Result<()>;
+    /// The next decisions of the current Huffman block.
+    fn tokens(&mut self, toks: &[Tok]) -> io::Result<()>;
+    /// The current Huffman block ends, having produced `raw_len` bytes; its quirks (see the module doc).
+    fn block_end(&mut self, raw_len: u64, quirks: &[u64]) -> io::Result<()>;
+    /// The member ends: the padding bits after its last block, and its CRC-32 (verified).
+    fn member_end(&mut self, end_pad: u8, crc: u32) -> io::Result<()>;
+    /// The stream ends; the bytes after the last member.
+    fn end(&mut self, trailing: &[u8]) -> io::Result<()>;
+}
+
+/// Decisions buffered before they go to the sink (when the output window is flushed, and at block ends).
+const TOKS: usize = 1 << 14;
+
 /// The output side: raw bytes go out through a window that matches copy from.
-struct Out<W> {
-    raw: W,
+struct Out<S> {
+    sink: S,
     buf: Vec<u8>,
     pos: usize,
     /// A token starts only at or below this: `buf.len()` − `OUT_SLACK`.
@@ -44,14 +100,14 @@ struct Out<W> {
     crc: crc32fast::Hasher,
 }
 
-impl<W: Write> Out<W> {
+impl<S: Sink> Out<S> {
     fn produced(&self) -> u64 {
         self.member_len + (self.pos - self.flushed) as u64
     }
 
     fn flush(&mut self) -> io::Result<()> {
         let new = &self.buf[self.flushed..self.pos];
-        self.raw.write_all(new)?;
+        self.sink.raw(new)?;
         self.crc.update(new);
         self.member_len += new.len() as u64;
         self.flushed = self.pos;
@@ -125,21 +181,24 @@ struct Tables {
     cl: Table,
 }
 
-pub(crate) struct Decomposer<R, W> {
+pub(crate) struct Decomposer<R, S> {
     input: BitReader<R>,
-    out: Out<W>,
+    out: Out<S>,
     tables: Tables,
+    /// The record being built (a block's header).
     headers: Vec<u8>,
-    tokens: Vec<u8>,
-    /// Literals since the last match (they run on across blocks and members).
-    lit_run: u64,
+    /// Decisions not yet given to the sink.
+    toks: Vec<Tok>,
+    /// Literals since the last decision given (in the current block).
+    lit_run: u32,
     /// Ordinals, among the block's length-258 matches, of those coded as symbol 284 with extra bits 31.
     quirks: Vec<u64>,
     member: u64,
     block: u64,
 }
 
-pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreation, DeflateError> {
+/// Inflate `input`, reporting to `sink`.
+pub(crate) fn run<R: Read, S: Sink>(input: R, sink: S) -> Result<S, DeflateError> {
     let mut fixed_lit = Table::default();
     let mut fixed_dist = Table::default();
     fixed_lit
@@ -151,7 +210,7 @@ pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreatio
     let mut d = Decomposer {
         input: BitReader::new(input),
         out: Out {
-            raw,
+            sink,
             buf: vec![0; OUT_FIRST],
             pos: 0,
             limit: OUT_FIRST - OUT_SLACK,
@@ -167,21 +226,109 @@ pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreatio
             dist: Table::default(),
             cl: Table::default(),
         },
-        headers: vec![FORMAT_VERSION],
-        tokens: Vec::new(),
+        headers: Vec::new(),
+        toks: Vec::with_capacity(TOKS),
         lit_run: 0,
         quirks: Vec::new(),
         member: 0,
         block: 0,
     };
     d.run()?;
+    Ok(d.out.sink)
+}
+
+/// Decompose into a whole [`Recreation`], the raw bytes going to `raw`.
+pub(crate) fn decompose<R: Read, W: Write>(input: R, raw: W) -> Result<Recreation, DeflateError> {
+    let v1 = run(
+        input,
+        V1 {
+            raw,
+            headers: vec![FORMAT_VERSION],
+            tokens: Vec::new(),
+            lits: 0,
+        },
+    )?;
     Ok(Recreation {
-        headers: d.headers,
-        tokens: d.tokens,
+        headers: v1.headers,
+        tokens: v1.tokens,
     })
 }
 
-impl<R: Read, W: Write> Decomposer<R, W> {
+/// Collects the events into `headers` and `tokens` (the formats in the module doc of [`super`]).
+pub(crate) struct V1<W> {
+    raw: W,
+    headers: Vec<u8>,
+    tokens: Vec<u8>,
+    /// Literals since the last match (they run on across blocks and members).
+    lits: u64,
+}
+
+impl<W: Write> Sink for V1<W> {
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.raw.write_all(bytes)
+    }
+    fn member(&mut self, header: &[u8]) -> io::Result<()> {
+        self.headers.push(TAG_MEMBER);
+        put_varint(&mut self.headers, header.len() as u64);
+        self.headers.extend_from_slice(header);
+        Ok(())
+    }
+    fn stored(&mut self, kind: u8, pad: u8, len: u16) -> io::Result<()> {
+        self.headers.extend_from_slice(&[kind, pad]);
+        put_varint(&mut self.headers, len as u64);
+        Ok(())
+    }
+    fn huffman(&mut self, head: &[u8]) -> io::Result<()> {
+        self.headers.extend_from_slice(head);
+        Ok(())
+    }
+    fn tokens(&mut self, toks: &[Tok]) -> io::Result<()> {
+        for t in toks {
+            self.lits += t.lits as u64;
+            if t.len > 0 {
+                put_match(
+                    &mut self.tokens,
+                    self.lits,
+                    t.match_len() as u32,
+                    t.dist as u32,
+                );
+                self.lits = 0;
+            }
+        }
+        Ok(())
+    }
+    fn block_end(&mut self, raw_len: u64, quirks: &[u64]) -> io::Result<()> {
+        put_quirks(&mut self.headers, raw_len, quirks);
+        Ok(())
+    }
+    fn member_end(&mut self, end_pad: u8, crc: u32) -> io::Result<()> {
+        self.headers.push(end_pad);
+        self.headers.extend_from_slice(&crc.to_le_bytes());
+        Ok(())
+    }
+    fn end(&mut self, trailing: &[u8]) -> io::Result<()> {
+        if self.lits > 0 {
+            put_final_run(&mut self.tokens, self.lits);
+        }
+        self.headers.push(TAG_END);
+        put_varint(&mut self.headers, trailing.len() as u64);
+        self.headers.extend_from_slice(trailing);
+        Ok(())
+    }
+}
+
+/// A Huffman block's tail in the re-creation format: `raw_len`, then the quirks.
+pub(crate) fn put_quirks(out: &mut Vec<u8>, raw_len: u64, quirks: &[u64]) {
+    put_varint(out, raw_len);
+    put_varint(out, quirks.len() as u64);
+    let mut next = 0;
+    for &q in quirks {
+        put_varint(out, q - next);
+        next = q + 1;
+    }
+}
+
+impl<R: Read, S: Sink> Decomposer<R, S> {
     /// An error at the current input position; any error after the input ran out is truncation.
     fn error(&self, stop: Stop) -> DeflateError {
         let offset = self.input.offset();
@@ -245,9 +392,6 @@ impl<R: Read, W: Write> Decomposer<R, W> {
                 break;
             }
         }
-        if self.lit_run > 0 {
-            put_final_run(&mut self.tokens, self.lit_run);
-        }
         let mut trailing = Vec::new();
         loop {
             let avail = self.input.available().map_err(DeflateError::Read)?;
@@ -261,10 +405,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             let n = avail.len();
             self.input.advance(n);
         }
-        self.headers.push(TAG_END);
-        put_varint(&mut self.headers, trailing.len() as u64);
-        self.headers.extend_from_slice(&trailing);
-        Ok(())
+        self.out.sink.end(&trailing).map_err(DeflateError::Write)
     }
 
     fn member_(&mut self) -> Result<(), DeflateError> {
@@ -273,9 +414,10 @@ impl<R: Read, W: Write> Decomposer<R, W> {
         loop {
             self.refill()?;
             let head = self.bits(3);
+            self.headers.clear();
             self.headers.push(head as u8);
             match head >> 1 {
-                0 => self.stored()?,
+                0 => self.stored(head as u8)?,
                 1 => self.huffman(true)?,
                 2 => {
                     self.dynamic_header()?;
@@ -288,8 +430,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             }
             self.block += 1;
         }
-        let (pad, _) = self.input.align();
-        self.headers.push(pad);
+        let (end_pad, _) = self.input.align();
         if !self.input.unload() {
             return Err(self.error(Stop::Truncated));
         }
@@ -321,8 +462,10 @@ impl<R: Read, W: Write> Decomposer<R, W> {
                 actual: len as u32,
             });
         }
-        self.headers.extend_from_slice(&stored_crc.to_le_bytes());
-        Ok(())
+        self.out
+            .sink
+            .member_end(end_pad, stored_crc)
+            .map_err(DeflateError::Write)
     }
 
     /// The member header (RFC 1952 §2.3), kept byte for byte.
@@ -374,15 +517,11 @@ impl<R: Read, W: Write> Decomposer<R, W> {
                 h.push(b);
             }
         }
-        self.headers.push(TAG_MEMBER);
-        put_varint(&mut self.headers, h.len() as u64);
-        self.headers.extend_from_slice(&h);
-        Ok(())
+        self.out.sink.member(&h).map_err(DeflateError::Write)
     }
 
-    fn stored(&mut self) -> Result<(), DeflateError> {
+    fn stored(&mut self, kind: u8) -> Result<(), DeflateError> {
         let (pad, _) = self.input.align();
-        self.headers.push(pad);
         if !self.input.unload() {
             return Err(self.error(Stop::Truncated));
         }
@@ -395,7 +534,10 @@ impl<R: Read, W: Write> Decomposer<R, W> {
         if nlen != !len {
             return Err(self.bad("stored block's NLEN is not the complement of LEN"));
         }
-        put_varint(&mut self.headers, len as u64);
+        self.out
+            .sink
+            .stored(kind, pad, len)
+            .map_err(DeflateError::Write)?;
         let mut left = len as usize;
         while left > 0 {
             if self.out.pos > self.out.limit {
@@ -413,7 +555,7 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             self.input.advance(n);
             left -= n;
         }
-        Ok(())
+        self.out.flush().map_err(DeflateError::Write)
     }
 
     /// A dynamic block's code definitions, recorded as read (see the module doc of [`super`]).
@@ -497,8 +639,13 @@ impl<R: Read, W: Write> Decomposer<R, W> {
         Ok(())
     }
 
-    /// A fixed or dynamic block's data, then its raw length and quirks into `headers`.
+    /// A fixed or dynamic block: its header (in `headers`) to the sink, its decisions as they are decoded, then
+    /// its raw length and quirks.
     fn huffman(&mut self, fixed: bool) -> Result<(), DeflateError> {
+        self.out
+            .sink
+            .huffman(&self.headers)
+            .map_err(DeflateError::Write)?;
         let start = self.out.produced();
         self.quirks.clear();
         let (lit, dist) = if fixed {
@@ -511,33 +658,49 @@ impl<R: Read, W: Write> Decomposer<R, W> {
             &mut self.out,
             lit,
             dist,
-            &mut self.tokens,
+            &mut self.toks,
             &mut self.lit_run,
             &mut self.quirks,
         );
         if let Err(stop) = r {
             return Err(self.error(stop));
         }
-        put_varint(&mut self.headers, self.out.produced() - start);
-        put_varint(&mut self.headers, self.quirks.len() as u64);
-        let mut next = 0;
-        for &q in &self.quirks {
-            put_varint(&mut self.headers, q - next);
-            next = q + 1;
-        }
-        Ok(())
+        self.out.flush().map_err(DeflateError::Write)?;
+        give_toks(&mut self.out.sink, &mut self.toks, &mut self.lit_run)
+            .map_err(DeflateError::Write)?;
+        let raw_len = self.out.produced() - start;
+        self.out
+            .sink
+            .block_end(raw_len, &self.quirks)
+            .map_err(DeflateError::Write)
     }
+}
+
+/// Give the decisions buffered, and the literals since the last one, to the sink.
+fn give_toks<S: Sink>(sink: &mut S, toks: &mut Vec<Tok>, lit_run: &mut u32) -> io::Result<()> {
+    if *lit_run > 0 {
+        toks.push(Tok {
+            lits: std::mem::take(lit_run),
+            len: 0,
+            dist: 0,
+        });
+    }
+    if !toks.is_empty() {
+        sink.tokens(toks)?;
+        toks.clear();
+    }
+    Ok(())
 }
 
 /// Decode one block's symbols up to its end-of-block code.
 #[inline(never)]
-fn inflate<R: Read, W: Write>(
+fn inflate<R: Read, S: Sink>(
     input: &mut BitReader<R>,
-    out: &mut Out<W>,
+    out: &mut Out<S>,
     lit: &Table,
     dist: &Table,
-    tokens: &mut Vec<u8>,
-    lit_run: &mut u64,
+    toks: &mut Vec<Tok>,
+    lit_run: &mut u32,
     quirks: &mut Vec<u64>,
 ) -> Result<(), Stop> {
     let lmask = (1u64 << lit.primary) - 1;
@@ -546,8 +709,10 @@ fn inflate<R: Read, W: Write>(
     let dt = &dist.entries[..];
     let mut n258 = 0u64;
     loop {
-        if out.pos > out.limit {
+        if out.pos > out.limit || toks.len() >= TOKS {
+            // The raw bytes first: the sink sees them no later than the decisions covering them.
             out.flush().map_err(Stop::Write)?;
+            give_toks(&mut out.sink, toks, lit_run).map_err(Stop::Write)?;
         }
         // A token needs at most 15 + 5 bits for its length and 15 + 13 for its distance.
         if input.count < 48 && !input.refill().map_err(Stop::Read)? {
@@ -588,9 +753,11 @@ fn inflate<R: Read, W: Write>(
         let extra = entry_extra(e);
         let len = entry_value(e) + (input.bits & ((1 << extra) - 1)) as u32;
         input.consume(extra);
+        let mut flag = 0;
         if len == 258 {
             if extra != 0 {
                 quirks.push(n258);
+                flag = Tok::QUIRK;
             }
             n258 += 1;
         }
@@ -613,8 +780,11 @@ fn inflate<R: Read, W: Write>(
         if distance as usize > out.pos - out.hist {
             return Err(Stop::Bad("distance reaches before the start of the member"));
         }
-        put_match(tokens, *lit_run, len, distance);
-        *lit_run = 0;
+        toks.push(Tok {
+            lits: std::mem::take(lit_run),
+            len: len as u16 | flag,
+            dist: distance as u16,
+        });
         out.copy_match(distance as usize, len as usize);
     }
 }

@@ -77,6 +77,11 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// Bytes not yet read.
+    pub fn left(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
     #[inline(always)]
     pub fn u8(&mut self) -> Result<u8, Short> {
         let b = *self.bytes.get(self.pos).ok_or(Short::End)?;

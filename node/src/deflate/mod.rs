@@ -96,6 +96,7 @@ mod encode;
 mod format;
 mod huffman;
 pub mod predict;
+pub mod stream;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -15,11 +15,16 @@ fn store_file(
 ) -> Result<Entry, IngestError> {
     let f = std::fs::File::open(path).map_err(IngestError::io(path))?;
     let meta = f.metadata().map_err(IngestError::io(path))?;
-    let blob = image::store_stream(
+    let reopen = || -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let f = std::fs::File::open(path)?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+    };
+    let blob = image::store_stream_with(
         ctx,
         &rel,
         &path.display().to_string(),
         std::io::BufReader::with_capacity(1 << 20, f),
+        Some(&reopen),
         Some(meta.len()),
         None,
         stats,

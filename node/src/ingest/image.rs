@@ -154,6 +154,9 @@ pub struct Context<'a> {
     pub platforms: &'a [Platform],
     /// Progress.
     pub progress: &'a dyn Progress,
+    /// The model of the gzip producer the last gzip blob took: tried first for the next (an image's layers,
+    /// a repository's packages, mostly come from one producer).
+    pub gzip_hint: std::sync::Mutex<Option<String>>,
 }
 
 /// The result of walking one image.
@@ -188,16 +191,40 @@ pub fn store_stream<R: Read + Send>(
     expect: Option<Sha256Digest>,
     stats: &mut WriteStats,
 ) -> Result<ferry_protocol::BlobRef, IngestError> {
+    store_stream_with(ctx, label, what, reader, None, size, expect, stats)
+}
+
+/// [`store_stream`] of a blob that `reopen` can read again from its start (so a gzip blob that must be stored
+/// as it is after all is read again rather than kept aside while it is decomposed).
+#[allow(clippy::too_many_arguments)]
+pub fn store_stream_with<R: Read + Send>(
+    ctx: &Context<'_>,
+    label: &str,
+    what: &str,
+    reader: R,
+    reopen: Option<&crate::store::gzip::Reopen<'_>>,
+    size: Option<u64>,
+    expect: Option<Sha256Digest>,
+    stats: &mut WriteStats,
+) -> Result<ferry_protocol::BlobRef, IngestError> {
     ctx.progress.start(label, size);
+    let opts = crate::store::gzip::BlobOptions {
+        reopen,
+        hint: Some(&ctx.gzip_hint),
+    };
+    let store = ctx.store;
     let got = match (expect, size) {
-        (Some(d), Some(n)) => {
-            ctx.store
-                .ingest_blob(reader.take(n + 1), what, Some((d, Some(n))), ctx.progress)
+        (Some(d), Some(n)) => store.ingest_blob_with(
+            reader.take(n + 1),
+            &opts,
+            what,
+            Some((d, Some(n))),
+            ctx.progress,
+        ),
+        (Some(d), None) => {
+            store.ingest_blob_with(reader, &opts, what, Some((d, None)), ctx.progress)
         }
-        (Some(d), None) => ctx
-            .store
-            .ingest_blob(reader, what, Some((d, None)), ctx.progress),
-        (None, _) => ctx.store.ingest_blob(reader, what, None, ctx.progress),
+        (None, _) => store.ingest_blob_with(reader, &opts, what, None, ctx.progress),
     };
     ctx.progress.finish();
     let got = got?;
@@ -218,11 +245,16 @@ pub fn ingest_blob(
     }
     let what = format!("blob {digest} from {}", src.describe());
     let label = digest.to_string();
-    store_stream(
+    let reopen = || -> std::io::Result<Box<dyn Read + Send + '_>> {
+        src.open(digest, size)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    store_stream_with(
         ctx,
         &label,
         &what,
         src.open(digest, size)?,
+        Some(&reopen),
         Some(size),
         Some(*digest),
         stats,

@@ -289,6 +289,7 @@ pub fn add(
         release_name: name,
         platforms: &opts.platforms,
         progress,
+        gzip_hint: Default::default(),
     };
     for source in sources {
         match source {

@@ -176,8 +176,17 @@ async fn complete(
             _ => {
                 let f = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
                 let what = format!("blob {expected} pushed to {repo}");
-                let got = store.ingest_blob(
+                let reopen = || -> std::io::Result<Box<dyn std::io::Read + Send>> {
+                    let f = std::fs::File::open(&path)?;
+                    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+                };
+                let opts = crate::store::gzip::BlobOptions {
+                    reopen: Some(&reopen),
+                    hint: None,
+                };
+                let got = store.ingest_blob_with(
                     std::io::BufReader::with_capacity(1 << 20, f),
+                    &opts,
                     &what,
                     Some((expected, Some(size))),
                     &crate::NoProgress,

@@ -26,6 +26,7 @@ pub mod pins;
 pub mod pushed;
 pub mod reader;
 pub mod sites;
+pub mod stream;
 pub mod writer;
 
 use crate::config::{ConfigError, StoreConfig};

@@ -158,7 +158,7 @@ fn is_zero(data: &[u8]) -> bool {
 }
 
 /// A buffer of the stream and the chunks cut in it. Chunks are ranges of the buffer: nothing is copied.
-struct Batch {
+pub(super) struct Batch {
     data: Vec<u8>,
     chunks: Vec<std::ops::Range<usize>>,
 }
@@ -171,16 +171,16 @@ struct Prepared {
 }
 
 /// The whole-stream hashes, fed in stream order by the appending stage.
-struct StreamSummary {
+pub(super) struct StreamSummary {
     /// Whether to hash at all (not for the parts of a gzip blob, whose hashes are the gzip stream's).
     hash: bool,
-    sha: sha2::Sha256,
-    blake: blake3::Hasher,
-    len: u64,
+    pub sha: sha2::Sha256,
+    pub blake: blake3::Hasher,
+    pub len: u64,
 }
 
 /// Fail unless the content has the digest (and size) it was promised with.
-fn check_expected(
+pub(super) fn check_expected(
     what: &str,
     expect: Option<(Sha256Digest, Option<u64>)>,
     actual: Sha256Digest,
@@ -209,7 +209,7 @@ fn check_expected(
 /// Read `src` into large buffers, cut chunks with FastCDC and send each buffer with its chunks. The last chunk of a buffer may only be cut by the buffer's end, so it is carried to the next buffer
 /// and cut again there: boundaries are exactly those of chunking the stream in one piece. Buffers come back
 /// through `pool` once appended. An error ends the stream.
-fn feed<R: Read>(
+pub(super) fn feed<R: Read>(
     mut src: R,
     params: &crate::config::Chunking,
     tx: &mpsc::SyncSender<std::io::Result<Batch>>,
@@ -250,35 +250,6 @@ fn feed<R: Read>(
     }
 }
 
-/// Send `data`, already cut into `cuts` (which tile it), in batches.
-fn feed_cuts(
-    data: &[u8],
-    cuts: &[std::ops::Range<usize>],
-    tx: &mpsc::SyncSender<std::io::Result<Batch>>,
-    pool: &mpsc::Receiver<Vec<u8>>,
-) {
-    let mut i = 0;
-    while i < cuts.len() {
-        let start = cuts[i].start;
-        let mut j = i + 1;
-        while j < cuts.len() && cuts[j].end - start <= BATCH_BYTES {
-            j += 1;
-        }
-        let end = cuts[j - 1].end;
-        let mut buf = pool.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(&data[start..end]);
-        let chunks = cuts[i..j]
-            .iter()
-            .map(|r| r.start - start..r.end - start)
-            .collect();
-        if tx.send(Ok(Batch { data: buf, chunks })).is_err() {
-            return;
-        }
-        i = j;
-    }
-}
-
 impl Store {
     /// Chunk, dedup and store everything `src` yields as one blob. With `expect`, the content must have that
     /// SHA-256 (and `expect_size`, that length) or nothing about the blob is recorded; chunks already appended
@@ -287,11 +258,26 @@ impl Store {
     /// Three stages overlap: a reader thread fills buffers and cuts chunks; the pool hashes and compresses
     /// batch N while this thread feeds batch N-1 to the whole-stream SHA-256 and BLAKE3 and appends it.
     ///
-    /// A gzip stream (up to [`gzip::MAX_GZIP`]) is stored as its raw bytes plus re-creation data when it can be
-    /// re-created exactly (see [`gzip`]), and as it is otherwise.
+    /// A gzip stream of any size is stored as its raw bytes plus re-creation data when it can be re-created
+    /// exactly (see [`gzip`]), and as it is otherwise; to store it as it is after trying, its bytes are kept
+    /// in an unnamed temporary file as they are read (see [`Store::ingest_blob_with`] to read them again
+    /// instead).
     pub fn ingest_blob<R: Read + Send>(
         &self,
+        src: R,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<Ingested, StoreError> {
+        self.ingest_blob_with(src, &gzip::BlobOptions::default(), what, expect, progress)
+    }
+
+    /// [`Store::ingest_blob`] with options for gzip blobs: how to read the blob again, and the model that fitted
+    /// a sibling blob (updated with the one this blob takes).
+    pub fn ingest_blob_with<R: Read + Send>(
+        &self,
         mut src: R,
+        opts: &gzip::BlobOptions<'_, '_>,
         what: &str,
         expect: Option<(Sha256Digest, Option<u64>)>,
         progress: &dyn Progress,
@@ -302,88 +288,15 @@ impl Store {
         };
         let mut head = Vec::with_capacity(3);
         (&mut src).take(3).read_to_end(&mut head).map_err(source)?;
+        let src = std::io::Cursor::new(head.clone()).chain(src);
         if head != [0x1f, 0x8b, 0x08] {
-            return self.ingest_stream(
-                std::io::Cursor::new(head).chain(src),
-                what,
-                expect,
-                progress,
-            );
+            return self.ingest_stream(src, what, expect, progress);
         }
-        let mut gz = head;
-        (&mut src)
-            .take(gzip::MAX_GZIP + 1 - 3)
-            .read_to_end(&mut gz)
-            .map_err(source)?;
-        if gz.len() as u64 <= gzip::MAX_GZIP {
-            return self.ingest_gzip(gz, what, expect, progress);
-        }
-        tracing::info!(%what, "gzip blob larger than {} MiB stored as it is", gzip::MAX_GZIP >> 20);
-        let mut ingested =
-            self.ingest_stream(std::io::Cursor::new(gz).chain(src), what, expect, progress)?;
-        ingested.stats.gzip_kept_bytes += ingested.blob.size;
-        Ok(ingested)
-    }
-
-    /// A whole gzip blob: as raw bytes plus re-creation data, or as it is when that cannot be done.
-    fn ingest_gzip(
-        &self,
-        gz: Vec<u8>,
-        what: &str,
-        expect: Option<(Sha256Digest, Option<u64>)>,
-        progress: &dyn Progress,
-    ) -> Result<Ingested, StoreError> {
-        let size = gz.len() as u64;
-        let (sha256, id) = rayon::join(
-            || Sha256Digest(Hash32(sha2::Sha256::digest(&gz).into())),
-            || BlobId::from_bytes(*blake3::hash(&gz).as_bytes()),
-        );
-        check_expected(what, expect, sha256, size)?;
-        let d = match gzip::decompose(&gz) {
-            Ok(d) => d,
-            Err(reason) => {
-                tracing::info!(%what, %reason, "gzip blob stored as it is");
-                let mut ingested = self.ingest_stream(&gz[..], what, None, progress)?;
-                ingested.stats.gzip_kept_bytes += size;
-                return Ok(ingested);
-            }
-        };
-        let params = self.0.config.chunking;
-        let cuts = crate::chunker::cut_tar(&d.raw, &params)
-            .unwrap_or_else(|| crate::chunker::cut(&d.raw, &params, true));
-        let (mut parts, _, mut stats) = self.ingest_parts(
-            |tx, pool| feed_cuts(&d.raw, &cuts, tx, pool),
-            false,
-            what,
-            &crate::progress::NoProgress,
-        )?;
-        let raw_parts = parts.len() as u32;
-        let cuts = crate::chunker::cut(&d.recreation, &params, true);
-        let (rec_parts, _, rec_stats) = self.ingest_parts(
-            |tx, pool| feed_cuts(&d.recreation, &cuts, tx, pool),
-            false,
-            what,
-            &crate::progress::NoProgress,
-        )?;
-        parts.extend(rec_parts);
-        stats += rec_stats;
-        stats.recreated_bytes += size;
-        progress.advance(size);
-        tracing::debug!(%what, model = %d.model, raw = d.raw.len(), recreation = d.recreation.len(), "gzip blob decomposed");
-        let recipe = Recipe::Gzip {
-            size,
-            raw_size: d.raw.len() as u64,
-            raw_parts,
-            parts,
-        };
-        Ok(Ingested {
-            blob: self.queue_blob(id, sha256, recipe),
-            stats,
-        })
+        self.ingest_gzip(src, opts, what, expect, progress)
     }
 
     /// Queue a blob's recipe and record for the next commit.
-    fn queue_blob(&self, id: BlobId, sha256: Sha256Digest, recipe: Recipe) -> BlobRef {
+    pub(super) fn queue_blob(&self, id: BlobId, sha256: Sha256Digest, recipe: Recipe) -> BlobRef {
         let (recipe_id, recipe_bytes) = recipe.encode_with_id();
         let blob = BlobRef {
             id,
@@ -398,7 +311,7 @@ impl Store {
     }
 
     /// Store a stream as one blob of concatenated chunks.
-    fn ingest_stream<R: Read + Send>(
+    pub(super) fn ingest_stream<R: Read + Send>(
         &self,
         src: R,
         what: &str,
@@ -424,7 +337,7 @@ impl Store {
 
     /// Chunk, dedup and store the batches `feeder` sends: the parts they make, the whole stream's hashes and
     /// length, and what storing cost.
-    fn ingest_parts<F>(
+    pub(super) fn ingest_parts<F>(
         &self,
         feeder: F,
         hash: bool,

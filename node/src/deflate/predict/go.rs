@@ -34,18 +34,17 @@
 //! whose parse removes less than 1/16 of its tokens is written as literals only, and a last piece under 128
 //! bytes is literals and forgets the history. The model parses each piece ahead of the walk.
 
-use super::{BlockKind, Decision, Layout, Model};
+use super::raw::Raw;
+use super::{Decision, Model};
 
-/// The model `go-<level>` (level 1 ..= 9) over `raw` with this `layout`.
-pub fn model<'a>(level: u8, raw: &'a [u8], layout: &Layout) -> Box<dyn Model + 'a> {
-    let stops = Stops::new(layout, raw.len());
+/// The model `go-<level>` (level 1 ..= 9) for the member whose bytes `raw` holds.
+pub(crate) fn model(level: u8, raw: Raw) -> super::AnyModel {
     match level {
-        1 => Box::new(BestSpeed::new(raw, stops)),
-        _ => Box::new(Chained::new(
+        1 => super::AnyModel::GoFast(Box::new(BestSpeed::new(raw))),
+        _ => super::AnyModel::Go(Box::new(Chained::new(
             LEVELS[level.clamp(2, 9) as usize - 2],
             raw,
-            stops,
-        )),
+        ))),
     }
 }
 
@@ -54,56 +53,8 @@ const MAX_MATCH: usize = 258;
 /// Go processes input only while this much is ahead of the current position, unless it is flushing.
 const MIN_LOOKAHEAD: usize = 4 + MAX_MATCH;
 
-/// Where the producer's input stops and starts over: members (the state resets) and flushes (the producer
-/// catches up with all its input, then goes on with the same state).
-#[derive(Debug)]
-struct Stops {
-    /// Each member's raw range, in order, clamped to the raw bytes.
-    members: Vec<(usize, usize)>,
-    /// Raw offsets of sync flushes strictly inside a member, ascending.
-    flushes: Vec<usize>,
-}
-
-impl Stops {
-    fn new(layout: &Layout, raw_len: usize) -> Stops {
-        let clamp = |x: u64| usize::try_from(x).unwrap_or(usize::MAX).min(raw_len);
-        let mut members = Vec::with_capacity(layout.members.len());
-        for (i, &start) in layout.members.iter().enumerate() {
-            let end = layout.members.get(i + 1).map_or(raw_len, |&e| clamp(e));
-            let start = clamp(start);
-            if start < end && members.last().is_none_or(|&(_, e)| e <= start) {
-                members.push((start, end));
-            }
-        }
-        let mut flushes: Vec<usize> = layout
-            .blocks
-            .iter()
-            .filter(|b| b.kind == BlockKind::Stored && b.len == 0 && !b.last)
-            .map(|b| clamp(b.start))
-            .collect();
-        flushes.sort_unstable();
-        flushes.dedup();
-        flushes.retain(|&f| members.iter().any(|&(s, e)| s < f && f < e));
-        Stops { members, flushes }
-    }
-
-    /// The member holding `pos`.
-    fn member(&self, pos: usize) -> Option<(usize, usize)> {
-        let i = self.members.partition_point(|&(_, end)| end <= pos);
-        self.members.get(i).copied().filter(|&(s, _)| s <= pos)
-    }
-
-    /// The first stop after `pos` (a flush, else `member_end`).
-    fn next(&self, pos: usize, member_end: usize) -> usize {
-        let i = self.flushes.partition_point(|&f| f <= pos);
-        self.flushes
-            .get(i)
-            .map_or(member_end, |&f| f.min(member_end))
-    }
-}
-
 /// The bytes at `a` and at `b` that agree, up to `max` (both ranges inside `raw`).
-fn match_len(raw: &[u8], a: usize, b: usize, max: usize) -> usize {
+fn match_len(raw: &Raw, a: usize, b: usize, max: usize) -> usize {
     let (x, y) = (&raw[a..a + max], &raw[b..b + max]);
     let mut n = 0;
     while n + 8 <= max {
@@ -181,13 +132,13 @@ impl Chains {
         }
     }
 
-    fn hash(raw: &[u8], p: usize) -> usize {
+    fn hash(raw: &Raw, p: usize) -> usize {
         let v = u32::from_be_bytes(raw[p..p + 4].try_into().unwrap());
         (v.wrapping_mul(0x1e35a7bd) >> (32 - HASH_BITS)) as usize
     }
 
     /// Hash the four bytes at `p` in; the previous latest position with that hash.
-    fn insert(&mut self, raw: &[u8], p: usize) -> Option<usize> {
+    fn insert(&mut self, raw: &Raw, p: usize) -> Option<usize> {
         if p < self.base {
             return None;
         }
@@ -229,15 +180,17 @@ struct Found {
 const NONE: Found = Found { len: 3, dist: 0 };
 
 /// Levels 2–9.
-struct Chained<'a> {
-    raw: &'a [u8],
+pub struct Chained {
+    raw: Raw,
     level: Level,
-    stops: Stops,
     chains: Chains,
-    /// The member being walked; `cursor >= member.1` when none is.
+    /// Whether the walk has started (the member's stops are read only once positions are asked for).
+    started: bool,
+    /// The member: its start, and its end (`FAR` until known).
     member: (usize, usize),
-    /// The producer's next stop: a flush or the member's end.
+    /// The producer's next stop: a flush or the member's end; the stop before it (or the member's start).
     stop: usize,
+    stop_from: usize,
     /// The producer's buffer: raw offset of its first byte, and of the end of what it holds.
     window: (usize, usize),
     /// Go's `index`: the next position its loop runs at.
@@ -250,20 +203,38 @@ struct Chained<'a> {
     next: Found,
 }
 
-impl<'a> Chained<'a> {
-    fn new(level: Level, raw: &'a [u8], stops: Stops) -> Self {
+impl Chained {
+    fn new(level: Level, raw: Raw) -> Self {
+        let start = raw.start();
         Chained {
             raw,
             level,
-            stops,
             chains: Chains::new(),
-            member: (0, 0),
-            stop: 0,
-            window: (0, 0),
-            cursor: 0,
-            hashed: 0,
+            started: false,
+            member: (start, start),
+            stop: start,
+            stop_from: start,
+            window: (start, start),
+            cursor: start,
+            hashed: start,
             held: None,
             next: NONE,
+        }
+    }
+
+    /// Read what the driver has learnt of the member's end and flushes since the last call.
+    fn refresh(&mut self) {
+        if !self.started {
+            self.started = true;
+            let start = self.raw.start();
+            self.member = (start, self.raw.end());
+            self.stop_from = start;
+            self.stop = self.raw.next_stop(start);
+            self.window = (start, (start + 2 * WINDOW).min(self.stop));
+            self.settle();
+        } else {
+            self.member.1 = self.raw.end();
+            self.stop = self.raw.next_stop(self.stop_from);
         }
     }
 
@@ -272,25 +243,11 @@ impl<'a> Chained<'a> {
         self.cursor - self.held.is_some() as usize
     }
 
-    /// Start over at the member holding `pos`; false if none does.
-    fn start_member(&mut self, pos: usize) -> bool {
-        let Some((start, end)) = self.stops.member(pos) else {
-            return false;
-        };
-        // Chains need no clearing: positions before the member are outside its window.
-        self.member = (start, end);
-        self.stop = self.stops.next(start, end);
-        self.window = (start, (start + 2 * WINDOW).min(self.stop));
-        self.cursor = start;
-        self.hashed = start;
-        self.held = None;
-        true
-    }
-
     /// After the walk reached or passed the producer's stop: the producer flushed there, and takes more input.
     fn settle(&mut self) {
         while self.held.is_none() && self.cursor >= self.stop && self.stop < self.member.1 {
-            self.stop = self.stops.next(self.stop, self.member.1);
+            self.stop_from = self.stop;
+            self.stop = self.raw.next_stop(self.stop);
             // The write after a flush fills the buffer, sliding it first if the position is far enough in.
             if self.cursor.saturating_sub(self.window.0) >= 2 * WINDOW - MIN_LOOKAHEAD {
                 self.window.0 += WINDOW;
@@ -303,7 +260,7 @@ impl<'a> Chained<'a> {
     fn hash_to(&mut self, end: usize) {
         let last = end.min(self.stop.saturating_sub(3));
         for p in self.hashed..last {
-            self.chains.insert(self.raw, p);
+            self.chains.insert(&self.raw, p);
         }
         self.hashed = self.hashed.max(end);
     }
@@ -320,7 +277,7 @@ impl<'a> Chained<'a> {
             self.hashed = self.hashed.max(c + 1);
             return NONE;
         }
-        let head = self.chains.insert(self.raw, c);
+        let head = self.chains.insert(&self.raw, c);
         self.hashed = c + 1;
         let search = self.level.greedy.is_some() || (ahead > held && held < self.level.lazy);
         match head {
@@ -335,7 +292,7 @@ impl<'a> Chained<'a> {
         if h < lowest || h >= c {
             return NONE;
         }
-        let raw = self.raw;
+        let raw = &self.raw;
         let max = ahead.min(MAX_MATCH);
         let nice = self.level.nice.min(max);
         let mut best = NONE;
@@ -418,11 +375,9 @@ impl<'a> Chained<'a> {
     /// Bring the walk to `pos`: into its member, and through positions the driver skipped (stored blocks),
     /// deciding them as the producer would. False if `pos` is in no member.
     fn reach(&mut self, pos: usize) -> bool {
+        self.refresh();
         if pos >= self.member.1 || pos < self.member.0 {
-            if !self.start_member(pos) {
-                return false;
-            }
-            self.settle();
+            return false;
         }
         loop {
             let at = self.at();
@@ -463,7 +418,15 @@ fn to_decision(f: Found) -> Decision {
     }
 }
 
-impl Model for Chained<'_> {
+impl Model for Chained {
+    fn raw(&self) -> &Raw {
+        &self.raw
+    }
+
+    fn raw_mut(&mut self) -> &mut Raw {
+        &mut self.raw
+    }
+
     fn predict(&mut self, pos: usize) -> Decision {
         if !self.reach(pos) {
             return Decision::Literal;
@@ -472,9 +435,14 @@ impl Model for Chained<'_> {
     }
 
     fn take(&mut self, pos: usize, actual: Decision) {
+        self.refresh();
         if pos == self.at() && pos < self.member.1 {
             self.follow(pos, actual);
         }
+    }
+
+    fn reach(&mut self, pos: usize) {
+        Chained::reach(self, pos);
     }
 }
 
@@ -485,33 +453,35 @@ const TABLE_BITS: u32 = 14;
 const BUFFER_RESET: i64 = i32::MAX as i64 - 2 * PIECE as i64;
 
 /// Level 1.
-struct BestSpeed<'a> {
-    raw: &'a [u8],
-    stops: Stops,
+pub struct BestSpeed {
+    raw: Raw,
     /// Per hash: the four bytes last seen and where (`cur`-relative, as Go keeps them).
     table: Vec<(u32, i64)>,
     cur: i64,
     /// The previous piece's raw range (empty after a reset).
     prev: (usize, usize),
-    /// The member being walked, and the producer's current stop in it.
+    /// The member: its start and end (`FAR` until known); the producer's current stop in it, and the stop before
+    /// that (or the member's start).
     member: (usize, usize),
     stop: usize,
+    stop_from: usize,
     /// The piece parsed, and its decision at each offset (inside a match: the rest of it, or a literal).
     piece: (usize, usize),
     plan: Vec<Decision>,
 }
 
-impl<'a> BestSpeed<'a> {
-    fn new(raw: &'a [u8], stops: Stops) -> Self {
+impl BestSpeed {
+    fn new(raw: Raw) -> Self {
+        let start = raw.start();
         BestSpeed {
             raw,
-            stops,
             table: vec![(0, 0); 1 << TABLE_BITS],
             cur: PIECE as i64,
             prev: (0, 0),
-            member: (0, 0),
-            stop: 0,
-            piece: (0, 0),
+            member: (start, start),
+            stop: start,
+            stop_from: start,
+            piece: (start, start),
             plan: Vec::new(),
         }
     }
@@ -546,23 +516,18 @@ impl<'a> BestSpeed<'a> {
 
     /// Make the piece holding `pos` the parsed one; false if `pos` is in no member.
     fn reach(&mut self, pos: usize) -> bool {
+        self.member = (self.raw.start(), self.raw.end());
+        self.stop = self.raw.next_stop(self.stop_from);
         if pos >= self.member.1 || pos < self.member.0 {
-            let Some((start, end)) = self.stops.member(pos) else {
-                return false;
-            };
-            self.member = (start, end);
-            self.stop = self.stops.next(start, end);
-            self.table.fill((0, 0));
-            self.cur = PIECE as i64;
-            self.prev = (0, 0);
-            self.piece = (start, start);
+            return false;
         }
         while self.piece.1 <= pos {
             let mut start = self.piece.1;
             if start >= self.stop {
                 // A flush: the next piece starts at the stop.
                 start = self.stop;
-                self.stop = self.stops.next(start, self.member.1);
+                self.stop_from = start;
+                self.stop = self.raw.next_stop(start);
             }
             let end = (start + PIECE).min(self.stop);
             self.parse(start, end);
@@ -678,7 +643,7 @@ impl<'a> BestSpeed<'a> {
     fn extend(&self, start: usize, end: usize, s: usize, t: i64) -> usize {
         let s1 = (s + MAX_MATCH - 4).min(end - start);
         if t >= 0 {
-            return match_len(self.raw, start + t as usize, start + s, s1 - s);
+            return match_len(&self.raw, start + t as usize, start + s, s1 - s);
         }
         let (ps, pe) = self.prev;
         let tp = (pe - ps) as i64 + t;
@@ -687,16 +652,24 @@ impl<'a> BestSpeed<'a> {
         }
         let from = ps + tp as usize;
         let in_prev = (pe - from).min(s1 - s);
-        let n = match_len(self.raw, from, start + s, in_prev);
+        let n = match_len(&self.raw, from, start + s, in_prev);
         if n < in_prev || s + n == s1 {
             return n;
         }
         // The match runs on from the start of this piece.
-        n + match_len(self.raw, start, start + s + n, s1 - s - n)
+        n + match_len(&self.raw, start, start + s + n, s1 - s - n)
     }
 }
 
-impl Model for BestSpeed<'_> {
+impl Model for BestSpeed {
+    fn raw(&self) -> &Raw {
+        &self.raw
+    }
+
+    fn raw_mut(&mut self) -> &mut Raw {
+        &mut self.raw
+    }
+
     fn predict(&mut self, pos: usize) -> Decision {
         if !self.reach(pos) {
             return Decision::Literal;
@@ -708,11 +681,15 @@ impl Model for BestSpeed<'_> {
     }
 
     fn take(&mut self, _pos: usize, _actual: Decision) {}
+
+    fn reach(&mut self, pos: usize) {
+        BestSpeed::reach(self, pos);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode, encode, model as named, Decision, Layout, MODELS};
+    use super::super::{Layout, MODELS};
     use crate::deflate::tests::{random, round_trip, text};
     use std::io::Write as _;
     use std::path::PathBuf;
@@ -776,22 +753,7 @@ mod tests {
 
     /// Misses of model `name` on `gz`, after checking that its corrections decode back to the tokens.
     fn misses(name: &str, gz: &[u8]) -> usize {
-        let (raw, re) = round_trip(gz);
-        let layout = Layout::parse(&re.headers).unwrap();
-        let corrections = encode(
-            &mut *named(name, &raw, &layout).unwrap(),
-            &layout,
-            &re.tokens,
-        )
-        .unwrap();
-        let back = decode(
-            &mut *named(name, &raw, &layout).unwrap(),
-            &layout,
-            &corrections,
-        )
-        .unwrap();
-        assert!(back == re.tokens, "{name}: tokens differ after decode");
-        super::super::tests::count_misses(&corrections)
+        super::super::tests::misses(name, gz).0
     }
 
     /// Text, incompressible bytes (stored blocks), long runs, and text again: several windows' worth.
@@ -868,21 +830,7 @@ mod tests {
             .enumerate()
         {
             for m in MODELS.iter().filter(|m| m.starts_with("go-")) {
-                let mut model = named(m, bytes, &layout).unwrap();
-                let mut pos = 0;
-                let choice = random(4000, 71 + i as u64);
-                for (k, c) in choice.chunks(2).enumerate() {
-                    model.predict(pos);
-                    let d = match c[0] % 4 {
-                        0 => Decision::Literal,
-                        _ => Decision::Match {
-                            len: 3 + (c[1] as u16 % 256),
-                            dist: 1 + (c[0] as u16 * 131) % 32768,
-                        },
-                    };
-                    model.take(pos, d);
-                    pos += d.advance() + if k % 97 == 0 { 40_000 } else { 0 };
-                }
+                super::super::tests::arbitrary_walk(m, bytes, &layout, 71 + i as u64);
             }
         }
     }

@@ -1,33 +1,43 @@
 //! Predicting a producer's match decisions, so only its departures from the prediction are stored.
 //!
-//! A [`Model`] re-runs one producer's match finder over the raw bytes. The driver walks the decision positions
-//! of the stream (every raw byte outside stored blocks, skipping the bytes a match covers): at each it asks the
-//! model for its prediction, compares it with what the producer actually did (the `tokens` of a
-//! [`Recreation`](super::Recreation)), and tells the model what was actually done, so the model's state follows
-//! the producer's even after a miss. [`encode`] keeps only the misses; [`decode`] replays the same walk and
-//! rebuilds `tokens` byte for byte.
+//! A [`Model`] re-runs one producer's match finder over the raw bytes of one *piece* of a stream: a gzip member,
+//! or for producers that compress parts of their input independently (pgzip) one such part. It reads the piece
+//! through a window ([`Raw`]) that the driver fills ahead of it, so no model holds a stream. The driver walks
+//! the piece's decision positions (every raw byte outside stored blocks, skipping the bytes a match covers): at
+//! each it asks the model for its prediction, compares it with what the producer actually did, and tells the
+//! model what was actually done, so the model's state follows the producer's even after a miss. Only the misses
+//! are kept, as *corrections*; replaying the same walk with the corrections rebuilds the decisions exactly.
 //!
 //! # The corrections format
 //!
 //! ```text
-//! corrections := (varint agreed  decision)*  varint agreed
+//! corrections := (varint agreed  decision)*  [varint agreed]
 //! decision    := varint 0                      (a literal)
 //!              | varint length − 2  u8 u8      (a match; distance − 1, big-endian)
 //! ```
-//! `agreed` counts the decisions predicted right before the next miss (or before the end). A match predicted
-//! right advances the walk by its length, a literal by one.
+//! `agreed` counts the decisions predicted right before the next miss. A match predicted right advances the
+//! walk by its length, a literal by one. The streaming form keeps one such list per Huffman block and leaves
+//! out the final count (the block's raw length ends it); the whole-stream form ([`encode`], [`decode`]: one list
+//! for the stream, with the final count) is that of stores written before the streaming form.
 //!
-//! # Layout
+//! # Pieces
 //!
-//! A model is given the stream's [`Layout`] (members, blocks, their raw ranges and kinds, parsed from `headers`):
-//! producers reset their state at member starts, and some (pgzip) compress each part separately and mark the
-//! seam with a sync flush — an empty stored block — which the layout shows.
+//! Every model starts afresh at a member's start. pgzip also starts afresh after each sync flush (an empty
+//! stored block), with the last 16 KiB of the part before as its dictionary ([`restarts_at_flush`],
+//! [`history`]); other producers keep their state across a flush but stop there (they compress everything
+//! they were given first), which their model sees through [`Raw::next_stop`].
 //!
 //! # Models
 //!
-//! - `go`: Go's `compress/flate` as `compress/gzip` drives it, `go-1` … `go-9`.
+//! - `zlib-L`, `chromium-L`, `zlibrs-9`: zlib's deflate and its forks ([`zlib`]).
+//! - `go-1` … `go-9`: Go's `compress/flate` as `compress/gzip` drives it.
+//! - `pgzip-5`: klauspost/pgzip over klauspost/compress's flate (umoci's layers).
+//! - `literals`: every decision a literal; the fallback when no model fits.
 
 mod go;
+pub(crate) mod raw;
+
+pub use raw::Raw;
 
 use super::format::{
     put_final_run, put_match, put_varint, Cursor, Short, FORMAT_VERSION, TAG_END, TAG_MEMBER,
@@ -44,6 +54,7 @@ pub enum Decision {
 
 impl Decision {
     /// How many raw bytes the decision covers.
+    #[inline(always)]
     pub fn advance(self) -> usize {
         match self {
             Decision::Literal => 1,
@@ -52,15 +63,157 @@ impl Decision {
     }
 }
 
-/// A model of one producer: predicts each decision, and follows what was actually decided.
+/// A model of one producer over one piece: predicts each decision, and follows what was actually decided.
 pub trait Model {
+    /// The window of the piece's raw bytes the model reads.
+    fn raw(&self) -> &Raw;
+    /// The same, for the driver to fill.
+    fn raw_mut(&mut self) -> &mut Raw;
     /// The decision the producer would make at raw position `pos`, everything before `pos` having gone as
-    /// [`Model::take`] reported. `pos` only increases; positions inside stored blocks are never asked for.
+    /// [`Model::take`] reported. `pos` only increases; positions inside stored blocks are never asked for. The
+    /// window holds [`raw::LOOKAHEAD`] bytes past `pos` (or up to the piece's end, then known).
     fn predict(&mut self, pos: usize) -> Decision;
     /// The producer decided `actual` at `pos` (whether or not it was predicted). The next `predict` is at
     /// `pos + actual.advance()` or, when that falls in or at the end of a stored block, past it.
     fn take(&mut self, pos: usize, actual: Decision);
+    /// The next decision will be at `pos` or later (the bytes before it were stored): do now what the producer
+    /// did up to there, so the window can move on. Same look-ahead as [`Model::predict`].
+    fn reach(&mut self, pos: usize) {
+        let _ = pos;
+    }
 }
+
+/// Every model, for calls without a virtual dispatch.
+pub enum AnyModel {
+    Literals(Literals),
+    Zlib(Box<zlib::Zlib>),
+    Go(Box<go::Chained>),
+    GoFast(Box<go::BestSpeed>),
+    Pgzip(Box<pgzip::Pgzip>),
+}
+
+macro_rules! each {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            AnyModel::Literals($m) => $e,
+            AnyModel::Zlib($m) => $e,
+            AnyModel::Go($m) => $e,
+            AnyModel::GoFast($m) => $e,
+            AnyModel::Pgzip($m) => $e,
+        }
+    };
+}
+
+/// Run `$body` with `$name` bound to the concrete model inside `$m` (an `&mut AnyModel`), so the body's calls
+/// are static and inlined: for the loops that ask a model about every position.
+macro_rules! with_model {
+    ($m:expr, $name:ident => $body:expr) => {
+        match $m {
+            $crate::deflate::predict::AnyModel::Literals($name) => $body,
+            $crate::deflate::predict::AnyModel::Zlib($name) => {
+                let $name = &mut **$name;
+                $body
+            }
+            $crate::deflate::predict::AnyModel::Go($name) => {
+                let $name = &mut **$name;
+                $body
+            }
+            $crate::deflate::predict::AnyModel::GoFast($name) => {
+                let $name = &mut **$name;
+                $body
+            }
+            $crate::deflate::predict::AnyModel::Pgzip($name) => {
+                let $name = &mut **$name;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_model;
+
+impl Model for AnyModel {
+    #[inline]
+    fn raw(&self) -> &Raw {
+        each!(self, m => m.raw())
+    }
+    #[inline]
+    fn raw_mut(&mut self) -> &mut Raw {
+        each!(self, m => m.raw_mut())
+    }
+    #[inline]
+    fn predict(&mut self, pos: usize) -> Decision {
+        each!(self, m => m.predict(pos))
+    }
+    #[inline]
+    fn take(&mut self, pos: usize, actual: Decision) {
+        each!(self, m => m.take(pos, actual))
+    }
+    fn reach(&mut self, pos: usize) {
+        each!(self, m => m.reach(pos))
+    }
+}
+
+/// The model called `name` (the name stored beside its corrections) for the piece `raw` is a window of; None
+/// if there is no such model.
+pub fn model(name: &str, raw: Raw) -> Option<AnyModel> {
+    Some(match name {
+        "literals" => AnyModel::Literals(Literals(raw)),
+        n if zlib::params(n).is_some() => {
+            AnyModel::Zlib(Box::new(zlib::Zlib::new(zlib::params(n)?, raw)))
+        }
+        "go-1" | "go-2" | "go-3" | "go-4" | "go-5" | "go-6" | "go-7" | "go-8" | "go-9" => {
+            go::model(name.as_bytes()[3] - b'0', raw)
+        }
+        "pgzip-5" => AnyModel::Pgzip(Box::new(pgzip::Pgzip::new(raw))),
+        _ => return None,
+    })
+}
+
+/// Whether the producer `name` models starts afresh after every sync flush, so each part between flushes is a
+/// piece of its own.
+pub fn restarts_at_flush(name: &str) -> bool {
+    name.starts_with("pgzip-")
+}
+
+/// The bytes before a piece the model `name` reads (its dictionary), given the raw length of the piece before
+/// it in the same member (None at a member's start).
+pub fn history(name: &str, prev: Option<u64>) -> usize {
+    if restarts_at_flush(name) {
+        pgzip::dictionary(prev)
+    } else {
+        0
+    }
+}
+
+/// Every model name [`model`] knows, the producers of most layers and tarballs first.
+pub const MODELS: &[&str] = &[
+    "literals",
+    // The producers of most layers and tarballs first: ingest stops trying at the first model that makes no
+    // miss on the start of a stream.
+    "go-6",
+    "pgzip-5",
+    "chromium-9",
+    "zlib-9",
+    "zlibrs-9",
+    "zlib-6",
+    "chromium-6",
+    "go-1",
+    "go-2",
+    "go-3",
+    "go-4",
+    "go-5",
+    "go-7",
+    "go-8",
+    "go-9",
+    "zlib-1",
+    "zlib-2",
+    "zlib-3",
+    "zlib-4",
+    "zlib-5",
+    "zlib-7",
+    "zlib-8",
+    "chromium-1",
+];
 
 /// Kinds of deflate block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,29 +418,164 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The corrections that, with `model`, rebuild `tokens` (the tokens of a stream with this `layout`).
-pub fn encode<M: Model + ?Sized>(
-    model: &mut M,
-    layout: &Layout,
-    tokens: &[u8],
-) -> Result<Vec<u8>, PredictError> {
-    walk_tokens(model, layout, tokens, u64::MAX).map(|(out, _, _)| out)
+/// A piece of a whole stream in memory: its raw range, its history and flushes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The raw range.
+    pub start: u64,
+    pub end: u64,
+    /// Where its member starts.
+    pub member_start: u64,
+    /// The raw length of the piece before it in the same member, if any.
+    pub prev: Option<u64>,
+    /// Flushes strictly inside it.
+    pub flushes: Vec<u64>,
 }
 
-/// How well `model` predicts the decisions before raw offset `limit`: (decisions, misses). For choosing a model
-/// on the start of a stream before encoding all of it.
-pub fn trial<M: Model + ?Sized>(
-    model: &mut M,
+impl Layout {
+    /// The pieces of the stream for the model `name`: its members, cut after every sync flush if the model
+    /// restarts there.
+    pub fn pieces(&self, name: &str) -> Vec<Piece> {
+        let cut = restarts_at_flush(name);
+        let mut out: Vec<Piece> = Vec::new();
+        let mut member = None;
+        for b in &self.blocks {
+            if member != Some(b.member) {
+                member = Some(b.member);
+                out.push(Piece {
+                    start: b.start,
+                    end: b.start,
+                    member_start: b.start,
+                    prev: None,
+                    flushes: Vec::new(),
+                });
+            }
+            let p = out.last_mut().expect("pushed above");
+            p.end = b.start + b.len;
+            if b.kind == BlockKind::Stored && b.len == 0 && !b.last {
+                if cut {
+                    let (member_start, prev) = (p.member_start, p.end - p.start);
+                    out.push(Piece {
+                        start: b.start,
+                        end: b.start,
+                        member_start,
+                        prev: Some(prev),
+                        flushes: Vec::new(),
+                    });
+                } else {
+                    p.flushes.push(b.start);
+                }
+            }
+        }
+        // Flushes at a piece's very start or end stop nothing inside it.
+        for p in &mut out {
+            let (s, e) = (p.start, p.end);
+            p.flushes.retain(|&f| s < f && f < e);
+            p.flushes.dedup();
+        }
+        out
+    }
+}
+
+/// The models of the pieces of a whole stream in memory, made as the walk reaches each.
+struct Pieces<'a> {
+    name: &'a str,
+    raw: &'a [u8],
+    pieces: Vec<Piece>,
+    next: usize,
+    /// The current piece's range and model.
+    range: (u64, u64),
+    model: Option<AnyModel>,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(name: &'a str, raw: &'a [u8], layout: &Layout) -> Option<Self> {
+        // Check the name once.
+        model(name, Raw::new(0, 0))?;
+        Some(Pieces {
+            name,
+            raw,
+            pieces: layout.pieces(name),
+            next: 0,
+            range: (0, 0),
+            model: None,
+        })
+    }
+
+    /// The model of the piece holding `pos` (None past every piece, or where the raw bytes end).
+    fn at(&mut self, pos: u64) -> Option<&mut AnyModel> {
+        if pos < self.range.0 || pos >= self.range.1 || self.model.is_none() {
+            self.model = None;
+            let i = self.next + self.pieces[self.next..].partition_point(|p| p.end <= pos);
+            let p = self.pieces.get(i)?;
+            if p.start > pos {
+                return None;
+            }
+            self.next = i + 1;
+            let len = self.raw.len() as u64;
+            let (start, end) = (p.start.min(len) as usize, p.end.min(len) as usize);
+            let lo = start.saturating_sub(history(self.name, p.prev));
+            let flushes: Vec<usize> = p.flushes.iter().map(|&f| f as usize).collect();
+            let raw = Raw::whole(lo, self.raw[lo..end].to_vec(), start, end, &flushes);
+            self.range = (p.start, p.end);
+            self.model = model(self.name, raw);
+        }
+        self.model.as_mut()
+    }
+}
+
+/// Predicts the decisions of a whole stream by raw position (what [`encode`] and [`decode`] walk).
+pub(crate) trait Predictor {
+    fn predict(&mut self, pos: u64) -> Decision;
+    fn take(&mut self, pos: u64, d: Decision);
+}
+
+impl Predictor for Pieces<'_> {
+    fn predict(&mut self, pos: u64) -> Decision {
+        match self.at(pos) {
+            Some(m) => m.predict(pos as usize),
+            None => Decision::Literal,
+        }
+    }
+
+    fn take(&mut self, pos: u64, d: Decision) {
+        if let Some(m) = self.at(pos) {
+            m.take(pos as usize, d);
+        }
+    }
+}
+
+/// The corrections that, with the model `name`, rebuild `tokens` (the tokens of a stream with this `layout`
+/// and these `raw` bytes): the whole-stream form. None for an unknown model.
+pub fn encode(
+    name: &str,
+    raw: &[u8],
+    layout: &Layout,
+    tokens: &[u8],
+) -> Option<Result<Vec<u8>, PredictError>> {
+    let mut pieces = Pieces::new(name, raw, layout)?;
+    Some(walk_tokens(&mut pieces, layout, tokens, u64::MAX).map(|(out, _, _)| out))
+}
+
+/// How well the model `name` predicts the decisions before raw offset `limit`: (decisions, misses). For
+/// choosing a model on the start of a stream.
+pub fn trial(
+    name: &str,
+    raw: &[u8],
     layout: &Layout,
     tokens: &[u8],
     limit: u64,
-) -> Result<(u64, u64), PredictError> {
-    walk_tokens(model, layout, tokens, limit).map(|(_, decisions, misses)| (decisions, misses))
+) -> Option<Result<(u64, u64), PredictError>> {
+    let mut pieces = Pieces::new(name, raw, layout)?;
+    Some(
+        walk_tokens(&mut pieces, layout, tokens, limit)
+            .map(|(_, decisions, misses)| (decisions, misses)),
+    )
 }
 
 /// [`encode`], stopping at the first decision at or past `limit` (the corrections are then incomplete).
-fn walk_tokens<M: Model + ?Sized>(
-    model: &mut M,
+pub(crate) fn walk_tokens(
+    model: &mut impl Predictor,
     layout: &Layout,
     tokens: &[u8],
     limit: u64,
@@ -321,7 +609,7 @@ fn walk_tokens<M: Model + ?Sized>(
                 return Ok((out, decisions, misses));
             }
             decisions += 1;
-            if model.predict(p as usize) == actual {
+            if model.predict(p) == actual {
                 agreed += 1;
             } else {
                 misses += 1;
@@ -329,7 +617,7 @@ fn walk_tokens<M: Model + ?Sized>(
                 put_decision(&mut out, actual);
                 agreed = 0;
             }
-            model.take(p as usize, actual);
+            model.take(p, actual);
             pos = p + actual.advance() as u64;
         }
         if t.at_end() {
@@ -347,9 +635,20 @@ fn walk_tokens<M: Model + ?Sized>(
     Ok((out, decisions, misses))
 }
 
-/// The tokens that `corrections` and `model` give for a stream with this `layout`.
-pub fn decode<M: Model + ?Sized>(
-    model: &mut M,
+/// The tokens that `corrections` and the model `name` give for a stream with this `layout` and these `raw`
+/// bytes (the whole-stream form). None for an unknown model.
+pub fn decode(
+    name: &str,
+    raw: &[u8],
+    layout: &Layout,
+    corrections: &[u8],
+) -> Option<Result<Vec<u8>, PredictError>> {
+    let mut pieces = Pieces::new(name, raw, layout)?;
+    Some(decode_walk(&mut pieces, layout, corrections))
+}
+
+pub(crate) fn decode_walk(
+    model: &mut impl Predictor,
     layout: &Layout,
     corrections: &[u8],
 ) -> Result<Vec<u8>, PredictError> {
@@ -380,10 +679,10 @@ pub fn decode<M: Model + ?Sized>(
                 });
             };
             let d = if i < agreed {
-                model.predict(p as usize)
+                model.predict(p)
             } else if let Some(d) = miss {
                 // The model must still be asked: its state may depend on having predicted here.
-                model.predict(p as usize);
+                model.predict(p);
                 d
             } else {
                 return Err(PredictError {
@@ -409,7 +708,7 @@ pub fn decode<M: Model + ?Sized>(
             } else {
                 lits += 1;
             }
-            model.take(p as usize, d);
+            model.take(p, d);
             pos = p + d.advance() as u64;
         }
         if miss.is_none() {
@@ -429,7 +728,8 @@ pub fn decode<M: Model + ?Sized>(
     Ok(tokens)
 }
 
-fn put_decision(out: &mut Vec<u8>, d: Decision) {
+/// Append one correction.
+pub(crate) fn put_decision(out: &mut Vec<u8>, d: Decision) {
     match d {
         Decision::Literal => put_varint(out, 0),
         Decision::Match { len, dist } => {
@@ -439,7 +739,8 @@ fn put_decision(out: &mut Vec<u8>, d: Decision) {
     }
 }
 
-fn get_decision(c: &mut Cursor) -> Result<Decision, Short> {
+/// Read one correction.
+pub(crate) fn get_decision(c: &mut Cursor) -> Result<Decision, Short> {
     match c.varint()? {
         0 => Ok(Decision::Literal),
         l if l <= 256 => {
@@ -456,66 +757,27 @@ fn get_decision(c: &mut Cursor) -> Result<Decision, Short> {
     }
 }
 
-/// Predicts a literal everywhere: the corrections are then the tokens in another form. The baseline, and the
-/// model to fall back on when no producer's model fits.
-#[derive(Debug, Default)]
-pub struct Literals;
+/// Predicts a literal everywhere: the corrections are then the decisions in another form. The baseline, and
+/// the model to fall back on when no producer's model fits.
+#[derive(Debug)]
+pub struct Literals(Raw);
 
 impl Model for Literals {
+    fn raw(&self) -> &Raw {
+        &self.0
+    }
+    fn raw_mut(&mut self) -> &mut Raw {
+        &mut self.0
+    }
+    #[inline(always)]
     fn predict(&mut self, _pos: usize) -> Decision {
         Decision::Literal
     }
+    #[inline(always)]
     fn take(&mut self, _pos: usize, _actual: Decision) {}
 }
 
-/// The model called `name` (the name stored beside its corrections), set up for this stream; None if there is
-/// no such model. Models keep what they need of `raw` and `layout` for the whole walk.
-pub fn model<'a>(name: &str, raw: &'a [u8], layout: &'a Layout) -> Option<Box<dyn Model + 'a>> {
-    let _ = (raw, layout);
-    match name {
-        "literals" => Some(Box::new(Literals)),
-        n if zlib::params(n).is_some() => {
-            Some(Box::new(zlib::Zlib::new(zlib::params(n)?, raw, layout)))
-        }
-        "go-1" | "go-2" | "go-3" | "go-4" | "go-5" | "go-6" | "go-7" | "go-8" | "go-9" => {
-            Some(go::model(name.as_bytes()[3] - b'0', raw, layout))
-        }
-        "pgzip-5" => Some(Box::new(pgzip::Pgzip::new(raw, layout))),
-        _ => None,
-    }
-}
-
-/// Every model name [`model`] knows, the producers of most layers and tarballs first.
-pub const MODELS: &[&str] = &[
-    "literals",
-    // The producers of most layers and tarballs first: ingest stops trying at the first model that makes no
-    // miss on the start of a stream.
-    "go-6",
-    "pgzip-5",
-    "chromium-9",
-    "zlib-9",
-    "zlibrs-9",
-    "zlib-6",
-    "chromium-6",
-    "go-1",
-    "go-2",
-    "go-3",
-    "go-4",
-    "go-5",
-    "go-7",
-    "go-8",
-    "go-9",
-    "zlib-1",
-    "zlib-2",
-    "zlib-3",
-    "zlib-4",
-    "zlib-5",
-    "zlib-7",
-    "zlib-8",
-    "chromium-1",
-];
-
-mod pgzip;
+pub(crate) mod pgzip;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod zlib;

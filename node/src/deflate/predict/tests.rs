@@ -4,16 +4,16 @@ use crate::deflate::tests::{flate2_gz, random, round_trip, run_tool, samples, te
 /// Every decision of `tokens` for `layout`, with its position, walked as the driver walks them.
 fn decisions(layout: &Layout, tokens: &[u8]) -> Vec<(usize, Decision)> {
     struct Record(Vec<(usize, Decision)>);
-    impl Model for Record {
-        fn predict(&mut self, _pos: usize) -> Decision {
+    impl Predictor for Record {
+        fn predict(&mut self, _pos: u64) -> Decision {
             Decision::Literal
         }
-        fn take(&mut self, pos: usize, actual: Decision) {
-            self.0.push((pos, actual));
+        fn take(&mut self, pos: u64, actual: Decision) {
+            self.0.push((pos as usize, actual));
         }
     }
     let mut r = Record(Vec::new());
-    encode(&mut r, layout, tokens).unwrap();
+    walk_tokens(&mut r, layout, tokens, u64::MAX).unwrap();
     r.0
 }
 
@@ -24,8 +24,9 @@ struct Oracle {
     wrong_every: usize,
 }
 
-impl Model for Oracle {
-    fn predict(&mut self, pos: usize) -> Decision {
+impl Predictor for Oracle {
+    fn predict(&mut self, pos: u64) -> Decision {
+        let pos = pos as usize;
         let (at, d) = self.known[self.next];
         assert_eq!(
             at, pos,
@@ -39,8 +40,8 @@ impl Model for Oracle {
         }
         d
     }
-    fn take(&mut self, pos: usize, actual: Decision) {
-        assert_eq!(self.known[self.next], (pos, actual));
+    fn take(&mut self, pos: u64, actual: Decision) {
+        assert_eq!(self.known[self.next], (pos as usize, actual));
         self.next += 1;
     }
 }
@@ -95,10 +96,14 @@ fn layout_matches_the_raw_bytes() {
 #[test]
 fn literal_model_round_trips() {
     for (name, gz) in inputs() {
-        let (_, re) = round_trip(&gz);
+        let (raw, re) = round_trip(&gz);
         let layout = Layout::parse(&re.headers).unwrap();
-        let corrections = encode(&mut Literals, &layout, &re.tokens).unwrap();
-        let back = decode(&mut Literals, &layout, &corrections).unwrap();
+        let corrections = encode("literals", &raw, &layout, &re.tokens)
+            .unwrap()
+            .unwrap();
+        let back = decode("literals", &raw, &layout, &corrections)
+            .unwrap()
+            .unwrap();
         assert!(back == re.tokens, "{name}: tokens differ after decode");
     }
 }
@@ -115,18 +120,19 @@ fn a_perfect_model_leaves_one_varint() {
             next: 0,
             wrong_every,
         };
-        let corrections = encode(&mut oracle(0), &layout, &re.tokens).unwrap();
+        let enc = |o: &mut Oracle| walk_tokens(o, &layout, &re.tokens, u64::MAX).map(|r| r.0);
+        let corrections = enc(&mut oracle(0)).unwrap();
         let mut expect = Vec::new();
         put_varint(&mut expect, n as u64);
         assert_eq!(corrections, expect, "{name}");
         assert!(
-            decode(&mut oracle(0), &layout, &corrections).unwrap() == re.tokens,
+            decode_walk(&mut oracle(0), &layout, &corrections).unwrap() == re.tokens,
             "{name}"
         );
         // Misses every 7th decision: stored, and decoded back.
-        let corrections = encode(&mut oracle(7), &layout, &re.tokens).unwrap();
+        let corrections = enc(&mut oracle(7)).unwrap();
         assert!(
-            decode(&mut oracle(7), &layout, &corrections).unwrap() == re.tokens,
+            decode_walk(&mut oracle(7), &layout, &corrections).unwrap() == re.tokens,
             "{name}"
         );
     }
@@ -135,25 +141,27 @@ fn a_perfect_model_leaves_one_varint() {
 #[test]
 fn bad_corrections_are_errors() {
     let gz = flate2_gz(&text(30_000, 40), 6);
-    let (_, re) = round_trip(&gz);
+    let (raw, re) = round_trip(&gz);
     let layout = Layout::parse(&re.headers).unwrap();
-    let good = encode(&mut Literals, &layout, &re.tokens).unwrap();
+    let enc = |tokens: &[u8]| encode("literals", &raw, &layout, tokens).unwrap();
+    let dec = |c: &[u8]| decode("literals", &raw, &layout, c).unwrap();
+    let good = enc(&re.tokens).unwrap();
     // Cut short, a match past the end, too many decisions.
-    assert!(decode(&mut Literals, &layout, &good[..good.len() / 2]).is_err());
+    assert!(dec(&good[..good.len() / 2]).is_err());
     let mut past = Vec::new();
     put_varint(&mut past, 29_999);
     put_varint(&mut past, 10 - 2);
     past.extend([0, 0]);
     put_varint(&mut past, 0);
-    assert!(decode(&mut Literals, &layout, &past).is_err());
+    assert!(dec(&past).is_err());
     let mut many = Vec::new();
     put_varint(&mut many, 30_001);
-    assert!(decode(&mut Literals, &layout, &many).is_err());
+    assert!(dec(&many).is_err());
     let mut few = Vec::new();
     put_varint(&mut few, 29_999);
-    assert!(decode(&mut Literals, &layout, &few).is_err());
+    assert!(dec(&few).is_err());
     // Tokens that do not fit the layout.
-    assert!(encode(&mut Literals, &layout, &[0xf0, 0x80, 0x80, 0x80, 0x01]).is_err());
+    assert!(enc(&[0xf0, 0x80, 0x80, 0x80, 0x01]).is_err());
 }
 
 #[test]
@@ -162,14 +170,12 @@ fn every_model_round_trips() {
         let (raw, re) = round_trip(&gz);
         let layout = Layout::parse(&re.headers).unwrap();
         for &m in MODELS {
-            let corrections = encode(&mut *model(m, &raw, &layout).unwrap(), &layout, &re.tokens)
+            let corrections = encode(m, &raw, &layout, &re.tokens)
+                .unwrap()
                 .unwrap_or_else(|e| panic!("{name}, model {m}: {e}"));
-            let back = decode(
-                &mut *model(m, &raw, &layout).unwrap(),
-                &layout,
-                &corrections,
-            )
-            .unwrap_or_else(|e| panic!("{name}, model {m}: {e}"));
+            let back = decode(m, &raw, &layout, &corrections)
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{name}, model {m}: {e}"));
             assert!(
                 back == re.tokens,
                 "{name}, model {m}: tokens differ after decode"
@@ -207,20 +213,15 @@ fn real_files() {
             re.headers.len()
         );
         for m in &models {
-            let Some(mut model) = model(m, &raw, &layout) else {
+            let t = std::time::Instant::now();
+            let Some(corrections) = encode(m, &raw, &layout, &re.tokens) else {
                 eprintln!("  {m}: no such model");
                 continue;
             };
-            let t = std::time::Instant::now();
-            let corrections = encode(&mut *model, &layout, &re.tokens).unwrap();
+            let corrections = corrections.unwrap();
             let et = t.elapsed().as_secs_f64();
             let t = std::time::Instant::now();
-            let back = decode(
-                &mut *super::model(m, &raw, &layout).unwrap(),
-                &layout,
-                &corrections,
-            )
-            .unwrap();
+            let back = decode(m, &raw, &layout, &corrections).unwrap().unwrap();
             let dt = t.elapsed().as_secs_f64();
             assert!(
                 back == re.tokens,
@@ -238,6 +239,74 @@ fn real_files() {
                 mb / dt
             );
         }
+    }
+}
+
+/// Follows a predictor and counts its misses.
+struct Count<P> {
+    inner: P,
+    said: Option<Decision>,
+    misses: usize,
+    first: Option<(usize, Decision, Decision)>,
+}
+
+impl<P: Predictor> Predictor for Count<P> {
+    fn predict(&mut self, pos: u64) -> Decision {
+        let d = self.inner.predict(pos);
+        self.said = Some(d);
+        d
+    }
+    fn take(&mut self, pos: u64, actual: Decision) {
+        if let Some(said) = self.said.take().filter(|&d| d != actual) {
+            self.misses += 1;
+            self.first.get_or_insert((pos as usize, said, actual));
+        }
+        self.inner.take(pos, actual);
+    }
+}
+
+/// Misses of model `name` on `gz` (and the first one: position, predicted, actual); asserts that the
+/// corrections decode back to the tokens.
+pub(crate) fn misses(name: &str, gz: &[u8]) -> (usize, Option<(usize, Decision, Decision)>) {
+    let (raw, re) = round_trip(gz);
+    let layout = Layout::parse(&re.headers).unwrap();
+    let mut c = Count {
+        inner: Pieces::new(name, &raw, &layout).expect("a known model"),
+        said: None,
+        misses: 0,
+        first: None,
+    };
+    let (corrections, _, _) = walk_tokens(&mut c, &layout, &re.tokens, u64::MAX).unwrap();
+    let back = decode(name, &raw, &layout, &corrections).unwrap().unwrap();
+    assert!(back == re.tokens, "{name}: tokens differ after decode");
+    assert_eq!(count_misses(&corrections), c.misses);
+    // The streaming form, through windows and pieces, misses exactly the same decisions and gives the stream
+    // back.
+    let (d, _, _) = crate::deflate::stream::tests::stream_round_trip(gz, Some(name));
+    assert_eq!(
+        d.misses, c.misses as u64,
+        "{name}: the streaming form misses differently"
+    );
+    (c.misses, c.first)
+}
+
+/// Drive the model `name` over `raw` with the pieces of `layout` through arbitrary positions and decisions:
+/// it must never panic (a wrong model only misses).
+pub(crate) fn arbitrary_walk(name: &str, raw: &[u8], layout: &Layout, seed: u64) {
+    let mut p = Pieces::new(name, raw, layout).unwrap();
+    let mut pos = 0u64;
+    let choice = random(4000, seed);
+    for (k, c) in choice.chunks(2).enumerate() {
+        p.predict(pos);
+        let d = match c[0] % 4 {
+            0 => Decision::Literal,
+            _ => Decision::Match {
+                len: 3 + (c[1] as u16 % 256),
+                dist: 1 + (c[0] as u16 * 131) % 32768,
+            },
+        };
+        p.take(pos, d);
+        pos += d.advance() as u64 + if k % 97 == 0 { 40_000 } else { 0 };
     }
 }
 

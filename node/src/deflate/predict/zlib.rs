@@ -36,7 +36,8 @@
 //! Stored blocks: zlib chooses them after the matching, so the model runs its own decisions through them to
 //! keep its hash chains where the producer's were.
 
-use super::{Decision, Layout, Model};
+use super::raw::Raw;
+use super::{Decision, Model};
 
 const WSIZE: usize = 1 << 15;
 const WMASK: usize = WSIZE - 1;
@@ -139,14 +140,11 @@ struct Found {
     dist: usize,
 }
 
-/// zlib's deflate over one stream (see the [module doc](self)).
-pub struct Zlib<'a> {
-    raw: &'a [u8],
+/// zlib's deflate over one piece, a gzip member (see the [module doc](self)).
+pub struct Zlib {
+    raw: Raw,
     p: Params,
-    /// Where each member starts (increasing, inside `raw`), and which member is current.
-    members: Vec<usize>,
-    member: usize,
-    /// The current member's raw range.
+    /// The member's raw range (`end` is `FAR` until the driver knows it).
     start: usize,
     end: usize,
     /// Newest position of each hash, as `position − base` (0: none).
@@ -167,52 +165,26 @@ pub struct Zlib<'a> {
     ahead: Option<(usize, Found)>,
 }
 
-impl<'a> Zlib<'a> {
-    /// A model of zlib with `p`, over `raw` laid out as `layout`.
-    pub fn new(p: Params, raw: &'a [u8], layout: &Layout) -> Self {
-        let mut members = Vec::with_capacity(layout.members.len());
-        for &m in &layout.members {
-            let m = m.min(raw.len() as u64) as usize;
-            if members.last().is_none_or(|&l| m > l) {
-                members.push(m);
-            }
-        }
-        if members.first() != Some(&0) {
-            members.insert(0, 0);
-        }
+impl Zlib {
+    /// A model of zlib with `p` for the member whose bytes `raw` holds.
+    pub fn new(p: Params, raw: Raw) -> Self {
         let bits = p.hash_bits.clamp(8, 16);
-        let mut z = Zlib {
+        let start = raw.start();
+        Zlib {
+            end: raw.end(),
             raw,
             p,
-            members,
-            member: 0,
-            start: 0,
-            end: 0,
+            start,
             head: vec![0; 1 << bits],
             prev: vec![0; WSIZE],
-            base: 0,
+            base: start,
             hash_mask: (1u32 << bits) - 1,
             hash_shift: bits.div_ceil(3),
-            inserted: 0,
-            next: 0,
+            inserted: start,
+            next: start,
             here: None,
             ahead: None,
-        };
-        z.reset(0);
-        z
-    }
-
-    /// Start member `i` afresh.
-    fn reset(&mut self, i: usize) {
-        self.member = i;
-        self.start = self.members[i];
-        self.end = self.members.get(i + 1).copied().unwrap_or(self.raw.len());
-        self.head.fill(0);
-        self.base = self.start;
-        self.inserted = self.start;
-        self.next = self.start;
-        self.here = None;
-        self.ahead = None;
+        }
     }
 
     /// The byte at `x` as zlib's window has it: past the member's end, zeros.
@@ -329,7 +301,7 @@ impl<'a> Zlib<'a> {
         let mut best = beat;
         let mut dist = 0;
         let full = q + MAX_MATCH <= self.end;
-        let raw = self.raw;
+        let raw = &self.raw;
         let (s0, s1) = (raw[q], raw[q + 1]);
         let mut end1 = self.at(q + best - 1);
         let mut end0 = self.at(q + best);
@@ -487,19 +459,9 @@ impl<'a> Zlib<'a> {
         Found { len: best, dist }
     }
 
-    /// Make `q` the next decision position: change members, or run the model's own decisions over what the
-    /// driver skipped (stored blocks).
+    /// Make `q` the next decision position, running the model's own decisions over what the driver skipped
+    /// (stored blocks).
     fn sync(&mut self, q: usize) {
-        if q >= self.end || q < self.start {
-            let mut i = self.member;
-            if q < self.start {
-                i = 0;
-            }
-            while self.members.get(i + 1).is_some_and(|&m| m <= q) {
-                i += 1;
-            }
-            self.reset(i);
-        }
         if q < self.next {
             // Never asked by the driver; start over from here rather than go back.
             self.here = None;
@@ -608,9 +570,18 @@ fn common(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-impl Model for Zlib<'_> {
+impl Model for Zlib {
+    fn raw(&self) -> &Raw {
+        &self.raw
+    }
+
+    fn raw_mut(&mut self) -> &mut Raw {
+        &mut self.raw
+    }
+
     fn predict(&mut self, pos: usize) -> Decision {
-        if pos >= self.raw.len() {
+        self.end = self.raw.end();
+        if pos >= self.end || pos < self.start {
             return Decision::Literal;
         }
         self.sync(pos);
@@ -618,10 +589,11 @@ impl Model for Zlib<'_> {
     }
 
     fn take(&mut self, pos: usize, actual: Decision) {
-        if pos >= self.raw.len() {
+        self.end = self.raw.end();
+        if pos >= self.end || pos < self.start {
             return;
         }
-        if pos != self.next || pos >= self.end {
+        if pos != self.next {
             self.sync(pos);
         }
         let actual = match actual {
@@ -630,13 +602,20 @@ impl Model for Zlib<'_> {
         };
         self.follow(pos, actual);
     }
+
+    fn reach(&mut self, pos: usize) {
+        self.end = self.raw.end();
+        if pos < self.end && pos >= self.start {
+            self.sync(pos);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode, encode};
+    use super::super::Layout;
     use super::*;
-    use crate::deflate::tests::{random, round_trip, text};
+    use crate::deflate::tests::{random, text};
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
@@ -671,44 +650,9 @@ mod tests {
         producer("python3", &args, data, "python3")
     }
 
-    /// Follows a model and counts its misses.
-    struct Count<M> {
-        model: M,
-        said: Option<Decision>,
-        misses: usize,
-        first: Option<(usize, Decision, Decision)>,
-    }
-
-    impl<M: Model> Model for Count<M> {
-        fn predict(&mut self, pos: usize) -> Decision {
-            let d = self.model.predict(pos);
-            self.said = Some(d);
-            d
-        }
-        fn take(&mut self, pos: usize, actual: Decision) {
-            if let Some(said) = self.said.take().filter(|&d| d != actual) {
-                self.misses += 1;
-                self.first.get_or_insert((pos, said, actual));
-            }
-            self.model.take(pos, actual);
-        }
-    }
-
     /// Misses of model `name` on `gz` (and the first one); asserts encode and decode round-trip.
     pub(crate) fn misses(name: &str, gz: &[u8]) -> (usize, Option<(usize, Decision, Decision)>) {
-        let (raw, re) = round_trip(gz);
-        let layout = Layout::parse(&re.headers).unwrap();
-        let p = params(name).unwrap();
-        let mut c = Count {
-            model: Zlib::new(p, &raw, &layout),
-            said: None,
-            misses: 0,
-            first: None,
-        };
-        let corrections = encode(&mut c, &layout, &re.tokens).unwrap();
-        let back = decode(&mut Zlib::new(p, &raw, &layout), &layout, &corrections).unwrap();
-        assert!(back == re.tokens, "{name}: tokens differ after decode");
-        (c.misses, c.first)
+        super::super::tests::misses(name, gz)
     }
 
     pub(crate) fn data() -> Vec<(&'static str, Vec<u8>)> {
@@ -869,19 +813,26 @@ mod tests {
             },
         ];
         for layout in &layouts {
-            for name in ["zlib-1", "zlib-9", "chromium-6"] {
-                let mut m = Zlib::new(params(name).unwrap(), &raw, layout);
-                for pos in [0, 3, 2, 100, 40_000, 69_998, 69_999, 70_000, 1 << 33] {
-                    let d = m.predict(pos);
-                    m.take(pos, d);
-                    m.take(
-                        pos,
-                        Decision::Match {
-                            len: 258,
-                            dist: 32768,
-                        },
-                    );
-                }
+            for name in ["zlib-1", "zlib-9", "chromium-6", "zlibrs-9"] {
+                super::super::tests::arbitrary_walk(name, &raw, layout, 70);
+            }
+        }
+        // Any positions inside one member, the raw bytes all held.
+        for name in ["zlib-1", "zlib-9", "chromium-6"] {
+            let mut m = Zlib::new(
+                params(name).unwrap(),
+                Raw::whole(0, raw.clone(), 0, raw.len(), &[]),
+            );
+            for pos in [0, 3, 2, 100, 40_000, 69_998, 69_999, 70_000, 1 << 33] {
+                let d = m.predict(pos);
+                m.take(pos, d);
+                m.take(
+                    pos,
+                    Decision::Match {
+                        len: 258,
+                        dist: 32768,
+                    },
+                );
             }
         }
     }

@@ -1,100 +1,50 @@
 //! Gzip blobs stored as their decompressed bytes plus re-creation data, and re-created bit for bit on read.
 //!
-//! At ingest a gzip blob is decomposed ([`crate::deflate`]): its raw bytes are chunked like any content — at tar
-//! entries when they are a tar ([`crate::chunker::cut_tar`]) — and its re-creation data (member headers, block
-//! boundaries and code definitions, and the producer's match decisions, as a model's corrections where a model
-//! of the producer predicts them) is chunked beside them, under one [`Recipe::Gzip`]. Before the recipe is
-//! written the blob is re-created from exactly what will be stored and compared with the original, byte for
-//! byte; a blob that cannot be decomposed, or whose re-creation differs, is stored as it is and counted.
+//! At ingest a gzip blob of any size is decomposed as it is read ([`crate::deflate::stream`]): its raw bytes
+//! are chunked like any content and its re-creation stream (member headers, block boundaries and code
+//! definitions, and the producer's match decisions as a model's corrections) is chunked beside them, both at
+//! once, under one [`Recipe::Gzip`] (`ingest`). Everything written is re-encoded on the way and compared with
+//! the blob (by its BLAKE3 and length) before the recipe is queued; a blob that cannot be decomposed, or whose
+//! re-encoding differs, is stored as it is and counted.
 //!
-//! Reading such a blob means re-creating it. Re-created blobs are kept in a bounded cache of files
-//! (`STORE/cache/gzip/`, least recently used out first), so warm reads are file reads; a cold read re-creates
-//! the whole blob first, checks its BLAKE3 and SHA-256 against the blob's, and only then serves it.
+//! Reading such a blob means re-creating it, streamed from its chunks in bounded memory (pgzip's parts side by
+//! side on the pool). Re-created blobs are kept in a bounded cache of files (`STORE/cache/gzip/`, least recently
+//! used out first), so warm reads are file reads.
+//!
+//! The stored re-creation data starts with a version byte: 2 ([`RECREATION_STREAM`]) for the re-creation stream
+//! that follows, 1 for the whole-stream form of stores written before it (model name, headers, and the model's
+//! corrections or the tokens; read into memory, as it was written: those blobs are at most 1 GiB).
 
+mod ingest;
+
+use super::stream::PartsStream;
 use super::{Store, StoreError};
 use crate::deflate::predict::{self, Layout};
 use crate::deflate::{self, Recreation};
 use ferry_protocol::{BlobRef, Part, Recipe, Sha256Digest};
 use sha2::Digest;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-/// Gzip blobs larger than this are stored as they are: decomposing holds the blob, its raw bytes and its
-/// tokens in memory.
-pub(crate) const MAX_GZIP: u64 = 1 << 30;
-/// Nor are blobs whose raw bytes pass this.
+/// Raw bytes of a whole-stream (version 1) blob re-created in memory, at most.
 pub(crate) const MAX_RAW: u64 = 4 << 30;
-/// Models are tried on the decisions of this many leading raw bytes; the best is then run on the whole stream.
-const TRIAL_RAW: u64 = 1 << 20;
-/// Version byte of the re-creation data.
+/// Version byte of the whole-stream re-creation data.
 const RECREATION_VERSION: u8 = 1;
+/// Version byte of the re-creation stream.
+pub(crate) const RECREATION_STREAM: u8 = 2;
 
-/// A gzip blob taken apart: its raw bytes and the re-creation data to store beside them.
-pub(crate) struct Decomposed {
-    pub raw: Vec<u8>,
-    /// The re-creation data as stored (see [`pack`]).
-    pub recreation: Vec<u8>,
-    /// The model whose corrections are stored, or "" when the tokens are stored as they are.
-    pub model: String,
-}
+/// A way to read a blob again from its start.
+pub type Reopen<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + 'a;
 
-/// Take `gz` apart, choose the model that predicts its producer best, and check that what will be stored
-/// re-creates `gz` exactly. Err says why it is to be stored as it is.
-pub(crate) fn decompose(gz: &[u8]) -> Result<Decomposed, String> {
-    let mut raw = Capped(Vec::with_capacity(gz.len().saturating_mul(3)));
-    let re = match deflate::decompose(gz, &mut raw) {
-        Ok(re) => re,
-        Err(deflate::DeflateError::Write(_)) => {
-            return Err(format!("its raw bytes pass {} GiB", MAX_RAW >> 30))
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    let raw = raw.0;
-    let layout = Layout::parse(&re.headers).map_err(|e| format!("re-creation data: {e}"))?;
-    let mut best: Option<(&str, u64)> = None;
-    for &name in predict::MODELS.iter().filter(|&&m| m != "literals") {
-        let mut model = predict::model(name, &raw, &layout).expect("MODELS are known");
-        let (decisions, misses) = predict::trial(&mut *model, &layout, &re.tokens, TRIAL_RAW)
-            .map_err(|e| format!("tokens: {e}"))?;
-        // A model missing most decisions is not this producer's.
-        if misses * 2 < decisions && best.is_none_or(|(_, m)| misses < m) {
-            best = Some((name, misses));
-        }
-        if misses == 0 {
-            // MODELS lists the common producers first; a model with no miss is the one.
-            break;
-        }
-    }
-    let (model, data) = match best {
-        Some((name, _)) => {
-            let mut model = predict::model(name, &raw, &layout).expect("MODELS are known");
-            let corrections = predict::encode(&mut *model, &layout, &re.tokens)
-                .map_err(|e| format!("tokens: {e}"))?;
-            if corrections.len() < re.tokens.len() {
-                (name.to_string(), corrections)
-            } else {
-                (String::new(), re.tokens)
-            }
-        }
-        None => (String::new(), re.tokens),
-    };
-    let recreation = pack(&model, &re.headers, &data);
-    // What will be stored must give back `gz` exactly, through the same path a read takes.
-    let mut check = Compare { expect: gz, at: 0 };
-    recreate_from(&raw, &recreation, &mut check).map_err(|e| format!("re-creating it: {e}"))?;
-    if check.at != gz.len() {
-        return Err(format!(
-            "re-creating it gave {} bytes instead of {}",
-            check.at,
-            gz.len()
-        ));
-    }
-    Ok(Decomposed {
-        raw,
-        recreation,
-        model,
-    })
+/// Options for storing a blob that may be gzip.
+#[derive(Default, Clone, Copy)]
+pub struct BlobOptions<'a, 'r> {
+    /// Read the blob again if it must be stored as it is after all (else its bytes are kept aside as read).
+    pub reopen: Option<&'a Reopen<'r>>,
+    /// The model that fitted a sibling blob, tried first; set to the model this blob takes.
+    pub hint: Option<&'a Mutex<Option<String>>>,
 }
 
 /// The stored re-creation data:
@@ -103,6 +53,7 @@ pub(crate) fn decompose(gz: &[u8]) -> Result<Decomposed, String> {
 /// u8 1 (version)  varint n  n bytes (model name, empty for tokens stored as they are)
 /// varint n  n bytes (headers)  then to the end: the model's corrections, or the tokens
 /// ```
+#[cfg(test)]
 fn pack(model: &str, headers: &[u8], data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(model.len() + headers.len() + data.len() + 12);
     out.push(RECREATION_VERSION);
@@ -137,6 +88,7 @@ fn unpack(bytes: &[u8]) -> Result<(&str, &[u8], &[u8]), String> {
     Ok((model, headers, rest))
 }
 
+#[cfg(test)]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -165,58 +117,17 @@ fn recreate_from(raw: &[u8], recreation: &[u8], out: &mut dyn Write) -> Result<u
         data.to_vec()
     } else {
         let layout = Layout::parse(headers).map_err(|e| e.to_string())?;
-        let mut m = predict::model(model, raw, &layout).ok_or_else(|| {
-            format!("model {model:?} is not known to this ferry (stored by a newer one?)")
-        })?;
-        predict::decode(&mut *m, &layout, data).map_err(|e| e.to_string())?
+        predict::decode(model, raw, &layout, data)
+            .ok_or_else(|| {
+                format!("model {model:?} is not known to this ferry (stored by a newer one?)")
+            })?
+            .map_err(|e| e.to_string())?
     };
     let re = Recreation {
         headers: headers.to_vec(),
         tokens,
     };
     deflate::recompose(raw, &re, out).map_err(|e| e.to_string())
-}
-
-/// A writer that fails once its raw bytes pass [`MAX_RAW`].
-struct Capped(Vec<u8>);
-
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() as u64 + buf.len() as u64 > MAX_RAW {
-            return Err(std::io::Error::other("raw bytes too long"));
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A writer that checks what is written against `expect`.
-struct Compare<'a> {
-    expect: &'a [u8],
-    at: usize,
-}
-
-impl Write for Compare<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let end = self.at + buf.len();
-        if self.expect.get(self.at..end) != Some(buf) {
-            let first = (0..buf.len())
-                .find(|&i| self.expect.get(self.at + i) != Some(&buf[i]))
-                .unwrap_or(0);
-            return Err(std::io::Error::other(format!(
-                "re-created bytes differ from the original at offset {}",
-                self.at + first
-            )));
-        }
-        self.at = end;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A writer that hashes what passes through it.
@@ -270,20 +181,42 @@ impl Store {
         let (raw_parts, rec_parts) = recipe.gzip_parts().ok_or_else(|| {
             StoreError::Corrupt(format!("blob {} has no gzip recipe", blob.sha256))
         })?;
-        let raw = self.read_parts(raw_parts, MAX_RAW)?;
-        let recreation = self.read_parts(rec_parts, MAX_RAW)?;
         let mut out = Hashing {
             inner: out,
             sha: sha2::Sha256::new(),
             blake: blake3::Hasher::new(),
             len: 0,
         };
-        recreate_from(&raw, &recreation, &mut out).map_err(|e| {
+        let failed = |e: String| {
             StoreError::Corrupt(format!(
                 "re-creating gzip blob {} (recipe {}): {e}",
                 blob.sha256, blob.recipe
             ))
-        })?;
+        };
+        let mut rec = PartsStream::new(self, rec_parts.to_vec());
+        let mut version = [0u8];
+        rec.read_exact(&mut version)
+            .map_err(|e| failed(e.to_string()))?;
+        match version[0] {
+            RECREATION_STREAM => {
+                let raw = PartsStream::new(self, raw_parts.to_vec());
+                let rec = std::io::BufReader::with_capacity(256 << 10, rec);
+                deflate::stream::recompose(raw, rec, &mut out)
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            RECREATION_VERSION => {
+                let raw = self.read_parts(raw_parts, MAX_RAW)?;
+                let mut recreation = vec![RECREATION_VERSION];
+                rec.read_to_end(&mut recreation)
+                    .map_err(|e| failed(e.to_string()))?;
+                recreate_from(&raw, &recreation, &mut out).map_err(failed)?;
+            }
+            v => {
+                return Err(failed(format!(
+                    "re-creation data version {v} is not known to this ferry"
+                )))
+            }
+        }
         let sha = Sha256Digest(ferry_protocol::Hash32(out.sha.finalize().into()));
         if out.len != blob.size
             || sha != blob.sha256
