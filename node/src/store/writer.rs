@@ -210,7 +210,18 @@ pub(super) fn check_expected(
 /// and cut again there: boundaries are exactly those of chunking the stream in one piece. Buffers come back
 /// through `pool` once appended. An error ends the stream.
 pub(super) fn feed<R: Read>(
+    src: R,
+    params: &crate::config::Chunking,
+    tx: &mpsc::SyncSender<std::io::Result<Batch>>,
+    pool: &mpsc::Receiver<Vec<u8>>,
+) {
+    feed_with(src, &mut crate::chunker::Cdc(*params), params, tx, pool)
+}
+
+/// [`feed`], cutting with `cutter`.
+pub(super) fn feed_with<R: Read>(
     mut src: R,
+    cutter: &mut dyn crate::chunker::Cutter,
     params: &crate::config::Chunking,
     tx: &mpsc::SyncSender<std::io::Result<Batch>>,
     pool: &mpsc::Receiver<Vec<u8>>,
@@ -240,7 +251,7 @@ pub(super) fn feed<R: Read>(
             }
         }
         data.truncate(filled);
-        let chunks = crate::chunker::cut(&data, params, eof);
+        let chunks = cutter.cut(&data, eof);
         let taken = chunks.last().map_or(0, |c| c.end);
         carry.clear();
         carry.extend_from_slice(&data[taken..]);

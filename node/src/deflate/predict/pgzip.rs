@@ -56,7 +56,7 @@ pub(crate) fn dictionary(prev: Option<u64>) -> usize {
 pub struct Pgzip {
     raw: Raw,
     /// The encoder (always there; an option so it can go back to this thread's spares when the model is done).
-    enc: Option<Box<Level5>>,
+    enc: Option<Level5>,
     /// Dictionary bytes before the segment.
     dict: usize,
     started: bool,
@@ -302,12 +302,12 @@ struct Level5 {
 
 thread_local! {
     /// Encoders to reuse: a fresh one is 384 KiB of tables to allocate and clear, per pgzip block.
-    static SPARE: std::cell::RefCell<Vec<Box<Level5>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: std::cell::RefCell<Vec<Level5>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Level5 {
     /// An encoder with no history whose first position is `lo`: a spare one of this thread's, or a new one.
-    fn take(lo: usize) -> Box<Level5> {
+    fn take(lo: usize) -> Level5 {
         let mut e = SPARE
             .with(|s| s.borrow_mut().pop())
             .unwrap_or_else(Level5::new);
@@ -316,7 +316,7 @@ impl Level5 {
     }
 
     /// Keep `e` for reuse on this thread (a few at most).
-    fn give_back(e: Box<Level5>) {
+    fn give_back(e: Level5) {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < 4 {
@@ -325,8 +325,8 @@ impl Level5 {
         });
     }
 
-    fn new() -> Box<Level5> {
-        Box::new(Level5 {
+    fn new() -> Level5 {
+        Level5 {
             table: vec![0; TABLE_SIZE]
                 .into_boxed_slice()
                 .try_into()
@@ -338,7 +338,7 @@ impl Level5 {
             hist: Hist::default(),
             d: 0,
             top: 0,
-        })
+        }
     }
 
     /// Forget the history (a fresh flate writer); the next position encoded is `lo` or later.

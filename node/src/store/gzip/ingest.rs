@@ -2,10 +2,11 @@
 //! chunked and stored by the ingest pipeline at the same time, in memory that does not grow with the blob.
 
 use super::{BlobOptions, RECREATION_STREAM};
+use crate::chunker::TarCutter;
 use crate::deflate::stream::{self, Options};
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
-use crate::store::writer::{check_expected, feed, Ingested};
+use crate::store::writer::{check_expected, feed, feed_with, Ingested};
 use crate::store::{Store, StoreError};
 use ferry_protocol::{BlobId, Hash32, Recipe, Sha256Digest};
 use sha2::Digest;
@@ -62,7 +63,10 @@ impl Store {
             let reader = s.spawn(move || read_input(src, in_tx, spooled, keep_reading, progress));
             let raw = s.spawn(|| {
                 self.ingest_parts(
-                    |tx, pool| feed(ChannelReader::new(raw_rx), &params, tx, pool),
+                    |tx, pool| {
+                        let mut tar = TarCutter::new(params);
+                        feed_with(ChannelReader::new(raw_rx), &mut tar, &params, tx, pool)
+                    },
                     false,
                     what,
                     &NoProgress,
