@@ -7,6 +7,7 @@
 //! - [`membership`]: the node key behind its peer id, and the site's allow-list of peers.
 //! - [`trust`]: the other publishers' keys a store accepts.
 //! - [`deflate`]: exact decomposition of gzip streams into raw bytes and re-creation data, and back.
+//! - [`tarsplit`]: a tar stream as its headers and its contents, and back.
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
 //! - [`plan`]: the want/have planner shared by bundle export and network sync.
@@ -34,6 +35,7 @@ pub mod progress;
 pub mod retention;
 pub mod sample;
 pub mod store;
+pub mod tarsplit;
 pub mod trust;
 
 pub use progress::{NoProgress, Progress};

@@ -142,3 +142,42 @@ impl Read for ChannelReader {
         Ok(n)
     }
 }
+
+/// Writes buffers into a channel (for a [`ChannelReader`] on another thread); the reader's end going away is
+/// an error.
+pub struct ChannelWriter {
+    tx: mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    pub fn new(tx: mpsc::SyncSender<Vec<u8>>) -> Self {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHANNEL_BUF),
+        }
+    }
+}
+
+/// Bytes a [`ChannelWriter`] gathers before it sends them.
+const CHANNEL_BUF: usize = 256 << 10;
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHANNEL_BUF {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let b = std::mem::replace(&mut self.buf, Vec::with_capacity(CHANNEL_BUF));
+            self.tx
+                .send(b)
+                .map_err(|_| io::Error::other("the reader went away"))?;
+        }
+        Ok(())
+    }
+}

@@ -2,15 +2,19 @@
 //! chunked and stored by the ingest pipeline at the same time, in memory that does not grow with the blob.
 
 use super::{BlobOptions, RECREATION_STREAM};
-use crate::chunker::TarCutter;
+use crate::chunker::ContentCutter;
 use crate::deflate::stream::{self, Options};
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
 use crate::store::writer::{check_expected, feed, feed_with, Ingested};
 use crate::store::{Store, StoreError};
+use crate::tarsplit;
 use ferry_protocol::{BlobId, Hash32, Recipe, Sha256Digest};
 use sha2::Digest;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, Write};
+use std::rc::Rc;
 use std::sync::mpsc;
 
 /// The input is read and handed on in buffers of this size.
@@ -53,19 +57,40 @@ impl Store {
         let dopts = Options { hint, model: None };
         let (in_tx, in_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (h_tx, h_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (c_tx, c_rx) = mpsc::sync_channel::<Contents>(64);
         let (rec_tx, rec_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         rec_tx
             .send(vec![RECREATION_STREAM])
             .expect("the receiver is here");
         let keep_reading = spool.is_some();
         let spooled = spool.as_mut();
-        let (decomposed, input, raw, rec) = std::thread::scope(|s| {
+        let stopped = || io::Error::other("storing stopped");
+        let (decomposed, input, split, headers, contents, rec) = std::thread::scope(|s| {
             let reader = s.spawn(move || read_input(src, in_tx, spooled, keep_reading, progress));
-            let raw = s.spawn(|| {
+            // The raw bytes are split into their tar headers and contents (the whole stream is headers when it
+            // is not a tar), each stored on its own.
+            let split = s.spawn(move || split_raw(raw_rx, h_tx, c_tx));
+            let headers = s.spawn(|| {
+                self.ingest_parts(
+                    |tx, pool| feed(ChannelReader::new(h_rx), &params, tx, pool),
+                    false,
+                    what,
+                    &NoProgress,
+                )
+            });
+            let contents = s.spawn(|| {
                 self.ingest_parts(
                     |tx, pool| {
-                        let mut tar = TarCutter::new(params);
-                        feed_with(ChannelReader::new(raw_rx), &mut tar, &params, tx, pool)
+                        let files = Rc::new(RefCell::new(VecDeque::new()));
+                        let mut cutter = ContentCutter::new(params, files.clone());
+                        let reader = ContentsReader {
+                            rx: c_rx,
+                            cur: Vec::new(),
+                            pos: 0,
+                            files,
+                        };
+                        feed_with(reader, &mut cutter, &params, tx, pool)
                     },
                     false,
                     what,
@@ -80,17 +105,23 @@ impl Store {
                     &NoProgress,
                 )
             });
-            let stopped = || io::Error::other("storing stopped");
             let d = stream::decompose(
                 ChannelReader::new(in_rx),
                 move |b: &[u8]| raw_tx.send(b.to_vec()).map_err(|_| stopped()),
-                move |b: &[u8]| rec_tx.send(b.to_vec()).map_err(|_| stopped()),
+                |b: &[u8]| rec_tx.send(b.to_vec()).map_err(|_| stopped()),
                 &dopts,
             );
             let input = reader.join().expect("the gzip reader panicked");
-            let raw = raw.join().expect("the raw ingest panicked");
+            let split = split.join().expect("the tar splitter panicked");
+            // The re-creation data ends with the length of the headers stream, which starts the raw parts.
+            if let Ok(h) = &split {
+                let _ = rec_tx.send(h.to_le_bytes().to_vec());
+            }
+            drop(rec_tx);
+            let headers = headers.join().expect("the headers ingest panicked");
+            let contents = contents.join().expect("the contents ingest panicked");
             let rec = rec.join().expect("the re-creation ingest panicked");
-            (d, input, raw, rec)
+            (d, input, split, headers, contents, rec)
         });
         let input = input.map_err(|source| StoreError::Source {
             what: what.to_string(),
@@ -100,8 +131,13 @@ impl Store {
             check_expected(what, expect, input.sha256, input.size)?;
         }
         // Storing failed: that is the error (the decomposer then only saw its output stop).
-        let (mut parts, raw_sum, mut stats) = raw?;
+        let (mut parts, h_sum, mut stats) = headers?;
+        let (c_parts, c_sum, c_stats) = contents?;
         let (rec_parts, rec_sum, rec_stats) = rec?;
+        let headers_len =
+            split.map_err(|e| StoreError::Corrupt(format!("{what}: splitting its tar: {e}")))?;
+        parts.extend(c_parts);
+        stats += c_stats;
         let why = match &decomposed {
             Err(e) => Some(e.to_string()),
             Ok(d) if !input.whole => Some(format!(
@@ -144,13 +180,17 @@ impl Store {
             return Ok(ingested);
         }
         let d = decomposed.expect("checked above");
-        if raw_sum.len != d.raw_len || rec_sum.len != d.recreation_len + 1 {
+        if h_sum.len != headers_len
+            || h_sum.len + c_sum.len != d.raw_len
+            || rec_sum.len != d.recreation_len + 1 + 8
+        {
             return Err(StoreError::Corrupt(format!(
-                "{what}: stored {} raw and {} re-creation bytes of {} and {}",
-                raw_sum.len,
+                "{what}: stored {} + {} raw and {} re-creation bytes of {} and {}",
+                h_sum.len,
+                c_sum.len,
                 rec_sum.len,
                 d.raw_len,
-                d.recreation_len + 1
+                d.recreation_len + 1 + 8
             )));
         }
         if let Some(h) = opts.hint {
@@ -172,6 +212,98 @@ impl Store {
             blob: self.queue_blob(input.id, input.sha256, recipe),
             stats,
         })
+    }
+}
+
+/// One message of the contents stream: bytes, or a file whose bytes start next.
+enum Contents {
+    Bytes(Vec<u8>),
+    File(tarsplit::File),
+}
+
+/// Sends the two streams of a split on, in buffers.
+struct SplitTx {
+    h_tx: mpsc::SyncSender<Vec<u8>>,
+    c_tx: mpsc::SyncSender<Contents>,
+    h_buf: Vec<u8>,
+    h_len: u64,
+}
+
+impl tarsplit::Streams for SplitTx {
+    fn headers(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.h_len += bytes.len() as u64;
+        self.h_buf.extend_from_slice(bytes);
+        if self.h_buf.len() >= READ_BUF {
+            let b = std::mem::take(&mut self.h_buf);
+            self.h_tx
+                .send(b)
+                .map_err(|_| io::Error::other("storing headers stopped"))?;
+        }
+        Ok(())
+    }
+    fn contents(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.c_tx
+            .send(Contents::Bytes(bytes.to_vec()))
+            .map_err(|_| io::Error::other("storing contents stopped"))
+    }
+    fn file(&mut self, file: tarsplit::File) -> io::Result<()> {
+        self.c_tx
+            .send(Contents::File(file))
+            .map_err(|_| io::Error::other("storing contents stopped"))
+    }
+}
+
+/// Split the raw bytes from `raw` into their tar headers (to `h_tx`) and contents (to `c_tx`); the headers
+/// stream's length.
+fn split_raw(
+    raw: mpsc::Receiver<Vec<u8>>,
+    h_tx: mpsc::SyncSender<Vec<u8>>,
+    c_tx: mpsc::SyncSender<Contents>,
+) -> io::Result<u64> {
+    let mut sp = tarsplit::Splitter::new();
+    let mut tx = SplitTx {
+        h_tx,
+        c_tx,
+        h_buf: Vec::new(),
+        h_len: 0,
+    };
+    for b in raw {
+        sp.push(&b, &mut tx)?;
+    }
+    sp.finish(&mut tx)?;
+    if !tx.h_buf.is_empty() {
+        let b = std::mem::take(&mut tx.h_buf);
+        tx.h_tx
+            .send(b)
+            .map_err(|_| io::Error::other("storing headers stopped"))?;
+    }
+    Ok(tx.h_len)
+}
+
+/// The contents stream as a reader; the files it announces go to the cutter's queue as they are read.
+struct ContentsReader {
+    rx: mpsc::Receiver<Contents>,
+    cur: Vec<u8>,
+    pos: usize,
+    files: Rc<RefCell<VecDeque<tarsplit::File>>>,
+}
+
+impl Read for ContentsReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Contents::Bytes(b)) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                Ok(Contents::File(f)) => self.files.borrow_mut().push_back(f),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.cur.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -199,10 +199,29 @@ impl Store {
             .map_err(|e| failed(e.to_string()))?;
         match version[0] {
             RECREATION_STREAM => {
-                let raw = PartsStream::new(self, raw_parts.to_vec());
+                let (headers, contents) = self.split_parts(raw_parts, rec_parts).map_err(failed)?;
                 let rec = std::io::BufReader::with_capacity(256 << 10, rec);
-                deflate::stream::recompose(raw, rec, &mut out)
-                    .map_err(|e| failed(e.to_string()))?;
+                // The tar is joined from its two streams on a thread of its own, through a small channel.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let (h, c) = (
+                    PartsStream::new(self, headers.to_vec()),
+                    PartsStream::new(self, contents.to_vec()),
+                );
+                std::thread::scope(|s| {
+                    let joiner = s.spawn(move || {
+                        let out = super::stream::ChannelWriter::new(tx);
+                        crate::tarsplit::join(h, c, out)
+                    });
+                    let made = deflate::stream::recompose(
+                        super::stream::ChannelReader::new(rx),
+                        rec,
+                        &mut out,
+                    );
+                    let joined = joiner.join().expect("the tar joiner panicked");
+                    // A joiner's failure (a damaged chunk) is the cause of whatever re-creating then saw.
+                    joined.map_err(|e| failed(format!("joining the tar: {e}")))?;
+                    made.map_err(|e| failed(e.to_string()))
+                })?;
             }
             RECREATION_VERSION => {
                 let raw = self.read_parts(raw_parts, MAX_RAW)?;
@@ -228,6 +247,44 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// The raw parts of a version 2 gzip recipe as its headers stream and its contents stream (the length of
+    /// the headers stream is the last eight bytes of the re-creation data).
+    fn split_parts<'r>(
+        &self,
+        raw: &'r [Part],
+        rec: &[Part],
+    ) -> Result<(&'r [Part], &'r [Part]), String> {
+        let mut tail = Vec::new();
+        for part in rec.iter().rev() {
+            let bytes = match *part {
+                Part::Chunk { id, .. } => self.read_chunk(&id).map_err(|e| e.to_string())?,
+                Part::Zero { len } => vec![0; len.min(8) as usize],
+            };
+            tail.splice(0..0, bytes);
+            if tail.len() >= 8 {
+                break;
+            }
+        }
+        let at = tail
+            .len()
+            .checked_sub(8)
+            .ok_or("the re-creation data is too short to name its headers' length")?;
+        let headers = u64::from_le_bytes(tail[at..].try_into().expect("eight bytes"));
+        let mut len = 0u64;
+        for (i, part) in raw.iter().enumerate() {
+            if len == headers {
+                return Ok(raw.split_at(i));
+            }
+            len += part.len();
+        }
+        if len == headers {
+            return Ok((raw, &[]));
+        }
+        Err(format!(
+            "the headers stream ({headers} bytes) does not end at a part boundary of the raw bytes"
+        ))
     }
 
     fn cache_dir(&self) -> PathBuf {
