@@ -185,6 +185,10 @@ pub struct ServeArgs {
     /// Take every new version of NAME as soon as a peer has it. Repeatable; adds to the config's p2p.follow.
     #[arg(long, value_name = "NAME")]
     pub follow: Vec<String>,
+    /// Do not re-create gzip blobs of new releases in the background; each is re-created when first asked for
+    /// [default: the config's cache.prewarm, else re-create].
+    #[arg(long)]
+    pub no_prewarm: bool,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

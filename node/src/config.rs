@@ -23,6 +23,9 @@ pub struct StoreConfig {
     /// Re-created gzip blobs kept for serving (`cache/gzip/`), bytes; the least recently used go first.
     #[serde(default = "default_recreate_cache")]
     pub recreate_cache_bytes: u64,
+    /// Gzip re-creations that may run at once (others wait for a place); each uses the whole pool.
+    #[serde(default = "default_recreate_jobs")]
+    pub recreate_jobs: u32,
     /// Versions of each release name `ferry gc` keeps besides the pinned one (the newest, by sequence).
     #[serde(default = "default_keep_versions")]
     pub keep_versions: u32,
@@ -34,6 +37,10 @@ fn default_keep_versions() -> u32 {
 
 fn default_recreate_cache() -> u64 {
     4 << 30
+}
+
+fn default_recreate_jobs() -> u32 {
+    2
 }
 
 /// FastCDC parameters.
@@ -76,6 +83,7 @@ impl Default for StoreConfig {
             zstd_level: 3,
             pack_target_bytes: 512 << 20,
             recreate_cache_bytes: default_recreate_cache(),
+            recreate_jobs: default_recreate_jobs(),
             keep_versions: default_keep_versions(),
         }
     }

@@ -11,6 +11,7 @@
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
 //! - [`plan`]: the want/have planner shared by bundle export and network sync.
+//! - [`prewarm`]: re-creating the gzip blobs of new releases in the background, before anyone asks.
 //! - [`admin`]: the node's admin socket, through which `ferry` commands reach a store a running node holds.
 //! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
 //! - [`mirror`]: the HTTP face — an OCI Distribution registry over the store.
@@ -31,6 +32,7 @@ pub mod mirror;
 pub mod net;
 pub mod node_config;
 pub mod plan;
+pub mod prewarm;
 pub mod progress;
 pub mod retention;
 pub mod sample;

@@ -13,6 +13,9 @@
 //! push_token_file = "push.tokens"   # pushing needs one of these tokens; no file, no push
 //! pull_token_file = "pull.tokens"   # when set, pulls need one too (anonymous otherwise)
 //!
+//! [cache]
+//! prewarm = true                     # re-create gzip blobs of new releases before anyone asks
+//!
 //! [uploads]
 //! max_bytes = 17179869184            # the largest blob one push may upload
 //! timeout_secs = 3600                # an idle unfinished upload is dropped after this
@@ -47,6 +50,17 @@ pub struct NodeConfig {
     /// Network sync.
     #[serde(default)]
     pub p2p: P2pConfig,
+    /// The cache of re-created gzip blobs.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Re-create the gzip blobs of new releases in the background, before anyone asks (default on).
+    pub prewarm: Option<bool>,
 }
 
 /// `[p2p]`. Without a listen address (here or `--p2p-listen`) the node does no network sync.

@@ -170,3 +170,124 @@ fn gzip_tarball_file_round_trips_and_a_broken_one_is_kept() {
     }
     fsck_clean(&s);
 }
+
+/// A GNU gzip -6 tarball of real files of this machine (its shared libraries, up to `max` bytes of them): one
+/// gzip member, which re-creation walks on one thread, so re-creating it takes a moment.
+fn slow_tarball(s: &Store, max: u64) -> std::path::PathBuf {
+    let dir = s.tmp_path("slow");
+    fs::create_dir_all(&dir).unwrap();
+    let mut list = String::new();
+    let mut total = 0;
+    let mut files: Vec<_> = walkdir::WalkDir::new("/usr/lib/x86_64-linux-gnu")
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| Some((e.path().to_path_buf(), e.metadata().ok()?.len())))
+        .filter(|(_, len)| *len > 64 << 10)
+        .collect();
+    files.sort();
+    for (path, len) in files {
+        if total + len > max {
+            continue;
+        }
+        total += len;
+        list.push_str(&format!("{}\n", path.display()));
+    }
+    assert!(
+        total > max / 2,
+        "only {total} bytes of libraries on this machine"
+    );
+    fs::write(dir.join("list"), list).unwrap();
+    let tar = dir.join("libs.tar");
+    run_ok(
+        "tar",
+        [
+            "-cf",
+            tar.to_str().unwrap(),
+            "-T",
+            dir.join("list").to_str().unwrap(),
+        ],
+    );
+    run_ok("gzip", ["-6", tar.to_str().unwrap()]);
+    dir.join("libs.tar.gz")
+}
+
+/// The cache's files: (finished re-creations, temporary files).
+fn cache_state(store: &Path) -> (usize, usize) {
+    let files = cache_files(store);
+    let tmp = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp"))
+        .count();
+    (files.len() - tmp, tmp)
+}
+
+#[test]
+fn a_blob_pulled_while_it_is_re_created_streams_exact_bytes() {
+    let s = Store::new();
+    let tgz = slow_tarball(&s, 48 << 20);
+    let want = fs::read(&tgz).unwrap();
+    let add = s.add("libs@1", &[&format!("file:{}", tgz.display())]);
+    assert_eq!(num(&add, "recreated_bytes"), want.len() as u64, "{add}");
+    // No background re-creation: the first readers meet the re-creation they start, and share it.
+    let node = Node::start_with(&s.path, &["--no-prewarm"]);
+    let url = node.url("/repos/libs/1/libs.tar.gz");
+    let got: Vec<Vec<u8>> = std::thread::scope(|sc| {
+        let pulls: Vec<_> = (0..4)
+            .map(|_| {
+                sc.spawn(|| {
+                    let resp = reqwest::blocking::get(&url).unwrap();
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    resp.bytes().unwrap().to_vec()
+                })
+            })
+            .collect();
+        pulls.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    for g in &got {
+        assert!(g == &want, "a pull got {} bytes, not the blob's", g.len());
+    }
+    let m = ferry_tests::metrics::scrape(&node.url("/metrics"));
+    let v = |name, labels: &[(&str, &str)]| ferry_tests::metrics::value(&m, name, labels).unwrap();
+    assert_eq!(v("ferry_recreations_total", &[("kind", "on_demand")]), 1.0);
+    assert_eq!(v("ferry_recreations_total", &[("kind", "background")]), 0.0);
+    assert!(v("ferry_recreations_streamed_total", &[]) >= 1.0);
+    assert_eq!(v("ferry_recreations_failed_total", &[]), 0.0);
+    assert_eq!(cache_state(&s.path), (1, 0));
+    // Warm: from the cache, exact; nothing re-created again.
+    let again = reqwest::blocking::get(&url).unwrap().bytes().unwrap();
+    assert!(again[..] == want[..]);
+    assert_eq!(node.stop(), Some(0));
+    fsck_clean(&s);
+}
+
+#[test]
+fn a_node_killed_during_a_background_re_creation_leaves_nothing_half_written() {
+    let s = Store::new();
+    let tgz = slow_tarball(&s, 96 << 20);
+    let want = fs::read(&tgz).unwrap();
+    s.add("libs@1", &[&format!("file:{}", tgz.display())]);
+    // The node re-creates the new release's blob in the background; kill it while that is under way.
+    let node = Node::start(&s.path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while cache_state(&s.path).1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background re-creation started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    node.kill();
+    assert_eq!(cache_state(&s.path).1, 1, "the cut-short file is there");
+    // Opening the store (fsck here) removes what the crash left; a finished file there would be whole (fsck
+    // checks cached copies against their digests).
+    fsck_clean(&s);
+    assert_eq!(cache_state(&s.path).1, 0, "{:?}", cache_files(&s.path));
+    let node = Node::start_with(&s.path, &["--no-prewarm"]);
+    let got = reqwest::blocking::get(node.url("/repos/libs/1/libs.tar.gz"))
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(got[..] == want[..]);
+    assert_eq!(node.stop(), Some(0));
+}

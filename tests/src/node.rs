@@ -85,6 +85,11 @@ impl Node {
         self.wait_exit()
     }
 
+    /// SIGKILL, as a crash or the OOM killer would end it; waits until it is gone.
+    pub fn kill(mut self) {
+        self.guard.kill();
+    }
+
     /// The node's process id.
     pub fn pid(&self) -> u32 {
         self.guard.id()

@@ -83,6 +83,7 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
         peer: Vec::new(),
         no_mdns: false,
         follow: Vec::new(),
+        no_prewarm: false,
     };
     super::serve::serve(store, serve, |addr| {
         output::note(format!(

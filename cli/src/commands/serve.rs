@@ -50,6 +50,7 @@ pub fn serve(
         ..defaults
     };
     let p2p = net_config(&a, &config)?;
+    let prewarm = !a.no_prewarm && config.cache.prewarm.unwrap_or(true);
     let mirror = Mirror::new(store.clone(), access, limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,6 +80,8 @@ pub fn serve(
             remote::handler(store.clone(), network),
             stopped(stop_rx.clone()),
         ));
+        // Gzip blobs of new releases are re-created before anyone asks for them (stopped when this returns).
+        let _prewarm = prewarm.then(|| ferry_node::prewarm::Prewarm::start(store.clone()));
         output::line(format!("listening on http://{addr}"));
         ready(addr);
         mirror::run(listener, mirror, stopped(stop_rx)).await?;

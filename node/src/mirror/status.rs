@@ -43,6 +43,7 @@ struct Snapshot {
     pins: Vec<crate::store::pins::Pin>,
     disk: DiskUsage,
     gc: GcTotals,
+    recreation: crate::store::gzip::RecreationStats,
     served_bytes: u64,
     net: Option<NetStatus>,
     /// Name → releases peers announced newer than the newest held (names held or followed).
@@ -95,6 +96,7 @@ fn snapshot(m: &Mirror) -> Result<Snapshot, StoreError> {
         pins: store.pins()?,
         disk: store.disk_usage(),
         gc: store.gc_totals(),
+        recreation: store.recreation_stats(),
         served_bytes: m.served_bytes(),
         names,
         net,
@@ -233,6 +235,46 @@ fn encode_metrics(s: &Snapshot) -> String {
         "gauge",
         "When the last garbage collection ended (0: none since the node started).",
         s.gc.last_at,
+    );
+    let r = &s.recreation;
+    e.family(
+        "ferry_recreations_total",
+        "counter",
+        "Gzip re-creations started since the node started, for a client or in the background.",
+    );
+    e.sample(
+        "ferry_recreations_total",
+        &[("kind", "on_demand")],
+        r.on_demand,
+    );
+    e.sample(
+        "ferry_recreations_total",
+        &[("kind", "background")],
+        r.background,
+    );
+    e.one(
+        "ferry_recreations_streamed_total",
+        "counter",
+        "Reads of a gzip blob served while it was being re-created.",
+        r.streamed,
+    );
+    e.one(
+        "ferry_recreations_failed_total",
+        "counter",
+        "Gzip re-creations that failed.",
+        r.failed,
+    );
+    e.one(
+        "ferry_recreations_running",
+        "gauge",
+        "Gzip re-creations running now.",
+        r.running,
+    );
+    e.one(
+        "ferry_recreations_waiting",
+        "gauge",
+        "Gzip re-creations waiting for a place.",
+        r.waiting,
     );
     let Some(net) = &s.net else {
         return e.0;

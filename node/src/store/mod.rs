@@ -202,8 +202,8 @@ struct Shared {
     /// a release does not look every blob, recipe and chunk up a second time. A collection drops what it
     /// removes from here.
     complete: Mutex<HashSet<BlobRef>>,
-    /// Gzip blobs being re-created into the cache, each behind its own lock (see [`gzip`]).
-    recreating: Mutex<HashMap<BlobId, Arc<Mutex<()>>>>,
+    /// Gzip blobs being re-created into the cache (see [`gzip`]).
+    recreations: gzip::cache::Recreations,
     /// Serialises publishing so sequence numbers are unique.
     publish: Mutex<()>,
     /// Bumped whenever a release becomes visible or something is pushed, so views built from them know to
@@ -323,7 +323,7 @@ impl Store {
             writer: Mutex::new(writer::PackWriter::default()),
             meta: Mutex::new(()),
             complete: Mutex::new(HashSet::new()),
-            recreating: Mutex::new(HashMap::new()),
+            recreations: gzip::cache::Recreations::new(),
             packs_dir,
             config,
             key,
@@ -338,6 +338,7 @@ impl Store {
             gc_totals: Mutex::new(gc::GcTotals::default()),
         };
         let store = Store(Arc::new(shared));
+        store.clean_cache();
         store.recover()?;
         Ok(store)
     }

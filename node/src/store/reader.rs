@@ -17,8 +17,8 @@ pub struct BlobReader {
 enum Inner {
     /// Concatenated parts, read chunk by chunk.
     Parts(PartsReader),
-    /// A re-created gzip blob, from the cache.
-    File(File),
+    /// A re-created gzip blob, from the cache or a re-creation under way.
+    Recreated(super::gzip::Recreated),
 }
 
 struct PartsReader {
@@ -56,7 +56,7 @@ impl Read for BlobReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         match &mut self.inner {
             Inner::Parts(p) => p.read(out),
-            Inner::File(f) => f.read(out),
+            Inner::Recreated(f) => f.read(out),
         }
     }
 }
@@ -80,7 +80,7 @@ impl Read for PartsReader {
 }
 
 impl Store {
-    pub(crate) fn recipe_of(&self, blob: &BlobRef) -> Result<Recipe, StoreError> {
+    pub fn recipe_of(&self, blob: &BlobRef) -> Result<Recipe, StoreError> {
         let recipe = self.recipe(&blob.recipe)?.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "recipe {} of blob {} is missing",
@@ -104,7 +104,7 @@ impl Store {
         let recipe = self.recipe_of(blob)?;
         if recipe.is_gzip() {
             return Ok(BlobReader {
-                inner: Inner::File(self.recreated(blob, &recipe)?),
+                inner: Inner::Recreated(self.recreated(blob, &recipe)?),
                 _op: op,
             });
         }

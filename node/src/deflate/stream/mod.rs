@@ -38,7 +38,7 @@ mod ingest;
 mod recreate;
 
 pub use ingest::{decompose, Decomposed, Options};
-pub use recreate::recompose;
+pub use recreate::{recompose, recompose_with, Spawn};
 
 use super::decode::Tok;
 use super::format::{TAG_END, TAG_MEMBER};

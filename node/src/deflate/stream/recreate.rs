@@ -14,6 +14,9 @@ use std::sync::mpsc;
 /// Literals written at a time, at most (so the window never drops bytes not yet written).
 const LITERAL_RUN: usize = 64 << 10;
 
+/// Runs a piece's work somewhere: the rayon pool by default.
+pub type Spawn<'a> = dyn Fn(Box<dyn FnOnce() + Send + 'static>) + Sync + 'a;
+
 /// Rebuild the gzip stream from its raw bytes (`raw`) and its re-creation stream (`rec`), writing it to `out`;
 /// returns the bytes written. Data that does not fit is an error, never other bytes; raw bytes other than the
 /// decomposed ones are caught by each member's CRC-32. On error, what was written is meaningless.
@@ -21,6 +24,16 @@ pub fn recompose<R: Read, Q: BufRead, W: Write>(
     raw: R,
     rec: Q,
     out: W,
+) -> Result<u64, DeflateError> {
+    recompose_with(raw, rec, out, &|job| rayon::spawn(job))
+}
+
+/// [`recompose`], running pieces with `spawn`.
+pub fn recompose_with<R: Read, Q: BufRead, W: Write>(
+    raw: R,
+    rec: Q,
+    out: W,
+    spawn: &Spawn<'_>,
 ) -> Result<u64, DeflateError> {
     let mut records = Records::new(rec);
     let name = records.model()?;
@@ -33,6 +46,7 @@ pub fn recompose<R: Read, Q: BufRead, W: Write>(
         });
     }
     let mut r = Recreator {
+        spawn,
         restarts: predict::restarts_at_flush(&name),
         name,
         raw,
@@ -64,7 +78,8 @@ struct Made {
     whole: Option<(crc32fast::Hasher, bool, Option<u32>)>,
 }
 
-struct Recreator<R, W> {
+struct Recreator<'s, R, W> {
+    spawn: &'s Spawn<'s>,
     name: String,
     restarts: bool,
     raw: R,
@@ -86,7 +101,7 @@ struct Recreator<R, W> {
     crc: crc32fast::Hasher,
 }
 
-impl<R: Read, W: Write> Recreator<R, W> {
+impl<R: Read, W: Write> Recreator<'_, R, W> {
     fn fault(&self, f: Fault, at: usize) -> DeflateError {
         match f {
             Fault::Write(e) => DeflateError::Write(e),
@@ -231,10 +246,10 @@ impl<R: Read, W: Write> Recreator<R, W> {
             self.wait_one()?;
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        rayon::spawn(move || {
+        (self.spawn)(Box::new(move || {
             let r = p.run().and_then(|()| p.finish()).map_err(|f| (f, p.at));
             let _ = tx.send(r);
-        });
+        }));
         self.jobs.push_back(rx);
         Ok(())
     }

@@ -15,7 +15,10 @@
 //! that follows, 1 for the whole-stream form of stores written before it (model name, headers, and the model's
 //! corrections or the tokens; read into memory, as it was written: those blobs are at most 1 GiB).
 
+pub(crate) mod cache;
 mod ingest;
+
+pub use cache::{Job, Recreated, RecreationStats};
 
 use super::stream::PartsStream;
 use super::{Store, StoreError};
@@ -23,9 +26,7 @@ use crate::deflate::predict::{self, Layout};
 use crate::deflate::{self, Recreation};
 use ferry_protocol::{BlobRef, Part, Recipe, Sha256Digest};
 use sha2::Digest;
-use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Raw bytes of a whole-stream (version 1) blob re-created in memory, at most.
@@ -178,6 +179,17 @@ impl Store {
         recipe: &Recipe,
         out: impl Write,
     ) -> Result<(), StoreError> {
+        self.recreate_with(blob, recipe, out, &|job| rayon::spawn(job))
+    }
+
+    /// [`Store::recreate`], running the pieces with `spawn`.
+    pub(crate) fn recreate_with(
+        &self,
+        blob: &BlobRef,
+        recipe: &Recipe,
+        out: impl Write,
+        spawn: &deflate::stream::Spawn<'_>,
+    ) -> Result<(), StoreError> {
         let (raw_parts, rec_parts) = recipe.gzip_parts().ok_or_else(|| {
             StoreError::Corrupt(format!("blob {} has no gzip recipe", blob.sha256))
         })?;
@@ -212,10 +224,11 @@ impl Store {
                         let out = super::stream::ChannelWriter::new(tx);
                         crate::tarsplit::join(h, c, out)
                     });
-                    let made = deflate::stream::recompose(
+                    let made = deflate::stream::recompose_with(
                         super::stream::ChannelReader::new(rx),
                         rec,
                         &mut out,
+                        spawn,
                     );
                     let joined = joiner.join().expect("the tar joiner panicked");
                     // A joiner's failure (a damaged chunk) is the cause of whatever re-creating then saw.
@@ -286,91 +299,6 @@ impl Store {
             "the headers stream ({headers} bytes) does not end at a part boundary of the raw bytes"
         ))
     }
-
-    fn cache_dir(&self) -> PathBuf {
-        self.root().join("cache").join("gzip")
-    }
-
-    /// The cached re-creation of a blob, if there is one.
-    pub(crate) fn cached_recreation(&self, blob: &BlobRef) -> Option<PathBuf> {
-        let path = self.cache_dir().join(blob.id.to_string());
-        path.is_file().then_some(path)
-    }
-
-    /// The re-created bytes of a gzip blob, open for reading: from the cache, or re-created into it first
-    /// (checked against the blob's digests). Several readers of the same cold blob wait for one re-creation.
-    pub fn recreated(&self, blob: &BlobRef, recipe: &Recipe) -> Result<File, StoreError> {
-        let dir = self.cache_dir();
-        let path = dir.join(blob.id.to_string());
-        if let Some(f) = open_touched(&path) {
-            return Ok(f);
-        }
-        let lock = {
-            let mut map = self.0.recreating.lock().expect("recreating poisoned");
-            map.entry(blob.id).or_default().clone()
-        };
-        let result = (|| {
-            let _held = lock.lock().expect("re-creation lock poisoned");
-            if let Some(f) = open_touched(&path) {
-                return Ok(f);
-            }
-            std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-            let tmp = dir.join(format!("{}.tmp{}", blob.id, std::process::id()));
-            let file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            let made = self
-                .recreate(blob, recipe, &mut w)
-                .and_then(|()| w.flush().map_err(StoreError::io(&tmp)));
-            drop(w);
-            if let Err(e) = made {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, &path).map_err(StoreError::io(&path))?;
-            let f = File::open(&path).map_err(StoreError::io(&path))?;
-            self.trim_cache(&path);
-            Ok(f)
-        })();
-        let mut map = self.0.recreating.lock().expect("recreating poisoned");
-        if std::sync::Arc::strong_count(&lock) <= 2 {
-            map.remove(&blob.id);
-        }
-        result
-    }
-
-    /// Remove the least recently used re-created blobs (never `keep`) until the cache fits its bound.
-    fn trim_cache(&self, keep: &Path) {
-        let cap = self.config().recreate_cache_bytes;
-        let Ok(entries) = std::fs::read_dir(self.cache_dir()) else {
-            return;
-        };
-        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let m = e.metadata().ok()?;
-                let name = e.file_name();
-                (m.is_file() && !name.to_string_lossy().contains(".tmp")).then_some(())?;
-                Some((m.modified().ok()?, m.len(), e.path()))
-            })
-            .collect();
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
-        files.sort();
-        for (_, len, path) in files {
-            if total <= cap {
-                break;
-            }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
-    }
-}
-
-/// Open a cached file and mark it used now (its mtime orders the cache).
-fn open_touched(path: &Path) -> Option<File> {
-    let f = File::options().read(true).write(true).open(path).ok()?;
-    let _ = f.set_modified(std::time::SystemTime::now());
-    Some(f)
 }
 
 #[cfg(test)]
