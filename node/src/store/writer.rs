@@ -306,19 +306,36 @@ impl Store {
         self.ingest_gzip(src, opts, what, expect, progress)
     }
 
-    /// Queue a blob's recipe and record for the next commit.
-    pub(super) fn queue_blob(&self, id: BlobId, sha256: Sha256Digest, recipe: Recipe) -> BlobRef {
+    /// Queue a blob's recipe and record for the next commit. A blob the store already holds whole (or has
+    /// queued) keeps its record: the same bytes stored again may come with another recipe (a gzip stream
+    /// re-creation data depends on the model tried first), and releases name a blob by its one record.
+    pub(super) fn queue_blob(
+        &self,
+        id: BlobId,
+        sha256: Sha256Digest,
+        recipe: Recipe,
+    ) -> Result<BlobRef, StoreError> {
+        let size = recipe.size();
+        let same = |b: &BlobRef| b.sha256 == sha256 && b.size == size;
+        if let Some(held) = self.blob(&id)? {
+            if same(&held) && self.blob_complete(&held)? {
+                return Ok(held);
+            }
+        }
         let (recipe_id, recipe_bytes) = recipe.encode_with_id();
         let blob = BlobRef {
             id,
             sha256,
-            size: recipe.size(),
+            size,
             recipe: recipe_id,
         };
         let mut w = self.0.writer.lock().expect("writer poisoned");
+        if let Some(queued) = w.pending_blobs.iter().find(|b| b.id == id && same(b)) {
+            return Ok(*queued);
+        }
         w.pending_recipes.push((recipe_id, recipe_bytes));
         w.pending_blobs.push(blob);
-        blob
+        Ok(blob)
     }
 
     /// Store a stream as one blob of concatenated chunks.
@@ -341,7 +358,7 @@ impl Store {
         let id = BlobId::from_bytes(*summary.blake.finalize().as_bytes());
         check_expected(what, expect, sha256, size)?;
         Ok(Ingested {
-            blob: self.queue_blob(id, sha256, Recipe::concat(parts)),
+            blob: self.queue_blob(id, sha256, Recipe::concat(parts))?,
             stats,
         })
     }
@@ -697,6 +714,39 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::is_zero;
+    use crate::progress::NoProgress;
+    use crate::store::Store;
+
+    /// The same gzip bytes stored as they are after being stored decomposed (two recipes for one blob): the
+    /// blob keeps its first record, so what named it stays whole, committed or not.
+    #[test]
+    fn a_blob_stored_again_keeps_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
+        let raw = crate::deflate::tests::random(200_000, 7);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let gz = gz.finish().unwrap();
+        let first = store
+            .ingest_blob(&gz[..], "g", None, &NoProgress)
+            .unwrap()
+            .blob;
+        let queued = store
+            .ingest_stream(&gz[..], "g", None, &NoProgress)
+            .unwrap()
+            .blob;
+        assert_eq!(queued, first);
+        store.commit().unwrap();
+        let again = store
+            .ingest_stream(&gz[..], "g", None, &NoProgress)
+            .unwrap()
+            .blob;
+        assert_eq!(again, first);
+        store.commit().unwrap();
+        assert!(store.recipe_of(&first).unwrap().is_gzip());
+        assert!(store.blob_complete(&first).unwrap());
+        assert_eq!(store.read_blob(&first).unwrap(), gz);
+    }
 
     #[test]
     fn zero_detection() {

@@ -209,7 +209,7 @@ impl Store {
             parts,
         };
         Ok(Ingested {
-            blob: self.queue_blob(input.id, input.sha256, recipe),
+            blob: self.queue_blob(input.id, input.sha256, recipe)?,
             stats,
         })
     }
