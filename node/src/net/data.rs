@@ -210,7 +210,7 @@ fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
             if matches!(store.signed_release(&id), Ok(Some(_))) {
                 return SyncResponse::Whole;
             }
-            let Some(running) = net.sync_of(&id) else {
+            let Some(running) = net.sync_of(&id).filter(|r| !r.finished()) else {
                 return SyncResponse::Refused(format!(
                     "this node neither holds nor syncs release {id}"
                 ));

@@ -129,6 +129,9 @@ pub struct SyncReport {
 /// A release's chunk list: every distinct chunk of its blobs with its length, in order of first use.
 pub type ChunkList = Arc<Vec<(ChunkId, u32)>>;
 
+/// Finished syncs kept for `ferry status` (their reports only), at most; older ones are forgotten.
+const KEEP_FINISHED: usize = 32;
+
 /// A sync in progress (or finished), shared with the data plane so peers can fetch from a node mid-sync.
 pub struct Running {
     /// The release's chunk list, once known.
@@ -220,9 +223,31 @@ impl Network {
                     Err(e.to_string())
                 }
             };
+            // What the sync held for peers (its chunk list, recipes not yet stored) goes with it: from here the
+            // store answers for the release. Only the report stays, for the latest few.
+            r.list.lock().expect("poisoned").take();
+            *r.recipes.lock().expect("poisoned") = HashMap::new();
             r.done.send_replace(Some(result));
+            net.forget_finished();
         });
         Ok(running)
+    }
+
+    /// Forget the oldest finished syncs beyond [`KEEP_FINISHED`].
+    fn forget_finished(&self) {
+        let mut syncs = self.0.syncs.lock().expect("poisoned");
+        let mut finished: Vec<(Instant, String)> = syncs
+            .iter()
+            .filter(|(_, r)| r.finished())
+            .map(|(id, r)| (r.started, id.clone()))
+            .collect();
+        if finished.len() <= KEEP_FINISHED {
+            return;
+        }
+        finished.sort();
+        for (_, id) in &finished[..finished.len() - KEEP_FINISHED] {
+            syncs.remove(id);
+        }
     }
 
     /// Recipe `id`, if a sync in progress fetched it (for peers that ask).
