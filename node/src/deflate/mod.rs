@@ -8,9 +8,13 @@
 //! - `bits`: LSB-first bit reader (64-bit buffer, streaming input) and writer.
 //! - `huffman`: canonical codes from code lengths — decoding tables, encoding codes — and the length and
 //!   distance alphabets.
-//! - `decode`: the inflater that records decisions (`decompose`).
-//! - `encode`: the re-encoder (`recompose`).
+//! - `decode`: the inflater, reporting what it reads (headers, blocks, decisions) to a sink as it goes.
+//! - `encode`: writing a deflate stream's bits from recorded choices, every code checked (`recompose`).
 //! - `format`: varints, the token encoding, a cursor over the re-creation data.
+//! - [`predict`]: models of producers, over one piece of a stream read through a window.
+//! - [`stream`]: decomposing and re-creating streams of any size in bounded memory, pieces side by side on the
+//!   pool; its re-creation stream is what the store keeps. [`decompose`] and [`recompose`] here are the
+//!   whole-stream forms (the tests' reference, and how data stored before the streaming form is read).
 //!
 //! # What is accepted
 //!
@@ -29,9 +33,9 @@
 //!   member, a reserved gzip flag, a method other than 8, and truncation are errors ([`DeflateError`]).
 //!
 //! Header fields are kept as they are: FEXTRA, FNAME and FCOMMENT (each at most [`MAX_FIELD`] bytes) and FHCRC,
-//! which is not checked. Memory: the raw bytes stream through a window; `headers` and `tokens` are built in
-//! memory and grow with the input — tokens by at most 12 bytes per input byte (a 258-byte match can take two
-//! bits), in practice 20–30 % of the raw size (gzip -6 of a tar: 90 MB of tokens for 343 MB raw, 96 MB gzip).
+//! which is not checked. Memory (of these whole-stream forms): the raw bytes stream through a window; `headers`
+//! and `tokens` are built in memory and grow with the input — tokens by at most 12 bytes per input byte (a
+//! 258-byte match can take two bits), in practice 20–30 % of the raw size. [`stream`] holds neither.
 //!
 //! # The re-creation format
 //!

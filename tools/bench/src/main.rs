@@ -26,6 +26,7 @@
 //! there.
 
 mod bundle;
+mod fat;
 mod fixtures;
 mod gc;
 mod gzip;
@@ -85,6 +86,8 @@ enum Sub {
     /// Measure garbage collection next to `docker-registry garbage-collect`: time, and bytes left against a fresh
     /// store holding only what was kept.
     Gc(gc::GcArgs),
+    /// Real delivery sizes (issue 17): fat images, the first pull at a site, the store, a soak.
+    Fat(fat::FatArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -157,6 +160,7 @@ fn real_main() -> Result<()> {
         Sub::Sync(args) => netsync::run(args),
         Sub::Gzip(args) => gzip::run(args),
         Sub::Gc(args) => gc::run(args),
+        Sub::Fat(args) => fat::run(args),
     }
 }
 

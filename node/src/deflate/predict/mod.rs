@@ -71,7 +71,7 @@ pub trait Model {
     fn raw_mut(&mut self) -> &mut Raw;
     /// The decision the producer would make at raw position `pos`, everything before `pos` having gone as
     /// [`Model::take`] reported. `pos` only increases; positions inside stored blocks are never asked for. The
-    /// window holds [`raw::LOOKAHEAD`] bytes past `pos` (or up to the piece's end, then known).
+    /// window holds `raw::LOOKAHEAD` bytes past `pos` (or up to the piece's end, then known).
     fn predict(&mut self, pos: usize) -> Decision;
     /// The producer decided `actual` at `pos` (whether or not it was predicted). The next `predict` is at
     /// `pos + actual.advance()` or, when that falls in or at the end of a stored block, past it.

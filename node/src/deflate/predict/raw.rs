@@ -62,7 +62,7 @@ impl Raw {
         self.start
     }
 
-    /// Where the piece ends, or [`FAR`] while not known.
+    /// Where the piece ends, or `FAR` while not known.
     #[inline(always)]
     pub fn end(&self) -> usize {
         self.end
@@ -107,7 +107,7 @@ impl Raw {
         self.data.extend_from_slice(bytes);
     }
 
-    /// Drop what lies before `pos` − [`HISTORY`] once that is a sizeable part of the window (a model asked about
+    /// Drop what lies before `pos` − `HISTORY` once that is a sizeable part of the window (a model asked about
     /// `pos` or later never reads it).
     pub fn forget_before(&mut self, pos: usize) {
         let keep = pos.saturating_sub(HISTORY).max(self.lo);
