@@ -191,7 +191,7 @@ impl Store {
             match manifest {
                 Ok(m) => {
                     for b in m.blobs() {
-                        if !matches!(self.blob(&b.id), Ok(Some(stored)) if stored == b) {
+                        if !matches!(self.blob_complete(&b), Ok(true)) {
                             r.problems
                                 .push(format!("release {name}: blob {} is not stored", b.sha256));
                         }
@@ -205,7 +205,7 @@ impl Store {
             Ok((tags, blobs)) => {
                 let mut held = HashSet::new();
                 for p in blobs {
-                    if !matches!(self.blob(&p.blob.id), Ok(Some(stored)) if stored == p.blob) {
+                    if !matches!(self.blob_complete(&p.blob), Ok(true)) {
                         r.problems.push(format!(
                             "pushed blob {} of repository {} is not stored",
                             p.blob.sha256, p.repository

@@ -289,11 +289,15 @@ impl Store {
             };
             for blob in signed.manifest_unverified()?.blobs() {
                 self.mark_blob(&mut live, &blob.id)?;
+                // The recipe the release names, which need not be the one the blob's record names (another
+                // node's recipe for the same bytes, accepted with its release).
+                self.mark_recipe(&mut live, &blob.recipe)?;
             }
         }
         let (_, pushed) = self.pushed()?;
         for p in pushed {
             self.mark_blob(&mut live, &p.blob.id)?;
+            self.mark_recipe(&mut live, &p.blob.recipe)?;
         }
         report.kept = kept;
         report.removed = dropped;

@@ -748,6 +748,60 @@ mod tests {
         assert_eq!(store.read_blob(&first).unwrap(), gz);
     }
 
+    /// A release whose blob record came to name another recipe of the same bytes (as accepting another node's
+    /// release does) stays whole: complete, kept by the collector, read back exact, clean in fsck.
+    #[test]
+    fn a_release_keeps_the_recipe_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
+        let raw = crate::deflate::tests::random(300_000, 9);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let gz = gz.finish().unwrap();
+        let path = dir.path().join("f.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let add = |v: &str| {
+            crate::ingest::add(
+                &store,
+                "a",
+                v,
+                &[crate::ingest::Source::File(path.clone())],
+                &Default::default(),
+                &NoProgress,
+            )
+            .unwrap()
+        };
+        add("1");
+        let named = store.release("a", "1").unwrap().blobs()[0];
+        assert!(store.recipe_of(&named).unwrap().is_gzip());
+        // The same bytes chunked as they are: another recipe, and the record now names it.
+        let params = store.0.config.chunking;
+        let (parts, _, _) = store
+            .ingest_parts(
+                |tx, pool| super::feed(&gz[..], &params, tx, pool),
+                false,
+                "g",
+                &NoProgress,
+            )
+            .unwrap();
+        let (id, bytes) = ferry_protocol::Recipe::concat(parts).encode_with_id();
+        let other = ferry_protocol::BlobRef {
+            recipe: id,
+            ..named
+        };
+        store.queue_meta(vec![(id, bytes)], vec![other]);
+        store.commit().unwrap();
+        assert_eq!(store.blob(&named.id).unwrap(), Some(other));
+
+        assert!(store.blob_complete(&named).unwrap());
+        assert!(store.blob_complete(&other).unwrap());
+        store.gc(&Default::default()).unwrap();
+        assert_eq!(store.read_blob(&named).unwrap(), gz);
+        assert_eq!(store.read_blob(&other).unwrap(), gz);
+        let report = store.fsck(&NoProgress).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
     #[test]
     fn zero_detection() {
         assert!(is_zero(&[]));
