@@ -723,10 +723,7 @@ mod tests {
     fn a_blob_stored_again_keeps_its_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
-        let raw = crate::deflate::tests::random(200_000, 7);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        std::io::Write::write_all(&mut gz, &raw).unwrap();
-        let gz = gz.finish().unwrap();
+        let gz = gzip_of(200_000, 7);
         let first = store
             .ingest_blob(&gz[..], "g", None, &NoProgress)
             .unwrap()
@@ -748,16 +745,20 @@ mod tests {
         assert_eq!(store.read_blob(&first).unwrap(), gz);
     }
 
+    /// `len` pseudo-random compressible bytes (`seed`), gzipped at level 6.
+    fn gzip_of(len: usize, seed: u64) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, &crate::deflate::tests::random(len, seed)).unwrap();
+        gz.finish().unwrap()
+    }
+
     /// A release whose blob record came to name another recipe of the same bytes (as accepting another node's
     /// release does) stays whole: complete, kept by the collector, read back exact, clean in fsck.
     #[test]
     fn a_release_keeps_the_recipe_it_names() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
-        let raw = crate::deflate::tests::random(300_000, 9);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        std::io::Write::write_all(&mut gz, &raw).unwrap();
-        let gz = gz.finish().unwrap();
+        let gz = gzip_of(300_000, 9);
         let path = dir.path().join("f.gz");
         std::fs::write(&path, &gz).unwrap();
         let add = |v: &str| {

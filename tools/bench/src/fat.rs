@@ -29,6 +29,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::measure::{self, Cmd, Measured};
+use crate::serve::{free_port, sha256_file};
 use crate::{environment, mb, verdict, Bench};
 
 pub const BEGIN: &str = "<!-- BEGIN ferry-bench fat (generated; edit outside these markers) -->";
@@ -169,12 +170,6 @@ impl Drop for Node {
             .output();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn wait_http(url: &str) -> Result<()> {
@@ -334,21 +329,6 @@ fn ingest(md: &mut String, b: &Bench, fx: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The SHA-256 of a file, as an OCI digest.
-fn sha256_of(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
 fn pull(md: &mut String, b: &Bench, fx: &Path, corpus: &Path) -> Result<()> {
     writeln!(
         md,
@@ -474,7 +454,7 @@ fn pull(md: &mut String, b: &Bench, fx: &Path, corpus: &Path) -> Result<()> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            blobs.push((format!("/repos/{name}/1/{file}"), sha256_of(&path)?, path));
+            blobs.push((format!("/repos/{name}/1/{file}"), sha256_file(&path)?, path));
         }
     }
     blobs.sort_by(|a, b| a.1.cmp(&b.1));

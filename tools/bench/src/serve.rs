@@ -228,7 +228,8 @@ impl Setup {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A free TCP port on loopback.
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -272,7 +273,8 @@ fn skopeo_copy(src_host: &str, dest: &Path) -> Cmd {
     ])
 }
 
-fn sha256_file(p: &Path) -> Result<String> {
+/// The SHA-256 of a file, as an OCI digest.
+pub(crate) fn sha256_file(p: &Path) -> Result<String> {
     let mut f = File::open(p).with_context(|| format!("open {}", p.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
