@@ -217,6 +217,9 @@ pub struct ExportArgs {
     /// Decoded bytes per stream segment (window); for benchmarks. Import and verify hold a few at once.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub segment_size: Option<u64>,
+    /// Send every changed chunk whole, never as a delta against what the receiver holds.
+    #[arg(long)]
+    pub no_delta: bool,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

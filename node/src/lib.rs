@@ -11,6 +11,7 @@
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
 //! - [`plan`]: the want/have planner shared by bundle export and network sync.
+//! - [`delta`]: delta transport — bases among what the receiver holds, runs of chunks as zstd frames against them.
 //! - [`prewarm`]: re-creating the gzip blobs of new releases in the background, before anyone asks.
 //! - [`admin`]: the node's admin socket, through which `ferry` commands reach a store a running node holds.
 //! - [`bundle`]: bundles for removable media — export, verify, inspect, import — and have-files.
@@ -24,6 +25,7 @@ pub mod bundle;
 pub mod chunker;
 pub mod config;
 pub mod deflate;
+pub mod delta;
 pub mod export;
 pub mod ingest;
 pub mod keys;

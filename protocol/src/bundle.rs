@@ -7,18 +7,27 @@
 //! damaged byte is found to the block).
 //!
 //! A record does not repeat the chunk's id and length: those are in the recipes the index carries, and every
-//! chunk a bundle carries is a part of one of them. The parts of the index's recipes, in order, are numbered from
-//! 0 ([`part_table`]); a record is a LEB128 *gap* — how many parts to skip since the previous record (or since the
-//! segment's `first_part`) — then the chunk's bytes, as many as that part's length. The receiver checks each
-//! chunk's BLAKE3 against the part's id. Records used to carry the id and length (36 bytes a chunk, incompressible);
-//! the gap is mostly a single zero byte.
+//! chunk a bundle carries is a part of one of them. The index's recipes are differences against recipes the
+//! receiver holds ([`RecipeDiff`]): parts copied from a base, chunks carried here (named by nothing — the
+//! receiver hashes their bytes, and the rebuilt recipe must hash to the id its signed release names), chunks named
+//! in full. Their parts, in order, are numbered from 0 ([`part_table`]). A record starts with a LEB128 header:
+//! the *gap* — how many parts to skip since the previous record's last (or since the segment's `first_part`) —
+//! shifted left by one, its low bit the record's kind:
+//! - 0, a chunk: its bytes follow, as many as that part's length;
+//! - 1, a delta: the count of further chunks it carries less nothing (LEB128 `n - 1`), a LEB128 gap before each of
+//!   them, the base it refers to (LEB128 index into the index's `bases`), the reference's offset and length in
+//!   that base's content (LEB128 each), [`CHECK_LEN`] bytes of BLAKE3 over its output, the frame's length
+//!   (LEB128), then a zstd frame which, decoded with the reference as its prefix, gives the chunks' bytes in
+//!   order.
+//!
+//! The receiver checks each chunk's BLAKE3 against the part's id where the index names it.
 //!
 //! Volume names are derived from their number, never read from the index, so nothing inside a bundle can name a
 //! path.
 
 use crate::codec::{CodecError, Object};
-use crate::ids::{ChunkId, Hash32, KeyId};
-use crate::recipe::{Part, Recipe};
+use crate::delta::{RecipeDiff, Slot, CHECK_LEN, MAX_DELTA_OUTPUT, MAX_REFERENCE};
+use crate::ids::{ChunkId, Hash32, KeyId, RecipeId};
 use crate::release::{sign_bytes, verify_bytes, PublisherKey, SignatureError, SignedRelease};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -120,8 +129,11 @@ pub struct BundleIndex {
     pub basis: Basis,
     /// The releases it carries, each signed by its publisher.
     pub releases: Vec<SignedRelease>,
-    /// Encoded recipes the receiver lacks (each named by the BLAKE3 of its bytes).
-    pub recipes: Vec<Vec<u8>>,
+    /// The recipes the receiver lacks, as differences against `bases`.
+    pub recipes: Vec<RecipeDiff>,
+    /// Recipes the receiver holds that `recipes` and delta records refer to, each with the blob it rebuilds
+    /// (for messages): importing needs every one.
+    pub bases: Vec<(RecipeId, crate::ids::BlobId)>,
     /// zstd level the stream was written with (informational).
     pub zstd_level: i32,
     /// The stream's frames, in order; they tile it.
@@ -130,13 +142,18 @@ pub struct BundleIndex {
     pub chunks: u64,
     /// Bytes of chunk content in the stream (record headers not counted).
     pub payload_bytes: u64,
+    /// Of `chunks`, those carried inside delta records.
+    pub delta_chunks: u64,
+    /// What the delta records saved: the same chunks compressed alone at the stream's level, less the deltas.
+    pub delta_saved_bytes: u64,
     /// The volumes, in order.
     pub volumes: Vec<Volume>,
 }
 
 impl Object for BundleIndex {
     const TYPE: u8 = 4;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
+    const OLDEST: u16 = 2;
     const NAME: &'static str = "bundle index";
 }
 
@@ -348,30 +365,65 @@ impl HaveFile {
     }
 }
 
-/// The chunk parts of `recipes`, numbered in order as records count them: `Some((id, len))` for a chunk, `None`
-/// for a run of zeros (which no record may point at).
-pub fn part_table(recipes: &[Recipe]) -> Vec<Option<(ChunkId, u32)>> {
-    recipes
-        .iter()
-        .flat_map(|r| r.parts())
-        .map(|p| match *p {
-            Part::Chunk { id, len } => Some((id, len)),
-            Part::Zero { .. } => None,
-        })
-        .collect()
+/// The parts of `recipes`, numbered in order as records count them.
+pub fn part_table(recipes: &[RecipeDiff]) -> Result<Vec<Slot>, crate::delta::DiffError> {
+    let mut out = Vec::new();
+    for r in recipes {
+        out.extend(r.slots()?);
+        if out.len() > crate::delta::MAX_PARTS {
+            return Err(crate::delta::DiffError::TooLong(crate::delta::MAX_PARTS));
+        }
+    }
+    Ok(out)
 }
 
-/// Append a record's gap (LEB128); the caller appends the chunk's bytes.
-pub fn write_gap(out: &mut Vec<u8>, mut gap: u64) {
+/// Append a LEB128 `u64`.
+pub fn write_leb(out: &mut Vec<u8>, mut v: u64) {
     loop {
-        let byte = (gap & 0x7f) as u8;
-        gap >>= 7;
-        if gap == 0 {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
             out.push(byte);
             return;
         }
         out.push(byte | 0x80);
     }
+}
+
+/// Append a chunk record's header (`gap` parts skipped); the caller appends the chunk's bytes.
+pub fn write_gap(out: &mut Vec<u8>, gap: u64) {
+    write_leb(out, gap << 1);
+}
+
+/// A delta record's header, up to its frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaHeader {
+    /// Gaps: before the first chunk (from the previous record), then before each further one (from the one
+    /// before it).
+    pub gaps: Vec<u64>,
+    /// Index into the index's `bases`.
+    pub base: u32,
+    /// The reference: offset and length in the base's content.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+    /// BLAKE3 prefix of the output.
+    pub check: [u8; CHECK_LEN],
+}
+
+/// Append a delta record: header, then `frame`.
+pub fn write_delta(out: &mut Vec<u8>, h: &DeltaHeader, frame: &[u8]) {
+    write_leb(out, (h.gaps[0] << 1) | 1);
+    write_leb(out, h.gaps.len() as u64 - 1);
+    for &g in &h.gaps[1..] {
+        write_leb(out, g);
+    }
+    write_leb(out, u64::from(h.base));
+    write_leb(out, h.offset);
+    write_leb(out, h.len);
+    out.extend_from_slice(&h.check);
+    write_leb(out, frame.len() as u64);
+    out.extend_from_slice(frame);
 }
 
 /// Why a decompressed segment does not parse as records.
@@ -384,14 +436,16 @@ pub enum RecordError {
         /// Offset of the record in the decompressed segment.
         at: usize,
     },
-    /// A gap that does not decode.
-    #[error("record at byte {at} of the segment has a malformed gap")]
+    /// A gap or length that does not decode.
+    #[error("record at byte {at} of the segment has a malformed number")]
     BadGap {
         /// Offset.
         at: usize,
     },
-    /// A record pointing past the recipes' parts, or at a run of zeros.
-    #[error("record at byte {at} of the segment names part {part}, which is not a chunk of the bundle's recipes")]
+    /// A record pointing past the recipes' parts, or at a part no record may carry.
+    #[error(
+        "record at byte {at} of the segment names part {part}, which the bundle does not carry"
+    )]
     BadPart {
         /// Offset.
         at: usize,
@@ -406,38 +460,174 @@ pub enum RecordError {
         /// Its length.
         len: u32,
     },
+    /// A delta naming a base the index does not list, or a reference or output past the limits.
+    #[error("delta record at byte {at} of the segment: {why}")]
+    BadDelta {
+        /// Offset.
+        at: usize,
+        /// What is wrong.
+        why: String,
+    },
 }
 
-/// Split a decompressed segment into `(id, range of the content)`, the ids and lengths taken from `parts` (see
-/// [`part_table`]) starting at `first_part`. Checks framing only; the caller hashes the content.
+/// One chunk a record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    /// Its part number.
+    pub part: u64,
+    /// Its id, when the index names it (else the receiver hashes the bytes).
+    pub id: Option<ChunkId>,
+    /// Its length.
+    pub len: u32,
+}
+
+/// A record of a decompressed segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// One chunk, its bytes at `bytes` in the segment.
+    Chunk {
+        /// The chunk.
+        chunk: Carried,
+        /// Where its bytes are.
+        bytes: std::ops::Range<usize>,
+    },
+    /// Chunks as a delta against a reference.
+    Delta {
+        /// The chunks, in order; the frame decodes to their bytes, concatenated.
+        chunks: Vec<Carried>,
+        /// The header.
+        header: DeltaHeader,
+        /// Where the zstd frame is in the segment.
+        frame: std::ops::Range<usize>,
+        /// Where the record starts (for messages).
+        at: usize,
+    },
+}
+
+impl Record {
+    /// The chunks carried.
+    pub fn chunk_count(&self) -> usize {
+        match self {
+            Record::Chunk { .. } => 1,
+            Record::Delta { chunks, .. } => chunks.len(),
+        }
+    }
+}
+
+/// Split a decompressed segment into records, ids and lengths taken from `parts` (see [`part_table`]) starting
+/// at `first_part`; `bases` is how many bases the index lists. Checks framing only; the caller decodes deltas and
+/// hashes the content.
 pub fn parse_records(
     raw: &[u8],
     first_part: u64,
-    parts: &[Option<(ChunkId, u32)>],
-) -> Result<Vec<(ChunkId, std::ops::Range<usize>)>, RecordError> {
+    parts: &[Slot],
+    bases: usize,
+) -> Result<Vec<Record>, RecordError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     let mut next = first_part;
-    while at < raw.len() {
-        let (gap, used) = read_gap(&raw[at..]).ok_or(RecordError::BadGap { at })?;
-        let part = next
-            .checked_add(gap)
-            .ok_or(RecordError::BadPart { at, part: u64::MAX })?;
+    let slot = |at: usize, part: u64| -> Result<Carried, RecordError> {
         let (id, len) = usize::try_from(part)
             .ok()
-            .and_then(|p| parts.get(p).copied().flatten())
+            .and_then(|p| parts.get(p).and_then(Slot::carried))
             .ok_or(RecordError::BadPart { at, part })?;
         if len > MAX_RECORD {
             return Err(RecordError::TooLong { at, len });
         }
-        let start = at + used;
-        let end = start + len as usize;
-        if end > raw.len() {
-            return Err(RecordError::Truncated { at });
+        Ok(Carried { part, id, len })
+    };
+    while at < raw.len() {
+        let mut pos = at;
+        let mut leb = || -> Result<u64, RecordError> {
+            let (v, used) = read_gap(&raw[pos..]).ok_or(RecordError::BadGap { at })?;
+            pos += used;
+            Ok(v)
+        };
+        let head = leb()?;
+        let part = next
+            .checked_add(head >> 1)
+            .ok_or(RecordError::BadPart { at, part: u64::MAX })?;
+        if head & 1 == 0 {
+            let chunk = slot(at, part)?;
+            let start = pos;
+            let end = start + chunk.len as usize;
+            if end > raw.len() {
+                return Err(RecordError::Truncated { at });
+            }
+            out.push(Record::Chunk {
+                chunk,
+                bytes: start..end,
+            });
+            at = end;
+            next = part + 1;
+            continue;
         }
-        out.push((id, start..end));
+        let more = leb()?;
+        let bad = |why: String| RecordError::BadDelta { at, why };
+        if more >= MAX_DELTA_OUTPUT {
+            return Err(bad(format!("carries {more} chunks")));
+        }
+        let mut gaps = vec![head >> 1];
+        let mut chunks = vec![slot(at, part)?];
+        let mut last = part;
+        for _ in 0..more {
+            let g = leb()?;
+            let p = last
+                .checked_add(1)
+                .and_then(|l| l.checked_add(g))
+                .ok_or(RecordError::BadPart { at, part: u64::MAX })?;
+            gaps.push(g);
+            chunks.push(slot(at, p)?);
+            last = p;
+        }
+        let base = leb()?;
+        let offset = leb()?;
+        let len = leb()?;
+        if base >= bases as u64 {
+            return Err(bad(format!("names base {base}, the index lists {bases}")));
+        }
+        if len > MAX_REFERENCE {
+            return Err(bad(format!(
+                "refers to {len} bytes, more than the {MAX_REFERENCE}-byte limit"
+            )));
+        }
+        let output: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
+        if output > MAX_DELTA_OUTPUT {
+            return Err(bad(format!(
+                "decodes to {output} bytes, more than the {MAX_DELTA_OUTPUT}-byte limit"
+            )));
+        }
+        let check: [u8; CHECK_LEN] = raw
+            .get(pos..pos + CHECK_LEN)
+            .ok_or(RecordError::Truncated { at })?
+            .try_into()
+            .expect("CHECK_LEN bytes");
+        pos += CHECK_LEN;
+        let mut leb = || -> Result<u64, RecordError> {
+            let (v, used) = read_gap(&raw[pos..]).ok_or(RecordError::BadGap { at })?;
+            pos += used;
+            Ok(v)
+        };
+        let frame_len = leb()?;
+        let end = usize::try_from(frame_len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= raw.len())
+            .ok_or(RecordError::Truncated { at })?;
+        out.push(Record::Delta {
+            chunks,
+            header: DeltaHeader {
+                gaps,
+                base: base as u32,
+                offset,
+                len,
+                check,
+            },
+            frame: pos..end,
+            at,
+        });
         at = end;
-        next = part + 1;
+        next = last + 1;
     }
     Ok(out)
 }
@@ -478,49 +668,103 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_refuse_bad_framing() {
+        use crate::delta::Op;
         let data: [&[u8]; 4] = [b"hello", b"", b"world!", b"again"];
-        let mut parts: Vec<Part> = data
-            .iter()
-            .map(|d| Part::Chunk {
-                id: ChunkId::of(d),
-                len: d.len() as u32,
-            })
-            .collect();
-        parts.insert(1, Part::Zero { len: 9 });
-        let table = part_table(&[Recipe::concat(parts)]);
-        assert_eq!(table.len(), 5);
-        // Records for parts 2 ("" after the zero run), 4 ("again"), starting from part 1.
+        // Part 0 named, 1 zeros, 2 named (""), 3 sent, 4 named, 5 held (copied from base 0).
+        let diff = RecipeDiff {
+            id: RecipeId::of(b"any"),
+            shape: crate::delta::Shape::Concat,
+            base: Some(0),
+            ops: vec![
+                Op::Chunk {
+                    id: ChunkId::of(data[0]),
+                    len: 5,
+                },
+                Op::Zero { len: 9 },
+                Op::Chunk {
+                    id: ChunkId::of(data[1]),
+                    len: 0,
+                },
+                Op::Sent { len: 6 },
+                Op::Chunk {
+                    id: ChunkId::of(data[3]),
+                    len: 5,
+                },
+                Op::Copy { from: 0, n: 1 },
+            ],
+        };
+        let table = part_table(std::slice::from_ref(&diff)).unwrap();
+        assert_eq!(table.len(), 6);
+        // Records for part 2 ("" after the zero run), then a delta carrying parts 3 and 4, from part 1.
         let mut raw = Vec::new();
         write_gap(&mut raw, 1);
-        write_gap(&mut raw, 1);
-        raw.extend_from_slice(b"again");
-        let recs = parse_records(&raw, 1, &table).unwrap();
+        let header = DeltaHeader {
+            gaps: vec![0, 0],
+            base: 0,
+            offset: 3,
+            len: 1000,
+            check: [7; CHECK_LEN],
+        };
+        write_delta(&mut raw, &header, b"frame");
+        let recs = parse_records(&raw, 1, &table, 1).unwrap();
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].0, ChunkId::of(b""));
-        assert_eq!(recs[1].0, ChunkId::of(b"again"));
-        assert_eq!(&raw[recs[1].1.clone()], b"again");
+        assert_eq!(
+            recs[0],
+            Record::Chunk {
+                chunk: Carried {
+                    part: 2,
+                    id: Some(ChunkId::of(b"")),
+                    len: 0
+                },
+                bytes: 1..1
+            }
+        );
+        let Record::Delta {
+            chunks,
+            header: h,
+            frame,
+            ..
+        } = &recs[1]
+        else {
+            panic!("a delta record");
+        };
+        assert_eq!(h, &header);
+        assert_eq!(&raw[frame.clone()], b"frame");
+        assert_eq!(chunks[0].id, None, "a sent chunk is named by its bytes");
+        assert_eq!(chunks[1].id, Some(ChunkId::of(b"again")));
         assert!(matches!(
-            parse_records(&raw[..raw.len() - 1], 1, &table),
+            parse_records(&raw[..raw.len() - 1], 1, &table, 1),
             Err(RecordError::Truncated { .. })
         ));
-        // Pointing at the zero run, or past the end.
+        // A base the index does not list.
         assert!(matches!(
-            parse_records(&[0], 1, &table),
+            parse_records(&raw, 1, &table, 0),
+            Err(RecordError::BadDelta { .. })
+        ));
+        // Pointing at the zero run, at a held part, or past the end.
+        assert!(matches!(
+            parse_records(&[0], 1, &table, 1),
             Err(RecordError::BadPart { part: 1, .. })
         ));
         assert!(matches!(
-            parse_records(&[9], 0, &table),
+            parse_records(&[0], 5, &table, 1),
+            Err(RecordError::BadPart { part: 5, .. })
+        ));
+        assert!(matches!(
+            parse_records(&[18], 0, &table, 1),
             Err(RecordError::BadPart { .. })
         ));
         assert!(matches!(
-            parse_records(&[0xff; 11], 0, &table),
+            parse_records(&[0xff; 11], 0, &table, 1),
             Err(RecordError::BadGap { .. })
         ));
         let mut big = Vec::new();
-        write_gap(&mut big, u64::MAX);
+        write_leb(&mut big, u64::MAX);
         assert_eq!(read_gap(&big), Some((u64::MAX, 10)));
+        big.clear();
+        write_gap(&mut big, u64::MAX >> 1);
         assert!(matches!(
-            parse_records(&big, 5, &table),
+            parse_records(&big, 5, &table, 1),
             Err(RecordError::BadPart { .. })
         ));
     }
@@ -532,6 +776,7 @@ mod tests {
             basis: Basis::default(),
             releases: vec![],
             recipes: vec![],
+            bases: vec![],
             zstd_level: 3,
             segments: vec![
                 Segment {
@@ -551,6 +796,8 @@ mod tests {
             ],
             chunks: 2,
             payload_bytes: 78,
+            delta_chunks: 0,
+            delta_saved_bytes: 0,
             volumes: vec![Volume {
                 size: 15,
                 blake3: Hash32([0; 32]),

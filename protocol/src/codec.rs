@@ -58,6 +58,16 @@ pub enum CodecError {
         /// Newest version we read.
         supported: u16,
     },
+    /// Written by an older Ferry, in a format this one no longer reads.
+    #[error("{what} format version {found} is older than this Ferry reads ({oldest}): write it again with this version")]
+    TooOld {
+        /// The object.
+        what: &'static str,
+        /// Version found.
+        found: u16,
+        /// Oldest version we read.
+        oldest: u16,
+    },
     /// The body did not decode.
     #[error("malformed {what}: {source}")]
     Body {
@@ -82,6 +92,8 @@ pub trait Object: Serialize + DeserializeOwned {
     const TYPE: u8;
     /// The current format version.
     const VERSION: u16;
+    /// The oldest format version this Ferry still reads.
+    const OLDEST: u16 = 1;
     /// A name for error messages.
     const NAME: &'static str;
 
@@ -118,6 +130,13 @@ pub trait Object: Serialize + DeserializeOwned {
                 what: Self::NAME,
                 found: version,
                 supported: Self::VERSION,
+            });
+        }
+        if version < Self::OLDEST {
+            return Err(CodecError::TooOld {
+                what: Self::NAME,
+                found: version,
+                oldest: Self::OLDEST,
             });
         }
         let (value, used) = bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config())

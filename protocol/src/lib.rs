@@ -5,6 +5,8 @@
 //! - [`release`]: release manifests — name, version, entries — and their ed25519 signatures.
 //! - [`bundle`]: bundles for removable media — the signed index, volumes, the chunk-record stream — and
 //!   have-files.
+//! - [`delta`]: delta transport — recipes as differences against held ones, chunks as zstd deltas against held
+//!   content.
 //! - [`sync`]: the data plane of network sync — requests, answers, chunk records — and control-plane messages.
 //! - [`codec`]: the versioned bincode 2 encoding; every top-level object starts with a magic and a format version.
 //!
@@ -12,6 +14,7 @@
 
 pub mod bundle;
 pub mod codec;
+pub mod delta;
 pub mod ids;
 pub mod recipe;
 pub mod release;

@@ -156,8 +156,10 @@ proptest! {
         let _ = bundle::SignedIndex::decode(&bytes);
         let _ = bundle::BundleIndex::decode(&bytes).map(|i| i.check());
         let _ = bundle::HaveFile::decode(&bytes).map(|h| h.has_chunk(&ChunkId::of(&bytes)));
-        let table = bundle::part_table(&[Recipe::concat(vec![Part::Chunk { id: ChunkId::of(b"x"), len: 3 }])]);
-        let _ = bundle::parse_records(&bytes, 0, &table);
+        let recipe = Recipe::concat(vec![Part::Chunk { id: ChunkId::of(b"x"), len: 3 }, Part::Chunk { id: ChunkId::of(b"y"), len: 4 }]);
+        let diff = ferry_protocol::delta::RecipeDiff::new(&recipe, None, |p| p == 1);
+        let table = bundle::part_table(&[diff]).unwrap();
+        let _ = bundle::parse_records(&bytes, 0, &table, 1);
     }
 
     #[test]
@@ -172,11 +174,14 @@ proptest! {
             created: 1,
             basis: bundle::Basis { releases: vec![m.id()], have: None, site: Some("lab".into()) },
             releases: vec![m.sign(&key)],
-            recipes: vec![Recipe::concat(vec![]).encode()],
+            recipes: vec![ferry_protocol::delta::RecipeDiff::new(&Recipe::concat(vec![]), None, |_| false)],
+            bases: vec![(ferry_protocol::RecipeId::of(b"base"), ferry_protocol::BlobId::of(b"blob"))],
             zstd_level: 12,
             segments: vec![bundle::Segment { offset: 0, comp_len: 3, raw_len: 36, chunks: 1, first_part: 0 }],
             chunks: 1,
             payload_bytes: 0,
+            delta_chunks: 1,
+            delta_saved_bytes: 9,
             volumes: vec![bundle::Volume { size: 3, blake3: Hash32([7; 32]), blocks: vec![[1; 16]] }],
         };
         let good = index.sign(&key).encode();

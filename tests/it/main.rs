@@ -27,6 +27,8 @@
 //!   killed midway resumes without refetching; a holder out of sight found by Kademlia; a node outside the
 //!   allow-list refused until allowed).
 //! - `peers`: node identity (`ferry id`) and the site's allow-list (`ferry peers`).
+//! - `delta`: a changed package crosses as a delta against the version the site holds, in bundles and by sync,
+//!   and rebuilds exactly; a missing base is refused by name (bundles) or routed around (sync).
 //! - `diff`: `ferry diff` names what changed and predicts the delta bundle's size.
 //! - `pins`: `ferry pin` moves what a running node serves as current (`latest` for skopeo, `/repos/NAME/current/`).
 //! - `gc`: retention keeps pins and the newest versions; `ferry gc` on a running node under 64 concurrent pulls
@@ -42,6 +44,7 @@ mod admin;
 mod bad_input;
 mod bundle;
 mod crash;
+mod delta;
 mod diff;
 mod docker_archive;
 mod files;

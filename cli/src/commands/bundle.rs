@@ -43,6 +43,13 @@ pub fn run(g: &Global, b: BundleCommand) -> anyhow::Result<()> {
                     output::bytes(report.payload_bytes),
                     report.releases.join(", ")
                 ));
+                if report.delta_chunks > 0 {
+                    output::line(format!(
+                        "  {} chunks are deltas against the receiver's content: their bytes match the signed \
+                         index, and the import decodes and checks each against its id",
+                        report.delta_chunks
+                    ));
+                }
             }
             Ok(())
         }
@@ -101,6 +108,9 @@ fn inspect(g: &Global, dir: &std::path::Path, keys: &[PathBuf]) -> anyhow::Resul
         "recipes": index.recipes.len(),
         "chunks": index.chunks,
         "payload_bytes": index.payload_bytes,
+        "delta_chunks": index.delta_chunks,
+        "delta_saved_bytes": index.delta_saved_bytes,
+        "bases": index.bases.iter().map(|(r, b)| serde_json::json!({"recipe": r.to_string(), "blob": b.to_string()})).collect::<Vec<_>>(),
         "stream_bytes": index.stream_bytes(),
         "segments": index.segments.len(),
         "zstd_level": index.zstd_level,
@@ -153,6 +163,14 @@ fn inspect(g: &Global, dir: &std::path::Path, keys: &[PathBuf]) -> anyhow::Resul
         index.segments.len(),
         index.recipes.len()
     ));
+    if index.delta_chunks > 0 || !index.bases.is_empty() {
+        output::line(format!(
+            "deltas     {} chunks as deltas ({} smaller than whole), against {} base blob(s) the receiver must hold",
+            index.delta_chunks,
+            output::bytes(index.delta_saved_bytes),
+            index.bases.len()
+        ));
+    }
     output::line(format!("index      {}", output::bytes(b.index_bytes())));
     output::line("volumes");
     for v in &volumes {

@@ -158,6 +158,9 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
             "chunks": delta.chunks,
             "payload_bytes": delta.payload_bytes,
             "recipes": delta.recipes,
+            "delta_chunks": delta.delta_chunks,
+            "delta_payload_bytes": delta.delta_payload_bytes,
+            "delta_saved_bytes": delta.delta_saved_bytes,
             "index_bytes": delta.index_bytes,
             "stream_bytes": delta.stream_bytes,
             "total_bytes": delta.total_bytes,
@@ -197,5 +200,12 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
         output::bytes(delta.payload_bytes),
         output::bytes(delta.index_bytes),
     ));
+    if delta.delta_chunks > 0 {
+        output::line(format!(
+            "  {} of those chunks cross as deltas against {from}, saving {}",
+            delta.delta_chunks,
+            output::bytes(delta.delta_saved_bytes),
+        ));
+    }
     Ok(())
 }

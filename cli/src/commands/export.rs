@@ -18,6 +18,7 @@ pub fn run(g: &Global, a: ExportArgs) -> anyhow::Result<()> {
                 s.clamp(1 << 20, 64 << 20)
             }),
         dry_run: false,
+        deltas: !a.no_delta,
     };
     let bar = Bar::new(!g.no_progress);
     let receiver = Receiver {
@@ -55,6 +56,14 @@ pub fn run(g: &Global, a: ExportArgs) -> anyhow::Result<()> {
         output::bytes(report.index_bytes),
         output::bytes(report.total_bytes),
     ));
+    if report.delta_chunks > 0 {
+        output::line(format!(
+            "  {} chunks ({}) crossed as deltas against what the receiver holds, {} smaller than whole",
+            report.delta_chunks,
+            output::bytes(report.delta_payload_bytes),
+            output::bytes(report.delta_saved_bytes),
+        ));
+    }
     for (name, size) in &report.volumes {
         output::line(format!("  {name}  {}", output::bytes(*size)));
     }

@@ -3,15 +3,17 @@
 //! index last — an index on the medium means the bundle is whole.
 
 use super::{now, BundleError};
-use crate::plan::{self, Have, Planned};
+use crate::delta::{self, Deltas};
+use crate::plan::{self, Have, Plan};
 use crate::progress::Progress;
 use crate::store::sites::Shipped;
 use crate::store::Store;
 use ferry_protocol::bundle::{
-    volume_name, write_gap, Basis, BundleIndex, Segment, Volume, BLOCK_SIZE, INDEX_FILE,
-    MAX_GAP_BYTES,
+    volume_name, write_delta, write_gap, Basis, BundleIndex, DeltaHeader, Segment, Volume,
+    BLOCK_SIZE, INDEX_FILE, MAX_GAP_BYTES,
 };
-use ferry_protocol::{Hash32, Object};
+use ferry_protocol::delta::{output_check, RecipeDiff};
+use ferry_protocol::{Hash32, Object, Recipe};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::Write;
@@ -29,6 +31,8 @@ pub struct ExportOptions {
     /// Build the bundle in memory only, to measure it: no file is written and no site ledger changes
     /// (`ferry diff`). The report's sizes are those the real export would write.
     pub dry_run: bool,
+    /// Send changed chunks as deltas against what the receiver holds, where that is smaller.
+    pub deltas: bool,
 }
 
 impl Default for ExportOptions {
@@ -38,6 +42,7 @@ impl Default for ExportOptions {
             zstd_level: DEFAULT_LEVEL,
             segment_bytes: DEFAULT_SEGMENT,
             dry_run: false,
+            deltas: true,
         }
     }
 }
@@ -60,6 +65,12 @@ pub struct ExportReport {
     pub chunks: u64,
     /// Bytes of chunk content carried (before stream compression).
     pub payload_bytes: u64,
+    /// Of `chunks`, those carried as deltas against content the receiver holds.
+    pub delta_chunks: u64,
+    /// Their bytes (before any compression).
+    pub delta_payload_bytes: u64,
+    /// What the deltas saved: those chunks compressed alone at the stream's level, less the deltas' bytes.
+    pub delta_saved_bytes: u64,
     /// Recipes carried.
     pub recipes: usize,
     /// Bytes of the compressed stream (all volumes).
@@ -103,28 +114,74 @@ pub fn export(
         }
     }
 
+    let deltas = if opts.deltas {
+        Deltas::plan(store, &plan, receiver.have.releases())?
+    } else {
+        Deltas {
+            recipe_base: vec![None; plan.recipes.len()],
+            ..Deltas::default()
+        }
+    };
+    let base_recipes: Vec<Recipe> = deltas
+        .bases
+        .iter()
+        .map(|(r, _)| {
+            store.recipe(r)?.ok_or_else(|| {
+                crate::store::StoreError::Corrupt(format!("base recipe {r} is missing"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let diffs = recipe_diffs(&plan, &deltas, &base_recipes)?;
+
+    // What goes into the stream, in order: chunks, and runs of them to send as deltas.
+    let mut items: Vec<Item> = Vec::with_capacity(plan.chunks.len());
+    let mut runs = deltas.runs.iter().peekable();
+    let mut i = 0;
+    while i < plan.chunks.len() {
+        match runs.peek() {
+            Some(run) if run.chunks.start == i => {
+                i = run.chunks.end;
+                items.push(Item::Delta(runs.next().expect("peeked")));
+            }
+            _ => {
+                items.push(Item::Chunk(i));
+                i += 1;
+            }
+        }
+    }
     // Segments: runs of records up to the segment size (at least one record each), never spanning two
     // releases, so damage to one release's bytes leaves the others importable.
-    let mut groups: Vec<&[Planned]> = Vec::new();
+    let mut groups: Vec<&[Item]> = Vec::new();
     let mut start = 0;
     let mut raw = 0u64;
-    for (i, c) in plan.chunks.iter().enumerate() {
-        let rec = MAX_GAP_BYTES as u64 + u64::from(c.len);
-        if raw > 0 && (raw + rec > opts.segment_bytes || plan.boundaries.contains(&i)) {
-            groups.push(&plan.chunks[start..i]);
-            start = i;
+    for (k, item) in items.iter().enumerate() {
+        let (first, bytes) = match item {
+            Item::Chunk(i) => (*i, u64::from(plan.chunks[*i].len)),
+            Item::Delta(run) => (
+                run.chunks.start,
+                plan.chunks[run.chunks.clone()]
+                    .iter()
+                    .map(|c| u64::from(c.len))
+                    .sum(),
+            ),
+        };
+        let rec = MAX_GAP_BYTES as u64 + bytes;
+        if raw > 0 && (raw + rec > opts.segment_bytes || plan.boundaries.contains(&first)) {
+            groups.push(&items[start..k]);
+            start = k;
             raw = 0;
         }
         raw += rec;
     }
-    if start < plan.chunks.len() {
-        groups.push(&plan.chunks[start..]);
+    if start < items.len() {
+        groups.push(&items[start..]);
     }
 
     progress.start("exporting", Some(plan.payload_bytes));
     let mut volumes = VolumeWriter::new(out, opts.volume_size, opts.dry_run);
     let mut segments = Vec::with_capacity(groups.len());
     let mut offset = 0u64;
+    let (mut delta_chunks, mut delta_payload, mut delta_saved) = (0u64, 0u64, 0u64);
     let mut write = |built: Vec<BuiltSegment>| -> Result<(), BundleError> {
         for b in built {
             volumes.write(&b.comp)?;
@@ -136,9 +193,18 @@ pub fn export(
                 first_part: b.first_part,
             });
             offset += b.comp.len() as u64;
+            delta_chunks += b.delta_chunks;
+            delta_payload += b.delta_payload;
+            delta_saved += b.delta_saved;
             progress.advance(b.payload);
         }
         Ok(())
+    };
+    let ctx = SegmentContext {
+        store,
+        plan: &plan,
+        bases: &base_recipes,
+        opts: &opts,
     };
     // Build a window of segments on the pool while the previous window is written out.
     let width = rayon::current_num_threads().max(2);
@@ -148,7 +214,7 @@ pub fn export(
             || {
                 window
                     .par_iter()
-                    .map(|g| build_segment(store, g, &opts))
+                    .map(|g| build_segment(&ctx, g))
                     .collect::<Result<Vec<_>, _>>()
             },
             || pending.take().map_or(Ok(()), &mut write),
@@ -177,10 +243,13 @@ pub fn export(
         created: now(),
         basis: basis.clone(),
         releases: plan.releases.clone(),
-        recipes: plan.recipes.iter().map(|(_, b)| b.clone()).collect(),
+        recipes: diffs,
+        bases: deltas.bases.clone(),
         zstd_level: opts.zstd_level,
         chunks: plan.chunks.len() as u64,
         payload_bytes: plan.payload_bytes,
+        delta_chunks,
+        delta_saved_bytes: delta_saved,
         segments,
         volumes: volumes.clone(),
     };
@@ -196,6 +265,9 @@ pub fn export(
         basis,
         chunks: plan.chunks.len() as u64,
         payload_bytes: plan.payload_bytes,
+        delta_chunks,
+        delta_payload_bytes: delta_payload,
+        delta_saved_bytes: delta_saved,
         recipes: plan.recipes.len(),
         stream_bytes,
         index_bytes: bytes.len() as u64,
@@ -254,39 +326,147 @@ pub fn receiver_have(
     Ok(have)
 }
 
+/// The recipes the plan carries, each as a difference against its base (chunks carried at their first use
+/// named by nothing: the receiver hashes them).
+fn recipe_diffs(
+    plan: &Plan,
+    deltas: &Deltas,
+    bases: &[Recipe],
+) -> Result<Vec<RecipeDiff>, BundleError> {
+    let mut out = Vec::with_capacity(plan.recipes.len());
+    let mut next = 0usize;
+    let mut part_base = 0u64;
+    for ((_, bytes), base) in plan.recipes.iter().zip(&deltas.recipe_base) {
+        let recipe = Recipe::decode(bytes).map_err(crate::store::StoreError::from)?;
+        let parts = recipe.parts().len() as u64;
+        let mut sent = std::collections::HashSet::new();
+        while next < plan.chunks.len() && plan.chunks[next].part < part_base + parts {
+            sent.insert(plan.chunks[next].part - part_base);
+            next += 1;
+        }
+        let base = base.map(|b| (b, &bases[b as usize]));
+        out.push(RecipeDiff::new(&recipe, base, |p| {
+            sent.contains(&(p as u64))
+        }));
+        part_base += parts;
+    }
+    Ok(out)
+}
+
+/// One thing in the stream: a chunk (by its place in the plan), or a run of chunks to try as a delta.
+enum Item<'a> {
+    Chunk(usize),
+    Delta(&'a delta::Run),
+}
+
+struct SegmentContext<'a> {
+    store: &'a Store,
+    plan: &'a Plan,
+    bases: &'a [Recipe],
+    opts: &'a ExportOptions,
+}
+
 struct BuiltSegment {
     comp: Vec<u8>,
     raw_len: u64,
     payload: u64,
     chunks: u32,
     first_part: u64,
+    delta_chunks: u64,
+    delta_payload: u64,
+    delta_saved: u64,
 }
 
 fn build_segment(
-    store: &Store,
-    chunks: &[Planned],
-    opts: &ExportOptions,
+    ctx: &SegmentContext<'_>,
+    items: &[Item<'_>],
 ) -> Result<BuiltSegment, BundleError> {
-    let payload: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
-    let first_part = chunks.first().map_or(0, |c| c.part);
-    let mut raw = Vec::with_capacity(payload as usize + chunks.len() * 2);
+    let chunks = ctx.plan.chunks.as_slice();
+    let first = match items.first() {
+        Some(Item::Chunk(i)) => *i,
+        Some(Item::Delta(run)) => run.chunks.start,
+        None => 0,
+    };
+    let first_part = chunks.get(first).map_or(0, |c| c.part);
+    let mut raw = Vec::new();
     let mut next = first_part;
-    for c in chunks {
-        let data = store.read_chunk(&c.id)?;
-        write_gap(&mut raw, c.part - next);
-        raw.extend_from_slice(&data);
-        next = c.part + 1;
+    let mut built = BuiltSegment {
+        comp: Vec::new(),
+        raw_len: 0,
+        payload: 0,
+        chunks: 0,
+        first_part,
+        delta_chunks: 0,
+        delta_payload: 0,
+        delta_saved: 0,
+    };
+    let plain = |raw: &mut Vec<u8>, next: &mut u64, i: usize, data: &[u8]| {
+        write_gap(raw, chunks[i].part - *next);
+        raw.extend_from_slice(data);
+        *next = chunks[i].part + 1;
+    };
+    for item in items {
+        match item {
+            Item::Chunk(i) => {
+                let data = ctx.store.read_chunk(&chunks[*i].id)?;
+                plain(&mut raw, &mut next, *i, &data);
+                built.payload += u64::from(chunks[*i].len);
+                built.chunks += 1;
+            }
+            Item::Delta(run) => {
+                let mut target = Vec::new();
+                let mut ends = Vec::with_capacity(run.chunks.len());
+                for c in &chunks[run.chunks.clone()] {
+                    target.extend_from_slice(&ctx.store.read_chunk(&c.id)?);
+                    ends.push(target.len());
+                }
+                let corrupt =
+                    |e: String| crate::store::StoreError::Corrupt(format!("encoding a delta: {e}"));
+                let reference = delta::read_content(
+                    ctx.store,
+                    &ctx.bases[run.base as usize],
+                    run.offset,
+                    run.len,
+                )?;
+                let frame =
+                    delta::encode(&reference, &target, delta::DELTA_LEVEL).map_err(corrupt)?;
+                drop(reference);
+                let alone = delta::plain_size(&target, ctx.opts.zstd_level).map_err(corrupt)?;
+                let n = run.chunks.len();
+                if frame.len() < alone {
+                    let mut gaps = Vec::with_capacity(n);
+                    for c in &chunks[run.chunks.clone()] {
+                        gaps.push(c.part - next);
+                        next = c.part + 1;
+                    }
+                    let header = DeltaHeader {
+                        gaps,
+                        base: run.base,
+                        offset: run.offset,
+                        len: run.len,
+                        check: output_check(&target),
+                    };
+                    write_delta(&mut raw, &header, &frame);
+                    built.delta_chunks += n as u64;
+                    built.delta_payload += target.len() as u64;
+                    built.delta_saved += (alone - frame.len()) as u64;
+                } else {
+                    let mut at = 0;
+                    for (k, i) in run.chunks.clone().enumerate() {
+                        plain(&mut raw, &mut next, i, &target[at..ends[k]]);
+                        at = ends[k];
+                    }
+                }
+                built.payload += target.len() as u64;
+                built.chunks += n as u32;
+            }
+        }
     }
-    let comp = compress_segment(&raw, opts.zstd_level).map_err(|e| {
+    built.comp = compress_segment(&raw, ctx.opts.zstd_level).map_err(|e| {
         crate::store::StoreError::Corrupt(format!("zstd compressing a bundle segment: {e}"))
     })?;
-    Ok(BuiltSegment {
-        comp,
-        raw_len: raw.len() as u64,
-        payload,
-        chunks: chunks.len() as u32,
-        first_part,
-    })
+    built.raw_len = raw.len() as u64;
+    Ok(built)
 }
 
 /// One zstd frame over the whole segment, its window as large as the segment, with long-distance matching.

@@ -12,6 +12,7 @@ use crate::progress::Progress;
 use crate::store::accept::Accepted;
 use crate::store::{Store, StoreError, WriteStats};
 use ferry_protocol::{BlobRef, ChunkId, RecipeId};
+use ferry_protocol::{Object, Recipe};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -56,11 +57,8 @@ pub fn import(
             }
         }
     }
-    let recipes: HashMap<RecipeId, Vec<u8>> = index
-        .recipes
-        .iter()
-        .map(|b| (RecipeId::of(b), b.clone()))
-        .collect();
+    // Every base the bundle's deltas and recipes refer to must be here, whole, before anything is written.
+    let bases = held_bases(store, &index, &bundle)?;
 
     let mut report = ImportReport {
         bundle: dir.display().to_string(),
@@ -71,11 +69,22 @@ pub fn import(
     progress.start("importing", Some(index.stream_bytes()));
     let mut stats = WriteStats::default();
     let held = |id: &ChunkId| store.has_chunk(id).unwrap_or(false);
+    let refs = |b: u32, offset: u64, len: u64| -> Result<Vec<u8>, BundleError> {
+        Ok(crate::delta::read_content(
+            store,
+            &bases[b as usize],
+            offset,
+            len,
+        )?)
+    };
+    // The ids of the chunks the index names by nothing, by part, in stream order (ascending).
+    let mut recovered: Vec<(u64, ChunkId)> = Vec::new();
     let streamed = read_stream(
         &bundle,
         &index,
         progress,
         &held,
+        Some(&refs),
         &|d: Decoded, pool: &Pool| compress_new(store, d, pool),
         &mut |c: Compressed, pool: &Pool| {
             stats += store.put_chunks(
@@ -83,6 +92,7 @@ pub fn import(
                     .iter()
                     .map(|(id, raw_len, range)| (*id, *raw_len, &c.buf[range.clone()])),
             )?;
+            recovered.extend_from_slice(&c.recovered);
             pool.give(c.buf);
             Ok(())
         },
@@ -91,7 +101,32 @@ pub fn import(
     report.chunks_new = stats.chunks_new;
     report.stored_bytes_new = stats.stored_bytes_new;
 
-    // Whatever happened to the stream, keep what was verified and publish what is whole.
+    // Whatever happened to the stream, keep what was verified and publish what is whole. The recipes first:
+    // each rebuilt from its base and the ids of the chunks that arrived, and checked against its id.
+    let mut recipes: HashMap<RecipeId, Vec<u8>> = HashMap::new();
+    let mut part_base = 0u64;
+    for diff in &index.recipes {
+        let slots = diff
+            .slots()
+            .map_err(|e| recipe_error(&bundle, diff, e))?
+            .len() as u64;
+        let base = diff.base.map(|b| &bases[b as usize]);
+        let carried = |k: u64| {
+            recovered
+                .binary_search_by_key(&(part_base + k), |r| r.0)
+                .ok()
+                .map(|i| recovered[i].1)
+        };
+        match diff.rebuild_checked(base, carried) {
+            Ok((_, bytes)) => {
+                recipes.insert(diff.id, bytes);
+            }
+            // A chunk lost with a damaged segment: its blobs stay incomplete, named below.
+            Err(ferry_protocol::delta::DiffError::NotCarried(_)) if streamed.is_err() => {}
+            Err(e) => return Err(recipe_error(&bundle, diff, e)),
+        }
+        part_base += slots;
+    }
     let manifests: Vec<_> = index
         .releases
         .iter()
@@ -135,10 +170,72 @@ pub fn import(
     Ok(report)
 }
 
-/// The new chunks of a segment, compressed the way the store keeps them, in one buffer.
+/// A recipe of the index that does not rebuild: a faulty exporter.
+fn recipe_error(
+    bundle: &Bundle,
+    diff: &ferry_protocol::delta::RecipeDiff,
+    e: ferry_protocol::delta::DiffError,
+) -> BundleError {
+    BundleError::Recipe {
+        path: bundle.index_path().display().to_string(),
+        id: diff.id,
+        message: e.to_string(),
+    }
+}
+
+/// The base recipes the index names, each checked to be held here with every chunk it needs.
+fn held_bases(
+    store: &Store,
+    index: &ferry_protocol::bundle::BundleIndex,
+    bundle: &Bundle,
+) -> Result<Vec<Recipe>, BundleError> {
+    let mut out = Vec::with_capacity(index.bases.len());
+    for (i, (recipe, blob)) in index.bases.iter().enumerate() {
+        let whole = match store.recipe(recipe)? {
+            Some(r) => {
+                let mut all = true;
+                for (c, _) in r.chunks() {
+                    if !store.has_chunk(&c)? {
+                        all = false;
+                        break;
+                    }
+                }
+                all.then_some(r)
+            }
+            None => None,
+        };
+        match whole {
+            Some(r) => out.push(r),
+            None => {
+                // Name a blob of the bundle that needs it.
+                let needs = index
+                    .recipes
+                    .iter()
+                    .find(|d| d.base == Some(i as u32))
+                    .and_then(|d| {
+                        index.releases.iter().find_map(|s| {
+                            let m = s.manifest_unverified().ok()?;
+                            m.blobs().into_iter().find(|b| b.recipe == d.id)
+                        })
+                    });
+                return Err(BundleError::MissingBase {
+                    path: bundle.dir().display().to_string(),
+                    base_blob: *blob,
+                    base_recipe: *recipe,
+                    needed_by: needs.map(|b| b.sha256.to_string()),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The new chunks of a segment, compressed the way the store keeps them, in one buffer, and the ids recovered
+/// by hashing.
 struct Compressed {
     buf: Vec<u8>,
     items: Vec<(ChunkId, u32, Range<usize>)>,
+    recovered: Vec<(u64, ChunkId)>,
 }
 
 /// Compress the chunks of a verified segment that the store lacks. Segments are compressed side by side, so
@@ -146,16 +243,24 @@ struct Compressed {
 fn compress_new(store: &Store, d: Decoded, pool: &Pool) -> Result<Compressed, BundleError> {
     let mut buf = pool.take(d.raw.len() + d.raw.len() / 64);
     let mut items = Vec::new();
-    for (id, range, checked) in &d.records {
-        if !checked {
+    let mut recovered = Vec::new();
+    for got in &d.records {
+        if got.recovered {
+            recovered.push((got.part, got.id));
+        }
+        if !got.new {
             continue;
         }
         let start = buf.len();
-        store.compress_chunk_into(&d.raw[range.clone()], &mut buf)?;
-        items.push((*id, range.len() as u32, start..buf.len()));
+        store.compress_chunk_into(&d.raw[got.range.clone()], &mut buf)?;
+        items.push((got.id, got.range.len() as u32, start..buf.len()));
     }
     pool.give(d.raw);
-    Ok(Compressed { buf, items })
+    Ok(Compressed {
+        buf,
+        items,
+        recovered,
+    })
 }
 
 /// How many distinct chunks `blobs` need that the store lacks (for the error message).
@@ -164,7 +269,6 @@ fn missing_chunks(
     recipes: &HashMap<RecipeId, Vec<u8>>,
     blobs: &[BlobRef],
 ) -> Result<u64, BundleError> {
-    use ferry_protocol::{Object, Recipe};
     let mut lacking = HashSet::new();
     for b in blobs {
         let recipe = match store.recipe(&b.recipe)? {

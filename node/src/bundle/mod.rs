@@ -139,6 +139,32 @@ pub enum BundleError {
         /// The chunk.
         id: ChunkId,
     },
+    /// A base the bundle's deltas or recipes refer to that this store lacks (never held, or garbage-collected).
+    #[error(
+        "{path}: the bundle was made against blob {base_blob} (recipe {base_recipe}), which this store does not \
+         hold whole{}; nothing was imported — export again with --have from this store",
+        needed_by.as_ref().map(|b| format!(" (blob {b} is sent as a difference against it)")).unwrap_or_default()
+    )]
+    MissingBase {
+        /// The bundle.
+        path: String,
+        /// The base blob.
+        base_blob: ferry_protocol::BlobId,
+        /// Its recipe.
+        base_recipe: ferry_protocol::RecipeId,
+        /// The bundle's blob that needs it (its digest), if known.
+        needed_by: Option<String>,
+    },
+    /// A recipe of the index that does not rebuild into the recipe it names.
+    #[error("{path}: recipe {id} does not rebuild from the bundle: {message}")]
+    Recipe {
+        /// The index file.
+        path: String,
+        /// The recipe.
+        id: ferry_protocol::RecipeId,
+        /// Why.
+        message: String,
+    },
     /// Releases that could not be completed from this bundle and the store.
     #[error("{}", incomplete_message(.0))]
     Incomplete(Vec<(String, u64)>),

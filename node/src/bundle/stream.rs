@@ -8,9 +8,10 @@ use super::{locate, Bundle, BundleError};
 use crate::progress::Progress;
 use crate::trust::TrustSet;
 use ferry_protocol::bundle::{
-    block_hash, parse_records, part_table, volume_name, BundleIndex, BLOCK_SIZE,
+    block_hash, parse_records, part_table, volume_name, BundleIndex, Record, BLOCK_SIZE,
 };
-use ferry_protocol::{ChunkId, Object, Recipe};
+use ferry_protocol::delta::Slot;
+use ferry_protocol::ChunkId;
 use rayon::prelude::*;
 use std::io::Read;
 use std::ops::Range;
@@ -18,12 +19,30 @@ use std::sync::mpsc;
 
 /// A decoded, verified segment.
 pub(crate) struct Decoded {
-    /// The records' bytes.
+    /// The records' bytes, then the chunks decoded from its delta records.
     pub raw: Vec<u8>,
-    /// Each record: its chunk id, where its content lies in `raw`, and whether it was checked (chunks the
-    /// caller said it holds are skipped, not hashed).
-    pub records: Vec<(ChunkId, Range<usize>, bool)>,
+    /// Each chunk carried.
+    pub records: Vec<Got>,
+    /// Chunks inside delta records that could not be decoded, for want of a store to read their bases from.
+    pub undecoded: u64,
 }
+
+/// One chunk of a decoded segment.
+pub(crate) struct Got {
+    /// Its part number.
+    pub part: u64,
+    /// Its id: named by the index, or recovered by hashing its bytes.
+    pub id: ChunkId,
+    /// Where its content lies in `raw`.
+    pub range: Range<usize>,
+    /// The index named nothing: the id was recovered by hashing.
+    pub recovered: bool,
+    /// It was hashed (chunks the caller said it holds are skipped, not hashed) and is not held.
+    pub new: bool,
+}
+
+/// Reads a delta's reference — base number, offset, length — from the receiver's store.
+pub(crate) type References<'a> = &'a (dyn Fn(u32, u64, u64) -> Result<Vec<u8>, BundleError> + Sync);
 
 /// Large buffers (segments, compressed and decoded) handed round and reused, so a long stream allocates a
 /// handful once instead of two per segment — with glibc, freeing and reallocating buffers of many MiB across
@@ -142,14 +161,17 @@ fn feed(
     }
 }
 
-/// Decode segment `n` and check its records; chunks for which `held` is true are not hashed.
+/// Decode segment `n` and check its records; chunks for which `held` is true are not hashed. Delta records are
+/// decoded against `refs` (without it they are counted and skipped).
+#[allow(clippy::too_many_arguments)]
 fn decode(
     bundle: &Bundle,
     index: &BundleIndex,
     n: usize,
     comp: Vec<u8>,
-    parts: &[Option<(ChunkId, u32)>],
+    parts: &[Slot],
     held: &(dyn Fn(&ChunkId) -> bool + Sync),
+    refs: Option<References<'_>>,
     pool: &Pool,
 ) -> Result<Decoded, BundleError> {
     let seg = index.segments[n];
@@ -175,28 +197,98 @@ fn decode(
             seg.raw_len
         )));
     }
-    let parsed = parse_records(&raw, seg.first_part, parts).map_err(|e| fail(e.to_string()))?;
-    if parsed.len() != seg.chunks as usize {
+    let parsed = parse_records(&raw, seg.first_part, parts, index.bases.len())
+        .map_err(|e| fail(e.to_string()))?;
+    let count: usize = parsed.iter().map(Record::chunk_count).sum();
+    if count != seg.chunks as usize {
         return Err(fail(format!(
-            "holds {} chunks, the index says {}",
-            parsed.len(),
+            "holds {count} chunks, the index says {}",
             seg.chunks
         )));
     }
-    let mut records = Vec::with_capacity(parsed.len());
-    for (id, range) in parsed {
-        let check = !held(&id);
-        if check && ChunkId::of(&raw[range.clone()]) != id {
-            return Err(BundleError::Chunk {
-                segment: n,
-                path: path.clone(),
-                offset,
-                id,
-            });
+    let bad_chunk = |id: ChunkId| BundleError::Chunk {
+        segment: n,
+        path: path.clone(),
+        offset,
+        id,
+    };
+    // Hash a chunk unless it is named and held; check it against its name.
+    let check = |named: Option<ChunkId>, bytes: &[u8]| -> Result<(ChunkId, bool), BundleError> {
+        match named {
+            Some(id) if held(&id) => Ok((id, false)),
+            Some(id) if ChunkId::of(bytes) != id => Err(bad_chunk(id)),
+            Some(id) => Ok((id, true)),
+            None => {
+                let id = ChunkId::of(bytes);
+                Ok((id, !held(&id)))
+            }
         }
-        records.push((id, range, check));
+    };
+    let mut records = Vec::with_capacity(count);
+    let mut undecoded = 0u64;
+    let mut last_ref: Option<((u32, u64, u64), Vec<u8>)> = None;
+    for rec in parsed {
+        match rec {
+            Record::Chunk { chunk, bytes } => {
+                let (id, new) = check(chunk.id, &raw[bytes.clone()])?;
+                records.push(Got {
+                    part: chunk.part,
+                    id,
+                    range: bytes,
+                    recovered: chunk.id.is_none(),
+                    new,
+                });
+            }
+            Record::Delta {
+                chunks,
+                header,
+                frame,
+                at,
+            } => {
+                let Some(refs) = refs else {
+                    undecoded += chunks.len() as u64;
+                    continue;
+                };
+                // Every chunk named and held: nothing to decode.
+                if chunks.iter().all(|c| c.id.is_some_and(|id| held(&id))) {
+                    continue;
+                }
+                let key = (header.base, header.offset, header.len);
+                if last_ref.as_ref().is_none_or(|(k, _)| *k != key) {
+                    last_ref = Some((key, refs(header.base, header.offset, header.len)?));
+                }
+                let reference = &last_ref.as_ref().expect("set above").1;
+                let len: usize = chunks.iter().map(|c| c.len as usize).sum();
+                let start = raw.len();
+                let frame_bytes = raw[frame].to_vec();
+                crate::delta::decode_checked(reference, &frame_bytes, len, &header.check, &mut raw)
+                    .map_err(|e| {
+                        fail(format!(
+                            "delta record at byte {at} (against base recipe {}): {e}",
+                            index.bases[header.base as usize].0
+                        ))
+                    })?;
+                let mut pos = start;
+                for c in chunks {
+                    let range = pos..pos + c.len as usize;
+                    pos = range.end;
+                    let (id, new) = check(c.id, &raw[range.clone()])?;
+                    records.push(Got {
+                        part: c.part,
+                        id,
+                        range,
+                        recovered: c.id.is_none(),
+                        new,
+                    });
+                }
+            }
+        }
     }
-    Ok(Decoded { raw, records })
+    Ok(Decoded {
+        raw,
+        records,
+        undecoded,
+    })
 }
 
 /// Stream every segment through `work` (on the pool, in parallel, after verification) and hand the results to
@@ -206,21 +298,17 @@ pub(crate) fn read_stream<T: Send>(
     index: &BundleIndex,
     progress: &dyn Progress,
     held: &(dyn Fn(&ChunkId) -> bool + Sync),
+    refs: Option<References<'_>>,
     work: &(dyn Fn(Decoded, &Pool) -> Result<T, BundleError> + Sync),
     consume: &mut (dyn FnMut(T, &Pool) -> Result<(), BundleError> + Send),
 ) -> Result<(), BundleError> {
     check_volumes(bundle, index)?;
-    let recipes = index
-        .recipes
-        .iter()
-        .map(|b| Recipe::decode(b))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| BundleError::Codec {
-            path: bundle.index_path().display().to_string(),
-            source,
-        })?;
-    let parts = part_table(&recipes);
-    drop(recipes);
+    let parts = part_table(&index.recipes).map_err(|e| BundleError::Segment {
+        segment: 0,
+        path: bundle.index_path().display().to_string(),
+        offset: 0,
+        message: format!("the index's recipes: {e}"),
+    })?;
     let parts = &parts[..];
     let pool = Pool::default();
     let pool = &pool;
@@ -256,7 +344,10 @@ pub(crate) fn read_stream<T: Send>(
                     window
                         .into_par_iter()
                         .map(|(n, comp)| {
-                            work(decode(bundle, index, n, comp, parts, held, pool)?, pool)
+                            work(
+                                decode(bundle, index, n, comp, parts, held, refs, pool)?,
+                                pool,
+                            )
                         })
                         .collect::<Result<Vec<T>, _>>()
                 },
@@ -304,8 +395,10 @@ pub struct VerifyReport {
     pub volumes: usize,
     /// Bytes of stream read.
     pub stream_bytes: u64,
-    /// Chunks checked against their ids.
+    /// Chunks checked: against their ids where the index names them, else by the signed block hashes.
     pub chunks: u64,
+    /// Chunks carried as deltas, which only an import can decode (against the bases it holds).
+    pub delta_chunks: u64,
     /// Bytes of chunk content checked.
     pub payload_bytes: u64,
 }
@@ -326,22 +419,26 @@ pub fn verify(
     progress.start("verifying", Some(index.stream_bytes()));
     let mut chunks = 0u64;
     let mut payload = 0u64;
+    let mut deltas = 0u64;
     read_stream(
         &bundle,
         &index,
         progress,
         &|_| false,
+        None,
         &|d: Decoded, pool: &Pool| {
             let counts = (
                 d.records.len() as u64,
-                d.records.iter().map(|r| r.1.len() as u64).sum::<u64>(),
+                d.records.iter().map(|r| r.range.len() as u64).sum::<u64>(),
+                d.undecoded,
             );
             pool.give(d.raw);
             Ok(counts)
         },
-        &mut |(c, p): (u64, u64), _: &Pool| {
+        &mut |(c, p, u): (u64, u64, u64), _: &Pool| {
             chunks += c;
             payload += p;
+            deltas += u;
             Ok(())
         },
     )?;
@@ -353,6 +450,7 @@ pub fn verify(
         volumes: index.volumes.len(),
         stream_bytes: index.stream_bytes(),
         chunks,
+        delta_chunks: deltas,
         payload_bytes: payload,
     })
 }

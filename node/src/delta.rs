@@ -1,0 +1,514 @@
+//! Delta transport on the node: which content a receiver holds is the best base for what it lacks, and zstd
+//! frames against it.
+//!
+//! The planner ([`Deltas::plan`]) takes what must travel (a [`Plan`]) and what the receiver holds (its
+//! releases), and for each blob that must travel finds a *base*: first the same entry in a held release of the
+//! same name (same file path, same image and layer position; then the path with its version numbers taken out,
+//! so `django-5.0.4.tar.gz` finds `django-5.0.3.tar.gz`), then by resemblance — the held blob of the same names
+//! that shares the most chunks with it. The chunks a blob brings are grouped into runs of at most [`RUN_BYTES`];
+//! each run is encoded as one zstd frame whose prefix is a window of at most [`REFERENCE_BUDGET`] bytes of the
+//! base's content, placed where the run's neighbours sit in the base (a chunk both share, else the same
+//! proportion of the way in). A change that shifts bytes across chunk boundaries costs what it costs `zstd
+//! --patch-from`, not a chunk per boundary. The frame is kept only when it is smaller than the run compressed
+//! alone. Bundle export and network sync both use it; the receiver decodes against its own store and checks
+//! every chunk's BLAKE3 before storing it.
+//!
+//! Memory: encoding one run holds its reference (≤ 64 MiB), the run (≤ 8 MiB), the frame and zstd's tables for
+//! a window of their sum at [`DELTA_LEVEL`]; runs are encoded on the rayon pool, one per thread.
+
+use crate::plan::Plan;
+use crate::store::{Store, StoreError};
+use ferry_protocol::delta::{output_check, Reference, MAX_REFERENCE};
+use ferry_protocol::{BlobId, BlobRef, ChunkId, Entry, Object, Part, Recipe, RecipeId};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Most bytes of a base's content one delta refers to. Bases up to this size are referred to whole.
+pub const REFERENCE_BUDGET: u64 = 64 << 20;
+
+/// Most chunk bytes one delta carries.
+pub const RUN_BYTES: u64 = 8 << 20;
+
+/// zstd level of delta frames (`zstd --patch-from` is usually run at 19).
+pub const DELTA_LEVEL: i32 = 19;
+
+/// A run of planned chunks to send as one delta.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Positions in the plan's chunk list, consecutive.
+    pub chunks: std::ops::Range<usize>,
+    /// Index into [`Deltas::bases`].
+    pub base: u32,
+    /// The reference's offset and length in the base's content.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+/// What the planner chose.
+#[derive(Default)]
+pub struct Deltas {
+    /// Base recipes referred to, with the blob each belongs to (for messages).
+    pub bases: Vec<(RecipeId, BlobId)>,
+    /// Per recipe of the plan, its base (index into `bases`).
+    pub recipe_base: Vec<Option<u32>>,
+    /// Runs, in plan order; every chunk of the plan not in a run travels whole.
+    pub runs: Vec<Run>,
+}
+
+/// Keys a blob is known by inside its release, most specific first.
+fn blob_keys(entries: &[Entry]) -> Vec<(BlobRef, Vec<String>)> {
+    let mut out = Vec::new();
+    for e in entries {
+        match e {
+            Entry::File(f) => out.push((
+                f.blob,
+                vec![
+                    format!("f:{}", f.path),
+                    format!("n:{}", unversioned(&f.path)),
+                ],
+            )),
+            Entry::Image(img) => {
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for b in &img.blobs {
+                    let k = seen.entry(b.media_type.as_str()).or_default();
+                    out.push((
+                        b.blob,
+                        vec![format!("i:{}:{}:{}", img.repository, b.media_type, *k)],
+                    ));
+                    *k += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A path with every run of digits (and the dots between them) replaced by `#`: the same package at another
+/// version has the same one.
+fn unversioned(path: &str) -> String {
+    let chars: Vec<char> = path.chars().collect();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            // Digits, and dots that stand between digits.
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || (chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
+            {
+                i += 1;
+            }
+            out.push('#');
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The blobs a receiver holds that may serve as bases.
+pub struct BaseIndex {
+    blobs: Vec<BlobRef>,
+    by_key: HashMap<String, usize>,
+    by_chunk: HashMap<ChunkId, usize>,
+}
+
+impl BaseIndex {
+    /// The blobs of `held` (release ids the receiver holds, which this store holds too) whose name is among
+    /// `names`, or of every held release when no held release shares a name.
+    pub fn new(
+        store: &Store,
+        held: &[String],
+        names: &HashSet<String>,
+    ) -> Result<Self, StoreError> {
+        let mut manifests = Vec::new();
+        for id in held {
+            let Some(signed) = store.signed_release(id)? else {
+                continue;
+            };
+            let m = signed.manifest_unverified()?;
+            manifests.push(m);
+        }
+        let same: Vec<_> = manifests
+            .iter()
+            .filter(|m| names.contains(&m.name))
+            .collect();
+        let chosen: Vec<_> = if same.is_empty() {
+            manifests.iter().collect()
+        } else {
+            same
+        };
+        // Older versions first, so a later one wins a key.
+        let mut chosen = chosen;
+        chosen.sort_by_key(|m| m.sequence);
+        let mut index = BaseIndex {
+            blobs: Vec::new(),
+            by_key: HashMap::new(),
+            by_chunk: HashMap::new(),
+        };
+        let mut at: HashMap<BlobId, usize> = HashMap::new();
+        for m in chosen {
+            for (blob, keys) in blob_keys(&m.entries) {
+                let i = *at.entry(blob.id).or_insert_with(|| {
+                    index.blobs.push(blob);
+                    index.blobs.len() - 1
+                });
+                for k in keys {
+                    index.by_key.insert(k, i);
+                }
+            }
+        }
+        for (i, blob) in index.blobs.iter().enumerate() {
+            if let Some(r) = store.recipe(&blob.recipe)? {
+                for (c, _) in r.chunks() {
+                    index.by_chunk.entry(c).or_insert(i);
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// The base for a blob known by `keys` whose recipe is `recipe`.
+    fn find(&self, keys: &[String], recipe: &Recipe) -> Option<&BlobRef> {
+        if let Some(&i) = keys.iter().find_map(|k| self.by_key.get(k)) {
+            return Some(&self.blobs[i]);
+        }
+        let mut votes: HashMap<usize, u64> = HashMap::new();
+        for (c, len) in recipe.chunks() {
+            if let Some(&i) = self.by_chunk.get(&c) {
+                *votes.entry(i).or_default() += u64::from(len);
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+            .map(|(i, _)| &self.blobs[i])
+    }
+}
+
+impl Deltas {
+    /// Choose bases and runs for `plan`, whose receiver holds releases `held`. `wanted` are the releases the
+    /// plan carries (for their entries' names).
+    pub fn plan(store: &Store, plan: &Plan, held: &[String]) -> Result<Deltas, StoreError> {
+        let mut out = Deltas {
+            recipe_base: vec![None; plan.recipes.len()],
+            ..Deltas::default()
+        };
+        if held.is_empty() || plan.chunks.is_empty() {
+            return Ok(out);
+        }
+        let mut names = HashSet::new();
+        let mut keys_of: HashMap<RecipeId, Vec<String>> = HashMap::new();
+        for signed in &plan.releases {
+            let m = signed.manifest_unverified()?;
+            names.insert(m.name.clone());
+            for (blob, keys) in blob_keys(&m.entries) {
+                keys_of.entry(blob.recipe).or_insert(keys);
+            }
+        }
+        let index = BaseIndex::new(store, held, &names)?;
+        let mut base_no: HashMap<RecipeId, u32> = HashMap::new();
+        let mut base_recipes: Vec<Arc<Recipe>> = Vec::new();
+        // Walk the plan's recipes and the chunks each brings (they come in recipe order).
+        let mut next_chunk = 0usize;
+        let mut part_base = 0u64;
+        for (r, (rid, bytes)) in plan.recipes.iter().enumerate() {
+            let recipe = Recipe::decode(bytes)?;
+            let parts = recipe.parts().len() as u64;
+            let first = next_chunk;
+            while next_chunk < plan.chunks.len() && plan.chunks[next_chunk].part < part_base + parts
+            {
+                next_chunk += 1;
+            }
+            let mine = first..next_chunk;
+            let keys = keys_of.get(rid).map_or(&[][..], |k| &k[..]);
+            let Some(base) = index.find(keys, &recipe).filter(|b| b.recipe != *rid) else {
+                part_base += parts;
+                continue;
+            };
+            let Some(base_recipe) = store.recipe(&base.recipe)? else {
+                part_base += parts;
+                continue;
+            };
+            let b = *base_no.entry(base.recipe).or_insert_with(|| {
+                out.bases.push((base.recipe, base.id));
+                base_recipes.push(Arc::new(base_recipe));
+                (out.bases.len() - 1) as u32
+            });
+            out.recipe_base[r] = Some(b);
+            if !mine.is_empty() {
+                let base_recipe = &base_recipes[b as usize];
+                out.runs
+                    .extend(runs_of(plan, mine, part_base, &recipe, base_recipe, b));
+            }
+            part_base += parts;
+        }
+        Ok(out)
+    }
+}
+
+/// Group the chunks `mine` of the plan (parts of `recipe`, numbered from `part_base`) into runs against `base`.
+fn runs_of(
+    plan: &Plan,
+    mine: std::ops::Range<usize>,
+    part_base: u64,
+    recipe: &Recipe,
+    base: &Recipe,
+    b: u32,
+) -> Vec<Run> {
+    // Content offsets of the recipe's parts, and where the base holds each chunk.
+    let mut offsets = Vec::with_capacity(recipe.parts().len() + 1);
+    let mut at = 0u64;
+    for p in recipe.parts() {
+        offsets.push(at);
+        at += p.len();
+    }
+    let total = at;
+    let mut in_base: HashMap<ChunkId, u64> = HashMap::new();
+    let mut at = 0u64;
+    for p in base.parts() {
+        if let Part::Chunk { id, .. } = p {
+            in_base.entry(*id).or_insert(at);
+        }
+        at += p.len();
+    }
+    let base_len = at;
+    let window = |start_part: usize, end_part: usize| -> (u64, u64) {
+        let len = base_len.min(REFERENCE_BUDGET);
+        if base_len <= REFERENCE_BUDGET {
+            return (0, len);
+        }
+        let (t0, t1) = (
+            offsets[start_part],
+            offsets.get(end_part).copied().unwrap_or(total),
+        );
+        // A chunk both hold, before the run, else after it.
+        let anchor = (0..start_part)
+            .rev()
+            .find_map(|p| {
+                chunk_at(recipe, p)
+                    .and_then(|c| in_base.get(&c))
+                    .map(|&o| (offsets[p], o))
+            })
+            .or_else(|| {
+                (end_part..recipe.parts().len()).find_map(|p| {
+                    chunk_at(recipe, p)
+                        .and_then(|c| in_base.get(&c))
+                        .map(|&o| (offsets[p], o))
+                })
+            });
+        let pos = match anchor {
+            Some((new, old)) => {
+                (old as i128 + t0 as i128 - new as i128).clamp(0, base_len as i128) as u64
+            }
+            None => (t0 as u128 * base_len as u128 / total.max(1) as u128) as u64,
+        };
+        let slack = len.saturating_sub(t1 - t0) / 2;
+        let start = pos.saturating_sub(slack).min(base_len - len);
+        (start, len)
+    };
+    let mut runs = Vec::new();
+    let mut start = mine.start;
+    let mut bytes = 0u64;
+    for i in mine.clone() {
+        let len = u64::from(plan.chunks[i].len);
+        if i > start && bytes + len > RUN_BYTES {
+            runs.push((start, i));
+            start = i;
+            bytes = 0;
+        }
+        bytes += len;
+    }
+    if start < mine.end {
+        runs.push((start, mine.end));
+    }
+    runs.into_iter()
+        .map(|(s, e)| {
+            let p0 = (plan.chunks[s].part - part_base) as usize;
+            let p1 = (plan.chunks[e - 1].part - part_base) as usize + 1;
+            let (offset, len) = window(p0, p1);
+            Run {
+                chunks: s..e,
+                base: b,
+                offset,
+                len,
+            }
+        })
+        .collect()
+}
+
+fn chunk_at(recipe: &Recipe, p: usize) -> Option<ChunkId> {
+    match recipe.parts().get(p)? {
+        Part::Chunk { id, .. } => Some(*id),
+        Part::Zero { .. } => None,
+    }
+}
+
+/// Bytes `offset..offset + len` of `recipe`'s content (its parts' bytes in order, zero runs included), read
+/// from `store` and checked chunk by chunk.
+pub fn read_content(
+    store: &Store,
+    recipe: &Recipe,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, StoreError> {
+    if len > MAX_REFERENCE {
+        return Err(StoreError::Corrupt(format!(
+            "a delta reference of {len} bytes is over the {MAX_REFERENCE}-byte limit"
+        )));
+    }
+    let end = offset.saturating_add(len);
+    let mut out = Vec::with_capacity(len as usize);
+    let mut at = 0u64;
+    for p in recipe.parts() {
+        let (s, e) = (at, at + p.len());
+        at = e;
+        if e <= offset {
+            continue;
+        }
+        if s >= end {
+            break;
+        }
+        let (from, to) = (offset.max(s) - s, end.min(e) - s);
+        match p {
+            Part::Zero { .. } => out.resize(out.len() + (to - from) as usize, 0),
+            Part::Chunk { id, .. } => {
+                let data = store.read_chunk(id)?;
+                out.extend_from_slice(&data[from as usize..to as usize]);
+            }
+        }
+    }
+    if (out.len() as u64) < len {
+        return Err(StoreError::Corrupt(format!(
+            "a delta reference runs past the end of its base ({} bytes wanted at {offset}, {} there)",
+            len,
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The reference `r` from `store`: its base recipe must be held whole.
+pub fn read_reference(store: &Store, r: &Reference) -> Result<Vec<u8>, StoreError> {
+    let recipe = store
+        .recipe(&r.recipe)?
+        .ok_or_else(|| StoreError::NotFound(format!("base recipe {}", r.recipe)))?;
+    read_content(store, &recipe, r.offset, r.len)
+}
+
+/// `target` as one zstd frame with `reference` as its prefix.
+pub fn encode(reference: &[u8], target: &[u8], level: i32) -> Result<Vec<u8>, String> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let window_log = ((reference.len() + target.len()).max(1 << 10) as u64)
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(10, 28);
+    let mut c = CCtx::create();
+    let set = |c: &mut CCtx, p: CParameter| c.set_parameter(p).map(|_| ()).map_err(zstd_error);
+    set(&mut c, CParameter::CompressionLevel(level))?;
+    set(&mut c, CParameter::WindowLog(window_log))?;
+    set(&mut c, CParameter::ContentSizeFlag(true))?;
+    set(&mut c, CParameter::ChecksumFlag(false))?;
+    if reference.len() >= 16 << 20 {
+        set(&mut c, CParameter::EnableLongDistanceMatching(true))?;
+    }
+    c.ref_prefix(reference).map_err(zstd_error)?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(target.len()));
+    c.compress2(&mut out, target).map_err(zstd_error)?;
+    Ok(out)
+}
+
+/// Decode `frame` with `reference` as its prefix, appending exactly `len` bytes to `out`.
+pub fn decode(reference: &[u8], frame: &[u8], len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    use zstd::zstd_safe::{DCtx, DParameter};
+    let mut d = DCtx::create();
+    d.set_parameter(DParameter::WindowLogMax(29))
+        .map_err(zstd_error)?;
+    d.ref_prefix(reference).map_err(zstd_error)?;
+    let start = out.len();
+    out.reserve(len);
+    // Decode into the spare room after `start`, at most `len` bytes.
+    let mut buf = Vec::with_capacity(len);
+    let n = d.decompress(&mut buf, frame).map_err(zstd_error)?;
+    if n != len {
+        return Err(format!("decodes to {n} bytes, {len} expected"));
+    }
+    out.extend_from_slice(&buf);
+    debug_assert_eq!(out.len() - start, len);
+    Ok(())
+}
+
+/// `target` compressed alone at `level`, as the plain stream would carry it: what a delta must beat.
+pub fn plain_size(target: &[u8], level: i32) -> Result<usize, String> {
+    zstd::bulk::compress(target, level)
+        .map(|c| c.len())
+        .map_err(|e| e.to_string())
+}
+
+/// Decode a delta and check it: the output's check, then the output's length.
+pub fn decode_checked(
+    reference: &[u8],
+    frame: &[u8],
+    len: usize,
+    check: &[u8; ferry_protocol::delta::CHECK_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let start = out.len();
+    decode(reference, frame, len, out)?;
+    if output_check(&out[start..]) != *check {
+        out.truncate(start);
+        return Err("its output does not match its check".into());
+    }
+    Ok(())
+}
+
+fn zstd_error(code: usize) -> String {
+    zstd::zstd_safe::get_error_name(code).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_fold_away() {
+        assert_eq!(
+            unversioned("pypi/django/Django-5.0.4.tar.gz"),
+            "pypi/django/Django-#.tar.gz"
+        );
+        assert_eq!(
+            unversioned("Django-5.0.3.tar.gz"),
+            unversioned("Django-5.0.4.tar.gz")
+        );
+        assert_eq!(
+            unversioned("libssl3_3.0.11-1~deb12u2_amd64.deb"),
+            unversioned("libssl3_3.0.15-1~deb12u1_amd64.deb")
+        );
+        assert_ne!(unversioned("a-1.tgz"), unversioned("b-1.tgz"));
+    }
+
+    #[test]
+    fn a_delta_decodes_against_its_reference_only() {
+        let reference: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i * 7919).to_le_bytes())
+            .collect();
+        let mut target = reference[1000..150_000].to_vec();
+        target[5000] ^= 1;
+        target.extend_from_slice(b"something new");
+        let frame = encode(&reference, &target, DELTA_LEVEL).unwrap();
+        assert!(frame.len() < 200, "{} bytes", frame.len());
+        let check = output_check(&target);
+        let mut out = b"before".to_vec();
+        decode_checked(&reference, &frame, target.len(), &check, &mut out).unwrap();
+        assert_eq!(&out[6..], &target[..]);
+        // Another reference gives other bytes (or none): the check names it.
+        let mut other = reference.clone();
+        other[1500] ^= 0xff;
+        let mut out = Vec::new();
+        assert!(decode_checked(&other, &frame, target.len(), &check, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+}
