@@ -23,8 +23,14 @@ use ferry_protocol::{BlobId, BlobRef, ChunkId, Entry, Object, Part, Recipe, Reci
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Most bytes of a base's content one delta refers to. Bases up to this size are referred to whole.
+/// Most bytes of a base's content one delta refers to.
 pub const REFERENCE_BUDGET: u64 = 64 << 20;
+
+/// Bases up to this size are referred to whole: reading them costs little, and content that moved is found.
+pub const WHOLE_BASE: u64 = 8 << 20;
+
+/// The most one chunk's region of the base may add to a reference.
+pub const REGION_MAX: u64 = 16 << 20;
 
 /// Most chunk bytes one delta carries.
 pub const RUN_BYTES: u64 = 8 << 20;
@@ -39,10 +45,8 @@ pub struct Run {
     pub chunks: std::ops::Range<usize>,
     /// Index into [`Deltas::bases`].
     pub base: u32,
-    /// The reference's offset and length in the base's content.
-    pub offset: u64,
-    /// Its length.
-    pub len: u64,
+    /// The reference: ranges (offset, length) of the base's content, concatenated.
+    pub ranges: Vec<(u64, u64)>,
 }
 
 /// What the planner chose.
@@ -251,6 +255,10 @@ impl Deltas {
 }
 
 /// Group the chunks `mine` of the plan (parts of `recipe`, numbered from `part_base`) into runs against `base`.
+///
+/// A run's reference is the old version of what its chunks replace: for each chunk, the base's bytes between
+/// the chunks both hold on either side of it (*anchors*), so a reference is about as large as the change, not
+/// as the base. A base of at most [`WHOLE_BASE`] bytes is referred to whole.
 fn runs_of(
     plan: &Plan,
     mine: std::ops::Range<usize>,
@@ -259,56 +267,57 @@ fn runs_of(
     base: &Recipe,
     b: u32,
 ) -> Vec<Run> {
-    // Content offsets of the recipe's parts, and where the base holds each chunk.
-    let mut offsets = Vec::with_capacity(recipe.parts().len() + 1);
+    let parts = recipe.parts();
+    let mut offsets = Vec::with_capacity(parts.len());
     let mut at = 0u64;
-    for p in recipe.parts() {
+    for p in parts {
         offsets.push(at);
         at += p.len();
     }
     let total = at;
-    let mut in_base: HashMap<ChunkId, u64> = HashMap::new();
+    let mut in_base: HashMap<ChunkId, (u64, u64)> = HashMap::new();
     let mut at = 0u64;
     for p in base.parts() {
-        if let Part::Chunk { id, .. } = p {
-            in_base.entry(*id).or_insert(at);
+        if let Part::Chunk { id, len } = p {
+            in_base.entry(*id).or_insert((at, u64::from(*len)));
         }
         at += p.len();
     }
     let base_len = at;
-    let window = |start_part: usize, end_part: usize| -> (u64, u64) {
-        let len = base_len.min(REFERENCE_BUDGET);
-        if base_len <= REFERENCE_BUDGET {
-            return (0, len);
+    // Per part, the base's extent of the nearest anchor before it and after it.
+    let anchor = |p: usize| chunk_at(recipe, p).and_then(|c| in_base.get(&c).copied());
+    let mut before = vec![None; parts.len()];
+    let mut last = None;
+    for (p, slot) in before.iter_mut().enumerate() {
+        *slot = last;
+        if let Some(a) = anchor(p) {
+            last = Some(a);
         }
-        let (t0, t1) = (
-            offsets[start_part],
-            offsets.get(end_part).copied().unwrap_or(total),
-        );
-        // A chunk both hold, before the run, else after it.
-        let anchor = (0..start_part)
-            .rev()
-            .find_map(|p| {
-                chunk_at(recipe, p)
-                    .and_then(|c| in_base.get(&c))
-                    .map(|&o| (offsets[p], o))
-            })
-            .or_else(|| {
-                (end_part..recipe.parts().len()).find_map(|p| {
-                    chunk_at(recipe, p)
-                        .and_then(|c| in_base.get(&c))
-                        .map(|&o| (offsets[p], o))
-                })
-            });
-        let pos = match anchor {
-            Some((new, old)) => {
-                (old as i128 + t0 as i128 - new as i128).clamp(0, base_len as i128) as u64
-            }
-            None => (t0 as u128 * base_len as u128 / total.max(1) as u128) as u64,
-        };
-        let slack = len.saturating_sub(t1 - t0) / 2;
-        let start = pos.saturating_sub(slack).min(base_len - len);
-        (start, len)
+    }
+    let mut after = vec![None; parts.len()];
+    let mut next = None;
+    for p in (0..parts.len()).rev() {
+        after[p] = next;
+        if let Some(a) = anchor(p) {
+            next = Some(a);
+        }
+    }
+    let region = |p: usize| -> (u64, u64) {
+        if base_len <= WHOLE_BASE {
+            return (0, base_len);
+        }
+        let start = before[p].map_or(0, |(o, l)| o + l);
+        let end = after[p].map_or(base_len, |(o, _)| o);
+        let (start, end) = (start.min(end), start.max(end));
+        if end - start <= REGION_MAX {
+            return (start, end);
+        }
+        // Nothing close both hold: a window where the part sits, by proportion of the way in.
+        let pos = (offsets[p] as u128 * base_len as u128 / total.max(1) as u128) as u64;
+        let from = pos
+            .saturating_sub(REGION_MAX / 2)
+            .clamp(start, end - REGION_MAX);
+        (from, from + REGION_MAX)
     };
     let mut runs = Vec::new();
     let mut start = mine.start;
@@ -316,25 +325,43 @@ fn runs_of(
     for i in mine.clone() {
         let len = u64::from(plan.chunks[i].len);
         if i > start && bytes + len > RUN_BYTES {
-            runs.push((start, i));
+            runs.push(start..i);
             start = i;
             bytes = 0;
         }
         bytes += len;
     }
     if start < mine.end {
-        runs.push((start, mine.end));
+        runs.push(start..mine.end);
     }
     runs.into_iter()
-        .map(|(s, e)| {
-            let p0 = (plan.chunks[s].part - part_base) as usize;
-            let p1 = (plan.chunks[e - 1].part - part_base) as usize + 1;
-            let (offset, len) = window(p0, p1);
+        .map(|chunks| {
+            let mut ranges: Vec<(u64, u64)> = chunks
+                .clone()
+                .map(|i| region((plan.chunks[i].part - part_base) as usize))
+                .collect();
+            ranges.sort_unstable();
+            // Merge what overlaps or touches; keep within the budget.
+            let mut merged: Vec<(u64, u64)> = Vec::new();
+            for (s, e) in ranges {
+                match merged.last_mut() {
+                    Some((_, le)) if s <= *le => *le = (*le).max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            let mut budget = REFERENCE_BUDGET;
+            let ranges = merged
+                .into_iter()
+                .filter_map(|(s, e)| {
+                    let len = (e - s).min(budget);
+                    budget -= len;
+                    (len > 0).then_some((s, len))
+                })
+                .collect();
             Run {
-                chunks: s..e,
+                chunks,
                 base: b,
-                offset,
-                len,
+                ranges,
             }
         })
         .collect()
@@ -347,46 +374,52 @@ fn chunk_at(recipe: &Recipe, p: usize) -> Option<ChunkId> {
     }
 }
 
-/// Bytes `offset..offset + len` of `recipe`'s content (its parts' bytes in order, zero runs included), read
-/// from `store` and checked chunk by chunk.
-pub fn read_content(
+/// The ranges (offset, length) of `recipe`'s content (its parts' bytes in order, zero runs included),
+/// concatenated, read from `store` and checked chunk by chunk.
+pub fn read_ranges(
     store: &Store,
     recipe: &Recipe,
-    offset: u64,
-    len: u64,
+    ranges: &[(u64, u64)],
 ) -> Result<Vec<u8>, StoreError> {
-    if len > MAX_REFERENCE {
+    let total = ranges.iter().fold(0u64, |a, r| a.saturating_add(r.1));
+    if total > MAX_REFERENCE {
         return Err(StoreError::Corrupt(format!(
-            "a delta reference of {len} bytes is over the {MAX_REFERENCE}-byte limit"
+            "a delta reference of {total} bytes is over the {MAX_REFERENCE}-byte limit"
         )));
     }
-    let end = offset.saturating_add(len);
-    let mut out = Vec::with_capacity(len as usize);
+    let parts = recipe.parts();
+    let mut starts = Vec::with_capacity(parts.len());
     let mut at = 0u64;
-    for p in recipe.parts() {
-        let (s, e) = (at, at + p.len());
-        at = e;
-        if e <= offset {
-            continue;
-        }
-        if s >= end {
-            break;
-        }
-        let (from, to) = (offset.max(s) - s, end.min(e) - s);
-        match p {
-            Part::Zero { .. } => out.resize(out.len() + (to - from) as usize, 0),
-            Part::Chunk { id, .. } => {
-                let data = store.read_chunk(id)?;
-                out.extend_from_slice(&data[from as usize..to as usize]);
-            }
-        }
+    for p in parts {
+        starts.push(at);
+        at += p.len();
     }
-    if (out.len() as u64) < len {
-        return Err(StoreError::Corrupt(format!(
-            "a delta reference runs past the end of its base ({} bytes wanted at {offset}, {} there)",
-            len,
-            out.len()
-        )));
+    let size = at;
+    let mut out = Vec::with_capacity(total as usize);
+    for &(offset, len) in ranges {
+        let end = offset.saturating_add(len);
+        if end > size {
+            return Err(StoreError::Corrupt(format!(
+                "a delta reference runs past the end of its base ({len} bytes at {offset} of {size})"
+            )));
+        }
+        // The part holding `offset`, then on until `end`.
+        let mut k = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        while k < parts.len() && starts[k] < end {
+            let s = starts[k];
+            let e = s + parts[k].len();
+            let (from, to) = (offset.max(s) - s, end.min(e) - s);
+            if to > from {
+                match &parts[k] {
+                    Part::Zero { .. } => out.resize(out.len() + (to - from) as usize, 0),
+                    Part::Chunk { id, .. } => {
+                        let data = store.read_chunk(id)?;
+                        out.extend_from_slice(&data[from as usize..to as usize]);
+                    }
+                }
+            }
+            k += 1;
+        }
     }
     Ok(out)
 }
@@ -396,7 +429,7 @@ pub fn read_reference(store: &Store, r: &Reference) -> Result<Vec<u8>, StoreErro
     let recipe = store
         .recipe(&r.recipe)?
         .ok_or_else(|| StoreError::NotFound(format!("base recipe {}", r.recipe)))?;
-    read_content(store, &recipe, r.offset, r.len)
+    read_ranges(store, &recipe, &r.ranges)
 }
 
 /// `target` as one zstd frame with `reference` as its prefix.

@@ -14,11 +14,11 @@
 //! the *gap* — how many parts to skip since the previous record's last (or since the segment's `first_part`) —
 //! shifted left by one, its low bit the record's kind:
 //! - 0, a chunk: its bytes follow, as many as that part's length;
-//! - 1, a delta: the count of further chunks it carries less nothing (LEB128 `n - 1`), a LEB128 gap before each of
-//!   them, the base it refers to (LEB128 index into the index's `bases`), the reference's offset and length in
-//!   that base's content (LEB128 each), [`CHECK_LEN`] bytes of BLAKE3 over its output, the frame's length
-//!   (LEB128), then a zstd frame which, decoded with the reference as its prefix, gives the chunks' bytes in
-//!   order.
+//! - 1, a delta: how many further chunks it carries (LEB128 `n - 1`), a LEB128 gap before each of them, the base
+//!   it refers to (LEB128 index into the index's `bases`), how many ranges of that base's content make its
+//!   reference and each range's offset and length (LEB128 each), [`CHECK_LEN`] bytes of BLAKE3 over its output,
+//!   the frame's length (LEB128), then a zstd frame which, decoded with the reference (the ranges' bytes,
+//!   concatenated) as its prefix, gives the chunks' bytes in order.
 //!
 //! The receiver checks each chunk's BLAKE3 against the part's id where the index names it.
 //!
@@ -26,7 +26,7 @@
 //! path.
 
 use crate::codec::{CodecError, Object};
-use crate::delta::{RecipeDiff, Slot, CHECK_LEN, MAX_DELTA_OUTPUT, MAX_REFERENCE};
+use crate::delta::{RecipeDiff, Slot, CHECK_LEN, MAX_DELTA_OUTPUT, MAX_RANGES, MAX_REFERENCE};
 use crate::ids::{ChunkId, Hash32, KeyId, RecipeId};
 use crate::release::{sign_bytes, verify_bytes, PublisherKey, SignatureError, SignedRelease};
 use ed25519_dalek::SigningKey;
@@ -403,10 +403,8 @@ pub struct DeltaHeader {
     pub gaps: Vec<u64>,
     /// Index into the index's `bases`.
     pub base: u32,
-    /// The reference: offset and length in the base's content.
-    pub offset: u64,
-    /// Its length.
-    pub len: u64,
+    /// The reference: ranges (offset, length) of the base's content, concatenated in this order.
+    pub ranges: Vec<(u64, u64)>,
     /// BLAKE3 prefix of the output.
     pub check: [u8; CHECK_LEN],
 }
@@ -419,8 +417,11 @@ pub fn write_delta(out: &mut Vec<u8>, h: &DeltaHeader, frame: &[u8]) {
         write_leb(out, g);
     }
     write_leb(out, u64::from(h.base));
-    write_leb(out, h.offset);
-    write_leb(out, h.len);
+    write_leb(out, h.ranges.len() as u64);
+    for &(offset, len) in &h.ranges {
+        write_leb(out, offset);
+        write_leb(out, len);
+    }
     out.extend_from_slice(&h.check);
     write_leb(out, frame.len() as u64);
     out.extend_from_slice(frame);
@@ -581,8 +582,17 @@ pub fn parse_records(
             last = p;
         }
         let base = leb()?;
-        let offset = leb()?;
-        let len = leb()?;
+        let count = leb()?;
+        if count > MAX_RANGES {
+            return Err(bad(format!("refers to {count} ranges")));
+        }
+        let mut ranges = Vec::with_capacity(count as usize);
+        let mut len = 0u64;
+        for _ in 0..count {
+            let (o, l) = (leb()?, leb()?);
+            len = len.saturating_add(l);
+            ranges.push((o, l));
+        }
         if base >= bases as u64 {
             return Err(bad(format!("names base {base}, the index lists {bases}")));
         }
@@ -619,8 +629,7 @@ pub fn parse_records(
             header: DeltaHeader {
                 gaps,
                 base: base as u32,
-                offset,
-                len,
+                ranges,
                 check,
             },
             frame: pos..end,
@@ -701,8 +710,7 @@ mod tests {
         let header = DeltaHeader {
             gaps: vec![0, 0],
             base: 0,
-            offset: 3,
-            len: 1000,
+            ranges: vec![(3, 1000), (5000, 20)],
             check: [7; CHECK_LEN],
         };
         write_delta(&mut raw, &header, b"frame");

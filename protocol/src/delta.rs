@@ -20,6 +20,9 @@ use std::collections::HashMap;
 /// Largest reference a delta may name: what a receiver reads into memory to decode one.
 pub const MAX_REFERENCE: u64 = 128 << 20;
 
+/// Most ranges one reference is made of.
+pub const MAX_RANGES: u64 = 1 << 16;
+
 /// Largest output of one delta frame (the chunks it carries together).
 pub const MAX_DELTA_OUTPUT: u64 = 64 << 20;
 
@@ -319,15 +322,13 @@ impl RecipeDiff {
     }
 }
 
-/// Where a delta's reference lies: bytes `offset..offset + len` of a base recipe's content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a delta's reference lies: ranges of a base recipe's content, concatenated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reference {
     /// The base recipe.
     pub recipe: RecipeId,
-    /// Offset in its content.
-    pub offset: u64,
-    /// Length (at most [`MAX_REFERENCE`]).
-    pub len: u64,
+    /// Offsets and lengths in its content (at most [`MAX_RANGES`], [`MAX_REFERENCE`] bytes in all).
+    pub ranges: Vec<(u64, u64)>,
 }
 
 #[cfg(test)]

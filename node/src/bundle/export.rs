@@ -422,17 +422,22 @@ fn build_segment(
                 }
                 let corrupt =
                     |e: String| crate::store::StoreError::Corrupt(format!("encoding a delta: {e}"));
-                let reference = delta::read_content(
-                    ctx.store,
-                    &ctx.bases[run.base as usize],
-                    run.offset,
-                    run.len,
-                )?;
+                let reference =
+                    delta::read_ranges(ctx.store, &ctx.bases[run.base as usize], &run.ranges)?;
                 let frame =
                     delta::encode(&reference, &target, delta::DELTA_LEVEL).map_err(corrupt)?;
                 drop(reference);
                 let alone = delta::plain_size(&target, ctx.opts.zstd_level).map_err(corrupt)?;
                 let n = run.chunks.len();
+                tracing::debug!(
+                    chunks = n,
+                    target = target.len(),
+                    reference = run.ranges.iter().map(|r| r.1).sum::<u64>(),
+                    ranges = run.ranges.len(),
+                    frame = frame.len(),
+                    alone,
+                    "delta run"
+                );
                 if frame.len() < alone {
                     let mut gaps = Vec::with_capacity(n);
                     for c in &chunks[run.chunks.clone()] {
@@ -442,8 +447,7 @@ fn build_segment(
                     let header = DeltaHeader {
                         gaps,
                         base: run.base,
-                        offset: run.offset,
-                        len: run.len,
+                        ranges: run.ranges.clone(),
                         check: output_check(&target),
                     };
                     write_delta(&mut raw, &header, &frame);

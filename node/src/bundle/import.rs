@@ -69,12 +69,11 @@ pub fn import(
     progress.start("importing", Some(index.stream_bytes()));
     let mut stats = WriteStats::default();
     let held = |id: &ChunkId| store.has_chunk(id).unwrap_or(false);
-    let refs = |b: u32, offset: u64, len: u64| -> Result<Vec<u8>, BundleError> {
-        Ok(crate::delta::read_content(
+    let refs = |b: u32, ranges: &[(u64, u64)]| -> Result<Vec<u8>, BundleError> {
+        Ok(crate::delta::read_ranges(
             store,
             &bases[b as usize],
-            offset,
-            len,
+            ranges,
         )?)
     };
     // The ids of the chunks the index names by nothing, by part, in stream order (ascending).

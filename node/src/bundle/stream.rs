@@ -41,8 +41,9 @@ pub(crate) struct Got {
     pub new: bool,
 }
 
-/// Reads a delta's reference — base number, offset, length — from the receiver's store.
-pub(crate) type References<'a> = &'a (dyn Fn(u32, u64, u64) -> Result<Vec<u8>, BundleError> + Sync);
+/// Reads a delta's reference — base number, ranges of its content — from the receiver's store.
+pub(crate) type References<'a> =
+    &'a (dyn Fn(u32, &[(u64, u64)]) -> Result<Vec<u8>, BundleError> + Sync);
 
 /// Large buffers (segments, compressed and decoded) handed round and reused, so a long stream allocates a
 /// handful once instead of two per segment — with glibc, freeing and reallocating buffers of many MiB across
@@ -226,7 +227,9 @@ fn decode(
     };
     let mut records = Vec::with_capacity(count);
     let mut undecoded = 0u64;
-    let mut last_ref: Option<((u32, u64, u64), Vec<u8>)> = None;
+    // The last reference read, by base and ranges: runs of one blob often share it.
+    type Key = (u32, Vec<(u64, u64)>);
+    let mut last_ref: Option<(Key, Vec<u8>)> = None;
     for rec in parsed {
         match rec {
             Record::Chunk { chunk, bytes } => {
@@ -253,9 +256,10 @@ fn decode(
                 if chunks.iter().all(|c| c.id.is_some_and(|id| held(&id))) {
                     continue;
                 }
-                let key = (header.base, header.offset, header.len);
+                let key = (header.base, header.ranges);
                 if last_ref.as_ref().is_none_or(|(k, _)| *k != key) {
-                    last_ref = Some((key, refs(header.base, header.offset, header.len)?));
+                    let bytes = refs(key.0, &key.1)?;
+                    last_ref = Some((key, bytes));
                 }
                 let reference = &last_ref.as_ref().expect("set above").1;
                 let len: usize = chunks.iter().map(|c| c.len as usize).sum();
