@@ -152,6 +152,36 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
         );
         releases.push(signed);
     }
+    let (recipes, chunks, payload_bytes, boundaries) = plan_blobs(
+        &blobs,
+        &firsts,
+        |id| {
+            store
+                .recipe_bytes(id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("recipe {id} is missing")))
+        },
+        |c| have.has_chunk(c),
+        |r| have.has_recipe(r),
+    )?;
+    Ok(Plan {
+        releases,
+        recipes,
+        chunks,
+        payload_bytes,
+        boundaries,
+    })
+}
+
+type Planned4 = (Vec<(RecipeId, Vec<u8>)>, Vec<Planned>, u64, Vec<usize>);
+
+/// The recipes and chunks `blobs` need that the receiver lacks (`firsts`: where each release's blobs start).
+fn plan_blobs(
+    blobs: &[BlobRef],
+    firsts: &[usize],
+    recipe_bytes: impl Fn(&RecipeId) -> Result<Vec<u8>, StoreError>,
+    has_chunk: impl Fn(&ChunkId) -> bool,
+    has_recipe: impl Fn(&RecipeId) -> bool,
+) -> Result<Planned4, StoreError> {
     let mut recipes = Vec::new();
     let mut seen_recipes = HashSet::new();
     let mut chunks = Vec::new();
@@ -166,23 +196,21 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
         if !seen_recipes.insert(blob.recipe) {
             continue;
         }
-        let bytes = store
-            .recipe_bytes(&blob.recipe)?
-            .ok_or_else(|| StoreError::Corrupt(format!("recipe {} is missing", blob.recipe)))?;
+        let bytes = recipe_bytes(&blob.recipe)?;
         let recipe = Recipe::decode(&bytes)?;
         let new: Vec<(usize, ChunkId, u32)> = recipe
             .parts()
             .iter()
             .enumerate()
             .filter_map(|(p, part)| match *part {
-                Part::Chunk { id, len } if !have.has_chunk(&id) && seen_chunks.insert(id) => {
+                Part::Chunk { id, len } if !has_chunk(&id) && seen_chunks.insert(id) => {
                     Some((p, id, len))
                 }
                 _ => None,
             })
             .collect();
         // Every chunk sent is a part of a recipe sent, so it can be named by its part number.
-        if !have.has_recipe(&blob.recipe) || !new.is_empty() {
+        if !has_recipe(&blob.recipe) || !new.is_empty() {
             for (p, id, len) in new {
                 chunks.push(Planned {
                     id,
@@ -195,8 +223,31 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
             recipes.push((blob.recipe, bytes));
         }
     }
+    Ok((recipes, chunks, payload_bytes, boundaries))
+}
+
+/// What a receiver lacks of one release whose recipes it already has in hand (network sync plans on the
+/// receiving side): the same plan a sender computes, with `has_chunk` the receiver's own store.
+pub fn plan_received(
+    signed: &SignedRelease,
+    blobs: &[BlobRef],
+    recipes: &std::collections::HashMap<RecipeId, Recipe>,
+    has_chunk: impl Fn(&ChunkId) -> bool,
+) -> Result<Plan, StoreError> {
+    let (recipes, chunks, payload_bytes, boundaries) = plan_blobs(
+        blobs,
+        &[0],
+        |id| {
+            recipes
+                .get(id)
+                .map(Object::encode)
+                .ok_or_else(|| StoreError::Corrupt(format!("recipe {id} is missing")))
+        },
+        has_chunk,
+        |_| false,
+    )?;
     Ok(Plan {
-        releases,
+        releases: vec![signed.clone()],
         recipes,
         chunks,
         payload_bytes,

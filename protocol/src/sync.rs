@@ -45,6 +45,16 @@ pub enum SyncRequest {
         /// The ids, at most [`MAX_BATCH_CHUNKS`].
         ids: Vec<ChunkId>,
     },
+    /// Chunks as one delta against content the asker holds: a zstd frame which, decoded with the reference's
+    /// bytes as its prefix, gives the chunks' bytes in order (see `ferry_protocol::delta`). Answered with
+    /// [`SyncResponse::Delta`], or refused (the peer lacks a chunk or the base, or the delta is no smaller than
+    /// the chunks as stored), and then the asker fetches the chunks whole.
+    Delta {
+        /// The chunks, in order; at most [`MAX_BATCH_CHUNKS`] and [`crate::delta::MAX_DELTA_OUTPUT`] bytes.
+        ids: Vec<ChunkId>,
+        /// Where the reference lies in a base recipe both hold.
+        reference: crate::delta::Reference,
+    },
 }
 
 impl crate::Object for SyncRequest {
@@ -67,6 +77,13 @@ pub enum SyncResponse {
     Have(Vec<u8>),
     /// The peer cannot answer: it lacks the release, or refuses the request. A message for the log.
     Refused(String),
+    /// A delta frame, with the BLAKE3 prefix of its output (see [`crate::delta::output_check`]).
+    Delta {
+        /// The zstd frame.
+        frame: Vec<u8>,
+        /// Check of its output.
+        check: [u8; crate::delta::CHECK_LEN],
+    },
 }
 
 impl crate::Object for SyncResponse {
@@ -215,6 +232,13 @@ mod tests {
                 SyncRequest::Release { id: id.clone() },
                 SyncRequest::Have { id: id.clone() },
                 SyncRequest::Chunks { ids: (0..n).map(|i| ChunkId::of(&i.to_le_bytes())).collect() },
+                SyncRequest::Delta {
+                    ids: (0..n).map(|i| ChunkId::of(&i.to_le_bytes())).collect(),
+                    reference: crate::delta::Reference {
+                        recipe: RecipeId::of(id.as_bytes()),
+                        ranges: vec![(0, n as u64), (7, 9)],
+                    },
+                },
             ] {
                 prop_assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);
             }

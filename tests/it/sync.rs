@@ -374,6 +374,95 @@ fn gzip_layers_cross_as_raw_data_and_come_back_exact() {
     );
 }
 
+/// Total bytes a sync report says came over the wire.
+fn wire_total(report: &Value) -> u64 {
+    report["wire_bytes"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
+#[test]
+fn an_update_comes_as_deltas_against_what_the_site_holds_and_whole_when_the_base_is_gone() {
+    let (_, new) = crate::delta::six_pair();
+    let (seed, key) = crate::delta::seed();
+    let full = seed.tmp_path("full");
+    seed.run([
+        "export".as_ref(),
+        "six@1.16.0".as_ref(),
+        "--out".as_ref(),
+        full.as_os_str(),
+    ])
+    .ok();
+    let bundle = seed.tmp_path("delta");
+    let exported = seed.json([
+        "export".as_ref(),
+        "six@1.16.1".as_ref(),
+        "--base".as_ref(),
+        "six@1.16.0".as_ref(),
+        "--out".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    let site = crate::delta::site(&key, &[&full]);
+    let late = crate::delta::site(&key, &[&full]);
+    allow_all(&[&seed, &site, &late]);
+    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+    let _site_node = serve(
+        &site,
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--peer", &seed_addr],
+    );
+    wait_for("the site to connect", Duration::from_secs(30), || {
+        connected(&site) == 1
+    });
+
+    // The site holds 1.16.0: the changed chunks come as deltas against it, about as small as the bundle's.
+    let synced = sync(&site, "six@1.16.1", &[]);
+    assert_eq!(
+        num(&synced, "delta_chunks"),
+        num(&exported, "delta_chunks"),
+        "sync {synced}\nbundle {exported}"
+    );
+    assert!(num(&synced, "delta_saved_bytes") > 0, "{synced}");
+    assert!(wire_total(&synced) < 4096, "{synced}");
+    let got = site.tmp_path("got");
+    site.get("six@1.16.1", &format!("dir:{}", got.display()));
+    assert_eq!(
+        std::fs::read(got.join("six-1.16.1.tar.gz")).unwrap(),
+        std::fs::read(new).unwrap()
+    );
+    fsck_clean(&site);
+
+    // The seed lets 1.16.0 go; a site that still holds it asks for deltas against it, the seed cannot make
+    // them, and the chunks come whole — exact all the same.
+    let gc = seed.json(["gc", "--keep", "1"]);
+    assert!(gc["removed"].to_string().contains("six@1.16.0"), "{gc}");
+    let _late_node = serve(
+        &late,
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--peer", &seed_addr],
+    );
+    wait_for("the late site to connect", Duration::from_secs(30), || {
+        connected(&late) >= 1
+    });
+    let whole = sync(&late, "six@1.16.1", &["--from", &peer_id(&seed)]);
+    assert_eq!(num(&whole, "delta_chunks"), 0, "{whole}");
+    assert_eq!(num(&whole, "chunks"), num(&synced, "chunks"), "{whole}");
+    assert!(
+        wire_total(&whole) > wire_total(&synced) * 4,
+        "{whole} vs {synced}"
+    );
+    let got = late.tmp_path("got");
+    late.get("six@1.16.1", &format!("dir:{}", got.display()));
+    assert_eq!(
+        std::fs::read(got.join("six-1.16.1.tar.gz")).unwrap(),
+        std::fs::read(new).unwrap()
+    );
+    fsck_clean(&late);
+}
+
 /// `ferry pin ls --json` of `store`: name → (version, origin).
 fn pins(store: &Store) -> Vec<(String, String, String)> {
     store

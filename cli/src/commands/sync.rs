@@ -197,6 +197,13 @@ fn print_report(r: &serde_json::Value) {
         output::bytes(wire),
         r["seconds"].as_f64().unwrap_or(0.0),
     ));
+    let deltas = r["delta_chunks"].as_u64().unwrap_or(0);
+    if deltas > 0 {
+        output::line(format!(
+            "  {deltas} chunks came as deltas against what this node holds, {} smaller than whole",
+            output::bytes(r["delta_saved_bytes"].as_u64().unwrap_or(0)),
+        ));
+    }
     if r["older"].as_bool() == Some(true) {
         output::line(format!(
             "{release} is older than the newest version of its name seen here: stored, not current unless pinned"

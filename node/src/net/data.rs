@@ -20,6 +20,9 @@ pub const NOT_ALLOWED: u32 = 1;
 /// Close code: the node is shutting down, or dropped the peer.
 pub const GOING_AWAY: u32 = 2;
 
+/// Deltas encoded for peers at once (each holds a reference of up to 64 MiB and zstd's tables for it).
+pub const DELTA_JOBS: usize = 2;
+
 /// The quinn endpoint and the connections it opened.
 pub struct DataPlane {
     endpoint: quinn::Endpoint,
@@ -170,6 +173,24 @@ async fn answer(
             "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
             ids.len()
         )),
+        SyncRequest::Delta { ids, reference } => {
+            let _permit = net
+                .0
+                .delta_jobs
+                .acquire()
+                .await
+                .map_err(|e| WireError::Stream(e.to_string()))?;
+            let store = net.0.store.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || delta_answer(&store, &ids, &reference))
+                    .await
+                    .map_err(|e| WireError::Stream(e.to_string()))?;
+            if let SyncResponse::Delta { frame, .. } = &answer {
+                let sent = frame.len() as u64;
+                net.update_peer(peer, |p| p.sent_bytes += sent);
+            }
+            answer
+        }
         // Store lookups (thousands for a bitmap or a recipes request) run off the async threads.
         req => {
             let net = net.clone();
@@ -183,12 +204,67 @@ async fn answer(
     Ok(())
 }
 
+/// A delta of chunks `ids` against `reference`, if this node holds both and the delta is smaller than the
+/// chunks as stored.
+fn delta_answer(
+    store: &crate::Store,
+    ids: &[ChunkId],
+    reference: &ferry_protocol::delta::Reference,
+) -> SyncResponse {
+    use ferry_protocol::delta::{output_check, MAX_DELTA_OUTPUT, MAX_RANGES};
+    if ids.is_empty() || ids.len() > MAX_BATCH_CHUNKS || reference.ranges.len() as u64 > MAX_RANGES
+    {
+        return SyncResponse::Refused(format!(
+            "a delta of {} chunks against {} ranges is out of bounds",
+            ids.len(),
+            reference.ranges.len()
+        ));
+    }
+    let mut target = Vec::new();
+    let mut whole = 0u64;
+    for id in ids {
+        match store.chunk_location(id) {
+            Ok(Some(loc)) => {
+                whole += u64::from(loc.comp_len) + ferry_protocol::sync::RECORD_HEADER_LEN as u64;
+                if target.len() as u64 + u64::from(loc.raw_len) > MAX_DELTA_OUTPUT {
+                    return SyncResponse::Refused(format!(
+                        "a delta of more than {MAX_DELTA_OUTPUT} bytes"
+                    ));
+                }
+            }
+            Ok(None) => return SyncResponse::Refused(format!("this node lacks chunk {id}")),
+            Err(e) => return SyncResponse::Refused(e.to_string()),
+        }
+        match store.read_chunk(id) {
+            Ok(data) => target.extend_from_slice(&data),
+            Err(e) => return SyncResponse::Refused(e.to_string()),
+        }
+    }
+    let base = match crate::delta::read_reference(store, reference) {
+        Ok(b) => b,
+        Err(e) => {
+            return SyncResponse::Refused(format!(
+                "no reference in base recipe {}: {e}",
+                reference.recipe
+            ))
+        }
+    };
+    match crate::delta::encode(&base, &target, crate::delta::DELTA_LEVEL) {
+        Ok(frame) if (frame.len() as u64) < whole => SyncResponse::Delta {
+            frame,
+            check: output_check(&target),
+        },
+        Ok(_) => SyncResponse::Refused("the delta is no smaller than the chunks".into()),
+        Err(e) => SyncResponse::Refused(format!("encoding a delta: {e}")),
+    }
+}
+
 /// The answer to a request other than chunks.
 fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
     let store = &net.0.store;
     match req {
-        SyncRequest::Chunks { .. } => {
-            SyncResponse::Refused("chunks are answered as a stream".into())
+        SyncRequest::Chunks { .. } | SyncRequest::Delta { .. } => {
+            SyncResponse::Refused("answered apart".into())
         }
         SyncRequest::Release { id } => match store.signed_release(&id) {
             Ok(Some(s)) => SyncResponse::Release(ferry_protocol::Object::encode(&s)),

@@ -138,6 +138,9 @@ pub(crate) struct Shared {
     pub(crate) control: mpsc::UnboundedSender<control::Command>,
     pub(crate) started: Instant,
     pub(crate) listening: Mutex<Vec<Multiaddr>>,
+    /// Deltas being encoded for peers (level-19 zstd over references of up to 64 MiB): at most
+    /// [`data::DELTA_JOBS`] at once; more wait.
+    pub(crate) delta_jobs: tokio::sync::Semaphore,
 }
 
 /// The network side of a running node. Cheap to clone.
@@ -193,6 +196,7 @@ impl Network {
             control: control_tx,
             started: Instant::now(),
             listening: Mutex::new(Vec::new()),
+            delta_jobs: tokio::sync::Semaphore::new(data::DELTA_JOBS),
         }));
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {

@@ -98,6 +98,10 @@ pub struct SyncProgress {
     pub bytes_done: u64,
     /// Bytes received from each peer (zstd, as sent).
     pub wire_bytes: BTreeMap<String, u64>,
+    /// Of `chunks_done`, chunks that came as deltas against content this node holds.
+    pub delta_chunks: u64,
+    /// What those deltas saved: the chunks as this node stores them, less the deltas' bytes.
+    pub delta_saved_bytes: u64,
     /// Peers dropped, with why.
     pub dropped: Vec<String>,
     /// Seconds since it started.
@@ -120,6 +124,10 @@ pub struct SyncReport {
     pub payload_bytes: u64,
     /// Bytes received for them, by peer (zstd, as sent).
     pub wire_bytes: BTreeMap<String, u64>,
+    /// Of `chunks`, chunks that came as deltas against content this node holds.
+    pub delta_chunks: u64,
+    /// What those deltas saved: the chunks as this node stores them, less the deltas' bytes.
+    pub delta_saved_bytes: u64,
     /// Peers dropped for bad bytes.
     pub dropped: Vec<String>,
     /// Wall time.
@@ -295,12 +303,15 @@ async fn run(
             chunks: 0,
             payload_bytes: 0,
             wire_bytes: BTreeMap::new(),
+            delta_chunks: 0,
+            delta_saved_bytes: 0,
             dropped: Vec::new(),
             seconds: 0.0,
         });
     }
     let (signed, manifest) = fetch_release(net, id, from, running).await?;
     let blobs = manifest.blobs();
+    let blobs_for_deltas = blobs.clone();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
     let recipes = fetch_recipes(net, id, from, &blobs, running).await?;
     tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
@@ -334,10 +345,26 @@ async fn run(
             }
         }
     }
-    drop(index);
     let list = Arc::new(list);
     *running.list.lock().expect("poisoned") = Some(list.clone());
-    let mut fetch = Fetch::new(net, id, from, list.clone(), accepting, running)?;
+    // Runs of the chunks this node lacks to ask for as deltas against what it holds (the planner bundles use).
+    let (runs, recipes) = {
+        let store = store.clone();
+        let signed = signed.clone();
+        let name = manifest.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let runs = plan_deltas(&store, &signed, &name, &blobs_for_deltas, &recipes, &index);
+            (runs, recipes)
+        })
+        .await
+        .expect("planning deltas panicked")
+    };
+    drop(recipes);
+    let runs = runs.unwrap_or_else(|e| {
+        tracing::warn!(release = id, error = %e, "cannot plan deltas; fetching chunks whole");
+        Vec::new()
+    });
+    let mut fetch = Fetch::new(net, id, from, list.clone(), accepting, runs, running)?;
     fetch.run().await?;
     tracing::debug!(release = id, at = ?started.elapsed(), chunks = list.len(), "chunks fetched");
 
@@ -369,6 +396,8 @@ async fn run(
         chunks: p.chunks_done,
         payload_bytes: p.bytes_done,
         wire_bytes: p.wire_bytes,
+        delta_chunks: p.delta_chunks,
+        delta_saved_bytes: p.delta_saved_bytes,
         dropped: p.dropped,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -627,6 +656,12 @@ enum Event {
     },
     /// A batch of blobs was recorded; these were still incomplete.
     Accepted(Result<Vec<BlobRef>, SyncError>, Duration),
+    /// A delta came back (or did not).
+    Delta {
+        peer: PeerId,
+        run: usize,
+        outcome: Result<DeltaOutcome, WireError>,
+    },
 }
 
 /// What came of one batch.
@@ -760,6 +795,9 @@ struct Fetch<'a> {
     events: mpsc::UnboundedReceiver<Event>,
     last_commit: Instant,
     accepting: Accepting,
+    /// Runs to ask for as deltas, and the run of each chunk of the list.
+    runs: Vec<DeltaRun>,
+    run_of: Vec<Option<usize>>,
 }
 
 impl<'a> Fetch<'a> {
@@ -769,6 +807,7 @@ impl<'a> Fetch<'a> {
         from: Option<PeerId>,
         list: Arc<Vec<(ChunkId, u32)>>,
         mut accepting: Accepting,
+        runs: Vec<DeltaRun>,
         running: &'a Running,
     ) -> Result<Self, SyncError> {
         let store = &net.0.store;
@@ -792,6 +831,12 @@ impl<'a> Fetch<'a> {
         });
         let order = walk_order(list.len(), &net.0.local);
         let (events_tx, events) = mpsc::unbounded_channel();
+        let mut run_of = vec![None; list.len()];
+        for (r, run) in runs.iter().enumerate() {
+            for &i in &run.chunks {
+                run_of[i] = Some(r);
+            }
+        }
         Ok(Fetch {
             net,
             id,
@@ -807,6 +852,8 @@ impl<'a> Fetch<'a> {
             events,
             last_commit: Instant::now(),
             accepting,
+            runs,
+            run_of,
         })
     }
 
@@ -984,8 +1031,82 @@ impl<'a> Fetch<'a> {
                 outcome,
                 elapsed,
             } => self.on_batch(peer, asked, outcome, elapsed),
+            Event::Delta { peer, run, outcome } => self.on_delta(peer, run, outcome),
         }
         Ok(())
+    }
+
+    fn on_delta(&mut self, peer: PeerId, r: usize, outcome: Result<DeltaOutcome, WireError>) {
+        let s = self
+            .sources
+            .get_mut(&peer)
+            .expect("a delta's peer is a source");
+        s.in_flight -= 1;
+        let run = &mut self.runs[r];
+        run.state = RunState::Done;
+        let chunks = std::mem::take(&mut run.chunks);
+        let back_to_needed = |slots: &mut Vec<Slot>| {
+            for &i in &chunks {
+                if slots[i] == Slot::InFlight {
+                    slots[i] = Slot::Needed;
+                }
+            }
+        };
+        match outcome {
+            Ok(DeltaOutcome::Stored { wire, saved }) => {
+                let mut bytes = 0u64;
+                for &i in &chunks {
+                    self.slots[i] = Slot::Done;
+                    self.accepting.stored(i);
+                    bytes += u64::from(self.list[i].1);
+                }
+                self.remaining -= chunks.len();
+                let n = chunks.len() as u64;
+                self.net.update_peer(peer, |p| {
+                    p.received_bytes += bytes;
+                    p.received_chunks += n;
+                });
+                self.running.set(|p| {
+                    p.chunks_done += n;
+                    p.bytes_done += bytes;
+                    p.delta_chunks += n;
+                    p.delta_saved_bytes += saved;
+                    *p.wire_bytes.entry(peer.to_string()).or_default() += wire;
+                });
+            }
+            Ok(DeltaOutcome::Refused(why)) => {
+                tracing::debug!(%peer, why, chunks = chunks.len(), "delta refused; fetching the chunks whole");
+                back_to_needed(&mut self.slots);
+            }
+            Ok(DeltaOutcome::Bad(why)) => {
+                back_to_needed(&mut self.slots);
+                self.drop_peer(peer, why);
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "delta request failed; fetching the chunks whole");
+                back_to_needed(&mut self.slots);
+                let s = self.sources.get_mut(&peer).expect("source");
+                s.conn = None;
+                s.resting_until = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Drop `peer` for the rest of the sync: it sent bytes that failed verification.
+    fn drop_peer(&mut self, peer: PeerId, why: String) {
+        tracing::warn!(%peer, release = self.id, why, "dropping a peer that sent bad bytes");
+        if let Some(s) = self.sources.get_mut(&peer) {
+            s.dropped = true;
+            s.conn = None;
+        }
+        self.net
+            .0
+            .data
+            .disconnect(&peer, "sent bytes that failed verification");
+        let note = format!("{peer}: {why}");
+        self.net
+            .update_peer(peer, |p| p.dropped = Some(why.clone()));
+        self.running.set(|p| p.dropped.push(note));
     }
 
     fn on_batch(
@@ -1046,20 +1167,10 @@ impl<'a> Fetch<'a> {
                 s.recent.pop_front();
             }
         }
-        if let Some(why) = &outcome.bad {
-            tracing::warn!(%peer, release = self.id, why, "dropping a peer that sent bad bytes");
-            s.dropped = true;
-            s.conn = None;
-            self.net
-                .0
-                .data
-                .disconnect(&peer, "sent bytes that failed verification");
-            let note = format!("{peer}: {why}");
-            self.net
-                .update_peer(peer, |p| p.dropped = Some(why.clone()));
-            self.running.set(|p| p.dropped.push(note));
-        }
         let stored = outcome.stored.len() as u64;
+        if let Some(why) = outcome.bad.clone() {
+            self.drop_peer(peer, why);
+        }
         self.net.update_peer(peer, |p| {
             p.received_bytes += bytes;
             p.received_chunks += stored;
@@ -1087,6 +1198,7 @@ impl<'a> Fetch<'a> {
             .map(|(p, s)| (*p, s.rate.unwrap_or(f64::INFINITY)))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        self.schedule_deltas(&ranked);
         for &(peer, rate) in &ranked {
             while let Some(limit) = self.sources[&peer].next_batch(now) {
                 let batch = self.pick(peer, rate, &ranked, limit);
@@ -1098,7 +1210,83 @@ impl<'a> Fetch<'a> {
         }
     }
 
-    /// Up to `limit` bytes of needed chunks `peer` holds, skipping those a much faster peer holds too.
+    /// Ask for pending runs as deltas, fastest holders first. A run no usable peer holds whole while some holds
+    /// part of it is given up on: its chunks are fetched whole.
+    fn schedule_deltas(&mut self, ranked: &[(PeerId, f64)]) {
+        for r in 0..self.runs.len() {
+            if self.runs[r].state != RunState::Pending {
+                continue;
+            }
+            let run = &self.runs[r];
+            if run.chunks.iter().all(|&i| self.slots[i] == Slot::Done) {
+                self.runs[r].state = RunState::Done;
+                continue;
+            }
+            let holder = ranked.iter().map(|(p, _)| *p).find(|p| {
+                let s = &self.sources[p];
+                run.chunks.iter().all(|&i| s.has(i))
+            });
+            let Some(peer) = holder else {
+                let partly = ranked
+                    .iter()
+                    .any(|(p, _)| run.chunks.iter().any(|&i| self.sources[p].has(i)));
+                if partly {
+                    self.runs[r].state = RunState::Done;
+                }
+                continue;
+            };
+            if self.sources[&peer].in_flight >= DELTAS_IN_FLIGHT {
+                continue;
+            }
+            self.send_delta(peer, r);
+        }
+    }
+
+    fn send_delta(&mut self, peer: PeerId, r: usize) {
+        let run = &mut self.runs[r];
+        run.state = RunState::InFlight;
+        let wanted: Vec<(ChunkId, u32)> = run
+            .chunks
+            .iter()
+            .filter(|&&i| self.slots[i] != Slot::Done)
+            .map(|&i| self.list[i])
+            .collect();
+        for &i in &run.chunks {
+            if self.slots[i] == Slot::Needed {
+                self.slots[i] = Slot::InFlight;
+            }
+        }
+        run.chunks.retain(|&i| self.slots[i] != Slot::Done);
+        let reference = run.reference.clone();
+        let s = self.sources.get_mut(&peer).expect("scheduled peer");
+        s.in_flight += 1;
+        s.first_sent.get_or_insert_with(Instant::now);
+        let conn = s.conn.clone().expect("usable peer has a connection");
+        let tx = self.events_tx.clone();
+        let store = self.net.0.store.clone();
+        tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(
+                DELTA_TIMEOUT,
+                fetch_delta(&conn, &store, wanted, reference),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(WireError::Stream(format!(
+                    "no delta within {} s",
+                    DELTA_TIMEOUT.as_secs()
+                ))),
+            };
+            let _ = tx.send(Event::Delta {
+                peer,
+                run: r,
+                outcome,
+            });
+        });
+    }
+
+    /// Up to `limit` bytes of needed chunks `peer` holds, skipping those a much faster peer holds too, and those
+    /// waiting to come as a delta.
     fn pick(&self, peer: PeerId, rate: f64, ranked: &[(PeerId, f64)], limit: u64) -> Vec<usize> {
         let s = &self.sources[&peer];
         let faster: Vec<&Source> = ranked
@@ -1109,7 +1297,11 @@ impl<'a> Fetch<'a> {
         let mut batch = Vec::new();
         let mut bytes = 0u64;
         for &i in &self.order[self.first_open..] {
-            if self.slots[i] != Slot::Needed || !s.has(i) || faster.iter().any(|f| f.has(i)) {
+            if self.slots[i] != Slot::Needed
+                || !s.has(i)
+                || faster.iter().any(|f| f.has(i))
+                || self.run_of[i].is_some_and(|r| self.runs[r].state != RunState::Done)
+            {
                 continue;
             }
             batch.push(i);
@@ -1244,6 +1436,162 @@ async fn fetch_batch(
         outcome.bad = checked.1;
     }
     Ok(outcome)
+}
+
+/// A run of chunks of the list to ask for as one delta.
+struct DeltaRun {
+    /// Positions in the list, in order.
+    chunks: Vec<usize>,
+    reference: ferry_protocol::delta::Reference,
+    state: RunState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    /// Not asked yet: its chunks wait for it.
+    Pending,
+    InFlight,
+    /// Stored, or refused or failed (its chunks are then fetched whole).
+    Done,
+}
+
+/// Most delta requests in flight to one peer (each is a level-19 encoding on its side).
+const DELTAS_IN_FLIGHT: usize = 2;
+/// Longest a delta may take, waiting for the holder's turn included.
+const DELTA_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The runs of the chunks this node lacks that may come as deltas against releases of the same name it holds
+/// (the planner bundles use, on the receiving side). `index` maps a chunk to its place in the list.
+fn plan_deltas(
+    store: &Store,
+    signed: &SignedRelease,
+    name: &str,
+    blobs: &[BlobRef],
+    recipes: &HashMap<RecipeId, Recipe>,
+    index: &HashMap<ChunkId, usize>,
+) -> Result<Vec<DeltaRun>, StoreError> {
+    let held: Vec<String> = store
+        .releases()?
+        .into_iter()
+        .filter(|r| r.manifest.name == name)
+        .map(|r| r.manifest.id())
+        .collect();
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = crate::plan::plan_received(signed, blobs, recipes, |c| {
+        store.has_chunk(c).unwrap_or(false)
+    })?;
+    let deltas = crate::delta::Deltas::plan(store, &plan, &held)?;
+    Ok(deltas
+        .runs
+        .into_iter()
+        .map(|run| DeltaRun {
+            chunks: plan.chunks[run.chunks]
+                .iter()
+                .map(|c| index[&c.id])
+                .collect(),
+            reference: ferry_protocol::delta::Reference {
+                recipe: deltas.bases[run.base as usize].0,
+                ranges: run.ranges,
+            },
+            state: RunState::Pending,
+        })
+        .collect())
+}
+
+/// What came of one delta.
+enum DeltaOutcome {
+    /// Stored: bytes received, and saved against the chunks as this store keeps them.
+    Stored { wire: u64, saved: u64 },
+    /// The peer would not (it lacks the base, or the delta was no smaller): fetch the chunks whole.
+    Refused(String),
+    /// Bytes that fail verification: drop the peer.
+    Bad(String),
+}
+
+/// Ask `conn` for the chunks `wanted` as a delta against `reference`, decode it against this store, check
+/// every chunk against its id and store them.
+async fn fetch_delta(
+    conn: &quinn::Connection,
+    store: &crate::Store,
+    wanted: Vec<(ChunkId, u32)>,
+    reference: ferry_protocol::delta::Reference,
+) -> Result<DeltaOutcome, WireError> {
+    let answer = request(
+        conn,
+        &SyncRequest::Delta {
+            ids: wanted.iter().map(|(c, _)| *c).collect(),
+            reference: reference.clone(),
+        },
+    )
+    .await?;
+    let (frame, check) = match answer {
+        SyncResponse::Delta { frame, check } => (frame, check),
+        SyncResponse::Refused(why) => return Ok(DeltaOutcome::Refused(why)),
+        other => {
+            return Ok(DeltaOutcome::Refused(format!(
+                "unexpected answer to a delta request: {other:?}"
+            )))
+        }
+    };
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store_delta(&store, &wanted, &reference, &frame, &check))
+        .await
+        .map_err(|e| WireError::Stream(e.to_string()))
+}
+
+/// Decode a delta a peer sent against this store's own reference, check each chunk against its id, store.
+fn store_delta(
+    store: &crate::Store,
+    wanted: &[(ChunkId, u32)],
+    reference: &ferry_protocol::delta::Reference,
+    frame: &[u8],
+    check: &[u8; ferry_protocol::delta::CHECK_LEN],
+) -> DeltaOutcome {
+    let base = match crate::delta::read_reference(store, reference) {
+        Ok(b) => b,
+        // This node's own base went (collected meanwhile): the chunks come whole.
+        Err(e) => return DeltaOutcome::Refused(format!("this node's base: {e}")),
+    };
+    let len: usize = wanted.iter().map(|(_, l)| *l as usize).sum();
+    let mut out = Vec::with_capacity(len);
+    if let Err(e) = crate::delta::decode_checked(&base, frame, len, check, &mut out) {
+        return DeltaOutcome::Bad(format!(
+            "sent a delta for {} chunks from {} against base recipe {} that does not decode: {e}",
+            wanted.len(),
+            wanted[0].0,
+            reference.recipe
+        ));
+    }
+    let mut buf = Vec::with_capacity(len / 2);
+    let mut items = Vec::with_capacity(wanted.len());
+    let mut at = 0usize;
+    for (id, l) in wanted {
+        let bytes = &out[at..at + *l as usize];
+        at += *l as usize;
+        if ChunkId::of(bytes) != *id {
+            return DeltaOutcome::Bad(format!(
+                "sent a delta whose chunk {id} does not match its id"
+            ));
+        }
+        let start = buf.len();
+        if let Err(e) = store.compress_chunk_into(bytes, &mut buf) {
+            return DeltaOutcome::Refused(e.to_string());
+        }
+        items.push((*id, *l, start..buf.len()));
+    }
+    let whole: u64 = items
+        .iter()
+        .map(|(_, _, r)| (r.len() + ferry_protocol::sync::RECORD_HEADER_LEN) as u64)
+        .sum();
+    match store.put_chunks(items.iter().map(|(id, l, r)| (*id, *l, &buf[r.clone()]))) {
+        Ok(_) => DeltaOutcome::Stored {
+            wire: frame.len() as u64,
+            saved: whole.saturating_sub(frame.len() as u64),
+        },
+        Err(e) => DeltaOutcome::Refused(format!("storing chunks: {e}")),
+    }
 }
 
 /// Positions `0..n` in segments of [`SEGMENT`], the segments shuffled by a generator seeded with this node's
