@@ -505,6 +505,201 @@ fn zstd_error(code: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::export::{receiver_have, Receiver};
+    use crate::bundle::{BundleError, ExportOptions};
+    use crate::ingest::{add, AddOptions, Source};
+    use crate::progress::NoProgress;
+    use ferry_protocol::bundle::{
+        block_hash, parse_records, part_table, volume_name, BundleIndex, Record, SignedIndex,
+        BLOCK_SIZE, INDEX_FILE,
+    };
+
+    /// Text-like bytes: numbered lines of words, `lines` of them.
+    fn text(lines: usize, salt: &str) -> Vec<u8> {
+        let words = [
+            "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+        ];
+        let mut out = String::new();
+        for i in 0..lines {
+            let w = words[(i * 7 + i / 3) % words.len()];
+            out.push_str(&format!("line {i}: {w} {} {w}{}\n", i * 31 % 977, i % 13));
+            if i == lines / 2 {
+                out.push_str(salt);
+            }
+        }
+        out.into_bytes()
+    }
+
+    fn add_file(store: &Store, dir: &std::path::Path, name: &str, version: &str, bytes: &[u8]) {
+        let path = dir.join(format!("{name}-{version}.txt"));
+        std::fs::write(&path, bytes).unwrap();
+        add(
+            store,
+            name,
+            version,
+            &[Source::File(path)],
+            &AddOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+    }
+
+    /// A seed holding t@1 and t@2 (one line changed in the middle of 3 MB of text), and a site holding t@1.
+    fn seed_and_site(dir: &std::path::Path) -> (Store, Store) {
+        let seed = Store::create(&dir.join("seed"), Default::default()).unwrap();
+        add_file(&seed, dir, "t", "1", &text(60_000, ""));
+        add_file(&seed, dir, "t", "2", &text(60_000, "one new line\n"));
+        let site = Store::create(&dir.join("site"), Default::default()).unwrap();
+        site.trust_add(seed.publisher()).unwrap();
+        let full = dir.join("full");
+        let have = receiver_have(&seed, &[], None, None).unwrap();
+        let to = Receiver {
+            have: &have,
+            site: None,
+        };
+        crate::bundle::export(
+            &seed,
+            &["t@1".into()],
+            to,
+            &full,
+            ExportOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        crate::bundle::import(&site, &full, &NoProgress).unwrap();
+        (seed, site)
+    }
+
+    #[test]
+    fn a_delta_that_does_not_decode_to_its_chunks_is_named_and_nothing_of_it_is_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seed, site) = seed_and_site(dir.path());
+        let out = dir.path().join("delta");
+        let have = receiver_have(&seed, &["t@1".into()], None, None).unwrap();
+        let to = Receiver {
+            have: &have,
+            site: None,
+        };
+        let report = crate::bundle::export(
+            &seed,
+            &["t@2".into()],
+            to,
+            &out,
+            ExportOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(report.delta_chunks > 0, "{report:?}");
+
+        // A faulty exporter (with a trusted key): one byte of the delta's frame changed, the stream and the
+        // index made consistent again and signed.
+        let index_path = out.join(INDEX_FILE);
+        let signed = SignedIndex::decode(&std::fs::read(&index_path).unwrap()).unwrap();
+        let mut index = BundleIndex::decode(&signed.index).unwrap();
+        assert_eq!(index.segments.len(), 1);
+        let vol = out.join(volume_name(1));
+        let mut raw = zstd::decode_all(&std::fs::read(&vol).unwrap()[..]).unwrap();
+        let parts = part_table(&index.recipes).unwrap();
+        let records = parse_records(
+            &raw,
+            index.segments[0].first_part,
+            &parts,
+            index.bases.len(),
+        )
+        .unwrap();
+        let frame = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Delta { frame, .. } => Some(frame.clone()),
+                Record::Chunk { .. } => None,
+            })
+            .expect("a delta record");
+        raw[frame.start + frame.len() / 2] ^= 0x5a;
+        let comp = zstd::encode_all(&raw[..], 3).unwrap();
+        std::fs::write(&vol, &comp).unwrap();
+        index.segments[0].comp_len = comp.len() as u64;
+        index.segments[0].raw_len = raw.len() as u64;
+        index.volumes[0].size = comp.len() as u64;
+        index.volumes[0].blake3 = ferry_protocol::Hash32(*blake3::hash(&comp).as_bytes());
+        index.volumes[0].blocks = comp.chunks(BLOCK_SIZE as usize).map(block_hash).collect();
+        std::fs::write(&index_path, index.sign(seed.signing_key()).encode()).unwrap();
+
+        let err = crate::bundle::import(&site, &out, &NoProgress).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, BundleError::Segment { .. })
+                && msg.contains("delta record")
+                && msg.contains(&index.bases[0].0.to_string()),
+            "{msg}"
+        );
+        assert!(site.signed_release("t@2").unwrap().is_none());
+        assert!(site.signed_release("t@1").unwrap().is_some());
+        assert!(site.fsck(&NoProgress).unwrap().ok);
+    }
+
+    #[test]
+    fn a_synced_delta_is_checked_chunk_by_chunk_and_a_bad_one_named() {
+        use crate::net::sync::{store_delta, DeltaOutcome};
+        let dir = tempfile::tempdir().unwrap();
+        let (seed, site) = seed_and_site(dir.path());
+        let blob = |s: &Store, v: &str| s.release("t", v).unwrap().blobs()[0];
+        let (old, new) = (blob(&seed, "1"), blob(&seed, "2"));
+        let new_recipe = seed.recipe(&new.recipe).unwrap().unwrap();
+        let wanted: Vec<(ChunkId, u32)> = new_recipe
+            .chunks()
+            .filter(|(c, _)| !site.has_chunk(c).unwrap())
+            .collect();
+        assert!(!wanted.is_empty());
+        let size = seed.recipe(&old.recipe).unwrap().unwrap().size();
+        let reference = Reference {
+            recipe: old.recipe,
+            ranges: vec![(0, size)],
+        };
+        let base = read_reference(&seed, &reference).unwrap();
+        let target: Vec<u8> = wanted
+            .iter()
+            .flat_map(|(c, _)| seed.read_chunk(c).unwrap())
+            .collect();
+        let frame = encode(&base, &target, DELTA_LEVEL).unwrap();
+        let check = output_check(&target);
+
+        // A frame with a byte changed, or the right frame under another chunk's name: named, nothing stored.
+        let mut bad = frame.clone();
+        let at = bad.len() - 3;
+        bad[at] ^= 1;
+        match store_delta(&site, &wanted, &reference, &bad, &check) {
+            DeltaOutcome::Bad(why) => {
+                assert!(
+                    why.contains(&old.recipe.to_string()) && why.contains(&wanted[0].0.to_string()),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut renamed = wanted.clone();
+        renamed[0].0 = ChunkId::of(b"another chunk");
+        assert!(matches!(
+            store_delta(&site, &renamed, &reference, &frame, &check),
+            DeltaOutcome::Bad(why) if why.contains(&renamed[0].0.to_string())
+        ));
+        assert!(!site.has_chunk(&wanted[0].0).unwrap());
+        // The good one is stored.
+        assert!(matches!(
+            store_delta(&site, &wanted, &reference, &frame, &check),
+            DeltaOutcome::Stored { .. }
+        ));
+        site.commit().unwrap();
+        assert!(wanted.iter().all(|(c, _)| site.has_chunk(c).unwrap()));
+        // A reference this node does not hold: refused (fetched whole), not blamed on the peer.
+        let missing = Reference {
+            recipe: ferry_protocol::RecipeId::of(b"nowhere"),
+            ranges: vec![(0, 10)],
+        };
+        assert!(matches!(
+            store_delta(&site, &wanted, &missing, &frame, &check),
+            DeltaOutcome::Refused(_)
+        ));
+    }
 
     #[test]
     fn versions_fold_away() {

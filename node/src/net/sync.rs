@@ -1501,7 +1501,8 @@ fn plan_deltas(
 }
 
 /// What came of one delta.
-enum DeltaOutcome {
+#[derive(Debug)]
+pub(crate) enum DeltaOutcome {
     /// Stored: bytes received, and saved against the chunks as this store keeps them.
     Stored { wire: u64, saved: u64 },
     /// The peer would not (it lacks the base, or the delta was no smaller): fetch the chunks whole.
@@ -1542,7 +1543,7 @@ async fn fetch_delta(
 }
 
 /// Decode a delta a peer sent against this store's own reference, check each chunk against its id, store.
-fn store_delta(
+pub(crate) fn store_delta(
     store: &crate::Store,
     wanted: &[(ChunkId, u32)],
     reference: &ferry_protocol::delta::Reference,
