@@ -61,7 +61,7 @@ pub struct Deltas {
 }
 
 /// Keys a blob is known by inside its release, most specific first.
-fn blob_keys(entries: &[Entry]) -> Vec<(BlobRef, Vec<String>)> {
+pub fn blob_keys(entries: &[Entry]) -> Vec<(BlobRef, Vec<String>)> {
     let mut out = Vec::new();
     for e in entries {
         match e {
@@ -175,10 +175,17 @@ impl BaseIndex {
         Ok(index)
     }
 
+    /// The base for a blob known by `keys` (its path or image position), by those keys alone.
+    pub fn by_keys(&self, keys: &[String]) -> Option<&BlobRef> {
+        keys.iter()
+            .find_map(|k| self.by_key.get(k))
+            .map(|&i| &self.blobs[i])
+    }
+
     /// The base for a blob known by `keys` whose recipe is `recipe`.
     fn find(&self, keys: &[String], recipe: &Recipe) -> Option<&BlobRef> {
-        if let Some(&i) = keys.iter().find_map(|k| self.by_key.get(k)) {
-            return Some(&self.blobs[i]);
+        if let Some(b) = self.by_keys(keys) {
+            return Some(b);
         }
         let mut votes: HashMap<usize, u64> = HashMap::new();
         for (c, len) in recipe.chunks() {

@@ -45,6 +45,12 @@ pub enum SyncRequest {
         /// The ids, at most [`MAX_BATCH_CHUNKS`].
         ids: Vec<ChunkId>,
     },
+    /// Recipes by id, each written as a difference against a base recipe the asker holds (or whole, with no
+    /// base): answered with [`SyncResponse::RecipeDiffs`].
+    RecipeDiffs {
+        /// Each recipe wanted, with the base to write it against.
+        wanted: Vec<(RecipeId, Option<RecipeId>)>,
+    },
     /// Chunks as one delta against content the asker holds: a zstd frame which, decoded with the reference's
     /// bytes as its prefix, gives the chunks' bytes in order (see `ferry_protocol::delta`). Answered with
     /// [`SyncResponse::Delta`], or refused (the peer lacks a chunk or the base, or the delta is no smaller than
@@ -77,6 +83,9 @@ pub enum SyncResponse {
     Have(Vec<u8>),
     /// The peer cannot answer: it lacks the release, or refuses the request. A message for the log.
     Refused(String),
+    /// Recipe differences, in the order asked; `None` for one the peer lacks. Each names its base as 0 (the one
+    /// asked for) or none (the peer lacks that base: the recipe in full), and carries no chunk.
+    RecipeDiffs(Vec<Option<crate::delta::RecipeDiff>>),
     /// A delta frame, with the BLAKE3 prefix of its output (see [`crate::delta::output_check`]).
     Delta {
         /// The zstd frame.

@@ -378,7 +378,8 @@ fn gzip_layers_cross_as_raw_data_and_come_back_exact() {
 fn wire_total(report: &Value) -> u64 {
     report["wire_bytes"]
         .as_object()
-        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>())
+        + num(report, "recipe_bytes")
 }
 
 #[test]

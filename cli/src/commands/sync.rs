@@ -189,6 +189,7 @@ fn print_report(r: &serde_json::Value) {
         .as_object()
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0);
+    let wire = wire + r["recipe_bytes"].as_u64().unwrap_or(0);
     let peers = r["wire_bytes"].as_object().map_or(0, |m| m.len());
     output::line(format!(
         "synced {release}: {} chunks, {} of content ({} on the wire) from {peers} peers in {:.1} s",

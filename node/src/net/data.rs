@@ -271,6 +271,26 @@ fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
             Ok(None) => SyncResponse::Refused(format!("this node does not hold release {id}")),
             Err(e) => SyncResponse::Refused(e.to_string()),
         },
+        SyncRequest::RecipeDiffs { wanted } => SyncResponse::RecipeDiffs(
+            wanted
+                .iter()
+                .map(|(id, base)| {
+                    let recipe = match store.recipe(id).ok().flatten() {
+                        Some(r) => r,
+                        None => <ferry_protocol::Recipe as ferry_protocol::Object>::decode(
+                            &net.running_recipe(id)?,
+                        )
+                        .ok()?,
+                    };
+                    let base = base.and_then(|b| store.recipe(&b).ok().flatten());
+                    Some(ferry_protocol::delta::RecipeDiff::new(
+                        &recipe,
+                        base.as_ref().map(|b| (0, b)),
+                        |_| false,
+                    ))
+                })
+                .collect(),
+        ),
         SyncRequest::Recipes { ids } => SyncResponse::Recipes(
             ids.iter()
                 .map(|id| {

@@ -98,6 +98,8 @@ pub struct SyncProgress {
     pub bytes_done: u64,
     /// Bytes received from each peer (zstd, as sent).
     pub wire_bytes: BTreeMap<String, u64>,
+    /// Bytes of recipes received (as differences against recipes this node holds, where it holds a version).
+    pub recipe_bytes: u64,
     /// Of `chunks_done`, chunks that came as deltas against content this node holds.
     pub delta_chunks: u64,
     /// What those deltas saved: the chunks as this node stores them, less the deltas' bytes.
@@ -124,6 +126,8 @@ pub struct SyncReport {
     pub payload_bytes: u64,
     /// Bytes received for them, by peer (zstd, as sent).
     pub wire_bytes: BTreeMap<String, u64>,
+    /// Bytes of recipes received (as differences against recipes this node holds, where it holds a version).
+    pub recipe_bytes: u64,
     /// Of `chunks`, chunks that came as deltas against content this node holds.
     pub delta_chunks: u64,
     /// What those deltas saved: the chunks as this node stores them, less the deltas' bytes.
@@ -303,6 +307,7 @@ async fn run(
             chunks: 0,
             payload_bytes: 0,
             wire_bytes: BTreeMap::new(),
+            recipe_bytes: 0,
             delta_chunks: 0,
             delta_saved_bytes: 0,
             dropped: Vec::new(),
@@ -313,7 +318,7 @@ async fn run(
     let blobs = manifest.blobs();
     let blobs_for_deltas = blobs.clone();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
-    let recipes = fetch_recipes(net, id, from, &blobs, running).await?;
+    let recipes = fetch_recipes(net, id, from, &manifest, running).await?;
     tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
 
     // The chunk list, in order of first use, as every node computes it.
@@ -396,6 +401,7 @@ async fn run(
         chunks: p.chunks_done,
         payload_bytes: p.bytes_done,
         wire_bytes: p.wire_bytes,
+        recipe_bytes: p.recipe_bytes,
         delta_chunks: p.delta_chunks,
         delta_saved_bytes: p.delta_saved_bytes,
         dropped: p.dropped,
@@ -484,15 +490,16 @@ async fn fetch_recipes(
     net: &Network,
     id: &str,
     from: Option<PeerId>,
-    blobs: &[BlobRef],
+    manifest: &ferry_protocol::ReleaseManifest,
     running: &Running,
 ) -> Result<HashMap<RecipeId, Recipe>, SyncError> {
     let store = &net.0.store;
+    let blobs = manifest.blobs();
     let mut out = HashMap::new();
     let mut lacking = Vec::new();
     // Membership of `lacking`, so a release of many blobs is not a quadratic scan.
     let mut lacking_set = HashSet::new();
-    for b in blobs {
+    for b in &blobs {
         if out.contains_key(&b.recipe) || lacking_set.contains(&b.recipe) {
             continue;
         }
@@ -506,6 +513,22 @@ async fn fetch_recipes(
             }
         }
     }
+    // The recipes this node lacks come as differences against the recipe of the same entry in a version it
+    // holds, when it holds one.
+    let bases: HashMap<RecipeId, (RecipeId, Recipe)> = if lacking.is_empty() {
+        HashMap::new()
+    } else {
+        let store = store.clone();
+        let manifest = manifest.clone();
+        let lacking = lacking_set.clone();
+        tokio::task::spawn_blocking(move || recipe_bases(&store, &manifest, &lacking))
+            .await
+            .expect("choosing recipe bases panicked")
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot choose bases for recipes; fetching them whole");
+                HashMap::new()
+            })
+    };
     let mut round = 0;
     while !lacking.is_empty() {
         let before = lacking.len();
@@ -517,25 +540,51 @@ async fn fetch_recipes(
             .chunks(RECIPES_PER_REQUEST)
             .zip(sources.iter().cycle().skip(round % sources.len().max(1)))
             .map(|(ids, &(peer, addr, _))| {
-                let ids = ids.to_vec();
+                let wanted: Vec<(RecipeId, Option<RecipeId>)> = ids
+                    .iter()
+                    .map(|r| (*r, bases.get(r).map(|(b, _)| *b)))
+                    .collect();
                 async move {
                     let conn = net.0.data.connect(peer, addr).await?;
-                    let answer = request(&conn, &SyncRequest::Recipes { ids: ids.clone() }).await?;
-                    Ok::<_, WireError>((peer, ids, answer))
+                    let answer = request(
+                        &conn,
+                        &SyncRequest::RecipeDiffs {
+                            wanted: wanted.clone(),
+                        },
+                    )
+                    .await?;
+                    Ok::<_, WireError>((peer, wanted, answer))
                 }
             });
         for answer in futures::future::join_all(asks).await {
-            let Ok((peer, ids, SyncResponse::Recipes(got))) = answer else {
+            let Ok((peer, wanted, answer)) = answer else {
                 continue;
             };
-            for (rid, bytes) in ids.iter().zip(got) {
-                let Some(bytes) = bytes else { continue };
-                if RecipeId::of(&bytes) != *rid {
-                    tracing::warn!(%peer, recipe = %rid, "a peer sent a recipe that does not match its id");
+            let size = answer.encode().len() as u64;
+            let SyncResponse::RecipeDiffs(got) = answer else {
+                continue;
+            };
+            running.set(|p| p.recipe_bytes += size);
+            for ((rid, _), diff) in wanted.iter().zip(got) {
+                let Some(diff) = diff else { continue };
+                let base = match diff.base {
+                    None => None,
+                    Some(0) => bases.get(rid).map(|(_, r)| r),
+                    Some(_) => {
+                        tracing::warn!(%peer, recipe = %rid, "a peer sent a recipe against a base not asked for");
+                        continue;
+                    }
+                };
+                if diff.id != *rid {
+                    tracing::warn!(%peer, recipe = %rid, "a peer sent another recipe than the one asked for");
                     continue;
                 }
-                let Ok(recipe) = Recipe::decode(&bytes) else {
-                    continue;
+                let (recipe, bytes) = match diff.rebuild_checked(base, |_| None) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(%peer, recipe = %rid, error = %e, "a peer sent a recipe that does not rebuild to its id");
+                        continue;
+                    }
                 };
                 running
                     .recipes
@@ -553,6 +602,37 @@ async fn fetch_recipes(
                 p.state = format!("waiting for peers with {} recipes of {id}", lacking.len())
             });
             net.peers_changed(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(out)
+}
+
+/// For each recipe of `lacking`, the recipe of the same entry in a release of the same name this node holds.
+fn recipe_bases(
+    store: &Store,
+    manifest: &ferry_protocol::ReleaseManifest,
+    lacking: &HashSet<RecipeId>,
+) -> Result<HashMap<RecipeId, (RecipeId, Recipe)>, StoreError> {
+    let held: Vec<String> = store
+        .releases()?
+        .into_iter()
+        .filter(|r| r.manifest.name == manifest.name)
+        .map(|r| r.manifest.id())
+        .collect();
+    let mut out = HashMap::new();
+    if held.is_empty() {
+        return Ok(out);
+    }
+    let names = HashSet::from([manifest.name.clone()]);
+    let index = crate::delta::BaseIndex::new(store, &held, &names)?;
+    for (blob, keys) in crate::delta::blob_keys(&manifest.entries) {
+        if !lacking.contains(&blob.recipe) || out.contains_key(&blob.recipe) {
+            continue;
+        }
+        if let Some(base) = index.by_keys(&keys) {
+            if let Some(r) = store.recipe(&base.recipe)? {
+                out.insert(blob.recipe, (base.recipe, r));
+            }
         }
     }
     Ok(out)
