@@ -60,6 +60,9 @@ pub enum SyncRequest {
         ids: Vec<ChunkId>,
         /// Where the reference lies in a base recipe both hold.
         reference: crate::delta::Reference,
+        /// The zstd level to encode at (the asker's plan chooses it as a bundle export would; the holder keeps
+        /// it within 1 to 19).
+        level: i32,
     },
 }
 
@@ -247,6 +250,7 @@ mod tests {
                         recipe: RecipeId::of(id.as_bytes()),
                         ranges: vec![(0, n as u64), (7, 9)],
                     },
+                    level: 19,
                 },
             ] {
                 prop_assert_eq!(SyncRequest::decode(&r.encode()).unwrap(), r);

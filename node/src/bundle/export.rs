@@ -202,6 +202,7 @@ pub fn export(
     };
     let ctx = SegmentContext {
         store,
+        level: deltas.level,
         plan: &plan,
         bases: &base_recipes,
         opts: &opts,
@@ -361,6 +362,8 @@ enum Item<'a> {
 
 struct SegmentContext<'a> {
     store: &'a Store,
+    /// zstd level of the deltas.
+    level: i32,
     plan: &'a Plan,
     bases: &'a [Recipe],
     opts: &'a ExportOptions,
@@ -425,7 +428,7 @@ fn build_segment(
                 let reference =
                     delta::read_ranges(ctx.store, &ctx.bases[run.base as usize], &run.ranges)?;
                 let frame =
-                    delta::encode(&reference, &target, delta::DELTA_LEVEL).map_err(corrupt)?;
+                    delta::encode(&reference, &target, ctx.level).map_err(corrupt)?;
                 drop(reference);
                 let alone = delta::plain_size(&target, ctx.opts.zstd_level).map_err(corrupt)?;
                 let n = run.chunks.len();

@@ -173,7 +173,11 @@ async fn answer(
             "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
             ids.len()
         )),
-        SyncRequest::Delta { ids, reference } => {
+        SyncRequest::Delta {
+            ids,
+            reference,
+            level,
+        } => {
             let _permit = net
                 .0
                 .delta_jobs
@@ -182,7 +186,7 @@ async fn answer(
                 .map_err(|e| WireError::Stream(e.to_string()))?;
             let store = net.0.store.clone();
             let answer =
-                tokio::task::spawn_blocking(move || delta_answer(&store, &ids, &reference))
+                tokio::task::spawn_blocking(move || delta_answer(&store, &ids, &reference, level))
                     .await
                     .map_err(|e| WireError::Stream(e.to_string()))?;
             if let SyncResponse::Delta { frame, .. } = &answer {
@@ -204,12 +208,13 @@ async fn answer(
     Ok(())
 }
 
-/// A delta of chunks `ids` against `reference`, if this node holds both and the delta is smaller than the
+/// A delta of chunks `ids` against `reference` at zstd `level`, if this node holds both and the delta is smaller than the
 /// chunks as stored.
 fn delta_answer(
     store: &crate::Store,
     ids: &[ChunkId],
     reference: &ferry_protocol::delta::Reference,
+    level: i32,
 ) -> SyncResponse {
     use ferry_protocol::delta::{output_check, MAX_DELTA_OUTPUT, MAX_RANGES};
     if ids.is_empty() || ids.len() > MAX_BATCH_CHUNKS || reference.ranges.len() as u64 > MAX_RANGES
@@ -249,7 +254,7 @@ fn delta_answer(
             ))
         }
     };
-    match crate::delta::encode(&base, &target, crate::delta::DELTA_LEVEL) {
+    match crate::delta::encode(&base, &target, level.clamp(1, crate::delta::DELTA_LEVEL)) {
         Ok(frame) if (frame.len() as u64) < whole => SyncResponse::Delta {
             frame,
             check: output_check(&target),

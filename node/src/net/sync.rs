@@ -1338,6 +1338,7 @@ impl<'a> Fetch<'a> {
         }
         run.chunks.retain(|&i| self.slots[i] != Slot::Done);
         let reference = run.reference.clone();
+        let level = run.level;
         let s = self.sources.get_mut(&peer).expect("scheduled peer");
         s.in_flight += 1;
         s.first_sent.get_or_insert_with(Instant::now);
@@ -1347,7 +1348,7 @@ impl<'a> Fetch<'a> {
         tokio::spawn(async move {
             let outcome = match tokio::time::timeout(
                 DELTA_TIMEOUT,
-                fetch_delta(&conn, &store, wanted, reference),
+                fetch_delta(&conn, &store, wanted, reference, level),
             )
             .await
             {
@@ -1523,6 +1524,8 @@ struct DeltaRun {
     /// Positions in the list, in order.
     chunks: Vec<usize>,
     reference: ferry_protocol::delta::Reference,
+    /// The zstd level the plan chose (as a bundle export of the same update would).
+    level: i32,
     state: RunState,
 }
 
@@ -1575,6 +1578,7 @@ fn plan_deltas(
                 recipe: deltas.bases[run.base as usize].0,
                 ranges: run.ranges,
             },
+            level: deltas.level,
             state: RunState::Pending,
         })
         .collect())
@@ -1598,12 +1602,14 @@ async fn fetch_delta(
     store: &crate::Store,
     wanted: Vec<(ChunkId, u32)>,
     reference: ferry_protocol::delta::Reference,
+    level: i32,
 ) -> Result<DeltaOutcome, WireError> {
     let answer = request(
         conn,
         &SyncRequest::Delta {
             ids: wanted.iter().map(|(c, _)| *c).collect(),
             reference: reference.clone(),
+            level,
         },
     )
     .await?;
