@@ -236,7 +236,7 @@ pub(crate) fn num(v: &Value, key: &str) -> Result<u64> {
         .with_context(|| format!("no number {key:?} in {v}"))
 }
 
-fn names(v: &Value, key: &str) -> Vec<String> {
+pub(crate) fn names(v: &Value, key: &str) -> Vec<String> {
     v[key]
         .as_array()
         .into_iter()
@@ -267,7 +267,7 @@ fn ratio(a: u64, b: u64) -> f64 {
     a as f64 / b as f64
 }
 
-fn mib(m: &Measured) -> f64 {
+pub(crate) fn mib(m: &Measured) -> f64 {
     m.max_rss_kib as f64 / 1024.0
 }
 

@@ -371,7 +371,7 @@ fn mbs(bytes: u64) -> String {
 }
 
 /// Bytes, in MB above 1 MB and in kB below, for the wide tables.
-fn short(bytes: u64) -> String {
+pub(crate) fn short(bytes: u64) -> String {
     if bytes >= 1_000_000 {
         format!("{:.2} MB", bytes as f64 / 1e6)
     } else {
@@ -379,7 +379,7 @@ fn short(bytes: u64) -> String {
     }
 }
 
-fn geomean(xs: &[f64]) -> f64 {
+pub(crate) fn geomean(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()
 }
 

@@ -22,10 +22,16 @@
 //! pairs (`tools/fixtures/gzip-corpus.sh`), Ferry's bundle delta next to the layer-level delta and
 //! `zstd --patch-from` on the raw streams, and the ingest cost of `ferry add` (the plain-ingest baseline).
 //!
+//! `ferry-bench delta --work DIR [--before FERRY_BIN] [--fat DIR]` measures delta transport (see `delta.rs`): a
+//! corpus of real version pairs (`tools/fixtures/delta-pairs.sh`), the bundle by Ferry before and now next to the
+//! whole artifact, the layer-level delta and `zstd --patch-from` on the decompressed content; import speed, export
+//! memory, and (`--only sync`) network sync of the same updates.
+//!
 //! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
 mod bundle;
+mod delta;
 mod fat;
 mod fixtures;
 mod gc;
@@ -88,6 +94,9 @@ enum Sub {
     Gc(gc::GcArgs),
     /// Real delivery sizes (issue 17): fat images, the first pull at a site, the store, a soak.
     Fat(fat::FatArgs),
+    /// Delta transport (issue 18) on real version pairs: bundle bytes before and now next to the layer-level
+    /// delta and `zstd --patch-from`, import speed, export memory, and network sync of the same updates.
+    Delta(delta::DeltaArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -161,6 +170,7 @@ fn real_main() -> Result<()> {
         Sub::Gzip(args) => gzip::run(args),
         Sub::Gc(args) => gc::run(args),
         Sub::Fat(args) => fat::run(args),
+        Sub::Delta(args) => delta::run(args),
     }
 }
 

@@ -328,7 +328,7 @@ fn change_files(root: &Path) -> Result<()> {
 // Nodes
 
 /// A running `ferry serve` with network sync.
-struct Node {
+pub(crate) struct Node {
     store: PathBuf,
     child: Child,
 }
@@ -336,7 +336,7 @@ struct Node {
 impl Node {
     /// Start a node on `store`, in `host`'s namespace (or the machine's own, on loopback), its planes at
     /// `ip:port`, dialling `peers` (`(ip, port, peer id)`).
-    fn start(
+    pub(crate) fn start(
         b: &Bench,
         store: &Path,
         host: Option<&Host>,
@@ -411,7 +411,7 @@ impl Node {
     }
 
     /// Wait until the control plane is connected to each of `peers` and knows its data port.
-    fn wait_connected(&self, b: &Bench, peers: &[&str]) -> Result<()> {
+    pub(crate) fn wait_connected(&self, b: &Bench, peers: &[&str]) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let st = self.status(b)?;
@@ -471,7 +471,7 @@ impl Node {
         })
     }
 
-    fn sync_cmd(&self, b: &Bench, release: &str) -> Cmd {
+    pub(crate) fn sync_cmd(&self, b: &Bench, release: &str) -> Cmd {
         b.ferry(&self.store).args([
             "--json",
             "--no-progress",
@@ -482,7 +482,7 @@ impl Node {
         ])
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         Cmd::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .output()?;
@@ -514,22 +514,24 @@ fn site_store(b: &Bench, dir: &Path, seed: &Seed) -> Result<(PathBuf, String)> {
     Ok((store, id))
 }
 
-fn allow(b: &Bench, store: &Path, peer: &str) -> Result<()> {
+pub(crate) fn allow(b: &Bench, store: &Path, peer: &str) -> Result<()> {
     b.ferry(store).args(["peers", "allow", peer]).output()?;
     Ok(())
 }
 
-fn peer_id(b: &Bench, store: &Path) -> Result<String> {
+pub(crate) fn peer_id(b: &Bench, store: &Path) -> Result<String> {
     Ok(b.ferry(store).arg("id").output()?.trim().to_owned())
 }
 
 /// A sync's report and its whole-process measurement.
-struct Synced {
-    m: Measured,
-    payload: u64,
-    wire: u64,
+pub(crate) struct Synced {
+    pub(crate) m: Measured,
+    pub(crate) payload: u64,
+    pub(crate) wire: u64,
+    /// Bytes of recipes received (`recipe_bytes`; 0 from a Ferry that does not report them).
+    pub(crate) recipes: u64,
     seconds: f64,
-    chunks: u64,
+    pub(crate) chunks: u64,
     peers: usize,
     /// When chunk bytes were first and last seen arriving (seconds from the start), if polled.
     phase: Option<(f64, f64)>,
@@ -541,7 +543,7 @@ fn phased((m, phase): (Measured, Option<(f64, f64)>)) -> Result<Synced> {
     Ok(s)
 }
 
-fn synced(m: Measured) -> Result<Synced> {
+pub(crate) fn synced(m: Measured) -> Result<Synced> {
     let r: Value = serde_json::from_str(&m.stdout)
         .with_context(|| format!("ferry sync --json printed {:?}", m.stdout))?;
     ensure!(
@@ -557,6 +559,7 @@ fn synced(m: Measured) -> Result<Synced> {
     Ok(Synced {
         payload: r["payload_bytes"].as_u64().context("payload_bytes")?,
         wire,
+        recipes: r["recipe_bytes"].as_u64().unwrap_or(0),
         seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
         chunks: r["chunks"].as_u64().unwrap_or(0),
         peers,
@@ -576,7 +579,7 @@ fn tx_bytes(ns: &str, dev: &str) -> Result<u64> {
         .context("no stats64.tx.bytes in `ip -s -j link`")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
