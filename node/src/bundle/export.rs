@@ -427,8 +427,7 @@ fn build_segment(
                     |e: String| crate::store::StoreError::Corrupt(format!("encoding a delta: {e}"));
                 let reference =
                     delta::read_ranges(ctx.store, &ctx.bases[run.base as usize], &run.ranges)?;
-                let frame =
-                    delta::encode(&reference, &target, ctx.level).map_err(corrupt)?;
+                let frame = delta::encode(&reference, &target, ctx.level).map_err(corrupt)?;
                 drop(reference);
                 let alone = delta::plain_size(&target, ctx.opts.zstd_level).map_err(corrupt)?;
                 let n = run.chunks.len();
