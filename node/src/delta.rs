@@ -140,6 +140,19 @@ pub struct BaseIndex {
     blobs: Vec<BlobRef>,
     by_key: HashMap<String, usize>,
     by_chunk: HashMap<ChunkId, usize>,
+    /// The one file of the newest held release, when it holds exactly one: the base of a one-file release whose
+    /// file was renamed (`app.tgz` → `app-1.2.tgz`).
+    only_file: Option<usize>,
+}
+
+/// The blob of a release's one file entry, if it has exactly one.
+pub fn only_file(entries: &[Entry]) -> Option<BlobRef> {
+    let mut files = entries.iter().filter_map(|e| match e {
+        Entry::File(f) => Some(f.blob),
+        _ => None,
+    });
+    let first = files.next()?;
+    files.next().is_none().then_some(first)
 }
 
 impl BaseIndex {
@@ -174,7 +187,9 @@ impl BaseIndex {
             blobs: Vec::new(),
             by_key: HashMap::new(),
             by_chunk: HashMap::new(),
+            only_file: None,
         };
+        let newest_file = chosen.last().and_then(|m| only_file(&m.entries));
         let mut at: HashMap<BlobId, usize> = HashMap::new();
         for m in chosen {
             for (blob, keys) in blob_keys(&m.entries) {
@@ -187,6 +202,7 @@ impl BaseIndex {
                 }
             }
         }
+        index.only_file = newest_file.and_then(|b| at.get(&b.id).copied());
         for (i, blob) in index.blobs.iter().enumerate() {
             if let Some(r) = store.recipe(&blob.recipe)? {
                 for (c, _) in r.chunks() {
@@ -197,17 +213,19 @@ impl BaseIndex {
         Ok(index)
     }
 
-    /// The base for a blob known by `keys` (its path or image position), by those keys alone.
-    pub fn by_keys(&self, keys: &[String]) -> Option<&BlobRef> {
+    /// The base for a blob known by `keys` (its path or image position), by those keys alone; for the one file
+    /// of a one-file release (`single`), else the newest held version's one file.
+    pub fn by_keys(&self, keys: &[String], single: bool) -> Option<&BlobRef> {
         keys.iter()
             .find_map(|k| self.by_key.get(k))
+            .or(self.only_file.as_ref().filter(|_| single))
             .map(|&i| &self.blobs[i])
     }
 
-    /// The base for a blob known by `keys` whose recipe is `recipe`.
-    fn find(&self, keys: &[String], recipe: &Recipe) -> Option<&BlobRef> {
-        if let Some(b) = self.by_keys(keys) {
-            return Some(b);
+    /// The base for a blob known by `keys` whose recipe is `recipe` (`single`: the one file of its release).
+    fn find(&self, keys: &[String], recipe: &Recipe, single: bool) -> Option<&BlobRef> {
+        if let Some(b) = keys.iter().find_map(|k| self.by_key.get(k)) {
+            return Some(&self.blobs[*b]);
         }
         let mut votes: HashMap<usize, u64> = HashMap::new();
         for (c, len) in recipe.chunks() {
@@ -219,6 +237,7 @@ impl BaseIndex {
             .into_iter()
             .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
             .map(|(i, _)| &self.blobs[i])
+            .or_else(|| self.by_keys(&[], single))
     }
 }
 
@@ -236,12 +255,14 @@ impl Deltas {
         }
         let mut names = HashSet::new();
         let mut keys_of: HashMap<RecipeId, Vec<String>> = HashMap::new();
+        let mut singles: HashSet<RecipeId> = HashSet::new();
         for signed in &plan.releases {
             let m = signed.manifest_unverified()?;
             names.insert(m.name.clone());
             for (blob, keys) in blob_keys(&m.entries) {
                 keys_of.entry(blob.recipe).or_insert(keys);
             }
+            singles.extend(only_file(&m.entries).map(|b| b.recipe));
         }
         let index = BaseIndex::new(store, held, &names)?;
         let mut base_no: HashMap<RecipeId, u32> = HashMap::new();
@@ -259,7 +280,11 @@ impl Deltas {
             }
             let mine = first..next_chunk;
             let keys = keys_of.get(rid).map_or(&[][..], |k| &k[..]);
-            let Some(base) = index.find(keys, &recipe).filter(|b| b.recipe != *rid) else {
+            let single = singles.contains(rid);
+            let Some(base) = index
+                .find(keys, &recipe, single)
+                .filter(|b| b.recipe != *rid)
+            else {
                 part_base += parts;
                 continue;
             };

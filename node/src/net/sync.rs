@@ -625,11 +625,13 @@ fn recipe_bases(
     }
     let names = HashSet::from([manifest.name.clone()]);
     let index = crate::delta::BaseIndex::new(store, &held, &names)?;
+    let single = crate::delta::only_file(&manifest.entries).map(|b| b.recipe);
     for (blob, keys) in crate::delta::blob_keys(&manifest.entries) {
         if !lacking.contains(&blob.recipe) || out.contains_key(&blob.recipe) {
             continue;
         }
-        if let Some(base) = index.by_keys(&keys) {
+        let base = index.by_keys(&keys, single == Some(blob.recipe)).copied();
+        if let Some(base) = base.filter(|b| b.recipe != blob.recipe) {
             if let Some(r) = store.recipe(&base.recipe)? {
                 out.insert(blob.recipe, (base.recipe, r));
             }
