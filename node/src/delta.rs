@@ -330,13 +330,7 @@ fn runs_of(
     b: u32,
 ) -> Vec<Run> {
     let parts = recipe.parts();
-    let mut offsets = Vec::with_capacity(parts.len());
-    let mut at = 0u64;
-    for p in parts {
-        offsets.push(at);
-        at += p.len();
-    }
-    let total = at;
+    let (offsets, total) = part_starts(parts);
     let mut in_base: HashMap<ChunkId, (u64, u64)> = HashMap::new();
     let mut at = 0u64;
     for p in base.parts() {
@@ -429,6 +423,17 @@ fn runs_of(
         .collect()
 }
 
+/// Where each part starts in the content, and the content's size.
+fn part_starts(parts: &[Part]) -> (Vec<u64>, u64) {
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut at = 0u64;
+    for p in parts {
+        starts.push(at);
+        at += p.len();
+    }
+    (starts, at)
+}
+
 fn chunk_at(recipe: &Recipe, p: usize) -> Option<ChunkId> {
     match recipe.parts().get(p)? {
         Part::Chunk { id, .. } => Some(*id),
@@ -450,13 +455,7 @@ pub fn read_ranges(
         )));
     }
     let parts = recipe.parts();
-    let mut starts = Vec::with_capacity(parts.len());
-    let mut at = 0u64;
-    for p in parts {
-        starts.push(at);
-        at += p.len();
-    }
-    let size = at;
+    let (starts, size) = part_starts(parts);
     let mut out = Vec::with_capacity(total as usize);
     for &(offset, len) in ranges {
         let end = offset.saturating_add(len);
@@ -516,24 +515,28 @@ pub fn encode(reference: &[u8], target: &[u8], level: i32) -> Result<Vec<u8>, St
     Ok(out)
 }
 
-/// Decode `frame` with `reference` as its prefix, appending exactly `len` bytes to `out`.
-pub fn decode(reference: &[u8], frame: &[u8], len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+/// Decode `frame` with `reference` as its prefix into exactly `len` bytes, and check them against `check`.
+pub fn decode(
+    reference: &[u8],
+    frame: &[u8],
+    len: usize,
+    check: &[u8; ferry_protocol::delta::CHECK_LEN],
+) -> Result<Vec<u8>, String> {
     use zstd::zstd_safe::{DCtx, DParameter};
     let mut d = DCtx::create();
     d.set_parameter(DParameter::WindowLogMax(29))
         .map_err(zstd_error)?;
     d.ref_prefix(reference).map_err(zstd_error)?;
-    let start = out.len();
-    out.reserve(len);
-    // Decode into the spare room after `start`, at most `len` bytes.
-    let mut buf = Vec::with_capacity(len);
-    let n = d.decompress(&mut buf, frame).map_err(zstd_error)?;
+    // At most `len` bytes: a frame that decodes to more fails.
+    let mut out = Vec::with_capacity(len);
+    let n = d.decompress(&mut out, frame).map_err(zstd_error)?;
     if n != len {
         return Err(format!("decodes to {n} bytes, {len} expected"));
     }
-    out.extend_from_slice(&buf);
-    debug_assert_eq!(out.len() - start, len);
-    Ok(())
+    if output_check(&out) != *check {
+        return Err("its output does not match its check".into());
+    }
+    Ok(out)
 }
 
 /// `target` compressed alone at `level`, as the plain stream would carry it: what a delta must beat.
@@ -541,23 +544,6 @@ pub fn plain_size(target: &[u8], level: i32) -> Result<usize, String> {
     zstd::bulk::compress(target, level)
         .map(|c| c.len())
         .map_err(|e| e.to_string())
-}
-
-/// Decode a delta and check it: the output's check, then the output's length.
-pub fn decode_checked(
-    reference: &[u8],
-    frame: &[u8],
-    len: usize,
-    check: &[u8; ferry_protocol::delta::CHECK_LEN],
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let start = out.len();
-    decode(reference, frame, len, out)?;
-    if output_check(&out[start..]) != *check {
-        out.truncate(start);
-        return Err("its output does not match its check".into());
-    }
-    Ok(())
 }
 
 fn zstd_error(code: usize) -> String {
@@ -791,14 +777,11 @@ mod tests {
         let frame = encode(&reference, &target, DELTA_LEVEL).unwrap();
         assert!(frame.len() < 200, "{} bytes", frame.len());
         let check = output_check(&target);
-        let mut out = b"before".to_vec();
-        decode_checked(&reference, &frame, target.len(), &check, &mut out).unwrap();
-        assert_eq!(&out[6..], &target[..]);
+        let out = decode(&reference, &frame, target.len(), &check).unwrap();
+        assert_eq!(out, target);
         // Another reference gives other bytes (or none): the check names it.
         let mut other = reference.clone();
         other[1500] ^= 0xff;
-        let mut out = Vec::new();
-        assert!(decode_checked(&other, &frame, target.len(), &check, &mut out).is_err());
-        assert!(out.is_empty());
+        assert!(decode(&other, &frame, target.len(), &check).is_err());
     }
 }

@@ -263,15 +263,15 @@ fn decode(
                 }
                 let reference = &last_ref.as_ref().expect("set above").1;
                 let len: usize = chunks.iter().map(|c| c.len as usize).sum();
-                let start = raw.len();
-                let frame_bytes = raw[frame].to_vec();
-                crate::delta::decode_checked(reference, &frame_bytes, len, &header.check, &mut raw)
+                let out = crate::delta::decode(reference, &raw[frame], len, &header.check)
                     .map_err(|e| {
                         fail(format!(
                             "delta record at byte {at} (against base recipe {}): {e}",
                             index.bases[header.base as usize].0
                         ))
                     })?;
+                let start = raw.len();
+                raw.extend_from_slice(&out);
                 let mut pos = start;
                 for c in chunks {
                     let range = pos..pos + c.len as usize;

@@ -613,12 +613,7 @@ fn recipe_bases(
     manifest: &ferry_protocol::ReleaseManifest,
     lacking: &HashSet<RecipeId>,
 ) -> Result<HashMap<RecipeId, (RecipeId, Recipe)>, StoreError> {
-    let held: Vec<String> = store
-        .releases()?
-        .into_iter()
-        .filter(|r| r.manifest.name == manifest.name)
-        .map(|r| r.manifest.id())
-        .collect();
+    let held = held_versions(store, &manifest.name)?;
     let mut out = HashMap::new();
     if held.is_empty() {
         return Ok(out);
@@ -1555,12 +1550,7 @@ fn plan_deltas(
     recipes: &HashMap<RecipeId, Recipe>,
     index: &HashMap<ChunkId, usize>,
 ) -> Result<Vec<DeltaRun>, StoreError> {
-    let held: Vec<String> = store
-        .releases()?
-        .into_iter()
-        .filter(|r| r.manifest.name == name)
-        .map(|r| r.manifest.id())
-        .collect();
+    let held = held_versions(store, name)?;
     if held.is_empty() {
         return Ok(Vec::new());
     }
@@ -1583,6 +1573,16 @@ fn plan_deltas(
             level: deltas.level,
             state: RunState::Pending,
         })
+        .collect())
+}
+
+/// The versions of `name` this store holds (`name@version`), oldest first: the bases a sync plans against.
+fn held_versions(store: &Store, name: &str) -> Result<Vec<String>, StoreError> {
+    Ok(store
+        .releases()?
+        .into_iter()
+        .filter(|r| r.manifest.name == name)
+        .map(|r| r.manifest.id())
         .collect())
 }
 
@@ -1644,15 +1644,17 @@ pub(crate) fn store_delta(
         Err(e) => return DeltaOutcome::Refused(format!("this node's base: {e}")),
     };
     let len: usize = wanted.iter().map(|(_, l)| *l as usize).sum();
-    let mut out = Vec::with_capacity(len);
-    if let Err(e) = crate::delta::decode_checked(&base, frame, len, check, &mut out) {
-        return DeltaOutcome::Bad(format!(
+    let out = match crate::delta::decode(&base, frame, len, check) {
+        Ok(out) => out,
+        Err(e) => {
+            return DeltaOutcome::Bad(format!(
             "sent a delta for {} chunks from {} against base recipe {} that does not decode: {e}",
             wanted.len(),
             wanted[0].0,
             reference.recipe
-        ));
-    }
+        ))
+        }
+    };
     let mut buf = Vec::with_capacity(len / 2);
     let mut items = Vec::with_capacity(wanted.len());
     let mut at = 0usize;
