@@ -5,10 +5,11 @@
 //! releases), and for each blob that must travel finds a *base*: first the same entry in a held release of the
 //! same name (same file path, same image and layer position; then the path with its version numbers taken out,
 //! so `django-5.0.4.tar.gz` finds `django-5.0.3.tar.gz`), then by resemblance — the held blob of the same names
-//! that shares the most chunks with it. The chunks a blob brings are grouped into runs of at most [`RUN_BYTES`];
+//! that shares the most chunks with it, else the one whose chunks' sketches ([`crate::sketch`]) match most of
+//! its own (a renamed file whose every chunk changed). The chunks a blob brings are grouped into runs of at most [`RUN_BYTES`];
 //! each run is encoded as one zstd frame whose prefix is a window of at most [`REFERENCE_BUDGET`] bytes of the
-//! base's content, placed where the run's neighbours sit in the base (a chunk both share, else the same
-//! proportion of the way in). A change that shifts bytes across chunk boundaries costs what it costs `zstd
+//! base's content, placed where the run's neighbours sit in the base (a chunk both share, else the base chunk
+//! that resembles it by sketch, else the same proportion of the way in). A change that shifts bytes across chunk boundaries costs what it costs `zstd
 //! --patch-from`, not a chunk per boundary. The frame is kept only when it is smaller than the run compressed
 //! alone. Bundle export and network sync both use it; the receiver decodes against its own store and checks
 //! every chunk's BLAKE3 before storing it.
@@ -143,6 +144,9 @@ pub struct BaseIndex {
     /// The one file of the newest held release, when it holds exactly one: the base of a one-file release whose
     /// file was renamed (`app.tgz` → `app-1.2.tgz`).
     only_file: Option<usize>,
+    /// (slot, super-feature) → blob: every held blob's chunk sketches, read from the store when a blob first
+    /// finds no base by its keys or by shared chunks.
+    by_feature: Option<HashMap<(u8, u32), usize>>,
 }
 
 /// The blob of a release's one file entry, if it has exactly one.
@@ -188,6 +192,7 @@ impl BaseIndex {
             by_key: HashMap::new(),
             by_chunk: HashMap::new(),
             only_file: None,
+            by_feature: None,
         };
         let newest_file = chosen.last().and_then(|m| only_file(&m.entries));
         let mut at: HashMap<BlobId, usize> = HashMap::new();
@@ -222,10 +227,19 @@ impl BaseIndex {
             .map(|&i| &self.blobs[i])
     }
 
-    /// The base for a blob known by `keys` whose recipe is `recipe` (`single`: the one file of its release).
-    fn find(&self, keys: &[String], recipe: &Recipe, single: bool) -> Option<&BlobRef> {
+    /// The base for the blob known by `keys` whose recipe is `recipe` (id `rid`; `single`: the one file of its
+    /// release): by its keys; else the held blob it shares the most chunk bytes with; else the one that has the
+    /// most chunk bytes resembling its own (a shared super-feature); else by `single`.
+    fn find(
+        &mut self,
+        store: &Store,
+        keys: &[String],
+        rid: &RecipeId,
+        recipe: &Recipe,
+        single: bool,
+    ) -> Result<Option<BlobRef>, StoreError> {
         if let Some(b) = keys.iter().find_map(|k| self.by_key.get(k)) {
-            return Some(&self.blobs[*b]);
+            return Ok(Some(self.blobs[*b]));
         }
         let mut votes: HashMap<usize, u64> = HashMap::new();
         for (c, len) in recipe.chunks() {
@@ -233,11 +247,47 @@ impl BaseIndex {
                 *votes.entry(i).or_default() += u64::from(len);
             }
         }
-        votes
+        // Resemblance needs the blob's own chunks: a sender holds them, a receiver planning a sync does not.
+        if votes.is_empty() && holds_all(store, recipe)? {
+            let sketches = store.sketches(rid, recipe)?;
+            let features = self.features(store)?;
+            for (part, s) in recipe.parts().iter().zip(&sketches) {
+                let mut met = HashSet::new();
+                for (slot, &f) in s.iter().enumerate() {
+                    if let Some(&i) = features.get(&(slot as u8, f)) {
+                        if met.insert(i) {
+                            *votes.entry(i).or_default() += part.len();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(votes
             .into_iter()
             .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
-            .map(|(i, _)| &self.blobs[i])
-            .or_else(|| self.by_keys(&[], single))
+            .map(|(i, _)| self.blobs[i])
+            .or_else(|| self.by_keys(&[], single).copied()))
+    }
+
+    /// The super-feature index of every held blob, built on first use.
+    fn features(&mut self, store: &Store) -> Result<&HashMap<(u8, u32), usize>, StoreError> {
+        if self.by_feature.is_none() {
+            let mut map = HashMap::new();
+            for (i, blob) in self.blobs.iter().enumerate() {
+                let Some(r) = store.recipe(&blob.recipe)? else {
+                    continue;
+                };
+                for s in store.sketches(&blob.recipe, &r)? {
+                    for (slot, &f) in s.iter().enumerate() {
+                        if f != 0 {
+                            map.entry((slot as u8, f)).or_insert(i);
+                        }
+                    }
+                }
+            }
+            self.by_feature = Some(map);
+        }
+        Ok(self.by_feature.as_ref().expect("built above"))
     }
 }
 
@@ -264,7 +314,7 @@ impl Deltas {
             }
             singles.extend(only_file(&m.entries).map(|b| b.recipe));
         }
-        let index = BaseIndex::new(store, held, &names)?;
+        let mut index = BaseIndex::new(store, held, &names)?;
         let mut base_no: HashMap<RecipeId, u32> = HashMap::new();
         let mut base_recipes: Vec<Arc<Recipe>> = Vec::new();
         // Walk the plan's recipes and the chunks each brings (they come in recipe order).
@@ -282,7 +332,7 @@ impl Deltas {
             let keys = keys_of.get(rid).map_or(&[][..], |k| &k[..]);
             let single = singles.contains(rid);
             let Some(base) = index
-                .find(keys, &recipe, single)
+                .find(store, keys, rid, &recipe, single)?
                 .filter(|b| b.recipe != *rid)
             else {
                 part_base += parts;
@@ -300,8 +350,16 @@ impl Deltas {
             out.recipe_base[r] = Some(b);
             if !mine.is_empty() {
                 let base_recipe = &base_recipes[b as usize];
-                out.runs
-                    .extend(runs_of(plan, mine, part_base, &recipe, base_recipe, b));
+                let base_id = out.bases[b as usize].0;
+                out.runs.extend(runs_of(
+                    store,
+                    plan,
+                    mine,
+                    part_base,
+                    &recipe,
+                    (&base_id, base_recipe),
+                    b,
+                )?);
             }
             part_base += parts;
         }
@@ -320,15 +378,19 @@ impl Deltas {
 ///
 /// A run's reference is the old version of what its chunks replace: for each chunk, the base's bytes between
 /// the chunks both hold on either side of it (*anchors*), so a reference is about as large as the change, not
-/// as the base. A base of at most [`WHOLE_BASE`] bytes is referred to whole.
+/// as the base. A base of at most [`WHOLE_BASE`] bytes is referred to whole. A chunk with no anchor within
+/// [`REGION_MAX`] (content that moved, or a base that shares no chunk) is looked for by its sketch among the
+/// base's chunks: the one resembling it, with its neighbours; failing that, a window where it sits by
+/// proportion.
 fn runs_of(
+    store: &Store,
     plan: &Plan,
     mine: std::ops::Range<usize>,
     part_base: u64,
     recipe: &Recipe,
-    base: &Recipe,
+    (base_id, base): (&RecipeId, &Recipe),
     b: u32,
-) -> Vec<Run> {
+) -> Result<Vec<Run>, StoreError> {
     let parts = recipe.parts();
     let (offsets, total) = part_starts(parts);
     let mut in_base: HashMap<ChunkId, (u64, u64)> = HashMap::new();
@@ -358,22 +420,50 @@ fn runs_of(
             next = Some(a);
         }
     }
-    let region = |p: usize| -> (u64, u64) {
+    let base_starts = part_starts(base.parts()).0;
+    // The base's super-features (slot, feature) → part, read when a chunk first needs them.
+    let mut features: Option<HashMap<(u8, u32), usize>> = None;
+    let mut region = |p: usize| -> Result<(u64, u64), StoreError> {
         if base_len <= WHOLE_BASE {
-            return (0, base_len);
+            return Ok((0, base_len));
         }
         let start = before[p].map_or(0, |(o, l)| o + l);
         let end = after[p].map_or(base_len, |(o, _)| o);
         let (start, end) = (start.min(end), start.max(end));
         if end - start <= REGION_MAX {
-            return (start, end);
+            return Ok((start, end));
+        }
+        if let Some(c) = chunk_at(recipe, p).filter(|c| store.has_chunk(c).unwrap_or(false)) {
+            if features.is_none() {
+                let mut map = HashMap::new();
+                for (q, s) in store.sketches(base_id, base)?.iter().enumerate() {
+                    for (slot, &f) in s.iter().enumerate() {
+                        if f != 0 {
+                            map.entry((slot as u8, f)).or_insert(q);
+                        }
+                    }
+                }
+                features = Some(map);
+            }
+            let map = features.as_ref().expect("built above");
+            let s = crate::sketch::sketch(&store.read_chunk(&c)?);
+            let found = s
+                .iter()
+                .enumerate()
+                .find_map(|(slot, &f)| map.get(&(slot as u8, f)).copied());
+            if let Some(q) = found {
+                // The resembling part and one on either side, in case the change moved bytes across.
+                let from = base_starts[q.saturating_sub(1)];
+                let to = base_starts.get(q + 2).copied().unwrap_or(base_len);
+                return Ok((from, to.min(from + REGION_MAX)));
+            }
         }
         // Nothing close both hold: a window where the part sits, by proportion of the way in.
         let pos = (offsets[p] as u128 * base_len as u128 / total.max(1) as u128) as u64;
         let from = pos
             .saturating_sub(REGION_MAX / 2)
             .clamp(start, end - REGION_MAX);
-        (from, from + REGION_MAX)
+        Ok((from, from + REGION_MAX))
     };
     let mut runs = Vec::new();
     let mut start = mine.start;
@@ -395,7 +485,7 @@ fn runs_of(
             let mut ranges: Vec<(u64, u64)> = chunks
                 .clone()
                 .map(|i| region((plan.chunks[i].part - part_base) as usize))
-                .collect();
+                .collect::<Result<_, _>>()?;
             ranges.sort_unstable();
             // Merge what overlaps or touches; keep within the budget.
             let mut merged: Vec<(u64, u64)> = Vec::new();
@@ -414,13 +504,23 @@ fn runs_of(
                     (len > 0).then_some((s, len))
                 })
                 .collect();
-            Run {
+            Ok(Run {
                 chunks,
                 base: b,
                 ranges,
-            }
+            })
         })
         .collect()
+}
+
+/// Whether `store` holds every chunk of `recipe`.
+fn holds_all(store: &Store, recipe: &Recipe) -> Result<bool, StoreError> {
+    for (c, _) in recipe.chunks() {
+        if !store.has_chunk(&c)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Where each part starts in the content, and the content's size.
@@ -783,5 +883,120 @@ mod tests {
         let mut other = reference.clone();
         other[1500] ^= 0xff;
         assert!(decode(&other, &frame, target.len(), &check).is_err());
+    }
+
+    /// Words in an order a seeded generator picks: prose that compresses like text, unlike any other seed's.
+    fn prose(seed: u64, len: usize) -> Vec<u8> {
+        let words = [
+            "seed", "site", "chunk", "bundle", "layer", "gap", "release", "pin", "mirror", "sketch",
+        ];
+        let mut s = seed;
+        let mut out = Vec::new();
+        while out.len() < len {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            out.extend_from_slice(words[(s >> 59) as usize % words.len()].as_bytes());
+            out.extend_from_slice(format!(" {} ", (s >> 33) % 1000).as_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn renamed_files_that_share_no_chunk_find_their_old_versions_by_resemblance() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = Store::create(&dir.path().join("seed"), Default::default()).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            Source::File(path)
+        };
+        let add_release = |version: &str, files: Vec<Source>| {
+            add(
+                &seed,
+                "docs",
+                version,
+                &files,
+                &AddOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+        };
+        // Two files of one chunk each; the next version renames both and edits a few bytes of each, so no
+        // chunk, name or version-less name is shared, and each must find the file it came from.
+        let (left, right) = (prose(1, 12_000), prose(2, 12_000));
+        add_release(
+            "1",
+            vec![write("left.txt", &left), write("right.txt", &right)],
+        );
+        let (mut north, mut south) = (left.clone(), right.clone());
+        north[6000..6006].copy_from_slice(b"edited");
+        south.splice(3000..3000, b"inserted words ".iter().copied());
+        add_release(
+            "2",
+            vec![write("north.txt", &north), write("south.txt", &south)],
+        );
+        let have = receiver_have(&seed, &["docs@1".into()], None, None).unwrap();
+        let export = |out: &str, deltas: bool| {
+            crate::bundle::export(
+                &seed,
+                &["docs@2".into()],
+                Receiver {
+                    have: &have,
+                    site: None,
+                },
+                &dir.path().join(out),
+                ExportOptions {
+                    deltas,
+                    ..ExportOptions::default()
+                },
+                &NoProgress,
+            )
+            .unwrap()
+        };
+        let whole = export("whole", false);
+        let delta = export("delta", true);
+        assert_eq!(delta.delta_chunks, 2, "{delta:?}");
+        // Against the wrong file (or none) each would cost about what it costs whole.
+        assert!(
+            delta.stream_bytes * 10 < whole.stream_bytes,
+            "{} against {} whole",
+            delta.stream_bytes,
+            whole.stream_bytes
+        );
+
+        // The site rebuilds both from its own copies.
+        let site = Store::create(&dir.path().join("site"), Default::default()).unwrap();
+        site.trust_add(seed.publisher()).unwrap();
+        let all = receiver_have(&seed, &[], None, None).unwrap();
+        crate::bundle::export(
+            &seed,
+            &["docs@1".into()],
+            Receiver {
+                have: &all,
+                site: None,
+            },
+            &dir.path().join("v1"),
+            ExportOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        crate::bundle::import(&site, &dir.path().join("v1"), &NoProgress).unwrap();
+        crate::bundle::import(&site, &dir.path().join("delta"), &NoProgress).unwrap();
+        let blobs = site.release("docs", "2").unwrap().blobs();
+        let mut got: Vec<Vec<u8>> = blobs
+            .iter()
+            .map(|b| {
+                let mut out = Vec::new();
+                std::io::copy(&mut site.open_blob(b).unwrap(), &mut out).unwrap();
+                out
+            })
+            .collect();
+        got.sort();
+        let mut want = vec![north, south];
+        want.sort();
+        assert_eq!(got, want);
+        assert!(site.fsck(&NoProgress).unwrap().ok);
     }
 }

@@ -38,6 +38,7 @@ pub mod prewarm;
 pub mod progress;
 pub mod retention;
 pub mod sample;
+pub mod sketch;
 pub mod store;
 pub mod tarsplit;
 pub mod trust;

@@ -360,6 +360,7 @@ impl Store {
                 report.recipes_removed += 1;
                 if !opts.dry_run {
                     self.0.recipes.remove(id.as_bytes())?;
+                    self.0.sketches.remove(id.as_bytes())?;
                 }
             }
         }

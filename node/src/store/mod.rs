@@ -33,8 +33,8 @@ use crate::config::{ConfigError, StoreConfig};
 use crate::keys::{self, KeyError};
 use ed25519_dalek::SigningKey;
 use ferry_protocol::{
-    BlobId, BlobRef, ChunkId, CodecError, Object, PublisherKey, Recipe, RecipeId, ReleaseKind,
-    ReleaseManifest, Sha256Digest, SignedRelease,
+    BlobId, BlobRef, ChunkId, CodecError, Object, Part, PublisherKey, Recipe, RecipeId,
+    ReleaseKind, ReleaseManifest, Sha256Digest, SignedRelease,
 };
 use packs::Location;
 use std::collections::{HashMap, HashSet};
@@ -176,6 +176,8 @@ struct Shared {
     chunks: sled::Tree,
     /// recipe id → encoded recipe.
     recipes: sled::Tree,
+    /// recipe id → its parts' resemblance sketches ([`crate::sketch::encode`]), written when first asked for.
+    sketches: sled::Tree,
     /// blob id → sha256 ‖ size ‖ recipe id.
     blobs: sled::Tree,
     /// sha256 → blob id.
@@ -311,6 +313,7 @@ impl Store {
         let shared = Shared {
             chunks: db.open_tree("chunks")?,
             recipes: db.open_tree("recipes")?,
+            sketches: db.open_tree("sketches")?,
             blobs: db.open_tree("blobs")?,
             sha256: db.open_tree("sha256")?,
             releases: db.open_tree("releases")?,
@@ -559,6 +562,41 @@ impl Store {
             )));
         }
         Ok(Some(bytes.to_vec()))
+    }
+
+    /// The resemblance sketch of each part of `recipe` (whose id is `id`), in part order; zero runs and small
+    /// chunks have none (zeros). Kept in the index after the first call, which reads the recipe's chunks.
+    pub fn sketches(
+        &self,
+        id: &RecipeId,
+        recipe: &Recipe,
+    ) -> Result<Vec<crate::sketch::Sketch>, StoreError> {
+        use crate::sketch;
+        let parts = recipe.parts();
+        if let Some(kept) = self.0.sketches.get(id.as_bytes())? {
+            if let Some(s) = sketch::decode(&kept, parts.len()) {
+                return Ok(s);
+            }
+        }
+        let mut of: HashMap<ChunkId, sketch::Sketch> = HashMap::new();
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.push(match p {
+                Part::Zero { .. } => [0; sketch::SUPER_FEATURES],
+                Part::Chunk { id, .. } => match of.get(id) {
+                    Some(s) => *s,
+                    None => {
+                        let s = sketch::sketch(&self.read_chunk(id)?);
+                        of.insert(*id, s);
+                        s
+                    }
+                },
+            });
+        }
+        self.0
+            .sketches
+            .insert(id.as_bytes(), sketch::encode(&out))?;
+        Ok(out)
     }
 
     /// A number that changes whenever a release becomes visible, or something is pushed, in this process.
