@@ -19,6 +19,7 @@
 //! runs are encoded on the rayon pool, one per thread.
 
 use crate::plan::Plan;
+use crate::sketch::Sketch;
 use crate::store::{Store, StoreError};
 use ferry_protocol::delta::{output_check, Reference, MAX_REFERENCE};
 use ferry_protocol::{BlobId, BlobRef, ChunkId, Entry, Object, Part, Recipe, RecipeId};
@@ -229,13 +230,14 @@ impl BaseIndex {
 
     /// The base for the blob known by `keys` whose recipe is `recipe` (id `rid`; `single`: the one file of its
     /// release): by its keys; else the held blob it shares the most chunk bytes with; else the one that has the
-    /// most chunk bytes resembling its own (a shared super-feature); else by `single`.
+    /// most chunk bytes resembling its own (a shared super-feature; its sketches are `own`, or read from `store`
+    /// when it holds the blob whole); else by `single`.
     fn find(
         &mut self,
         store: &Store,
         keys: &[String],
-        rid: &RecipeId,
-        recipe: &Recipe,
+        (rid, recipe): (&RecipeId, &Recipe),
+        own: Option<&[Sketch]>,
         single: bool,
     ) -> Result<Option<BlobRef>, StoreError> {
         if let Some(b) = keys.iter().find_map(|k| self.by_key.get(k)) {
@@ -248,10 +250,17 @@ impl BaseIndex {
             }
         }
         // Resemblance needs the blob's own chunks: a sender holds them, a receiver planning a sync does not.
-        if votes.is_empty() && holds_all(store, recipe)? {
-            let sketches = store.sketches(rid, recipe)?;
+        let sketches = match own {
+            _ if !votes.is_empty() => None,
+            Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+            None if holds_all(store, recipe)? => {
+                Some(std::borrow::Cow::Owned(store.sketches(rid, recipe)?))
+            }
+            None => None,
+        };
+        if let Some(sketches) = sketches {
             let features = self.features(store)?;
-            for (part, s) in recipe.parts().iter().zip(&sketches) {
+            for (part, s) in recipe.parts().iter().zip(sketches.iter()) {
                 let mut met = HashSet::new();
                 for (slot, &f) in s.iter().enumerate() {
                     if let Some(&i) = features.get(&(slot as u8, f)) {
@@ -292,9 +301,15 @@ impl BaseIndex {
 }
 
 impl Deltas {
-    /// Choose bases and runs for `plan`, whose receiver holds releases `held`. `wanted` are the releases the
-    /// plan carries (for their entries' names).
-    pub fn plan(store: &Store, plan: &Plan, held: &[String]) -> Result<Deltas, StoreError> {
+    /// Choose bases and runs for `plan`, whose receiver holds releases `held`. `sketches` are the sketches of
+    /// recipes of the plan whose chunks `store` lacks (a receiver planning a sync asks the sender for them);
+    /// the others' are read from `store`.
+    pub fn plan(
+        store: &Store,
+        plan: &Plan,
+        held: &[String],
+        sketches: &HashMap<RecipeId, Vec<Sketch>>,
+    ) -> Result<Deltas, StoreError> {
         let mut out = Deltas {
             recipe_base: vec![None; plan.recipes.len()],
             level: DELTA_LEVEL,
@@ -330,9 +345,13 @@ impl Deltas {
             }
             let mine = first..next_chunk;
             let keys = keys_of.get(rid).map_or(&[][..], |k| &k[..]);
+            let own = sketches
+                .get(rid)
+                .filter(|s| s.len() == recipe.parts().len())
+                .map(|s| &s[..]);
             let single = singles.contains(rid);
             let Some(base) = index
-                .find(store, keys, rid, &recipe, single)?
+                .find(store, keys, (rid, &recipe), own, single)?
                 .filter(|b| b.recipe != *rid)
             else {
                 part_base += parts;
@@ -356,7 +375,7 @@ impl Deltas {
                     plan,
                     mine,
                     part_base,
-                    &recipe,
+                    (&recipe, own),
                     (&base_id, base_recipe),
                     b,
                 )?);
@@ -387,7 +406,7 @@ fn runs_of(
     plan: &Plan,
     mine: std::ops::Range<usize>,
     part_base: u64,
-    recipe: &Recipe,
+    (recipe, own): (&Recipe, Option<&[Sketch]>),
     (base_id, base): (&RecipeId, &Recipe),
     b: u32,
 ) -> Result<Vec<Run>, StoreError> {
@@ -433,7 +452,15 @@ fn runs_of(
         if end - start <= REGION_MAX {
             return Ok((start, end));
         }
-        if let Some(c) = chunk_at(recipe, p).filter(|c| store.has_chunk(c).unwrap_or(false)) {
+        // The part's sketch: given, or read when this store holds it.
+        let mine = match (own, chunk_at(recipe, p)) {
+            (Some(s), _) => s.get(p).copied(),
+            (None, Some(c)) if store.has_chunk(&c)? => {
+                Some(crate::sketch::sketch(&store.read_chunk(&c)?))
+            }
+            _ => None,
+        };
+        if let Some(s) = mine.filter(|s| s[0] != 0) {
             if features.is_none() {
                 let mut map = HashMap::new();
                 for (q, s) in store.sketches(base_id, base)?.iter().enumerate() {
@@ -446,7 +473,6 @@ fn runs_of(
                 features = Some(map);
             }
             let map = features.as_ref().expect("built above");
-            let s = crate::sketch::sketch(&store.read_chunk(&c)?);
             let found = s
                 .iter()
                 .enumerate()
@@ -514,7 +540,7 @@ fn runs_of(
 }
 
 /// Whether `store` holds every chunk of `recipe`.
-fn holds_all(store: &Store, recipe: &Recipe) -> Result<bool, StoreError> {
+pub fn holds_all(store: &Store, recipe: &Recipe) -> Result<bool, StoreError> {
     for (c, _) in recipe.chunks() {
         if !store.has_chunk(&c)? {
             return Ok(false);

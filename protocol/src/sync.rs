@@ -21,6 +21,13 @@ pub const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// Most chunk ids in one [`SyncRequest::Chunks`].
 pub const MAX_BATCH_CHUNKS: usize = 16 * 1024;
 
+/// Most recipes one [`SyncRequest::Sketches`] names.
+pub const MAX_SKETCH_RECIPES: usize = 256;
+
+/// Most parts one [`SyncResponse::Sketches`] carries sketches for (12 bytes each); recipes past it are
+/// answered with none.
+pub const MAX_SKETCH_PARTS: usize = 2 << 20;
+
 /// What one node asks another for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncRequest {
@@ -64,6 +71,13 @@ pub enum SyncRequest {
         /// it within 1 to 19).
         level: i32,
     },
+    /// The resemblance sketches of recipes the peer holds whole (12 bytes a part: three super-features), so the
+    /// asker can find, among what it holds, the content a blob with no predecessor of its name resembles.
+    /// Answered with [`SyncResponse::Sketches`].
+    Sketches {
+        /// At most [`MAX_SKETCH_RECIPES`].
+        recipes: Vec<RecipeId>,
+    },
 }
 
 impl crate::Object for SyncRequest {
@@ -96,6 +110,9 @@ pub enum SyncResponse {
         /// Check of its output.
         check: [u8; crate::delta::CHECK_LEN],
     },
+    /// Sketches, in the order asked; `None` for a recipe the peer does not hold whole (or past
+    /// [`MAX_SKETCH_PARTS`]).
+    Sketches(Vec<Option<Vec<u8>>>),
 }
 
 impl crate::Object for SyncResponse {

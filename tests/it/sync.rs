@@ -464,6 +464,76 @@ fn an_update_comes_as_deltas_against_what_the_site_holds_and_whole_when_the_base
     fsck_clean(&late);
 }
 
+/// Two real text files (the heads of `six.py` and `test_six.py` from six 1.16.0's sdist, one chunk each)
+/// released as docs@1, then renamed and edited as docs@2: no path, version-less path or chunk is shared, so the
+/// site finds each file's old version only by resemblance, with the sketches the seed sends.
+#[test]
+fn renamed_files_come_as_deltas_against_what_they_resemble() {
+    let (old, _) = crate::delta::six_pair();
+    let seed = Store::new();
+    let work = seed.tmp_path("six");
+    std::fs::create_dir_all(&work).unwrap();
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(old)
+        .arg("-C")
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let head = |name: &str| {
+        let mut b = std::fs::read(work.join("six-1.16.0").join(name)).unwrap();
+        b.truncate(14_000);
+        b
+    };
+    let (a, b) = (head("six.py"), head("test_six.py"));
+    let put = |name: &str, bytes: &[u8]| {
+        let p = seed.tmp_path(name);
+        std::fs::write(&p, bytes).unwrap();
+        format!("file:{}", p.display())
+    };
+    seed.add("docs@1", &[&put("left.py", &a), &put("right.py", &b)]);
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    a2.splice(
+        7000..7000,
+        b"# a line added in the next release\n".iter().copied(),
+    );
+    b2[9000..9004].copy_from_slice(b"XXXX");
+    seed.add("docs@2", &[&put("north.py", &a2), &put("south.py", &b2)]);
+    let full = seed.tmp_path("full");
+    seed.run([
+        "export".as_ref(),
+        "docs@1".as_ref(),
+        "--out".as_ref(),
+        full.as_os_str(),
+    ])
+    .ok();
+    let site = Store::new();
+    trust(&site, &seed);
+    site.json(["import", full.to_str().unwrap()]);
+    allow_all(&[&seed, &site]);
+    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+    let _site_node = serve(
+        &site,
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--peer", &seed_addr],
+    );
+    wait_for("the site to connect", Duration::from_secs(30), || {
+        connected(&site) == 1
+    });
+    let synced = sync(&site, "docs@2", &[]);
+    assert_eq!(num(&synced, "delta_chunks"), 2, "{synced}");
+    // Whole, the two files cost several kB of zstd; as deltas against the right files, tens of bytes each.
+    assert!(wire_total(&synced) < 2048, "{synced}");
+    let got = site.tmp_path("got");
+    site.get("docs@2", &format!("dir:{}", got.display()));
+    assert_eq!(std::fs::read(got.join("north.py")).unwrap(), a2);
+    assert_eq!(std::fs::read(got.join("south.py")).unwrap(), b2);
+    fsck_clean(&site);
+}
+
 /// `ferry pin ls --json` of `store`: name → (version, origin).
 fn pins(store: &Store) -> Vec<(String, String, String)> {
     store

@@ -115,7 +115,7 @@ pub fn export(
     }
 
     let deltas = if opts.deltas {
-        Deltas::plan(store, &plan, receiver.have.releases())?
+        Deltas::plan(store, &plan, receiver.have.releases(), &Default::default())?
     } else {
         Deltas {
             recipe_base: vec![None; plan.recipes.len()],

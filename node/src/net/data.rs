@@ -7,7 +7,7 @@ use super::Network;
 use ferry_protocol::sync::{
     set_bit, ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS,
 };
-use ferry_protocol::ChunkId;
+use ferry_protocol::{ChunkId, RecipeId};
 use libp2p::PeerId;
 use libp2p_identity::Keypair;
 use std::collections::HashMap;
@@ -195,6 +195,19 @@ async fn answer(
             }
             answer
         }
+        // Sketches read whole recipes the first time: bounded like deltas.
+        SyncRequest::Sketches { recipes } => {
+            let _permit = net
+                .0
+                .delta_jobs
+                .acquire()
+                .await
+                .map_err(|e| WireError::Stream(e.to_string()))?;
+            let store = net.0.store.clone();
+            tokio::task::spawn_blocking(move || sketches_answer(&store, &recipes))
+                .await
+                .map_err(|e| WireError::Stream(e.to_string()))?
+        }
         // Store lookups (thousands for a bitmap or a recipes request) run off the async threads.
         req => {
             let net = net.clone();
@@ -264,11 +277,37 @@ fn delta_answer(
     }
 }
 
+/// The sketches of `recipes`, for those this node holds whole.
+fn sketches_answer(store: &crate::Store, recipes: &[RecipeId]) -> SyncResponse {
+    use ferry_protocol::sync::{MAX_SKETCH_PARTS, MAX_SKETCH_RECIPES};
+    if recipes.len() > MAX_SKETCH_RECIPES {
+        return SyncResponse::Refused(format!(
+            "sketches of {} recipes (at most {MAX_SKETCH_RECIPES})",
+            recipes.len()
+        ));
+    }
+    let mut parts = 0usize;
+    SyncResponse::Sketches(
+        recipes
+            .iter()
+            .map(|id| {
+                let recipe = store.recipe(id).ok().flatten()?;
+                parts += recipe.parts().len();
+                if parts > MAX_SKETCH_PARTS || !crate::delta::holds_all(store, &recipe).ok()? {
+                    return None;
+                }
+                let s = store.sketches(id, &recipe).ok()?;
+                Some(crate::sketch::encode(&s))
+            })
+            .collect(),
+    )
+}
+
 /// The answer to a request other than chunks.
 fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
     let store = &net.0.store;
     match req {
-        SyncRequest::Chunks { .. } | SyncRequest::Delta { .. } => {
+        SyncRequest::Chunks { .. } | SyncRequest::Delta { .. } | SyncRequest::Sketches { .. } => {
             SyncResponse::Refused("answered apart".into())
         }
         SyncRequest::Release { id } => match store.signed_release(&id) {

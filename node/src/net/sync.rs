@@ -318,8 +318,9 @@ async fn run(
     let blobs = manifest.blobs();
     let blobs_for_deltas = blobs.clone();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
-    let recipes = fetch_recipes(net, id, from, &manifest, running).await?;
+    let (recipes, unnamed) = fetch_recipes(net, id, from, &manifest, running).await?;
     tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
+    let sketches = fetch_sketches(net, id, from, &unnamed, &recipes).await;
 
     // The chunk list, in order of first use, as every node computes it.
     let mut list = Vec::new();
@@ -358,7 +359,13 @@ async fn run(
         let signed = signed.clone();
         let name = manifest.name.clone();
         tokio::task::spawn_blocking(move || {
-            let runs = plan_deltas(&store, &signed, &name, &blobs_for_deltas, &recipes, &index);
+            let runs = plan_deltas(
+                &store,
+                &signed,
+                &name,
+                (&blobs_for_deltas, &recipes, &sketches),
+                &index,
+            );
             (runs, recipes)
         })
         .await
@@ -492,7 +499,7 @@ async fn fetch_recipes(
     from: Option<PeerId>,
     manifest: &ferry_protocol::ReleaseManifest,
     running: &Running,
-) -> Result<HashMap<RecipeId, Recipe>, SyncError> {
+) -> Result<(HashMap<RecipeId, Recipe>, Vec<RecipeId>), SyncError> {
     let store = &net.0.store;
     let blobs = manifest.blobs();
     let mut out = HashMap::new();
@@ -515,8 +522,8 @@ async fn fetch_recipes(
     }
     // The recipes this node lacks come as differences against the recipe of the same entry in a version it
     // holds, when it holds one.
-    let bases: HashMap<RecipeId, (RecipeId, Recipe)> = if lacking.is_empty() {
-        HashMap::new()
+    let bases: Option<RecipeBases> = if lacking.is_empty() {
+        None
     } else {
         let store = store.clone();
         let manifest = manifest.clone();
@@ -526,9 +533,20 @@ async fn fetch_recipes(
             .expect("choosing recipe bases panicked")
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot choose bases for recipes; fetching them whole");
-                HashMap::new()
+                None
             })
     };
+    // Recipes with no predecessor by name, while versions of the name are held: their bases are looked for by
+    // resemblance, with sketches the sender sends.
+    let unnamed: Vec<RecipeId> = match &bases {
+        Some(b) => lacking
+            .iter()
+            .filter(|r| !b.contains_key(r))
+            .copied()
+            .collect(),
+        None => Vec::new(),
+    };
+    let bases = bases.unwrap_or_default();
     let mut round = 0;
     while !lacking.is_empty() {
         let before = lacking.len();
@@ -604,19 +622,64 @@ async fn fetch_recipes(
             net.peers_changed(Duration::from_secs(2)).await;
         }
     }
-    Ok(out)
+    Ok((out, unnamed))
 }
 
-/// For each recipe of `lacking`, the recipe of the same entry in a release of the same name this node holds.
+/// The sketches of `wanted` (recipes of release `id`, in `recipes`) from a peer that holds them whole: the
+/// first answer that fits each recipe. Best effort: what no peer sends is planned without.
+async fn fetch_sketches(
+    net: &Network,
+    id: &str,
+    from: Option<PeerId>,
+    wanted: &[RecipeId],
+    recipes: &HashMap<RecipeId, Recipe>,
+) -> Sketches {
+    let mut out = HashMap::new();
+    let sources = net.sources(id, from);
+    for ids in wanted.chunks(ferry_protocol::sync::MAX_SKETCH_RECIPES) {
+        for &(peer, addr, _) in &sources {
+            let ask = async {
+                let conn = net.0.data.connect(peer, addr).await?;
+                request(
+                    &conn,
+                    &SyncRequest::Sketches {
+                        recipes: ids.to_vec(),
+                    },
+                )
+                .await
+            };
+            let Ok(SyncResponse::Sketches(got)) = ask.await else {
+                continue;
+            };
+            for (rid, bytes) in ids.iter().zip(got) {
+                let parts = recipes.get(rid).map_or(0, |r| r.parts().len());
+                if let Some(s) = bytes.and_then(|b| crate::sketch::decode(&b, parts)) {
+                    out.insert(*rid, s);
+                }
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// Per recipe, the id and recipe of its base.
+type RecipeBases = HashMap<RecipeId, (RecipeId, Recipe)>;
+
+/// Sketches of recipes, by id.
+type Sketches = HashMap<RecipeId, Vec<crate::sketch::Sketch>>;
+
+/// For each recipe of `lacking`, the recipe of the same entry in a release of the same name this node holds;
+/// `None` when it holds none of that name.
 fn recipe_bases(
     store: &Store,
     manifest: &ferry_protocol::ReleaseManifest,
     lacking: &HashSet<RecipeId>,
-) -> Result<HashMap<RecipeId, (RecipeId, Recipe)>, StoreError> {
+) -> Result<Option<RecipeBases>, StoreError> {
     let held = held_versions(store, &manifest.name)?;
     let mut out = HashMap::new();
     if held.is_empty() {
-        return Ok(out);
+        return Ok(None);
     }
     let names = HashSet::from([manifest.name.clone()]);
     let index = crate::delta::BaseIndex::new(store, &held, &names)?;
@@ -632,7 +695,7 @@ fn recipe_bases(
             }
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1546,8 +1609,7 @@ fn plan_deltas(
     store: &Store,
     signed: &SignedRelease,
     name: &str,
-    blobs: &[BlobRef],
-    recipes: &HashMap<RecipeId, Recipe>,
+    (blobs, recipes, sketches): (&[BlobRef], &HashMap<RecipeId, Recipe>, &Sketches),
     index: &HashMap<ChunkId, usize>,
 ) -> Result<Vec<DeltaRun>, StoreError> {
     let held = held_versions(store, name)?;
@@ -1557,7 +1619,7 @@ fn plan_deltas(
     let plan = crate::plan::plan_received(signed, blobs, recipes, |c| {
         store.has_chunk(c).unwrap_or(false)
     })?;
-    let deltas = crate::delta::Deltas::plan(store, &plan, &held)?;
+    let deltas = crate::delta::Deltas::plan(store, &plan, &held, sketches)?;
     Ok(deltas
         .runs
         .into_iter()
