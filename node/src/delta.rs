@@ -35,6 +35,10 @@ pub const WHOLE_BASE: u64 = 8 << 20;
 /// The most one chunk's region of the base may add to a reference.
 pub const REGION_MAX: u64 = 16 << 20;
 
+/// Most content one plan (or one sketches answer) reads to compute resemblance sketches not yet kept: the first
+/// exports against a large store compute them a budget at a time, later ones find them kept.
+pub const SKETCH_BUDGET: u64 = 1 << 30;
+
 /// Most chunk bytes one delta carries.
 pub const RUN_BYTES: u64 = 8 << 20;
 
@@ -148,6 +152,8 @@ pub struct BaseIndex {
     /// (slot, super-feature) → blob: every held blob's chunk sketches, read from the store when a blob first
     /// finds no base by its keys or by shared chunks.
     by_feature: Option<HashMap<(u8, u32), usize>>,
+    /// What is left of [`SKETCH_BUDGET`] for this plan.
+    budget: u64,
 }
 
 /// The blob of a release's one file entry, if it has exactly one.
@@ -194,6 +200,7 @@ impl BaseIndex {
             by_chunk: HashMap::new(),
             only_file: None,
             by_feature: None,
+            budget: SKETCH_BUDGET,
         };
         let newest_file = chosen.last().and_then(|m| only_file(&m.entries));
         let mut at: HashMap<BlobId, usize> = HashMap::new();
@@ -253,9 +260,9 @@ impl BaseIndex {
         let sketches = match own {
             _ if !votes.is_empty() => None,
             Some(s) => Some(std::borrow::Cow::Borrowed(s)),
-            None if holds_all(store, recipe)? => {
-                Some(std::borrow::Cow::Owned(store.sketches(rid, recipe)?))
-            }
+            None if holds_all(store, recipe)? => store
+                .sketches(rid, recipe, &mut self.budget)?
+                .map(std::borrow::Cow::Owned),
             None => None,
         };
         if let Some(sketches) = sketches {
@@ -286,7 +293,10 @@ impl BaseIndex {
                 let Some(r) = store.recipe(&blob.recipe)? else {
                     continue;
                 };
-                for s in store.sketches(&blob.recipe, &r)? {
+                for s in store
+                    .sketches(&blob.recipe, &r, &mut self.budget)?
+                    .unwrap_or_default()
+                {
                     for (slot, &f) in s.iter().enumerate() {
                         if f != 0 {
                             map.entry((slot as u8, f)).or_insert(i);
@@ -378,6 +388,7 @@ impl Deltas {
                     (&recipe, own),
                     (&base_id, base_recipe),
                     b,
+                    &mut index.budget,
                 )?);
             }
             part_base += parts;
@@ -409,6 +420,7 @@ fn runs_of(
     (recipe, own): (&Recipe, Option<&[Sketch]>),
     (base_id, base): (&RecipeId, &Recipe),
     b: u32,
+    budget: &mut u64,
 ) -> Result<Vec<Run>, StoreError> {
     let parts = recipe.parts();
     let (offsets, total) = part_starts(parts);
@@ -463,7 +475,8 @@ fn runs_of(
         if let Some(s) = mine.filter(|s| s[0] != 0) {
             if features.is_none() {
                 let mut map = HashMap::new();
-                for (q, s) in store.sketches(base_id, base)?.iter().enumerate() {
+                let kept = store.sketches(base_id, base, budget)?.unwrap_or_default();
+                for (q, s) in kept.iter().enumerate() {
                     for (slot, &f) in s.iter().enumerate() {
                         if f != 0 {
                             map.entry((slot as u8, f)).or_insert(q);
@@ -1024,5 +1037,34 @@ mod tests {
         want.sort();
         assert_eq!(got, want);
         assert!(site.fsck(&NoProgress).unwrap().ok);
+    }
+
+    #[test]
+    fn sketches_are_computed_within_the_budget_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
+        add_file(&store, dir.path(), "t", "1", &text(20_000, ""));
+        let blob = store.release("t", "1").unwrap().blobs()[0];
+        let recipe = store.recipe(&blob.recipe).unwrap().unwrap();
+        let mut small = recipe.size() - 1;
+        assert_eq!(
+            store.sketches(&blob.recipe, &recipe, &mut small).unwrap(),
+            None
+        );
+        assert_eq!(small, recipe.size() - 1, "nothing read");
+        let mut enough = recipe.size();
+        let first = store
+            .sketches(&blob.recipe, &recipe, &mut enough)
+            .unwrap()
+            .expect("within the budget");
+        assert_eq!(enough, 0);
+        assert_eq!(first.len(), recipe.parts().len());
+        assert!(first.iter().all(|s| s[0] != 0));
+        let mut none = 0;
+        assert_eq!(
+            store.sketches(&blob.recipe, &recipe, &mut none).unwrap(),
+            Some(first),
+            "kept"
+        );
     }
 }

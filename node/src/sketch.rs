@@ -9,8 +9,10 @@
 //! stretches around it and the ones whose boundaries move over changed content.
 //!
 //! Cost: one gear step and one comparison a byte, about 1 GB/s a core. The store keeps a blob's sketches beside
-//! its recipe ([`crate::store::Store::sketches`]), computed the first time a delta planner asks, so lookups
-//! across everything a receiver holds read 12 bytes a chunk, not the chunk.
+//! its recipe ([`crate::store::Store::sketches`]), computed the first time a delta planner asks (at most
+//! [`crate::delta::SKETCH_BUDGET`] of content read per plan, so the first export against a large store does
+//! not read all of it), so later lookups across everything a receiver holds read 12 bytes a chunk, not the
+//! chunk.
 
 /// Super-features per chunk.
 pub const SUPER_FEATURES: usize = 3;

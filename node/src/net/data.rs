@@ -287,6 +287,7 @@ fn sketches_answer(store: &crate::Store, recipes: &[RecipeId]) -> SyncResponse {
         ));
     }
     let mut parts = 0usize;
+    let mut budget = crate::delta::SKETCH_BUDGET;
     SyncResponse::Sketches(
         recipes
             .iter()
@@ -296,7 +297,7 @@ fn sketches_answer(store: &crate::Store, recipes: &[RecipeId]) -> SyncResponse {
                 if parts > MAX_SKETCH_PARTS || !crate::delta::holds_all(store, &recipe).ok()? {
                     return None;
                 }
-                let s = store.sketches(id, &recipe).ok()?;
+                let s = store.sketches(id, &recipe, &mut budget).ok()??;
                 Some(crate::sketch::encode(&s))
             })
             .collect(),

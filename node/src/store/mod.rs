@@ -565,19 +565,27 @@ impl Store {
     }
 
     /// The resemblance sketch of each part of `recipe` (whose id is `id`), in part order; zero runs and small
-    /// chunks have none (zeros). Kept in the index after the first call, which reads the recipe's chunks.
+    /// chunks have none (zeros). Kept in the index after the first call, which reads the recipe's chunks: when
+    /// they are not kept yet and the recipe's content is larger than `budget`, `None`; else the content read
+    /// is taken from `budget`.
     pub fn sketches(
         &self,
         id: &RecipeId,
         recipe: &Recipe,
-    ) -> Result<Vec<crate::sketch::Sketch>, StoreError> {
+        budget: &mut u64,
+    ) -> Result<Option<Vec<crate::sketch::Sketch>>, StoreError> {
         use crate::sketch;
         let parts = recipe.parts();
         if let Some(kept) = self.0.sketches.get(id.as_bytes())? {
             if let Some(s) = sketch::decode(&kept, parts.len()) {
-                return Ok(s);
+                return Ok(Some(s));
             }
         }
+        let size = recipe.size();
+        if size > *budget {
+            return Ok(None);
+        }
+        *budget -= size;
         let mut of: HashMap<ChunkId, sketch::Sketch> = HashMap::new();
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
@@ -596,7 +604,7 @@ impl Store {
         self.0
             .sketches
             .insert(id.as_bytes(), sketch::encode(&out))?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// A number that changes whenever a release becomes visible, or something is pushed, in this process.
