@@ -386,8 +386,7 @@ impl Deltas {
                     mine,
                     part_base,
                     (&recipe, own),
-                    (&base_id, base_recipe),
-                    b,
+                    (&base_id, base_recipe, b),
                     &mut index.budget,
                 )?);
             }
@@ -418,8 +417,7 @@ fn runs_of(
     mine: std::ops::Range<usize>,
     part_base: u64,
     (recipe, own): (&Recipe, Option<&[Sketch]>),
-    (base_id, base): (&RecipeId, &Recipe),
-    b: u32,
+    (base_id, base, b): (&RecipeId, &Recipe, u32),
     budget: &mut u64,
 ) -> Result<Vec<Run>, StoreError> {
     let parts = recipe.parts();
