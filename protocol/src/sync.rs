@@ -24,7 +24,7 @@ pub const MAX_BATCH_CHUNKS: usize = 16 * 1024;
 /// Most recipes one [`SyncRequest::Sketches`] names.
 pub const MAX_SKETCH_RECIPES: usize = 256;
 
-/// Most parts one [`SyncResponse::Sketches`] carries sketches for (12 bytes each); recipes past it are
+/// Most parts one [`SyncResponse::Sketches`] carries sketches for (24 bytes each); recipes past it are
 /// answered with none.
 pub const MAX_SKETCH_PARTS: usize = 2 << 20;
 
@@ -71,7 +71,7 @@ pub enum SyncRequest {
         /// it within 1 to 19).
         level: i32,
     },
-    /// The resemblance sketches of recipes the peer holds whole (12 bytes a part: three super-features), so the
+    /// The resemblance sketches of recipes the peer holds whole (24 bytes a part: six super-features), so the
     /// asker can find, among what it holds, the content a blob with no predecessor of its name resembles.
     /// Answered with [`SyncResponse::Sketches`].
     Sketches {
