@@ -178,17 +178,10 @@ async fn answer(
             reference,
             level,
         } => {
-            let _permit = net
-                .0
-                .delta_jobs
-                .acquire()
-                .await
-                .map_err(|e| WireError::Stream(e.to_string()))?;
-            let store = net.0.store.clone();
-            let answer =
-                tokio::task::spawn_blocking(move || delta_answer(&store, &ids, &reference, level))
-                    .await
-                    .map_err(|e| WireError::Stream(e.to_string()))?;
+            let answer = heavy(net, move |store| {
+                delta_answer(store, &ids, &reference, level)
+            })
+            .await?;
             if let SyncResponse::Delta { frame, .. } = &answer {
                 let sent = frame.len() as u64;
                 net.update_peer(peer, |p| p.sent_bytes += sent);
@@ -197,16 +190,7 @@ async fn answer(
         }
         // Sketches read whole recipes the first time: bounded like deltas.
         SyncRequest::Sketches { recipes } => {
-            let _permit = net
-                .0
-                .delta_jobs
-                .acquire()
-                .await
-                .map_err(|e| WireError::Stream(e.to_string()))?;
-            let store = net.0.store.clone();
-            tokio::task::spawn_blocking(move || sketches_answer(&store, &recipes))
-                .await
-                .map_err(|e| WireError::Stream(e.to_string()))?
+            heavy(net, move |store| sketches_answer(store, &recipes)).await?
         }
         // Store lookups (thousands for a bitmap or a recipes request) run off the async threads.
         req => {
@@ -219,6 +203,23 @@ async fn answer(
     write_frame(&mut send, &response).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// `work` on the blocking pool once one of the node's few heavy-answer slots (deltas, sketches) is free.
+async fn heavy(
+    net: &Network,
+    work: impl FnOnce(&crate::Store) -> SyncResponse + Send + 'static,
+) -> Result<SyncResponse, WireError> {
+    let _permit = net
+        .0
+        .delta_jobs
+        .acquire()
+        .await
+        .map_err(|e| WireError::Stream(e.to_string()))?;
+    let store = net.0.store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|e| WireError::Stream(e.to_string()))
 }
 
 /// A delta of chunks `ids` against `reference` at zstd `level`, if this node holds both and the delta is smaller than the
