@@ -19,7 +19,7 @@
 //! runs are encoded on the rayon pool, one per thread.
 
 use crate::plan::Plan;
-use crate::sketch::Sketch;
+use crate::sketch::{self, Sketch};
 use crate::store::{Store, StoreError};
 use ferry_protocol::delta::{output_check, Reference, MAX_REFERENCE};
 use ferry_protocol::{BlobId, BlobRef, ChunkId, Entry, Object, Part, Recipe, RecipeId};
@@ -269,11 +269,9 @@ impl BaseIndex {
             let features = self.features(store)?;
             for (part, s) in recipe.parts().iter().zip(sketches.iter()) {
                 let mut met = HashSet::new();
-                for (slot, &f) in s.iter().enumerate() {
-                    if let Some(&i) = features.get(&(slot as u8, f)) {
-                        if met.insert(i) {
-                            *votes.entry(i).or_default() += part.len();
-                        }
+                for i in sketch::keys(s).filter_map(|k| features.get(&k)) {
+                    if met.insert(*i) {
+                        *votes.entry(*i).or_default() += part.len();
                     }
                 }
             }
@@ -293,15 +291,9 @@ impl BaseIndex {
                 let Some(r) = store.recipe(&blob.recipe)? else {
                     continue;
                 };
-                for s in store
-                    .sketches(&blob.recipe, &r, &mut self.budget)?
-                    .unwrap_or_default()
-                {
-                    for (slot, &f) in s.iter().enumerate() {
-                        if f != 0 {
-                            map.entry((slot as u8, f)).or_insert(i);
-                        }
-                    }
+                let kept = store.sketches(&blob.recipe, &r, &mut self.budget)?;
+                for k in kept.iter().flatten().flat_map(sketch::keys) {
+                    map.entry(k).or_insert(i);
                 }
             }
             self.by_feature = Some(map);
@@ -465,29 +457,22 @@ fn runs_of(
         // The part's sketch: given, or read when this store holds it.
         let mine = match (own, chunk_at(recipe, p)) {
             (Some(s), _) => s.get(p).copied(),
-            (None, Some(c)) if store.has_chunk(&c)? => {
-                Some(crate::sketch::sketch(&store.read_chunk(&c)?))
-            }
+            (None, Some(c)) if store.has_chunk(&c)? => Some(sketch::sketch(&store.read_chunk(&c)?)),
             _ => None,
         };
-        if let Some(s) = mine.filter(|s| s[0] != 0) {
+        if let Some(s) = mine {
             if features.is_none() {
                 let mut map = HashMap::new();
                 let kept = store.sketches(base_id, base, budget)?.unwrap_or_default();
                 for (q, s) in kept.iter().enumerate() {
-                    for (slot, &f) in s.iter().enumerate() {
-                        if f != 0 {
-                            map.entry((slot as u8, f)).or_insert(q);
-                        }
+                    for k in sketch::keys(s) {
+                        map.entry(k).or_insert(q);
                     }
                 }
                 features = Some(map);
             }
             let map = features.as_ref().expect("built above");
-            let found = s
-                .iter()
-                .enumerate()
-                .find_map(|(slot, &f)| map.get(&(slot as u8, f)).copied());
+            let found = sketch::keys(&s).find_map(|k| map.get(&k).copied());
             if let Some(q) = found {
                 // The resembling part and one on either side, in case the change moved bytes across.
                 let from = base_starts[q.saturating_sub(1)];

@@ -78,6 +78,14 @@ pub fn sketch(data: &[u8]) -> Sketch {
     out
 }
 
+/// The (slot, super-feature) keys of a sketch that has them: what resemblance indexes and looks up.
+pub fn keys(s: &Sketch) -> impl Iterator<Item = (u8, u32)> + '_ {
+    s.iter()
+        .enumerate()
+        .filter(|(_, &f)| f != 0)
+        .map(|(slot, &f)| (slot as u8, f))
+}
+
 /// Sketches as the store keeps them: 24 bytes a part, little-endian.
 pub fn encode(sketches: &[Sketch]) -> Vec<u8> {
     sketches

@@ -95,6 +95,22 @@ fn status(store: &Store) -> Value {
 
 /// Wait until `f` holds, polling; panics with `what` after `limit`.
 #[track_caller]
+/// `seed` and `site` served on loopback, the site given the seed as its peer; returns once they are connected.
+fn seed_and_site(seed: &Store, site: &Store) -> (Node, Node) {
+    let seed_node = serve(seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+    let site_node = serve(
+        site,
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--no-mdns", "--peer", &seed_addr],
+    );
+    wait_for("the site to connect", Duration::from_secs(30), || {
+        connected(site) == 1
+    });
+    (seed_node, site_node)
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -182,22 +198,8 @@ fn a_site_syncs_a_release_then_only_what_the_update_changed() {
     let out = site.run(["sync", "rel@1"]).expect_code(1);
     assert!(out.stderr.contains("no node is running"), "{out}");
 
-    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
-    let seed_addr = seed_node
-        .p2p
-        .clone()
-        .expect("the seed prints its p2p address");
-    let site_node = serve(
-        &site,
-        None,
-        "/ip4/127.0.0.1/tcp/0",
-        &["--no-mdns", "--peer", &seed_addr],
-    );
-    wait_for(
-        "the site to connect to the seed",
-        Duration::from_secs(30),
-        || connected(&site) == 1,
-    );
+    let (seed_node, site_node) = seed_and_site(&seed, &site);
+    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
 
     let first = sync(&site, "rel@1", &[]);
     assert_eq!(first["already_held"], false, "{first}");
@@ -294,17 +296,7 @@ fn gzip_layers_cross_as_raw_data_and_come_back_exact() {
     let site = Store::new();
     trust(&site, &seed);
     allow_all(&[&seed, &site]);
-    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
-    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
-    let _site_node = serve(
-        &site,
-        None,
-        "/ip4/127.0.0.1/tcp/0",
-        &["--no-mdns", "--peer", &seed_addr],
-    );
-    wait_for("the site to connect", Duration::from_secs(30), || {
-        connected(&site) == 1
-    });
+    let (_seed_node, _site_node) = seed_and_site(&seed, &site);
 
     // What travels is what a bundle carries: raw chunks and re-creation data, never the gzip bytes.
     let synced = sync(&site, "img@2", &[]);
@@ -406,17 +398,8 @@ fn an_update_comes_as_deltas_against_what_the_site_holds_and_whole_when_the_base
     let site = crate::delta::site(&key, &[&full]);
     let late = crate::delta::site(&key, &[&full]);
     allow_all(&[&seed, &site, &late]);
-    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
+    let (seed_node, _site_node) = seed_and_site(&seed, &site);
     let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
-    let _site_node = serve(
-        &site,
-        None,
-        "/ip4/127.0.0.1/tcp/0",
-        &["--no-mdns", "--peer", &seed_addr],
-    );
-    wait_for("the site to connect", Duration::from_secs(30), || {
-        connected(&site) == 1
-    });
 
     // The site holds 1.16.0: the changed chunks come as deltas against it, about as small as the bundle's.
     let synced = sync(&site, "six@1.16.1", &[]);
@@ -512,17 +495,7 @@ fn renamed_files_come_as_deltas_against_what_they_resemble() {
     trust(&site, &seed);
     site.json(["import", full.to_str().unwrap()]);
     allow_all(&[&seed, &site]);
-    let seed_node = serve(&seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
-    let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
-    let _site_node = serve(
-        &site,
-        None,
-        "/ip4/127.0.0.1/tcp/0",
-        &["--no-mdns", "--peer", &seed_addr],
-    );
-    wait_for("the site to connect", Duration::from_secs(30), || {
-        connected(&site) == 1
-    });
+    let (_seed_node, _site_node) = seed_and_site(&seed, &site);
     let synced = sync(&site, "docs@2", &[]);
     assert_eq!(num(&synced, "delta_chunks"), 2, "{synced}");
     // Whole, the two files cost several kB of zstd; as deltas against the right files, tens of bytes each.
