@@ -63,3 +63,4 @@ mod status;
 mod store;
 mod sync;
 mod token_auth;
+mod zip;

@@ -12,6 +12,8 @@
 //! - `encode`: writing a deflate stream's bits from recorded choices, every code checked (`recompose`).
 //! - `format`: varints, the token encoding, a cursor over the re-creation data.
 //! - [`predict`]: models of producers, over one piece of a stream read through a window.
+//! - [`zip`]: zip containers (wheels, jars) as a skeleton plus their deflated members, which go through
+//!   [`stream`] as one synthetic gzip stream.
 //! - [`stream`]: decomposing and re-creating streams of any size in bounded memory, pieces side by side on the
 //!   pool; its re-creation stream is what the store keeps. [`decompose`] and [`recompose`] here are the
 //!   whole-stream forms (the tests' reference, and how data stored before the streaming form is read).
@@ -103,6 +105,7 @@ pub mod predict;
 pub mod stream;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod zip;
 
 /// Longest FNAME or FCOMMENT accepted.
 pub const MAX_FIELD: usize = 64 << 10;

@@ -261,10 +261,15 @@ pub struct AddReport {
     pub chunks_new: u64,
     /// Compressed bytes this add wrote to packs.
     pub stored_bytes_new: u64,
-    /// Bytes of gzip blobs (layers, tarballs) this add stored as raw bytes plus re-creation data.
+    /// Bytes of compressed blobs (gzip layers and tarballs, zips) this add stored as raw bytes plus
+    /// re-creation data.
     pub recreated_bytes: u64,
-    /// Bytes of gzip blobs this add stored as they are (not re-creatable exactly, or over 1 GiB).
+    /// Bytes of gzip blobs this add stored as they are (not re-creatable exactly).
     pub gzip_kept_bytes: u64,
+    /// Bytes of zips (wheels, jars) among `recreated_bytes`.
+    pub zip_recreated_bytes: u64,
+    /// Bytes of zips with deflated members this add stored as they are (not re-creatable exactly).
+    pub zip_kept_bytes: u64,
 }
 
 /// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
@@ -329,6 +334,8 @@ pub fn add(
         stored_bytes_new: stats.stored_bytes_new,
         recreated_bytes: stats.recreated_bytes,
         gzip_kept_bytes: stats.gzip_kept_bytes,
+        zip_recreated_bytes: stats.zip_recreated_bytes,
+        zip_kept_bytes: stats.zip_kept_bytes,
     };
     Ok((manifest, report))
 }

@@ -107,6 +107,10 @@ pub struct WriteStats {
     pub recreated_bytes: u64,
     /// Bytes of gzip blobs stored as they are (not decomposable, or too large).
     pub gzip_kept_bytes: u64,
+    /// Bytes of zip blobs stored as skeleton, contents and re-creation data (also in `recreated_bytes`).
+    pub zip_recreated_bytes: u64,
+    /// Bytes of zip blobs with deflated members stored as they are (not decomposable).
+    pub zip_kept_bytes: u64,
 }
 
 impl std::ops::AddAssign for WriteStats {
@@ -116,6 +120,8 @@ impl std::ops::AddAssign for WriteStats {
         self.stored_bytes_new += o.stored_bytes_new;
         self.recreated_bytes += o.recreated_bytes;
         self.gzip_kept_bytes += o.gzip_kept_bytes;
+        self.zip_recreated_bytes += o.zip_recreated_bytes;
+        self.zip_kept_bytes += o.zip_kept_bytes;
     }
 }
 
@@ -297,13 +303,14 @@ impl Store {
             what: what.to_string(),
             source,
         };
-        let mut head = Vec::with_capacity(3);
-        (&mut src).take(3).read_to_end(&mut head).map_err(source)?;
+        let mut head = Vec::with_capacity(4);
+        (&mut src).take(4).read_to_end(&mut head).map_err(source)?;
         let src = std::io::Cursor::new(head.clone()).chain(src);
-        if head != [0x1f, 0x8b, 0x08] {
-            return self.ingest_stream(src, what, expect, progress);
+        match head[..] {
+            [0x1f, 0x8b, 0x08, ..] => self.ingest_gzip(src, opts, what, expect, progress),
+            [b'P', b'K', 3, 4] => self.ingest_zip(src, opts, what, expect, progress),
+            _ => self.ingest_stream(src, what, expect, progress),
         }
-        self.ingest_gzip(src, opts, what, expect, progress)
     }
 
     /// Queue a blob's recipe and record for the next commit. A blob the store already holds whole (or has
@@ -361,6 +368,22 @@ impl Store {
             blob: self.queue_blob(id, sha256, Recipe::concat(parts))?,
             stats,
         })
+    }
+
+    /// Chunk and store `src`, one stream of a decomposed blob (cut by FastCDC, not hashed whole): its parts,
+    /// length and what writing them did.
+    pub(super) fn ingest_substream<R: Read + Send>(
+        &self,
+        src: R,
+        what: &str,
+    ) -> Result<(Vec<Part>, StreamSummary, WriteStats), StoreError> {
+        let params = self.0.config.chunking;
+        self.ingest_parts(
+            |tx, pool| feed(src, &params, tx, pool),
+            false,
+            what,
+            &crate::progress::NoProgress,
+        )
     }
 
     /// Chunk, dedup and store the batches `feeder` sends: the parts they make, the whole stream's hashes and

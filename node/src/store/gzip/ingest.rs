@@ -6,7 +6,7 @@ use crate::chunker::ContentCutter;
 use crate::deflate::stream::{self, Options};
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
-use crate::store::writer::{check_expected, feed, feed_with, Ingested};
+use crate::store::writer::{check_expected, feed_with, Ingested};
 use crate::store::{Store, StoreError};
 use crate::tarsplit;
 use ferry_protocol::{BlobId, Hash32, Recipe, Sha256Digest};
@@ -71,14 +71,7 @@ impl Store {
             // The raw bytes are split into their tar headers and contents (the whole stream is headers when it
             // is not a tar), each stored on its own.
             let split = s.spawn(move || split_raw(raw_rx, h_tx, c_tx));
-            let headers = s.spawn(|| {
-                self.ingest_parts(
-                    |tx, pool| feed(ChannelReader::new(h_rx), &params, tx, pool),
-                    false,
-                    what,
-                    &NoProgress,
-                )
-            });
+            let headers = s.spawn(|| self.ingest_substream(ChannelReader::new(h_rx), what));
             let contents = s.spawn(|| {
                 self.ingest_parts(
                     |tx, pool| {
@@ -97,14 +90,7 @@ impl Store {
                     &NoProgress,
                 )
             });
-            let rec = s.spawn(|| {
-                self.ingest_parts(
-                    |tx, pool| feed(ChannelReader::new(rec_rx), &params, tx, pool),
-                    false,
-                    what,
-                    &NoProgress,
-                )
-            });
+            let rec = s.spawn(|| self.ingest_substream(ChannelReader::new(rec_rx), what));
             let d = stream::decompose(
                 ChannelReader::new(in_rx),
                 move |b: &[u8]| raw_tx.send(b.to_vec()).map_err(|_| stopped()),

@@ -11,12 +11,16 @@
 //! side on the pool). Re-created blobs are kept in a bounded cache of files (`STORE/cache/gzip/`, least recently
 //! used out first), so warm reads are file reads.
 //!
+//! Zip containers (wheels, jars) are stored the same way (`zip`): their deflated members go through the same
+//! decomposer, as one synthetic gzip stream, and the rest of the file is kept as a skeleton stream.
+//!
 //! The stored re-creation data starts with a version byte: 2 ([`RECREATION_STREAM`]) for the re-creation stream
-//! that follows, 1 for the whole-stream form of stores written before it (model name, headers, and the model's
+//! that follows, 3 ([`RECREATION_ZIP`]) for a zip's, 1 for the whole-stream form of stores written before it (model name, headers, and the model's
 //! corrections or the tokens; read into memory, as it was written: those blobs are at most 1 GiB).
 
 pub(crate) mod cache;
 mod ingest;
+mod zip;
 
 pub use cache::{Job, Recreated, RecreationStats};
 
@@ -35,6 +39,8 @@ pub(crate) const MAX_RAW: u64 = 4 << 30;
 const RECREATION_VERSION: u8 = 1;
 /// Version byte of the re-creation stream.
 pub(crate) const RECREATION_STREAM: u8 = 2;
+/// Version byte of a zip's re-creation data (see `zip`).
+pub(crate) const RECREATION_ZIP: u8 = 3;
 
 /// A way to read a blob again from its start.
 pub type Reopen<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + 'a;
@@ -236,6 +242,33 @@ impl Store {
                     made.map_err(|e| failed(e.to_string()))
                 })?;
             }
+            RECREATION_ZIP => {
+                let (skeleton, contents) =
+                    self.split_parts(raw_parts, rec_parts).map_err(failed)?;
+                let mut rec = std::io::BufReader::with_capacity(256 << 10, rec);
+                let table =
+                    deflate::zip::read_table(&mut rec).map_err(|e| failed(e.to_string()))?;
+                // The members' synthetic gzip stream is re-created on a thread of its own, through a small
+                // channel, while the zip is joined from it and the skeleton.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                let contents = PartsStream::new(self, contents.to_vec());
+                std::thread::scope(|s| {
+                    let maker = s.spawn(move || {
+                        let out = super::stream::ChannelWriter::new(tx);
+                        deflate::stream::recompose_with(contents, rec, out, spawn)
+                    });
+                    let joined = deflate::zip::join(
+                        &table,
+                        PartsStream::new(self, skeleton.to_vec()),
+                        super::stream::ChannelReader::new(rx),
+                        &mut out,
+                    );
+                    let made = maker.join().expect("the zip member re-creation panicked");
+                    // The re-creation's failure is the cause of whatever joining then saw.
+                    made.map_err(|e| failed(format!("re-creating its members: {e}")))?;
+                    joined.map_err(|e| failed(format!("joining the zip: {e}")))
+                })?;
+            }
             RECREATION_VERSION => {
                 let raw = self.read_parts(raw_parts, MAX_RAW)?;
                 let mut recreation = vec![RECREATION_VERSION];
@@ -263,7 +296,8 @@ impl Store {
     }
 
     /// The raw parts of a version 2 gzip recipe as its headers stream and its contents stream (the length of
-    /// the headers stream is the last eight bytes of the re-creation data).
+    /// the headers stream is the last eight bytes of the re-creation data); of a zip's, as its skeleton and
+    /// contents.
     fn split_parts<'r>(
         &self,
         raw: &'r [Part],
