@@ -80,6 +80,28 @@ where
     })
 }
 
+/// [`decompose`] into memory: the decomposition, the raw bytes and the re-creation stream (for tests, fuzzing
+/// and tools; the store streams).
+pub fn decompose_in_memory<R: Read + Send>(
+    input: R,
+    opts: &Options,
+) -> Result<(Decomposed, Vec<u8>, Vec<u8>), DeflateError> {
+    let (mut raw, mut rec) = (Vec::new(), Vec::new());
+    let d = decompose(
+        input,
+        |b: &[u8]| {
+            raw.extend_from_slice(b);
+            Ok(())
+        },
+        |b: &[u8]| {
+            rec.extend_from_slice(b);
+            Ok(())
+        },
+        opts,
+    )?;
+    Ok((d, raw, rec))
+}
+
 /// Events and the raw bytes they cover.
 #[derive(Default)]
 struct Batch {

@@ -37,7 +37,7 @@
 mod ingest;
 mod recreate;
 
-pub use ingest::{decompose, Decomposed, Options};
+pub use ingest::{decompose, decompose_in_memory, Decomposed, Options};
 pub use recreate::{recompose, recompose_with, Spawn};
 
 use super::decode::Tok;

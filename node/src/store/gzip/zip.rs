@@ -101,7 +101,7 @@ impl Store {
                 len: m.size,
                 name: m.name,
             });
-            at += m.size;
+            at = at.saturating_add(m.size);
         }
         let table = layout.table();
         let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(4);
