@@ -34,6 +34,7 @@ mod bundle;
 mod delta;
 mod fat;
 mod fixtures;
+mod formats;
 mod gc;
 mod gzip;
 mod measure;
@@ -97,6 +98,9 @@ enum Sub {
     /// Delta transport (issue 18) on real version pairs: bundle bytes before and now next to the layer-level
     /// delta and `zstd --patch-from`, import speed, export memory, and network sync of the same updates.
     Delta(delta::DeltaArgs),
+    /// Package formats (issue 19): how much of each compressed format Ferry re-creates, and the cost of
+    /// ingesting and re-creating it next to the format's own decompressor on the same files.
+    Formats(formats::FormatsArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -171,6 +175,7 @@ fn real_main() -> Result<()> {
         Sub::Gc(args) => gc::run(args),
         Sub::Fat(args) => fat::run(args),
         Sub::Delta(args) => delta::run(args),
+        Sub::Formats(args) => formats::run(args),
     }
 }
 
