@@ -410,9 +410,8 @@ impl Read for Gzip<'_> {
 }
 
 /// Write the zip back: the skeleton's bytes, with each member's compressed bytes taken from the re-created
-/// synthetic gzip stream where the table puts them. `table` is read first from `rec` (the caller hands the rest
-/// of `rec` to the deflate re-creation). Returns the bytes written; a table, skeleton or stream that does not
-/// fit the others is an error.
+/// synthetic gzip stream where the member table ([`Layout::table`], as [`read_table`] gives it back) puts them.
+/// Returns the bytes written; a table, skeleton or stream that does not fit the others is an error.
 pub fn join(
     table: &[u8],
     mut skeleton: impl Read,

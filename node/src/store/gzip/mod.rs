@@ -15,8 +15,9 @@
 //! decomposer, as one synthetic gzip stream, and the rest of the file is kept as a skeleton stream.
 //!
 //! The stored re-creation data starts with a version byte: 2 ([`RECREATION_STREAM`]) for the re-creation stream
-//! that follows, 3 ([`RECREATION_ZIP`]) for a zip's, 1 for the whole-stream form of stores written before it (model name, headers, and the model's
-//! corrections or the tokens; read into memory, as it was written: those blobs are at most 1 GiB).
+//! that follows, 3 ([`RECREATION_ZIP`]) for a zip's, 1 for the whole-stream form of stores written before it
+//! (model name, headers, and the model's corrections or the tokens; read into memory, as it was written: those
+//! blobs are at most 1 GiB).
 
 pub(crate) mod cache;
 mod ingest;
