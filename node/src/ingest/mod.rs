@@ -270,6 +270,15 @@ pub struct AddReport {
     pub zip_recreated_bytes: u64,
     /// Bytes of zips with deflated members this add stored as they are (not re-creatable exactly).
     pub zip_kept_bytes: u64,
+    /// Bytes of bare xz streams (`.tar.xz`, `Packages.xz`) among `recreated_bytes`.
+    pub xz_recreated_bytes: u64,
+    /// Bytes of bare xz streams this add stored as they are (not re-creatable exactly).
+    pub xz_kept_bytes: u64,
+    /// Bytes of `.deb` members (`control.tar.xz`, `data.tar.xz`) among `recreated_bytes`.
+    pub deb_recreated_bytes: u64,
+    /// Bytes of `.deb` files this add stored as they are: their `ar` skeletons (headers, `debian-binary`) and
+    /// members not re-creatable exactly.
+    pub deb_kept_bytes: u64,
 }
 
 /// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
@@ -336,6 +345,10 @@ pub fn add(
         gzip_kept_bytes: stats.gzip_kept_bytes,
         zip_recreated_bytes: stats.zip_recreated_bytes,
         zip_kept_bytes: stats.zip_kept_bytes,
+        xz_recreated_bytes: stats.xz_recreated_bytes,
+        xz_kept_bytes: stats.xz_kept_bytes,
+        deb_recreated_bytes: stats.deb_recreated_bytes,
+        deb_kept_bytes: stats.deb_kept_bytes,
     };
     Ok((manifest, report))
 }

@@ -111,6 +111,14 @@ pub struct WriteStats {
     pub zip_recreated_bytes: u64,
     /// Bytes of zip blobs with deflated members stored as they are (not decomposable).
     pub zip_kept_bytes: u64,
+    /// Bytes of bare xz streams stored as raw bytes plus parameters (also in `recreated_bytes`).
+    pub xz_recreated_bytes: u64,
+    /// Bytes of bare xz streams stored as they are (not re-creatable exactly).
+    pub xz_kept_bytes: u64,
+    /// Bytes of `.deb` (ar) members stored as raw bytes plus parameters (also in `recreated_bytes`).
+    pub deb_recreated_bytes: u64,
+    /// Bytes of `.deb` files stored as they are: their skeletons, and members not re-creatable exactly.
+    pub deb_kept_bytes: u64,
 }
 
 impl std::ops::AddAssign for WriteStats {
@@ -122,6 +130,10 @@ impl std::ops::AddAssign for WriteStats {
         self.gzip_kept_bytes += o.gzip_kept_bytes;
         self.zip_recreated_bytes += o.zip_recreated_bytes;
         self.zip_kept_bytes += o.zip_kept_bytes;
+        self.xz_recreated_bytes += o.xz_recreated_bytes;
+        self.xz_kept_bytes += o.xz_kept_bytes;
+        self.deb_recreated_bytes += o.deb_recreated_bytes;
+        self.deb_kept_bytes += o.deb_kept_bytes;
     }
 }
 
@@ -303,12 +315,15 @@ impl Store {
             what: what.to_string(),
             source,
         };
-        let mut head = Vec::with_capacity(4);
-        (&mut src).take(4).read_to_end(&mut head).map_err(source)?;
+        let mut head = Vec::with_capacity(8);
+        (&mut src).take(8).read_to_end(&mut head).map_err(source)?;
         let src = std::io::Cursor::new(head.clone()).chain(src);
+        if let Some(kind) = ferry_formats::packed::Kind::of(&head) {
+            return self.ingest_packed(src, kind, what, expect, progress);
+        }
         match head[..] {
             [0x1f, 0x8b, 0x08, ..] => self.ingest_gzip(src, opts, what, expect, progress),
-            [b'P', b'K', 3, 4] => self.ingest_zip(src, opts, what, expect, progress),
+            [b'P', b'K', 3, 4, ..] => self.ingest_zip(src, opts, what, expect, progress),
             _ => self.ingest_stream(src, what, expect, progress),
         }
     }

@@ -77,12 +77,7 @@ impl Store {
                     |tx, pool| {
                         let files = Rc::new(RefCell::new(VecDeque::new()));
                         let mut cutter = ContentCutter::new(params, files.clone());
-                        let reader = ContentsReader {
-                            rx: c_rx,
-                            cur: Vec::new(),
-                            pos: 0,
-                            files,
-                        };
+                        let reader = ContentsReader::new(c_rx, files);
                         feed_with(reader, &mut cutter, &params, tx, pool)
                     },
                     false,
@@ -202,7 +197,7 @@ impl Store {
 }
 
 /// One message of the contents stream: bytes, or a file whose bytes start next.
-enum Contents {
+pub(super) enum Contents {
     Bytes(Vec<u8>),
     File(tarsplit::File),
 }
@@ -241,7 +236,7 @@ impl tarsplit::Streams for SplitTx {
 
 /// Split the raw bytes from `raw` into their tar headers (to `h_tx`) and contents (to `c_tx`); the headers
 /// stream's length.
-fn split_raw(
+pub(super) fn split_raw(
     raw: mpsc::Receiver<Vec<u8>>,
     h_tx: mpsc::SyncSender<Vec<u8>>,
     c_tx: mpsc::SyncSender<Contents>,
@@ -267,11 +262,25 @@ fn split_raw(
 }
 
 /// The contents stream as a reader; the files it announces go to the cutter's queue as they are read.
-struct ContentsReader {
+pub(super) struct ContentsReader {
     rx: mpsc::Receiver<Contents>,
     cur: Vec<u8>,
     pos: usize,
     files: Rc<RefCell<VecDeque<tarsplit::File>>>,
+}
+
+impl ContentsReader {
+    pub(super) fn new(
+        rx: mpsc::Receiver<Contents>,
+        files: Rc<RefCell<VecDeque<tarsplit::File>>>,
+    ) -> Self {
+        ContentsReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            files,
+        }
+    }
 }
 
 impl Read for ContentsReader {

@@ -21,7 +21,10 @@
 
 pub(crate) mod cache;
 mod ingest;
+mod packed;
 mod zip;
+
+pub use packed::XZ_ENCODERS;
 
 pub use cache::{Job, Recreated, RecreationStats};
 
@@ -29,9 +32,10 @@ use super::stream::PartsStream;
 use super::{Store, StoreError};
 use crate::deflate::predict::{self, Layout};
 use crate::deflate::{self, Recreation};
-use ferry_protocol::{BlobRef, Part, Recipe, Sha256Digest};
+use crate::progress::Progress;
+use ferry_protocol::{BlobId, BlobRef, Hash32, Part, Recipe, Sha256Digest};
 use sha2::Digest;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::Mutex;
 
 /// Raw bytes of a whole-stream (version 1) blob re-created in memory, at most.
@@ -42,6 +46,8 @@ const RECREATION_VERSION: u8 = 1;
 pub(crate) const RECREATION_STREAM: u8 = 2;
 /// Version byte of a zip's re-creation data (see `zip`).
 pub(crate) const RECREATION_ZIP: u8 = 3;
+/// Version byte of the re-creation data of a file of xz members, a `.deb` or a bare `.xz` (see `packed`).
+pub(crate) const RECREATION_PACKED: u8 = 4;
 
 /// A way to read a blob again from its start.
 pub type Reopen<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + 'a;
@@ -270,6 +276,10 @@ impl Store {
                     joined.map_err(|e| failed(format!("joining the zip: {e}")))
                 })?;
             }
+            RECREATION_PACKED => {
+                self.recreate_packed(blob.size, raw_parts, rec, &mut out)
+                    .map_err(failed)?;
+            }
             RECREATION_VERSION => {
                 let raw = self.read_parts(raw_parts, MAX_RAW)?;
                 let mut recreation = vec![RECREATION_VERSION];
@@ -334,6 +344,94 @@ impl Store {
             "the headers stream ({headers} bytes) does not end at a part boundary of the raw bytes"
         ))
     }
+}
+
+/// A blob kept aside in an unnamed file under `STORE/tmp` while it is taken apart (a container's directory
+/// may be at its end), with its digests.
+pub(super) struct Spooled {
+    pub file: std::fs::File,
+    pub sha256: Sha256Digest,
+    pub id: BlobId,
+    pub size: u64,
+}
+
+impl Store {
+    /// Keep `src` aside, hashing it, and check it is what `expect` says.
+    pub(super) fn spool_blob(
+        &self,
+        mut src: impl Read,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<Spooled, StoreError> {
+        let dir = self.root().join("tmp");
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        let mut file = tempfile::tempfile_in(&dir).map_err(StoreError::io(&dir))?;
+        let (sha256, id, size) =
+            spool(&mut src, &mut file, progress).map_err(|source| StoreError::Source {
+                what: what.to_string(),
+                source,
+            })?;
+        super::writer::check_expected(what, expect, sha256, size)?;
+        Ok(Spooled {
+            file,
+            sha256,
+            id,
+            size,
+        })
+    }
+
+    /// Store a blob kept aside as it is.
+    pub(super) fn ingest_spooled(
+        &self,
+        spooled: &mut Spooled,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+    ) -> Result<super::writer::Ingested, StoreError> {
+        use std::io::Seek;
+        spooled.file.rewind().map_err(|source| StoreError::Source {
+            what: format!("{what} (kept aside)"),
+            source,
+        })?;
+        self.ingest_stream(
+            io::BufReader::with_capacity(1 << 20, &spooled.file),
+            what,
+            expect,
+            &crate::progress::NoProgress,
+        )
+    }
+}
+
+/// Copy `src` to `file`, hashing it: its SHA-256, BLAKE3 and length.
+fn spool(
+    src: &mut impl Read,
+    file: &mut std::fs::File,
+    progress: &dyn Progress,
+) -> io::Result<(Sha256Digest, BlobId, u64)> {
+    let mut sha = sha2::Sha256::new();
+    let mut blake = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = io::BufWriter::with_capacity(1 << 20, &mut *file);
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+        blake.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        size += n as u64;
+        progress.advance(n as u64);
+    }
+    out.flush()?;
+    Ok((
+        Sha256Digest(Hash32(sha.finalize().into())),
+        BlobId::from_bytes(*blake.finalize().as_bytes()),
+        size,
+    ))
 }
 
 #[cfg(test)]

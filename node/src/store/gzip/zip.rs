@@ -8,20 +8,19 @@
 //! ```
 //! The skeleton length at the end splits the raw parts, as the tar headers' length does for a gzip tar.
 
-use super::{BlobOptions, RECREATION_ZIP};
+use super::{BlobOptions, Spooled, RECREATION_ZIP};
 use crate::chunker::ContentCutter;
 use crate::deflate::stream::{self, Options};
 use crate::deflate::zip::Layout;
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
-use crate::store::writer::{check_expected, feed_with, Ingested};
+use crate::store::writer::{feed_with, Ingested};
 use crate::store::{Store, StoreError};
 use crate::tarsplit;
-use ferry_protocol::{BlobId, Hash32, Recipe, Sha256Digest};
-use sha2::Digest;
+use ferry_protocol::{BlobId, Recipe, Sha256Digest};
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
 use std::rc::Rc;
 use std::sync::mpsc;
 
@@ -37,42 +36,25 @@ impl Store {
         expect: Option<(Sha256Digest, Option<u64>)>,
         progress: &dyn Progress,
     ) -> Result<Ingested, StoreError> {
-        let dir = self.root().join("tmp");
-        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        let mut file = tempfile::tempfile_in(&dir).map_err(StoreError::io(&dir))?;
-        let (sha256, id, size) =
-            spool(&mut src, &mut file, progress).map_err(|source| StoreError::Source {
-                what: what.to_string(),
-                source,
-            })?;
-        check_expected(what, expect, sha256, size)?;
-        let as_it_is = |file: &mut std::fs::File, kept: bool| -> Result<Ingested, StoreError> {
-            file.rewind().map_err(|source| StoreError::Source {
-                what: format!("{what} (kept aside)"),
-                source,
-            })?;
-            let mut ingested = self.ingest_stream(
-                io::BufReader::with_capacity(1 << 20, &*file),
-                what,
-                expect,
-                &NoProgress,
-            )?;
+        let mut sp = self.spool_blob(&mut src, what, expect, progress)?;
+        let as_it_is = |sp: &mut Spooled, kept: bool| -> Result<Ingested, StoreError> {
+            let mut ingested = self.ingest_spooled(sp, what, expect)?;
             if kept {
                 ingested.stats.zip_kept_bytes += ingested.blob.size;
             }
             Ok(ingested)
         };
-        let layout = match Layout::read(&file, size) {
+        let layout = match Layout::read(&sp.file, sp.size) {
             Ok(l) if !l.members.is_empty() => l,
-            Ok(_) => return as_it_is(&mut file, false),
+            Ok(_) => return as_it_is(&mut sp, false),
             Err(e) => {
                 tracing::info!(%what, reason = %e, "zip blob stored as it is");
-                return as_it_is(&mut file, true);
+                return as_it_is(&mut sp, true);
             }
         };
-        match self.decompose_zip(&file, &layout, (sha256, id), opts, what) {
+        match self.decompose_zip(&sp.file, &layout, (sp.sha256, sp.id), opts, what) {
             Ok(Some(ingested)) => Ok(ingested),
-            Ok(None) => as_it_is(&mut file, true),
+            Ok(None) => as_it_is(&mut sp, true),
             Err(e) => Err(e),
         }
     }
@@ -199,36 +181,4 @@ impl Store {
             stats,
         }))
     }
-}
-
-/// Copy `src` to `file`, hashing it: its SHA-256, BLAKE3 and length.
-fn spool(
-    src: &mut impl Read,
-    file: &mut std::fs::File,
-    progress: &dyn Progress,
-) -> io::Result<(Sha256Digest, BlobId, u64)> {
-    let mut sha = sha2::Sha256::new();
-    let mut blake = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut out = io::BufWriter::with_capacity(1 << 20, &mut *file);
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        sha.update(&buf[..n]);
-        blake.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        size += n as u64;
-        progress.advance(n as u64);
-    }
-    out.flush()?;
-    Ok((
-        Sha256Digest(Hash32(sha.finalize().into())),
-        BlobId::from_bytes(*blake.finalize().as_bytes()),
-        size,
-    ))
 }

@@ -1,0 +1,488 @@
+//! Storing a file of xz-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and `data.tar.xz`),
+//! a bare `.xz` (`.tar.xz`, `Packages.xz`) — as its skeleton, its members' raw contents and their parameters
+//! ([`ferry_formats::packed`], [`ferry_formats::xz`]), under a [`Recipe::Gzip`] whose re-creation data starts
+//! with [`RECREATION_PACKED`]:
+//!
+//! ```text
+//! raw parts:        skeleton stream, then the members' tar headers, then their contents (as a gzip tar's are)
+//! re-creation data: u8 4  varint n  n × (varint at  varint len  varint raw length  varint headers length
+//!                   xz parameters)
+//! ```
+//! Each member's raw content is split into tar headers and contents like a gzip tar's, so a package rebuilt
+//! with one file changed crosses as that file. Before anything is recorded each member is re-encoded with the
+//! parameters found and compared with the original, byte for byte; a file whose members cannot all be
+//! re-created that way is stored as it is and counted.
+//!
+//! An xz encoder holds tens to hundreds of MiB (a block in and out per thread, and the match finder):
+//! [`XZ_ENCODERS`] bound how many run at once in the process, ingest and reads together.
+
+use super::ingest::{split_raw, Contents, ContentsReader};
+use super::{Spooled, RECREATION_PACKED};
+use crate::chunker::ContentCutter;
+use crate::progress::{NoProgress, Progress};
+use crate::store::stream::{ChannelReader, ChannelWriter, PartsStream};
+use crate::store::writer::{feed_with, Ingested};
+use crate::store::{Store, StoreError};
+use ferry_formats::packed::{self, Kind, Layout, Place};
+use ferry_formats::xz::{self, Params};
+use ferry_formats::Range;
+use ferry_protocol::{BlobId, Part, Recipe, Sha256Digest};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::{mpsc, Condvar, Mutex};
+
+/// xz encoders running at once in this process, at most (each on up to [`threads`] threads).
+pub const XZ_ENCODERS: usize = 2;
+/// The re-creation data of one file, at most (a table of its members).
+const MAX_TABLE: u64 = 4 << 20;
+
+/// A counting semaphore for the xz encoders.
+static ENCODERS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A running xz encoder's place; released on drop.
+struct EncoderSlot;
+
+impl EncoderSlot {
+    fn take() -> EncoderSlot {
+        let (count, freed) = &ENCODERS;
+        let mut n = count.lock().expect("encoder slots poisoned");
+        while *n >= XZ_ENCODERS {
+            n = freed.wait(n).expect("encoder slots poisoned");
+        }
+        *n += 1;
+        EncoderSlot
+    }
+}
+
+impl Drop for EncoderSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &ENCODERS;
+        *count.lock().expect("encoder slots poisoned") -= 1;
+        freed.notify_one();
+    }
+}
+
+/// Threads an xz encoder uses: the machine's cores, up to four (its output does not depend on how many).
+fn threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
+}
+
+/// Encode `raw` with `params` into `out`, in one of the process's encoder slots.
+fn encode(params: &Params, raw: impl Read, out: impl Write) -> io::Result<u64> {
+    let _slot = EncoderSlot::take();
+    xz::encode(params, threads(), raw, out)
+}
+
+/// One re-created member, as the re-creation data records it.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    at: u64,
+    len: u64,
+    raw_len: u64,
+    headers_len: u64,
+    params: Params,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn write_table(entries: &[Entry]) -> Vec<u8> {
+    let mut out = vec![RECREATION_PACKED];
+    put_varint(&mut out, entries.len() as u64);
+    for e in entries {
+        for v in [e.at, e.len, e.raw_len, e.headers_len] {
+            put_varint(&mut out, v);
+        }
+        e.params.write_to(&mut out);
+    }
+    out
+}
+
+/// The entries of re-creation data written by `write_table` (after its version byte), checked to lie in
+/// order inside a file of `size` bytes.
+fn read_table(mut bytes: &[u8], size: u64) -> Result<Vec<Entry>, String> {
+    let short = || "the members' table is cut short".to_string();
+    let n = super::get_varint(&mut bytes).ok_or_else(short)?;
+    if n > ferry_formats::ar::MAX_MEMBERS as u64 {
+        return Err(format!("the members' table names {n} members"));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    let mut end = 0u64;
+    for _ in 0..n {
+        let mut v = [0u64; 4];
+        for x in &mut v {
+            *x = super::get_varint(&mut bytes).ok_or_else(short)?;
+        }
+        let params = Params::read_from(&mut bytes)?;
+        let [at, len, raw_len, headers_len] = v;
+        if at < end || at.checked_add(len).is_none_or(|e| e > size) || headers_len > raw_len {
+            return Err(format!(
+                "a member at {at} of {len} bytes does not fit the file ({size} bytes)"
+            ));
+        }
+        end = at + len;
+        out.push(Entry {
+            at,
+            len,
+            raw_len,
+            headers_len,
+            params,
+        });
+    }
+    if !bytes.is_empty() {
+        return Err("bytes after the members' table".into());
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// A file of xz members (`kind`): kept aside in an unnamed file, then stored as skeleton, members' raw
+    /// contents and their parameters, or stored as it is when that cannot be done exactly.
+    pub(in crate::store) fn ingest_packed<R: Read + Send>(
+        &self,
+        mut src: R,
+        kind: Kind,
+        what: &str,
+        expect: Option<(Sha256Digest, Option<u64>)>,
+        progress: &dyn Progress,
+    ) -> Result<Ingested, StoreError> {
+        let mut sp = self.spool_blob(&mut src, what, expect, progress)?;
+        let as_it_is = |sp: &mut Spooled, kept: bool| -> Result<Ingested, StoreError> {
+            let mut ingested = self.ingest_spooled(sp, what, expect)?;
+            if kept {
+                let kept = ingested.blob.size;
+                match kind {
+                    Kind::Xz => ingested.stats.xz_kept_bytes += kept,
+                    Kind::Ar => ingested.stats.deb_kept_bytes += kept,
+                }
+            }
+            Ok(ingested)
+        };
+        let mut layout = match Layout::read(&sp.file, sp.size, kind) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(%what, reason = %e, "file stored as it is");
+                return as_it_is(&mut sp, kind == Kind::Xz);
+            }
+        };
+        for (name, why) in &layout.refused {
+            tracing::info!(%what, member = %name, reason = %why, "xz member kept as it is");
+        }
+        // The parameters of each member, found by trial; a member whose are not found stays in the skeleton.
+        let mut params = Vec::with_capacity(layout.members.len());
+        let members = std::mem::take(&mut layout.members);
+        let mut refused = !layout.refused.is_empty();
+        for m in members {
+            match xz::find(&sp.file, m.at, &m.info) {
+                Ok(p) => {
+                    params.push(p);
+                    layout.members.push(m);
+                }
+                Err(e) => {
+                    tracing::info!(%what, member = %m.name, reason = %e, "xz member kept as it is");
+                    refused = true;
+                }
+            }
+        }
+        if layout.members.is_empty() {
+            return as_it_is(&mut sp, refused || kind == Kind::Xz);
+        }
+        match self.decompose_packed(&sp.file, &layout, &params, (sp.sha256, sp.id), what) {
+            Ok(Some(ingested)) => Ok(ingested),
+            Ok(None) => as_it_is(&mut sp, true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Store `file` by its `layout`, the members re-created with `params`; `None` when re-encoding a member
+    /// gives other bytes.
+    fn decompose_packed(
+        &self,
+        file: &std::fs::File,
+        layout: &Layout,
+        params: &[Params],
+        (sha256, id): (Sha256Digest, BlobId),
+        what: &str,
+    ) -> Result<Option<Ingested>, StoreError> {
+        let chunking = self.0.config.chunking;
+        let (h_tx, h_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (c_tx, c_rx) = mpsc::sync_channel::<Contents>(64);
+        let stopped = || io::Error::other("storing stopped");
+        let (members, skeleton, headers, contents) = std::thread::scope(|s| {
+            let skeleton = s.spawn(|| self.ingest_substream(layout.skeleton(file), what));
+            let headers = s.spawn(|| self.ingest_substream(ChannelReader::new(h_rx), what));
+            let contents = s.spawn(move || {
+                self.ingest_parts(
+                    |tx, pool| {
+                        let files = Rc::new(RefCell::new(VecDeque::new()));
+                        let mut cutter = ContentCutter::new(chunking, files.clone());
+                        let reader = ContentsReader::new(c_rx, files);
+                        feed_with(reader, &mut cutter, &chunking, tx, pool)
+                    },
+                    false,
+                    what,
+                    &NoProgress,
+                )
+            });
+            // Each member in turn: decoded on one thread, its raw bytes split into tar headers and contents on
+            // another, and re-encoded and compared with the original on a third.
+            let mut entries = Vec::with_capacity(layout.members.len());
+            let mut failed = None;
+            for (m, p) in layout.members.iter().zip(params) {
+                let (split_tx, split_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+                let (enc_tx, enc_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+                let (h_tx, c_tx) = (h_tx.clone(), c_tx.clone());
+                let split = s.spawn(move || split_raw(split_rx, h_tx, c_tx));
+                let verify = s.spawn(move || {
+                    let mut cmp = xz::Comparing::new(Range::new(file, m.at, m.len));
+                    encode(p, ChannelReader::new(enc_rx), &mut cmp)?;
+                    if !cmp.at_end()? {
+                        return Err(io::Error::other(format!(
+                            "re-encoding is shorter than the original ({} of {} bytes)",
+                            cmp.matched, m.len
+                        )));
+                    }
+                    Ok(())
+                });
+                let raw_len = xz::decode(io::BufReader::new(Range::new(file, m.at, m.len)), |b| {
+                    split_tx.send(b.to_vec()).map_err(|_| stopped())?;
+                    // The verifier stopping early is its answer, read below; decoding goes on for the split.
+                    let _ = enc_tx.send(b.to_vec());
+                    Ok(())
+                });
+                drop((split_tx, enc_tx));
+                let split = split.join().expect("the tar splitter panicked");
+                let verified = verify.join().expect("the xz verifier panicked");
+                let why = match (raw_len, split, verified) {
+                    (Err(e), ..) => Some(format!("decoding it: {e}")),
+                    (_, Err(e), _) => Some(format!("splitting its tar: {e}")),
+                    (_, _, Err(e)) => Some(format!("{p}: {e}")),
+                    (Ok(raw_len), Ok(headers_len), Ok(())) => {
+                        entries.push(Entry {
+                            at: m.at,
+                            len: m.len,
+                            raw_len,
+                            headers_len,
+                            params: *p,
+                        });
+                        None
+                    }
+                };
+                if let Some(why) = why {
+                    failed = Some(format!("member {:?}: {why}", m.name));
+                    break;
+                }
+            }
+            drop((h_tx, c_tx));
+            let skeleton = skeleton.join().expect("the skeleton ingest panicked");
+            let headers = headers.join().expect("the headers ingest panicked");
+            let contents = contents.join().expect("the contents ingest panicked");
+            (failed.map_or(Ok(entries), Err), skeleton, headers, contents)
+        });
+        // Storing failed: that is the error (a member's decoding then only saw its output stop).
+        let (mut parts, s_sum, mut stats) = skeleton?;
+        let (h_parts, h_sum, h_stats) = headers?;
+        let (c_parts, c_sum, c_stats) = contents?;
+        let entries = match members {
+            Ok(e) => e,
+            Err(reason) => {
+                tracing::info!(%what, %reason, "file stored as it is");
+                return Ok(None);
+            }
+        };
+        let headers_len: u64 = entries.iter().map(|e| e.headers_len).sum();
+        let raw_len: u64 = entries.iter().map(|e| e.raw_len).sum();
+        if s_sum.len != layout.skeleton_len()
+            || h_sum.len != headers_len
+            || c_sum.len != raw_len - headers_len
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{what}: stored {} + {} + {} raw bytes of {} + {} + {}",
+                s_sum.len,
+                h_sum.len,
+                c_sum.len,
+                layout.skeleton_len(),
+                headers_len,
+                raw_len - headers_len
+            )));
+        }
+        let table = write_table(&entries);
+        let (rec_parts, _, rec_stats) = self.ingest_substream(&table[..], what)?;
+        parts.extend(h_parts);
+        parts.extend(c_parts);
+        stats += h_stats;
+        stats += c_stats;
+        let raw_parts = parts.len() as u32;
+        parts.extend(rec_parts);
+        stats += rec_stats;
+        let recreated: u64 = entries.iter().map(|e| e.len).sum();
+        stats.recreated_bytes += recreated;
+        match layout.kind {
+            Kind::Xz => stats.xz_recreated_bytes += recreated,
+            Kind::Ar => {
+                stats.deb_recreated_bytes += recreated;
+                stats.deb_kept_bytes += layout.len - recreated;
+            }
+        }
+        tracing::debug!(%what, members = entries.len(), raw = raw_len,
+            params = %entries.iter().map(|e| e.params.to_string()).collect::<Vec<_>>().join(", "),
+            "xz members decomposed");
+        let recipe = Recipe::Gzip {
+            size: layout.len,
+            raw_size: s_sum.len + raw_len,
+            raw_parts,
+            parts,
+        };
+        Ok(Some(Ingested {
+            blob: self.queue_blob(id, sha256, recipe)?,
+            stats,
+        }))
+    }
+
+    /// Write the file a [`RECREATION_PACKED`] recipe re-creates (`rec` holds the re-creation data after its
+    /// version byte) to `out`.
+    pub(super) fn recreate_packed(
+        &self,
+        size: u64,
+        raw_parts: &[Part],
+        mut rec: impl Read,
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        let mut table = Vec::new();
+        (&mut rec)
+            .take(MAX_TABLE + 1)
+            .read_to_end(&mut table)
+            .map_err(|e| e.to_string())?;
+        if table.len() as u64 > MAX_TABLE {
+            return Err(format!("the members' table is over {MAX_TABLE} bytes"));
+        }
+        let entries = read_table(&table, size)?;
+        let headers_len: u64 = entries.iter().map(|e| e.headers_len).sum();
+        let raw_len: u64 = entries.iter().map(|e| e.raw_len).sum();
+        let skeleton_len = size - entries.iter().map(|e| e.len).sum::<u64>();
+        let [skeleton, headers, contents] = split_at_lengths(
+            raw_parts,
+            [skeleton_len, headers_len, raw_len - headers_len],
+        )?;
+        let places: Vec<Place> = entries.iter().map(|e| (e.at, e.len)).collect();
+        let mut h = PartsStream::new(self, headers.to_vec());
+        let mut c = PartsStream::new(self, contents.to_vec());
+        packed::join(
+            &places,
+            PartsStream::new(self, skeleton.to_vec()),
+            |i, out| {
+                let e = &entries[i];
+                let (h, c) = (
+                    (&mut h).take(e.headers_len),
+                    (&mut c).take(e.raw_len - e.headers_len),
+                );
+                // The member's tar is joined on a thread of its own, through a small channel, into the encoder.
+                let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+                std::thread::scope(|s| {
+                    let joiner = s.spawn(move || {
+                        let mut w = ChannelWriter::new(tx);
+                        let n = crate::tarsplit::join(h, c, &mut w)?;
+                        w.flush()?;
+                        Ok::<_, io::Error>(n)
+                    });
+                    let made = encode(&e.params, ChannelReader::new(rx), out);
+                    let joined = joiner.join().expect("the tar joiner panicked");
+                    // A joiner's failure (a damaged chunk) is the cause of whatever encoding then saw.
+                    let joined =
+                        joined.map_err(|e| io::Error::other(format!("joining its tar: {e}")))?;
+                    if joined != e.raw_len {
+                        return Err(io::Error::other(format!(
+                            "its tar joined as {joined} bytes, not {}",
+                            e.raw_len
+                        )));
+                    }
+                    made.map(drop)
+                })
+            },
+            out,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// `parts` split where the byte lengths `lens` end (each a part boundary; they must add up to all of it).
+fn split_at_lengths<const N: usize>(
+    parts: &[Part],
+    lens: [u64; N],
+) -> Result<[&[Part]; N], String> {
+    let mut out = [&parts[..0]; N];
+    let mut rest = parts;
+    for (i, want) in lens.into_iter().enumerate() {
+        let mut len = 0u64;
+        let mut k = 0;
+        while len < want && k < rest.len() {
+            len += rest[k].len();
+            k += 1;
+        }
+        if len != want {
+            return Err(format!(
+                "stream {i} ({want} bytes) does not end at a part boundary of the raw bytes"
+            ));
+        }
+        let (a, b) = rest.split_at(k);
+        out[i] = a;
+        rest = b;
+    }
+    if !rest.is_empty() {
+        return Err("raw bytes beyond the members' streams".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_members_table_round_trips_and_garbage_is_refused() {
+        let params = Params {
+            preset: 6,
+            extreme: false,
+            dict: 8 << 20,
+            check: 4,
+            block_size: Some(24 << 20),
+        };
+        let entries = vec![
+            Entry {
+                at: 132,
+                len: 1000,
+                raw_len: 10240,
+                headers_len: 2048,
+                params,
+            },
+            Entry {
+                at: 1192,
+                len: 5000,
+                raw_len: 40960,
+                headers_len: 4096,
+                params: Params {
+                    block_size: None,
+                    ..params
+                },
+            },
+        ];
+        let t = write_table(&entries);
+        assert_eq!(t[0], RECREATION_PACKED);
+        assert_eq!(read_table(&t[1..], 6192).unwrap(), entries);
+        // Members beyond the file, out of order, or cut short are refused.
+        assert!(read_table(&t[1..], 6191).is_err());
+        for cut in 1..t.len() - 1 {
+            assert!(read_table(&t[1..cut], 6192).is_err(), "cut at {cut}");
+        }
+        let swapped = write_table(&[entries[1].clone(), entries[0].clone()]);
+        assert!(read_table(&swapped[1..], 6192).is_err());
+    }
+}
