@@ -10,6 +10,9 @@
 //! - `files`: `file:` and `dir:` sources, a sparse disk image.
 //! - `gzip`: gzip layers and tarballs stored as raw bytes plus re-creation data come back exact through `get`,
 //!   the registry (cold and warm), a bundle and fsck; a damaged cached copy is caught; a broken gzip is kept.
+//! - `zip`: wheels and jars stored as skeleton, members' contents and re-creation data.
+//! - `deb`: `.deb` packages and `.xz` files stored as skeleton, raw contents and liblzma parameters, through
+//!   `get`, a bundle, a site's apt mirror and fsck; a rebuilt package crosses as its changed file.
 //! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
@@ -44,6 +47,7 @@ mod admin;
 mod bad_input;
 mod bundle;
 mod crash;
+mod deb;
 mod delta;
 mod diff;
 mod docker_archive;

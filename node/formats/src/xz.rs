@@ -210,7 +210,17 @@ impl Info {
             ));
         }
         let Some((unpadded, first_block)) = first else {
-            return Err(Refused::Unsupported("an empty xz stream".into()));
+            // An empty stream (`xz < /dev/null`): header, empty index, footer; every encoder writes the same.
+            return Ok(Info {
+                len,
+                raw_len: 0,
+                check,
+                dict: PRESET_DICT[6],
+                threaded: false,
+                blocks: 0,
+                first_block: 0,
+                first_data: (HEADER, 0),
+            });
         };
         // Only the last block may be shorter than the first: the block size of the encoders.
         if sizes.len() > 1 && sizes[..sizes.len() - 1].iter().any(|&s| s != first_block) {
@@ -513,6 +523,9 @@ pub fn decode(mut src: impl Read, mut out: impl FnMut(&[u8]) -> io::Result<()>) 
 /// the first that does is returned. Only a guess until the whole stream has been re-encoded and compared.
 pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params, Refused> {
     let candidates = info.candidates()?;
+    if info.blocks == 0 {
+        return Ok(candidates[0]);
+    }
     let (data_at, data_len) = info.first_data;
     let want_len = (TRIAL_MATCH as u64).min(data_len) as usize;
     let mut want = vec![0u8; want_len];

@@ -108,7 +108,7 @@ fn the_xz_cli_presets_checks_and_threading_are_recreated() {
     let p = recreate(&stream, &raw).unwrap();
     assert_eq!(p.block_size, Some(1 << 20));
     // Small inputs: the whole first block is the trial.
-    for n in [1usize, 100, 5000] {
+    for n in [0usize, 1, 100, 5000] {
         let stream = xz_cli(&["-6", "-T2"], &raw[..n]);
         recreate(&stream, &raw[..n]).unwrap();
     }
