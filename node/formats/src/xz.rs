@@ -30,6 +30,10 @@ pub const MAX_BLOCKS: u64 = 1 << 20;
 pub const MAX_BLOCK_SIZE: u64 = 256 << 20;
 /// The largest dictionary re-created (preset 9's): the encoder holds about ten times it.
 pub const MAX_DICT: u32 = 64 << 20;
+/// Memory one encoder may hold, at most: preset 9 multi-threaded with its default block size on one thread
+/// (1249 MiB by liblzma's own count), preset 6 on four (660 MiB). Threads are cut to fit; a stream whose encoder
+/// would not fit on one thread is not re-created.
+pub const MAX_ENCODER_MEMORY: u64 = 1280 << 20;
 /// Memory a decoder may use, at most (preset 9 streams need 65 MiB).
 const DECODER_MEMLIMIT: u64 = 256 << 20;
 /// A candidate's output that must match the stream before it is taken (the whole first block when shorter).
@@ -367,6 +371,32 @@ impl Params {
         Ok(f)
     }
 
+    /// The memory liblzma says an encoder with these parameters holds at most on `threads` threads.
+    pub fn memusage(&self, threads: u32) -> u64 {
+        let (Some(check), Ok(filters)) = (check_of(self.check), self.filters()) else {
+            return u64::MAX;
+        };
+        let mut b = MtStreamBuilder::new();
+        // The single-threaded encoder holds what one thread with the smallest block does.
+        b.threads(threads.max(1))
+            .filters(filters)
+            .check(check)
+            .block_size(self.block_size.unwrap_or(1 << 20));
+        b.memusage()
+    }
+
+    /// The most threads, up to `max` (one for the single-threaded encoder), whose encoder fits
+    /// [`MAX_ENCODER_MEMORY`]; at least one.
+    pub fn threads(&self, max: u32) -> u32 {
+        if self.block_size.is_none() {
+            return 1;
+        }
+        (1..=max.max(1))
+            .rev()
+            .find(|&t| self.memusage(t) <= MAX_ENCODER_MEMORY)
+            .unwrap_or(1)
+    }
+
     /// An encoder writing the stream, on up to `threads` threads when the stream is multi-threaded (the output
     /// does not depend on how many).
     pub fn encoder(&self, threads: u32) -> io::Result<Stream> {
@@ -560,6 +590,12 @@ pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params,
     let whole_block = need == info.first_block;
     for p in candidates {
         if trial(&p, &raw, whole_block, &want, data_len)? {
+            if p.memusage(1) > MAX_ENCODER_MEMORY {
+                return Err(Refused::Unsupported(format!(
+                    "{p}: its encoder would hold {} bytes (more than {MAX_ENCODER_MEMORY})",
+                    p.memusage(1)
+                )));
+            }
             return Ok(p);
         }
     }

@@ -33,7 +33,8 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::{mpsc, Condvar, Mutex};
 
-/// xz encoders running at once in this process, at most (each on up to [`threads`] threads).
+/// xz encoders running at once in this process, at most (each on up to [`threads`] threads, as many as fit
+/// [`xz::MAX_ENCODER_MEMORY`]).
 pub const XZ_ENCODERS: usize = 2;
 /// The re-creation data of one file, at most (a table of its members).
 const MAX_TABLE: u64 = 4 << 20;
