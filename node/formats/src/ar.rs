@@ -83,10 +83,11 @@ pub fn members<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<Member>, Ref
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+    /// An `ar` archive of `members`, as `ar` and `dpkg-deb` write them.
+    pub(crate) fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         for (name, data) in members {
             out.extend_from_slice(
