@@ -1,5 +1,5 @@
-//! Debian packages (`.deb`: an `ar` of `control.tar.xz` and `data.tar.xz`) and bare xz streams stored as
-//! skeleton, raw contents and liblzma parameters: the fixture repository's real packages and its `Packages.xz`
+//! Debian packages (`.deb`: an `ar` of `control.tar.xz` and `data.tar.xz`) and bare xz and bzip2 streams
+//! stored as skeleton, raw contents and the encoder's parameters: the fixture repository's real packages and its `Packages.xz`
 //! are re-created, come back byte for byte through `ferry get` and fsck, and cross a bundle to a site whose
 //! mirror `apt-get download` reads; a package rebuilt by `dpkg-deb` with one file changed crosses as about that
 //! file; a damaged one is kept as it is, counted, and comes back too.
@@ -154,7 +154,7 @@ fn debs_and_xz_indexes_are_recreated_exactly_and_cross_as_their_changed_files() 
     let add = s.add("broken@1", &[&format!("file:{}", broken.display())]);
     assert_eq!(num(&add, "deb_kept_bytes"), bytes.len() as u64, "{add}");
     assert_eq!(num(&add, "deb_recreated_bytes"), 0, "{add}");
-    // A tarball xz'd single-threaded at preset 9, and one with a BCJ filter (kept).
+    // A tarball xz'd single-threaded at preset 9, and with a BCJ filter (kept).
     let tar = s.tmp_path("t.tar");
     run_ok(
         "tar",
@@ -179,22 +179,43 @@ fn debs_and_xz_indexes_are_recreated_exactly_and_cross_as_their_changed_files() 
             ),
         ],
     );
+    // The same tarball as bzip2 -9, and as two bzip2 streams one after another (what pbzip2 writes): kept.
+    run_ok("bzip2", ["-9", "-k", tar.to_str().unwrap()]);
+    let tbz = s.tmp_path("t.tar.bz2");
+    let two = s.tmp_path("two.bz2");
+    run_ok(
+        "sh",
+        [
+            "-c",
+            &format!(
+                "head -c 30000 {t} | bzip2 > {o} && tail -c +30001 {t} | bzip2 >> {o}",
+                t = tar.display(),
+                o = two.display()
+            ),
+        ],
+    );
     let txz = s.tmp_path("t.tar.xz");
     let add = s.add(
         "tars@1",
         &[
             &format!("file:{}", txz.display()),
             &format!("file:{}", bcj.display()),
+            &format!("file:{}", tbz.display()),
+            &format!("file:{}", two.display()),
         ],
     );
     assert_eq!(num(&add, "xz_recreated_bytes"), size(&txz), "{add}");
     assert_eq!(num(&add, "xz_kept_bytes"), size(&bcj), "{add}");
+    assert_eq!(num(&add, "bzip2_recreated_bytes"), size(&tbz), "{add}");
+    assert_eq!(num(&add, "bzip2_kept_bytes"), size(&two), "{add}");
     let out = s.tmp_path("got-kept");
     s.get("broken@1", &format!("dir:{}", out.display()));
     s.get("tars@1", &format!("dir:{}", out.display()));
     same(&broken, &out.join("broken.deb"));
     same(&txz, &out.join("t.tar.xz"));
     same(&bcj, &out.join("bcj.xz"));
+    same(&tbz, &out.join("t.tar.bz2"));
+    same(&two, &out.join("two.bz2"));
     for store in [&s, &site] {
         let (code, report, _) = store.fsck_json();
         assert_eq!(code, Some(0), "fsck: {report}");

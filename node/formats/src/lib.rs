@@ -4,6 +4,7 @@
 //! - [`xz`]: xz streams written by liblzma (presets 0-9, extreme, every check, single- and multi-threaded), the
 //!   parameters found the way pristine-xz finds them: read from the stream's headers where they are recorded,
 //!   tried against its first bytes where they are not;
+//! - [`bzip2`]: bzip2 streams written by libbzip2, their level read from their header;
 //! - [`ar`]: `ar` archives (`.deb`), whose members are located so their compressed ones can be taken apart;
 //! - [`packed`]: a file as a skeleton (everything kept as it is) and compressed members re-created into it.
 //!
@@ -12,6 +13,7 @@
 //! and where.
 
 pub mod ar;
+pub mod bzip2;
 pub mod packed;
 pub mod xz;
 
@@ -87,9 +89,73 @@ pub enum Refused {
     Io(#[from] io::Error),
 }
 
+/// Run `pump` (compressing or decompressing into `buf`) over everything `src` yields, handing output to `out`;
+/// the bytes written.
+pub(crate) fn pump(
+    mut src: impl Read,
+    mut out: impl FnMut(&[u8]) -> io::Result<()>,
+    mut pump: impl FnMut(&[u8], &mut [u8], bool) -> io::Result<(usize, usize, bool)>,
+) -> io::Result<u64> {
+    let mut inbuf = vec![0u8; 256 << 10];
+    let mut outbuf = vec![0u8; 256 << 10];
+    let (mut have, mut pos, mut eof, mut written) = (0usize, 0usize, false, 0u64);
+    loop {
+        if pos == have && !eof {
+            have = loop {
+                match src.read(&mut inbuf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            pos = 0;
+            eof = have == 0;
+        }
+        let (used, made, done) = pump(&inbuf[pos..have], &mut outbuf, eof)?;
+        pos += used;
+        if made > 0 {
+            out(&outbuf[..made])?;
+            written += made as u64;
+        }
+        if done {
+            return Ok(written);
+        }
+        if eof && used == 0 && made == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ends early",
+            ));
+        }
+    }
+}
+
 pub(crate) fn malformed(at: u64, why: impl Into<String>) -> Refused {
     Refused::Malformed {
         at,
         why: why.into(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// What the real tool `name` (xz, bzip2) writes on stdout given `args` and `input` on stdin.
+    pub(crate) fn run_tool(name: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+        let mut child = Command::new(name)
+            .args(args)
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "{name} {args:?}");
+        out.stdout
     }
 }

@@ -1,9 +1,9 @@
-//! A file as a skeleton and compressed members: each member (an xz stream today) is taken apart into its raw
+//! A file as a skeleton and compressed members: each member (an xz or bzip2 stream) is taken apart into its raw
 //! content, everything around the members (an `ar` archive's headers, `debian-binary`, members that cannot be
 //! re-created) is the skeleton, kept as it is, and [`join`] puts the file back together from the skeleton and the
 //! re-created members.
 
-use crate::{ar, xz, Range, ReadAt, Refused};
+use crate::{ar, bzip2, xz, Range, ReadAt, Refused};
 use std::io::{self, Read, Write};
 
 /// Compressed members of one file taken apart, at most (a `.deb` has two): each costs trials of the encoder,
@@ -15,6 +15,8 @@ pub const MAX_MEMBERS: usize = 16;
 pub enum Kind {
     /// A bare xz stream (`.tar.xz`, `Packages.xz`).
     Xz,
+    /// A bare bzip2 stream (`.tar.bz2`).
+    Bzip2,
     /// An `ar` archive (a `.deb`).
     Ar,
 }
@@ -24,6 +26,10 @@ impl Kind {
     pub fn of(head: &[u8]) -> Option<Kind> {
         if head.starts_with(&xz::MAGIC) {
             Some(Kind::Xz)
+        } else if head.starts_with(&bzip2::MAGIC)
+            && head.get(3).is_some_and(|d| (b'1'..=b'9').contains(d))
+        {
+            Some(Kind::Bzip2)
         } else if head.starts_with(ar::MAGIC) {
             Some(Kind::Ar)
         } else {
@@ -41,7 +47,106 @@ pub struct Member {
     pub at: u64,
     pub len: u64,
     /// What its headers say.
-    pub info: xz::Info,
+    pub codec: Codec,
+}
+
+/// A member's compression, and what its headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Codec {
+    Xz(xz::Info),
+    /// bzip2 at this level.
+    Bzip2(u8),
+}
+
+/// The parameters that re-create a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    Xz(xz::Params),
+    Bzip2 { level: u8 },
+}
+
+impl Member {
+    /// The parameters that re-create this member of `src`: for xz found by trial ([`xz::find`]), for bzip2
+    /// read from its header. Only a guess until the whole member has been re-encoded and compared.
+    pub fn find<R: ReadAt + ?Sized>(&self, src: &R) -> Result<Params, Refused> {
+        match &self.codec {
+            Codec::Xz(info) => xz::find(src, self.at, info).map(Params::Xz),
+            &Codec::Bzip2(level) => Ok(Params::Bzip2 { level }),
+        }
+    }
+}
+
+impl Params {
+    /// Encode everything `src` yields with these parameters to `out` (xz on up to `threads` threads).
+    pub fn encode(&self, threads: u32, src: impl Read, out: impl Write) -> io::Result<u64> {
+        match self {
+            Params::Xz(p) => xz::encode(p, threads, src, out),
+            Params::Bzip2 { level } => bzip2::encode(*level, src, out),
+        }
+    }
+
+    /// The raw content of a member these parameters re-create, read from `src`, handed to `out`; its length.
+    pub fn decode(
+        &self,
+        src: impl Read,
+        out: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        match self {
+            Params::Xz(_) => xz::decode(src, out),
+            Params::Bzip2 { .. } => bzip2::decode(src, out),
+        }
+    }
+
+    /// How the parameters are recorded: `x` and [`xz::Params::write_to`], or `b`, the libbzip2 version and the
+    /// level.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Params::Xz(p) => {
+                out.push(b'x');
+                p.write_to(out);
+            }
+            Params::Bzip2 { level } => {
+                out.push(b'b');
+                out.push(bzip2::LIBBZ2.len() as u8);
+                out.extend_from_slice(bzip2::LIBBZ2.as_bytes());
+                out.push(*level);
+            }
+        }
+    }
+
+    /// Parameters recorded by [`Params::write_to`] at the start of `bytes`, which is advanced past them.
+    pub fn read_from(bytes: &mut &[u8]) -> Result<Params, String> {
+        let short = || "member parameters cut short".to_string();
+        let (&tag, mut rest) = bytes.split_first().ok_or_else(short)?;
+        let p = match tag {
+            b'x' => Params::Xz(xz::Params::read_from(&mut rest)?),
+            b'b' => {
+                let (&n, r) = rest.split_first().ok_or_else(short)?;
+                // The version is recorded for the reader; libbzip2's output has been the same across 1.0.x.
+                let (&level, r) = r
+                    .get(n as usize..)
+                    .and_then(<[u8]>::split_first)
+                    .ok_or_else(short)?;
+                if !(1..=9).contains(&level) {
+                    return Err(format!("bzip2 level {level} out of range"));
+                }
+                rest = r;
+                Params::Bzip2 { level }
+            }
+            t => return Err(format!("member codec {t} is not known to this ferry")),
+        };
+        *bytes = rest;
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Params::Xz(p) => p.fmt(f),
+            Params::Bzip2 { level } => write!(f, "bzip2 -{level}"),
+        }
+    }
 }
 
 /// Where a file's compressed members are.
@@ -67,7 +172,7 @@ impl Layout {
             refused: Vec::new(),
         };
         let found: Vec<(String, u64, u64)> = match kind {
-            Kind::Xz => vec![(String::new(), 0, len)],
+            Kind::Xz | Kind::Bzip2 => vec![(String::new(), 0, len)],
             Kind::Ar => ar::members(src, len)?
                 .into_iter()
                 .map(|m| (m.name, m.at, m.len))
@@ -75,20 +180,27 @@ impl Layout {
         };
         for (name, at, len) in found {
             let mut head = [0u8; 6];
-            if len < 6 || src.read_exact_at(&mut head, at).is_err() || head != xz::MAGIC {
+            if len < 6 || src.read_exact_at(&mut head, at).is_err() {
                 continue;
             }
+            let Some(member_kind) = Kind::of(&head).filter(|&k| k != Kind::Ar) else {
+                continue;
+            };
             if layout.members.len() == MAX_MEMBERS {
                 let why = format!("more than {MAX_MEMBERS} compressed members in one file");
                 layout.refused.push((name, Refused::Unsupported(why)));
                 continue;
             }
-            match xz::Info::read(src, at, len) {
-                Ok(info) => layout.members.push(Member {
+            let codec = match member_kind {
+                Kind::Xz => xz::Info::read(src, at, len).map(Codec::Xz),
+                _ => bzip2::level(src, at, len).map(Codec::Bzip2),
+            };
+            match codec {
+                Ok(codec) => layout.members.push(Member {
                     name,
                     at,
                     len,
-                    info,
+                    codec,
                 }),
                 Err(e) => layout.refused.push((name, e)),
             }
@@ -186,32 +298,21 @@ impl<W: Write> Write for Counting<W> {
 mod tests {
     use super::*;
     use crate::ar::tests::archive;
-    use std::process::{Command, Stdio};
 
     fn xz(args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut child = Command::new("xz")
-            .args(args)
-            .arg("-c")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("xz (xz-utils) is installed");
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let feeder = std::thread::spawn(move || stdin.write_all(&data));
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
-        out.stdout
+        tool("xz", args, input)
     }
+
+    use crate::tests::run_tool as tool;
 
     /// `file` taken apart and joined again from its skeleton and its members re-encoded; how many members.
     fn round_trip(file: &[u8], kind: Kind) -> usize {
         let layout = Layout::read(file, file.len() as u64, kind).unwrap();
         let mut members = Vec::new();
         for m in &layout.members {
-            let p = xz::find(file, m.at, &m.info).unwrap();
+            let p = m.find(file).unwrap();
             let mut raw = Vec::new();
-            xz::decode(&file[m.at as usize..(m.at + m.len) as usize], |b| {
+            p.decode(&file[m.at as usize..(m.at + m.len) as usize], |b| {
                 raw.extend_from_slice(b);
                 Ok(())
             })
@@ -226,7 +327,7 @@ mod tests {
         let n = join(
             &places,
             &skeleton[..],
-            |i, w| xz::encode(&members[i].0, 2, &members[i].1[..], w).map(drop),
+            |i, w| members[i].0.encode(2, &members[i].1[..], w).map(drop),
             &mut out,
         )
         .unwrap();
@@ -251,6 +352,16 @@ mod tests {
         let bare = xz(&["-9", "-T1"], &text);
         assert_eq!(Kind::of(&bare), Some(Kind::Xz));
         assert_eq!(round_trip(&bare, Kind::Xz), 1);
+        // bzip2, bare and as an old package's data.tar.bz2.
+        let bz = tool("bzip2", &["-9"], &bin);
+        assert_eq!(Kind::of(&bz), Some(Kind::Bzip2));
+        assert_eq!(round_trip(&bz, Kind::Bzip2), 1);
+        let deb = archive(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", &control),
+            ("data.tar.bz2", &bz),
+        ]);
+        assert_eq!(round_trip(&deb, Kind::Ar), 2);
         // A member that is not xz (gzip) stays in the skeleton; an odd-sized member keeps its padding byte.
         let odd = xz(&["-0"], b"a");
         let mixed = archive(&[("a.gz", b"\x1f\x8b\x08 not really"), ("b.xz", &odd)]);

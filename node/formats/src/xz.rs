@@ -483,69 +483,48 @@ impl std::fmt::Display for Params {
     }
 }
 
-/// Run `stream` over everything `src` yields, handing its output to `out`; (bytes in, bytes out).
+/// Run `stream` over everything `src` yields, handing its output to `out`; the bytes it wrote.
 fn pump(
     stream: &mut Stream,
     src: &mut dyn Read,
     out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<(u64, u64)> {
-    let mut inbuf = vec![0u8; 256 << 10];
-    let mut outbuf = vec![0u8; 256 << 10];
-    let (mut have, mut pos, mut eof) = (0usize, 0usize, false);
-    loop {
-        if pos == have && !eof {
-            have = loop {
-                match src.read(&mut inbuf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
-            pos = 0;
-            eof = have == 0;
-        }
+) -> io::Result<u64> {
+    crate::pump(src, out, |input, buf, eof| {
         let action = if eof { Action::Finish } else { Action::Run };
         let (in0, out0) = (stream.total_in(), stream.total_out());
         let status = stream
-            .process(&inbuf[pos..have], &mut outbuf, action)
+            .process(input, buf, action)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        pos += (stream.total_in() - in0) as usize;
-        let produced = (stream.total_out() - out0) as usize;
-        if produced > 0 {
-            out(&outbuf[..produced])?;
-        }
-        match status {
-            Status::StreamEnd => return Ok((stream.total_in(), stream.total_out())),
-            // Finishing made no progress: the input ended inside the stream.
-            _ if eof && produced == 0 && stream.total_in() == in0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the xz stream ends early",
-                ));
-            }
-            _ => {}
-        }
-    }
+        Ok((
+            (stream.total_in() - in0) as usize,
+            (stream.total_out() - out0) as usize,
+            status == Status::StreamEnd,
+        ))
+    })
 }
 
-/// Encode everything `src` yields as an xz stream with `params` to `out`; the bytes written.
+/// Encode everything `src` yields as an xz stream with `params` to `out`, on up to `threads` threads (as many
+/// as fit [`MAX_ENCODER_MEMORY`]); the bytes written.
 pub fn encode(
     params: &Params,
     threads: u32,
     mut src: impl Read,
     mut out: impl Write,
 ) -> io::Result<u64> {
-    let mut stream = params.encoder(threads)?;
-    let (_, n) = pump(&mut stream, &mut src, &mut |b| out.write_all(b))?;
-    Ok(n)
+    if params.memusage(1) > MAX_ENCODER_MEMORY {
+        return Err(io::Error::other(format!(
+            "{params}: its encoder would hold more than {MAX_ENCODER_MEMORY} bytes"
+        )));
+    }
+    let mut stream = params.encoder(params.threads(threads))?;
+    pump(&mut stream, &mut src, &mut |b| out.write_all(b))
 }
 
 /// The raw content of one xz stream read from `src`, handed to `out` as it is decoded; its length. Refused when
 /// it is damaged (the check included) or needs more memory than a preset 9 stream.
 pub fn decode(mut src: impl Read, mut out: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
     let mut stream = Stream::new_stream_decoder(DECODER_MEMLIMIT, 0).map_err(io::Error::other)?;
-    let (_, n) = pump(&mut stream, &mut src, &mut out)?;
-    Ok(n)
+    pump(&mut stream, &mut src, &mut out)
 }
 
 /// Find the parameters that re-create the xz stream at `[at, at + info.len)` of `src`: each candidate encodes

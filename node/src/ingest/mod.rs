@@ -274,6 +274,10 @@ pub struct AddReport {
     pub xz_recreated_bytes: u64,
     /// Bytes of bare xz streams this add stored as they are (not re-creatable exactly).
     pub xz_kept_bytes: u64,
+    /// Bytes of bare bzip2 streams (`.tar.bz2`) among `recreated_bytes`.
+    pub bzip2_recreated_bytes: u64,
+    /// Bytes of bare bzip2 streams this add stored as they are (not re-creatable exactly).
+    pub bzip2_kept_bytes: u64,
     /// Bytes of `.deb` members (`control.tar.xz`, `data.tar.xz`) among `recreated_bytes`.
     pub deb_recreated_bytes: u64,
     /// Bytes of `.deb` files this add stored as they are: their `ar` skeletons (headers, `debian-binary`) and
@@ -347,6 +351,8 @@ pub fn add(
         zip_kept_bytes: stats.zip_kept_bytes,
         xz_recreated_bytes: stats.xz_recreated_bytes,
         xz_kept_bytes: stats.xz_kept_bytes,
+        bzip2_recreated_bytes: stats.bzip2_recreated_bytes,
+        bzip2_kept_bytes: stats.bzip2_kept_bytes,
         deb_recreated_bytes: stats.deb_recreated_bytes,
         deb_kept_bytes: stats.deb_kept_bytes,
     };

@@ -115,6 +115,10 @@ pub struct WriteStats {
     pub xz_recreated_bytes: u64,
     /// Bytes of bare xz streams stored as they are (not re-creatable exactly).
     pub xz_kept_bytes: u64,
+    /// Bytes of bare bzip2 streams stored as raw bytes plus their level (also in `recreated_bytes`).
+    pub bzip2_recreated_bytes: u64,
+    /// Bytes of bare bzip2 streams stored as they are (several streams, or not libbzip2's output).
+    pub bzip2_kept_bytes: u64,
     /// Bytes of `.deb` (ar) members stored as raw bytes plus parameters (also in `recreated_bytes`).
     pub deb_recreated_bytes: u64,
     /// Bytes of `.deb` files stored as they are: their skeletons, and members not re-creatable exactly.
@@ -132,6 +136,8 @@ impl std::ops::AddAssign for WriteStats {
         self.zip_kept_bytes += o.zip_kept_bytes;
         self.xz_recreated_bytes += o.xz_recreated_bytes;
         self.xz_kept_bytes += o.xz_kept_bytes;
+        self.bzip2_recreated_bytes += o.bzip2_recreated_bytes;
+        self.bzip2_kept_bytes += o.bzip2_kept_bytes;
         self.deb_recreated_bytes += o.deb_recreated_bytes;
         self.deb_kept_bytes += o.deb_kept_bytes;
     }

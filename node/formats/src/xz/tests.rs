@@ -1,7 +1,6 @@
 //! xz streams written by the real `xz` (liblzma) with the parameters producers use, found and re-created.
 
 use super::*;
-use std::process::{Command, Stdio};
 
 /// Real bytes of several kinds: this machine's binaries, libraries' text and a man page tree, `n` bytes.
 fn corpus(n: usize) -> Vec<u8> {
@@ -42,20 +41,9 @@ fn corpus(n: usize) -> Vec<u8> {
 }
 
 fn xz_cli(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("xz")
-        .args(args)
-        .args(["-c", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("xz (xz-utils) is installed");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(out.status.success(), "xz {args:?}");
-    out.stdout
+    let mut all = args.to_vec();
+    all.push("-q");
+    crate::tests::run_tool("xz", &all, input)
 }
 
 /// Find the parameters of `stream`, then re-encode `raw` with them and compare.

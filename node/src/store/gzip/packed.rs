@@ -23,8 +23,8 @@ use crate::progress::{NoProgress, Progress};
 use crate::store::stream::{ChannelReader, ChannelWriter, PartsStream};
 use crate::store::writer::{feed_with, Ingested};
 use crate::store::{Store, StoreError};
-use ferry_formats::packed::{self, Kind, Layout, Place};
-use ferry_formats::xz::{self, Params};
+use ferry_formats::packed::{self, Kind, Layout, Params, Place};
+use ferry_formats::xz;
 use ferry_formats::Range;
 use ferry_protocol::{BlobId, Part, Recipe, Sha256Digest};
 use std::cell::RefCell;
@@ -73,7 +73,7 @@ fn threads() -> u32 {
 /// Encode `raw` with `params` into `out`, in one of the process's encoder slots.
 fn encode(params: &Params, raw: impl Read, out: impl Write) -> io::Result<u64> {
     let _slot = EncoderSlot::take();
-    xz::encode(params, threads(), raw, out)
+    params.encode(threads(), raw, out)
 }
 
 /// One re-created member, as the re-creation data records it.
@@ -161,6 +161,7 @@ impl Store {
                 let kept = ingested.blob.size;
                 match kind {
                     Kind::Xz => ingested.stats.xz_kept_bytes += kept,
+                    Kind::Bzip2 => ingested.stats.bzip2_kept_bytes += kept,
                     Kind::Ar => ingested.stats.deb_kept_bytes += kept,
                 }
             }
@@ -170,7 +171,7 @@ impl Store {
             Ok(l) => l,
             Err(e) => {
                 tracing::info!(%what, reason = %e, "file stored as it is");
-                return as_it_is(&mut sp, kind == Kind::Xz);
+                return as_it_is(&mut sp, kind != Kind::Ar);
             }
         };
         for (name, why) in &layout.refused {
@@ -181,7 +182,7 @@ impl Store {
         let members = std::mem::take(&mut layout.members);
         let mut refused = !layout.refused.is_empty();
         for m in members {
-            match xz::find(&sp.file, m.at, &m.info) {
+            match m.find(&sp.file) {
                 Ok(p) => {
                     params.push(p);
                     layout.members.push(m);
@@ -193,7 +194,7 @@ impl Store {
             }
         }
         if layout.members.is_empty() {
-            return as_it_is(&mut sp, refused || kind == Kind::Xz);
+            return as_it_is(&mut sp, refused || kind != Kind::Ar);
         }
         match self.decompose_packed(&sp.file, &layout, &params, (sp.sha256, sp.id), what) {
             Ok(Some(ingested)) => Ok(ingested),
@@ -252,7 +253,7 @@ impl Store {
                     }
                     Ok(())
                 });
-                let raw_len = xz::decode(io::BufReader::new(Range::new(file, m.at, m.len)), |b| {
+                let raw_len = p.decode(io::BufReader::new(Range::new(file, m.at, m.len)), |b| {
                     split_tx.send(b.to_vec()).map_err(|_| stopped())?;
                     // The verifier stopping early is its answer, read below; decoding goes on for the split.
                     let _ = enc_tx.send(b.to_vec());
@@ -327,6 +328,7 @@ impl Store {
         stats.recreated_bytes += recreated;
         match layout.kind {
             Kind::Xz => stats.xz_recreated_bytes += recreated,
+            Kind::Bzip2 => stats.bzip2_recreated_bytes += recreated,
             Kind::Ar => {
                 stats.deb_recreated_bytes += recreated;
                 stats.deb_kept_bytes += layout.len - recreated;
@@ -334,7 +336,7 @@ impl Store {
         }
         tracing::debug!(%what, members = entries.len(), raw = raw_len,
             params = %entries.iter().map(|e| e.params.to_string()).collect::<Vec<_>>().join(", "),
-            "xz members decomposed");
+            "compressed members decomposed");
         let recipe = Recipe::Gzip {
             size: layout.len,
             raw_size: s_sum.len + raw_len,
@@ -449,13 +451,13 @@ mod tests {
 
     #[test]
     fn the_members_table_round_trips_and_garbage_is_refused() {
-        let params = Params {
+        let params = Params::Xz(xz::Params {
             preset: 6,
             extreme: false,
             dict: 8 << 20,
             check: 4,
             block_size: Some(24 << 20),
-        };
+        });
         let entries = vec![
             Entry {
                 at: 132,
@@ -469,10 +471,7 @@ mod tests {
                 len: 5000,
                 raw_len: 40960,
                 headers_len: 4096,
-                params: Params {
-                    block_size: None,
-                    ..params
-                },
+                params: Params::Bzip2 { level: 9 },
             },
         ];
         let t = write_table(&entries);
