@@ -24,8 +24,6 @@ mod ingest;
 mod packed;
 mod zip;
 
-pub use packed::XZ_ENCODERS;
-
 pub use cache::{Job, Recreated, RecreationStats};
 
 use super::stream::PartsStream;
@@ -46,7 +44,8 @@ const RECREATION_VERSION: u8 = 1;
 pub(crate) const RECREATION_STREAM: u8 = 2;
 /// Version byte of a zip's re-creation data (see `zip`).
 pub(crate) const RECREATION_ZIP: u8 = 3;
-/// Version byte of the re-creation data of a file of xz members, a `.deb` or a bare `.xz` (see `packed`).
+/// Version byte of the re-creation data of a file of xz or bzip2 members: a `.deb`, a bare `.xz` or `.bz2`
+/// (see `packed`).
 pub(crate) const RECREATION_PACKED: u8 = 4;
 
 /// A way to read a blob again from its start.

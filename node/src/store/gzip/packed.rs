@@ -1,12 +1,12 @@
-//! Storing a file of xz-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and `data.tar.xz`),
-//! a bare `.xz` (`.tar.xz`, `Packages.xz`) — as its skeleton, its members' raw contents and their parameters
-//! ([`ferry_formats::packed`], [`ferry_formats::xz`]), under a [`Recipe::Gzip`] whose re-creation data starts
+//! Storing a file of xz- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
+//! `data.tar.xz`), a bare `.xz` (`.tar.xz`, `Packages.xz`) or `.bz2` — as its skeleton, its members' raw
+//! contents and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts
 //! with [`RECREATION_PACKED`]:
 //!
 //! ```text
 //! raw parts:        skeleton stream, then the members' tar headers, then their contents (as a gzip tar's are)
 //! re-creation data: u8 4  varint n  n × (varint at  varint len  varint raw length  varint headers length
-//!                   xz parameters)
+//!                   codec and parameters)
 //! ```
 //! Each member's raw content is split into tar headers and contents like a gzip tar's, so a package rebuilt
 //! with one file changed crosses as that file. Before anything is recorded each member is re-encoded with the
