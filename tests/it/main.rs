@@ -68,3 +68,4 @@ mod store;
 mod sync;
 mod token_auth;
 mod zip;
+mod zstd;

@@ -16,6 +16,7 @@ pub mod ar;
 pub mod bzip2;
 pub mod packed;
 pub mod xz;
+pub mod zstd;
 
 use std::io::{self, Read};
 
@@ -140,6 +141,44 @@ pub(crate) fn malformed(at: u64, why: impl Into<String>) -> Refused {
 pub(crate) mod tests {
     use std::io::Write;
     use std::process::{Command, Stdio};
+
+    /// Real bytes of several kinds: this machine's binaries, libraries' text and a man page tree, `n` bytes.
+    pub(crate) fn corpus(n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n);
+        for dir in [
+            "/usr/bin",
+            "/usr/share/perl5",
+            "/usr/share/doc",
+            "/usr/lib/x86_64-linux-gnu",
+        ] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            paths.sort();
+            // A quarter of the corpus from each directory, at most a sixteenth from one file.
+            let until = if dir.starts_with("/usr/lib") {
+                n
+            } else {
+                out.len() + n / 4
+            };
+            for p in paths.into_iter().filter(|p| p.is_file()) {
+                if let Ok(b) = std::fs::read(&p) {
+                    out.extend_from_slice(&b[..b.len().min(n / 16)]);
+                }
+                if out.len() >= until {
+                    break;
+                }
+            }
+        }
+        out.truncate(n);
+        assert_eq!(
+            out.len(),
+            n,
+            "not enough files on this machine for the corpus"
+        );
+        out
+    }
 
     /// What the real tool `name` (xz, bzip2) writes on stdout given `args` and `input` on stdin.
     pub(crate) fn run_tool(name: &str, args: &[&str], input: &[u8]) -> Vec<u8> {

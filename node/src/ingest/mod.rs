@@ -278,7 +278,11 @@ pub struct AddReport {
     pub bzip2_recreated_bytes: u64,
     /// Bytes of bare bzip2 streams this add stored as they are (not re-creatable exactly).
     pub bzip2_kept_bytes: u64,
-    /// Bytes of `.deb` members (`control.tar.xz`, `data.tar.xz`) among `recreated_bytes`.
+    /// Bytes of bare zstd frames (`.tar.zst`, zstd image layers) among `recreated_bytes`.
+    pub zstd_recreated_bytes: u64,
+    /// Bytes of bare zstd frames this add stored as they are (another encoder's, several frames).
+    pub zstd_kept_bytes: u64,
+    /// Bytes of `.deb` members (`control.tar.xz`, `data.tar.zst`) among `recreated_bytes`.
     pub deb_recreated_bytes: u64,
     /// Bytes of `.deb` files this add stored as they are: their `ar` skeletons (headers, `debian-binary`) and
     /// members not re-creatable exactly.
@@ -353,6 +357,8 @@ pub fn add(
         xz_kept_bytes: stats.xz_kept_bytes,
         bzip2_recreated_bytes: stats.bzip2_recreated_bytes,
         bzip2_kept_bytes: stats.bzip2_kept_bytes,
+        zstd_recreated_bytes: stats.zstd_recreated_bytes,
+        zstd_kept_bytes: stats.zstd_kept_bytes,
         deb_recreated_bytes: stats.deb_recreated_bytes,
         deb_kept_bytes: stats.deb_kept_bytes,
     };

@@ -119,6 +119,10 @@ pub struct WriteStats {
     pub bzip2_recreated_bytes: u64,
     /// Bytes of bare bzip2 streams stored as they are (several streams, or not libbzip2's output).
     pub bzip2_kept_bytes: u64,
+    /// Bytes of bare zstd frames stored as raw bytes plus parameters (also in `recreated_bytes`).
+    pub zstd_recreated_bytes: u64,
+    /// Bytes of bare zstd frames stored as they are (another encoder's, several frames).
+    pub zstd_kept_bytes: u64,
     /// Bytes of `.deb` (ar) members stored as raw bytes plus parameters (also in `recreated_bytes`).
     pub deb_recreated_bytes: u64,
     /// Bytes of `.deb` files stored as they are: their skeletons, and members not re-creatable exactly.
@@ -138,6 +142,8 @@ impl std::ops::AddAssign for WriteStats {
         self.xz_kept_bytes += o.xz_kept_bytes;
         self.bzip2_recreated_bytes += o.bzip2_recreated_bytes;
         self.bzip2_kept_bytes += o.bzip2_kept_bytes;
+        self.zstd_recreated_bytes += o.zstd_recreated_bytes;
+        self.zstd_kept_bytes += o.zstd_kept_bytes;
         self.deb_recreated_bytes += o.deb_recreated_bytes;
         self.deb_kept_bytes += o.deb_kept_bytes;
     }

@@ -2,43 +2,7 @@
 
 use super::*;
 
-/// Real bytes of several kinds: this machine's binaries, libraries' text and a man page tree, `n` bytes.
-fn corpus(n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n);
-    for dir in [
-        "/usr/bin",
-        "/usr/share/perl5",
-        "/usr/share/doc",
-        "/usr/lib/x86_64-linux-gnu",
-    ] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        paths.sort();
-        // A quarter of the corpus from each directory, at most a sixteenth from one file.
-        let until = if dir.starts_with("/usr/lib") {
-            n
-        } else {
-            out.len() + n / 4
-        };
-        for p in paths.into_iter().filter(|p| p.is_file()) {
-            if let Ok(b) = std::fs::read(&p) {
-                out.extend_from_slice(&b[..b.len().min(n / 16)]);
-            }
-            if out.len() >= until {
-                break;
-            }
-        }
-    }
-    out.truncate(n);
-    assert_eq!(
-        out.len(),
-        n,
-        "not enough files on this machine for the corpus"
-    );
-    out
-}
+use crate::tests::corpus;
 
 fn xz_cli(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut all = args.to_vec();

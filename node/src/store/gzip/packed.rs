@@ -1,5 +1,6 @@
-//! Storing a file of xz- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
-//! `data.tar.xz`), a bare `.xz` (`.tar.xz`, `Packages.xz`) or `.bz2` — as its skeleton, its members' raw
+//! Storing a file of xz-, zstd- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
+//! `data.tar.xz` or `.zst`), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` —
+//! as its skeleton, its members' raw
 //! contents and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts
 //! with [`RECREATION_PACKED`]:
 //!
@@ -10,11 +11,12 @@
 //! ```
 //! Each member's raw content is split into tar headers and contents like a gzip tar's, so a package rebuilt
 //! with one file changed crosses as that file. Before anything is recorded each member is re-encoded with the
-//! parameters found and compared with the original, byte for byte; a file whose members cannot all be
-//! re-created that way is stored as it is and counted.
+//! parameters found and compared with the original, byte for byte (a zstd member that does not match is tried
+//! once more the other way a trial cannot tell apart, single- or multi-threaded); a file whose members cannot
+//! all be re-created that way is stored as it is and counted.
 //!
-//! An xz encoder holds tens to hundreds of MiB (a block in and out per thread, and the match finder):
-//! [`XZ_ENCODERS`] bound how many run at once in the process, ingest and reads together.
+//! An xz or zstd encoder holds tens to hundreds of MiB (a block in and out per thread, and the match finder):
+//! [`ENCODERS`] bound how many run at once in the process, ingest and reads together.
 
 use super::ingest::{split_raw, Contents, ContentsReader};
 use super::{Spooled, RECREATION_PACKED};
@@ -33,23 +35,23 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::{mpsc, Condvar, Mutex};
 
-/// xz encoders running at once in this process, at most (each on up to [`threads`] threads, as many as fit
-/// [`xz::MAX_ENCODER_MEMORY`]).
-pub const XZ_ENCODERS: usize = 2;
+/// xz and zstd encoders running at once in this process, at most (each on up to [`threads`] threads, as many
+/// as fit [`xz::MAX_ENCODER_MEMORY`]; zstd's on at most [`ferry_formats::zstd::MAX_WORKERS`]).
+pub const ENCODERS: usize = 2;
 /// The re-creation data of one file, at most (a table of its members).
 const MAX_TABLE: u64 = 4 << 20;
 
-/// A counting semaphore for the xz encoders.
-static ENCODERS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// A counting semaphore for the encoders.
+static RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
-/// A running xz encoder's place; released on drop.
+/// A running encoder's place; released on drop.
 struct EncoderSlot;
 
 impl EncoderSlot {
     fn take() -> EncoderSlot {
-        let (count, freed) = &ENCODERS;
+        let (count, freed) = &RUNNING;
         let mut n = count.lock().expect("encoder slots poisoned");
-        while *n >= XZ_ENCODERS {
+        while *n >= ENCODERS {
             n = freed.wait(n).expect("encoder slots poisoned");
         }
         *n += 1;
@@ -59,13 +61,13 @@ impl EncoderSlot {
 
 impl Drop for EncoderSlot {
     fn drop(&mut self) {
-        let (count, freed) = &ENCODERS;
+        let (count, freed) = &RUNNING;
         *count.lock().expect("encoder slots poisoned") -= 1;
         freed.notify_one();
     }
 }
 
-/// Threads an xz encoder uses: the machine's cores, up to four (its output does not depend on how many).
+/// Threads an encoder uses: the machine's cores, up to four (its output does not depend on how many).
 fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
 }
@@ -74,6 +76,13 @@ fn threads() -> u32 {
 fn encode(params: &Params, raw: impl Read, out: impl Write) -> io::Result<u64> {
     let _slot = EncoderSlot::take();
     params.encode(threads(), raw, out)
+}
+
+/// A member that did not come back the same: which, its content's length when it decoded, and why.
+struct Failed {
+    member: usize,
+    raw_len: Option<u64>,
+    reason: String,
 }
 
 /// One re-created member, as the re-creation data records it.
@@ -162,6 +171,7 @@ impl Store {
                 match kind {
                     Kind::Xz => ingested.stats.xz_kept_bytes += kept,
                     Kind::Bzip2 => ingested.stats.bzip2_kept_bytes += kept,
+                    Kind::Zstd => ingested.stats.zstd_kept_bytes += kept,
                     Kind::Ar => ingested.stats.deb_kept_bytes += kept,
                 }
             }
@@ -175,7 +185,7 @@ impl Store {
             }
         };
         for (name, why) in &layout.refused {
-            tracing::info!(%what, member = %name, reason = %why, "xz member kept as it is");
+            tracing::info!(%what, member = %name, reason = %why, "compressed member kept as it is");
         }
         // The parameters of each member, found by trial; a member whose are not found stays in the skeleton.
         let mut params = Vec::with_capacity(layout.members.len());
@@ -188,7 +198,7 @@ impl Store {
                     layout.members.push(m);
                 }
                 Err(e) => {
-                    tracing::info!(%what, member = %m.name, reason = %e, "xz member kept as it is");
+                    tracing::info!(%what, member = %m.name, reason = %e, "compressed member kept as it is");
                     refused = true;
                 }
             }
@@ -196,15 +206,34 @@ impl Store {
         if layout.members.is_empty() {
             return as_it_is(&mut sp, refused || kind != Kind::Ar);
         }
-        match self.decompose_packed(&sp.file, &layout, &params, (sp.sha256, sp.id), what) {
-            Ok(Some(ingested)) => Ok(ingested),
-            Ok(None) => as_it_is(&mut sp, true),
-            Err(e) => Err(e),
+        let mut tried = vec![false; params.len()];
+        loop {
+            match self.decompose_packed(&sp.file, &layout, &params, (sp.sha256, sp.id), what)? {
+                Ok(ingested) => return Ok(ingested),
+                Err(Failed {
+                    member,
+                    raw_len,
+                    reason,
+                }) => {
+                    let other = raw_len.and_then(|n| params[member].alternative(n));
+                    match other.filter(|_| !tried[member]) {
+                        Some(other) => {
+                            tracing::debug!(%what, %reason, "re-encoding once more as {other}");
+                            params[member] = other;
+                            tried[member] = true;
+                        }
+                        None => {
+                            tracing::info!(%what, %reason, "file stored as it is");
+                            return as_it_is(&mut sp, true);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// Store `file` by its `layout`, the members re-created with `params`; `None` when re-encoding a member
-    /// gives other bytes.
+    /// Store `file` by its `layout`, the members re-created with `params`; [`Failed`] when a member does not
+    /// come back the same.
     fn decompose_packed(
         &self,
         file: &std::fs::File,
@@ -212,7 +241,7 @@ impl Store {
         params: &[Params],
         (sha256, id): (Sha256Digest, BlobId),
         what: &str,
-    ) -> Result<Option<Ingested>, StoreError> {
+    ) -> Result<Result<Ingested, Failed>, StoreError> {
         let chunking = self.0.config.chunking;
         let (h_tx, h_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let (c_tx, c_rx) = mpsc::sync_channel::<Contents>(64);
@@ -237,7 +266,7 @@ impl Store {
             // another, and re-encoded and compared with the original on a third.
             let mut entries = Vec::with_capacity(layout.members.len());
             let mut failed = None;
-            for (m, p) in layout.members.iter().zip(params) {
+            for (i, (m, p)) in layout.members.iter().zip(params).enumerate() {
                 let (split_tx, split_rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let (enc_tx, enc_rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let (h_tx, c_tx) = (h_tx.clone(), c_tx.clone());
@@ -261,11 +290,11 @@ impl Store {
                 });
                 drop((split_tx, enc_tx));
                 let split = split.join().expect("the tar splitter panicked");
-                let verified = verify.join().expect("the xz verifier panicked");
+                let verified = verify.join().expect("the verifier panicked");
                 let why = match (raw_len, split, verified) {
-                    (Err(e), ..) => Some(format!("decoding it: {e}")),
-                    (_, Err(e), _) => Some(format!("splitting its tar: {e}")),
-                    (_, _, Err(e)) => Some(format!("{p}: {e}")),
+                    (Err(e), ..) => Some((None, format!("decoding it: {e}"))),
+                    (_, Err(e), _) => Some((None, format!("splitting its tar: {e}"))),
+                    (Ok(n), _, Err(e)) => Some((Some(n), format!("{p}: {e}"))),
                     (Ok(raw_len), Ok(headers_len), Ok(())) => {
                         entries.push(Entry {
                             at: m.at,
@@ -277,8 +306,12 @@ impl Store {
                         None
                     }
                 };
-                if let Some(why) = why {
-                    failed = Some(format!("member {:?}: {why}", m.name));
+                if let Some((raw_len, why)) = why {
+                    failed = Some(Failed {
+                        member: i,
+                        raw_len,
+                        reason: format!("member {:?}: {why}", m.name),
+                    });
                     break;
                 }
             }
@@ -294,10 +327,7 @@ impl Store {
         let (c_parts, c_sum, c_stats) = contents?;
         let entries = match members {
             Ok(e) => e,
-            Err(reason) => {
-                tracing::info!(%what, %reason, "file stored as it is");
-                return Ok(None);
-            }
+            Err(failed) => return Ok(Err(failed)),
         };
         let headers_len: u64 = entries.iter().map(|e| e.headers_len).sum();
         let raw_len: u64 = entries.iter().map(|e| e.raw_len).sum();
@@ -329,6 +359,7 @@ impl Store {
         match layout.kind {
             Kind::Xz => stats.xz_recreated_bytes += recreated,
             Kind::Bzip2 => stats.bzip2_recreated_bytes += recreated,
+            Kind::Zstd => stats.zstd_recreated_bytes += recreated,
             Kind::Ar => {
                 stats.deb_recreated_bytes += recreated;
                 stats.deb_kept_bytes += layout.len - recreated;
@@ -343,7 +374,7 @@ impl Store {
             raw_parts,
             parts,
         };
-        Ok(Some(Ingested {
+        Ok(Ok(Ingested {
             blob: self.queue_blob(id, sha256, recipe)?,
             stats,
         }))
