@@ -39,8 +39,6 @@ pub const SAME_UNTIL: u64 = 1 << 20;
 const MAX_BLOCK: u64 = 128 << 10;
 /// Content a trial encodes, at most: the first blocks of the frame.
 const TRIAL_RAW: usize = 1 << 20;
-/// Output a trial must match to be taken (less only when the whole frame is shorter).
-const TRIAL_MATCH: usize = 16 << 10;
 /// The levels tried, most common first: the CLI's default, rpm's 19, then the rest.
 const LEVELS: [i8; 29] = [
     3, 19, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, -1, -2, -3, -4,
@@ -500,11 +498,9 @@ fn trial(
         if done {
             return Ok((out.len() as u64 == len).then_some(c.sizeof() as u64));
         }
-        if out.len() >= TRIAL_MATCH.min(want.len()) && !whole {
-            return Ok(Some(c.sizeof() as u64));
-        }
         if fed == raw.len() && !whole && used == 0 && made == 0 {
-            // All the content a trial holds encoded, less output than a match asks: what came matched.
+            // All the content a trial holds encoded (levels next to each other can agree on the first tens of
+            // KiB, so all of it is compared) and what came matched.
             return Ok((!out.is_empty()).then_some(c.sizeof() as u64));
         }
     }

@@ -277,6 +277,8 @@ pub fn run(args: DeltaArgs) -> Result<()> {
 enum Content {
     /// gunzip.
     Gzip,
+    /// `zstd -dc`.
+    Zstd,
     /// The entries as a deterministic tar.
     Zip,
     /// The control tar then the data tar.
@@ -289,6 +291,7 @@ impl Content {
     fn parse(s: &str) -> Option<Content> {
         Some(match s {
             "gzip" => Content::Gzip,
+            "zstd" => Content::Zstd,
             "zip" => Content::Zip,
             "deb" => Content::Deb,
             "oci" => Content::Oci,
@@ -306,18 +309,21 @@ impl Content {
         let head = &head[..n];
         Ok(if head.starts_with(&[0x1f, 0x8b]) {
             Content::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Content::Zstd
         } else if head.starts_with(b"PK\x03\x04") {
             Content::Zip
         } else if head.starts_with(b"!<arch>\n") {
             Content::Deb
         } else {
-            bail!("{}: neither gzip, zip nor a .deb", p.display())
+            bail!("{}: neither gzip, zstd, zip nor a .deb", p.display())
         })
     }
 
     fn describe(self) -> &'static str {
         match self {
             Content::Gzip => "`gzip -dc`",
+            Content::Zstd => "`zstd -dc`",
             Content::Zip => "entries as a sorted tar (python3 zipfile → tarfile, mtime 0)",
             Content::Deb => "`dpkg-deb --ctrl-tarfile` + `--fsys-tarfile`",
             Content::Oci => "layers, `gzip -dc`",
@@ -644,6 +650,7 @@ fn raw_content(input: &PairInput, dir: &Path) -> Result<(PathBuf, PathBuf, bool)
             for (from, out) in [(old, &o), (new, &n)] {
                 match content {
                     Content::Gzip => Cmd::new("gzip").arg("-dc").arg(from).run_to(out)?,
+                    Content::Zstd => Cmd::new("zstd").args(["-qdc"]).arg(from).run_to(out)?,
                     Content::Zip => Cmd::new("python3").arg(&script).arg(from).arg(out).run()?,
                     Content::Deb => Cmd::new("sh")
                         .args(["-c", DEB_TO_TAR, "sh"])

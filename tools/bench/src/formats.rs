@@ -167,12 +167,14 @@ pub fn run(args: FormatsArgs) -> Result<()> {
             "zip" => (num("zip_recreated_bytes"), num("zip_kept_bytes")),
             "xz" => (num("xz_recreated_bytes"), num("xz_kept_bytes")),
             "bzip2" => (num("bzip2_recreated_bytes"), num("bzip2_kept_bytes")),
+            "zstd" => (num("zstd_recreated_bytes"), num("zstd_kept_bytes")),
             "ar (.deb)" => (num("deb_recreated_bytes"), num("deb_kept_bytes")),
             "gzip" => (
                 num("recreated_bytes")
                     - num("zip_recreated_bytes")
                     - num("xz_recreated_bytes")
                     - num("bzip2_recreated_bytes")
+                    - num("zstd_recreated_bytes")
                     - num("deb_recreated_bytes"),
                 num("gzip_kept_bytes"),
             ),

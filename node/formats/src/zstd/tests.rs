@@ -157,3 +157,14 @@ fn frames_of_another_encoder_are_refused_at_the_trial() {
     let i = info(&odd).unwrap();
     assert!(find(&odd[..], 0, &i).is_err());
 }
+
+#[test]
+fn neighbouring_levels_are_told_apart_past_their_first_blocks() {
+    // Levels 11 and 12 write the same first tens of KiB of this content: the trial compares a whole MiB.
+    let raw = corpus(3 << 20);
+    for level in ["-11", "-12", "-13"] {
+        let frame = zstd_cli(&[level, "--no-check"], &raw);
+        let p = recreated(&frame, &raw);
+        assert_eq!(format!("-{}", p.level), level);
+    }
+}
