@@ -6,10 +6,10 @@
 //! A frame header records the checksum flag, the content size when the encoder knew it (a file given to the
 //! CLI, a one-shot call) and the window. It does not record the level, long-distance matching, or whether the
 //! encoder ran multi-threaded (the CLI always does, one worker by default; the output is the same for any number
-//! of workers, and the same as single-threaded until the first job, at least 1 MiB, ends). So:
+//! of workers, and the same as single-threaded for the first 512 KiB at least). So:
 //! - the frame is read with bounds, block by block, to its end (it must be the whole member: one frame);
 //! - the level is found by trial, the way [`crate::xz::find`] finds a preset: each candidate encodes the first
-//!   MiB of content single-threaded, and its output is compared with the frame's first bytes as it comes;
+//!   512 KiB of content single-threaded, and its output is compared with the frame's first bytes as it comes;
 //! - multi-threaded is assumed; the caller re-encodes everything and compares before recording anything, and
 //!   tries [`Params::alternative`] (single-threaded) when that fails.
 //!
@@ -32,13 +32,16 @@ pub const MAX_BLOCKS: u64 = 1 << 23;
 pub const MAX_ENCODER_MEMORY: u64 = 1280 << 20;
 /// Workers a multi-threaded encoder runs (its output does not depend on how many).
 pub const MAX_WORKERS: u32 = 2;
-/// Content single- and multi-threaded encoders write the same way, at least: the first job (libzstd's
-/// smallest job is 1 MiB).
-pub const SAME_UNTIL: u64 = 1 << 20;
+/// Content single- and multi-threaded encoders write the same way, at least (libzstd's smallest job is 512 KiB;
+/// at the fast levels the two part about 1 MiB in).
+pub const SAME_UNTIL: u64 = 512 << 10;
+/// Output a trial of long-distance matching compares, at most (see [`trial`]).
+const TRIAL_MATCH_LONG: usize = 16 << 10;
 /// A block's content, at most.
 const MAX_BLOCK: u64 = 128 << 10;
-/// Content a trial encodes, at most: the first blocks of the frame.
-const TRIAL_RAW: usize = 1 << 20;
+/// Content a trial encodes, at most: the first blocks of the frame, as far as single- and multi-threaded
+/// encoders are sure to agree.
+const TRIAL_RAW: usize = SAME_UNTIL as usize;
 /// The levels tried, most common first: the CLI's default, rpm's 19, then the rest.
 const LEVELS: [i8; 29] = [
     3, 19, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, -1, -2, -3, -4,
@@ -425,13 +428,15 @@ pub fn decode(src: impl Read, out: impl FnMut(&[u8]) -> io::Result<()>) -> io::R
 /// The parameters that re-create the frame at `at` of `src` (read as `info`), found by trial on its first
 /// blocks. Only a guess until the whole frame has been re-encoded and compared.
 pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params, Refused> {
+    // The first 512 KiB of content, and whether that is all of it (then the trial ends the frame: its last block
+    // is marked so). A byte more is decoded to know.
     let mut raw = Vec::new();
     let mut whole = false;
     {
         let mut sink = |b: &[u8]| {
-            let room = TRIAL_RAW - raw.len();
+            let room = TRIAL_RAW + 1 - raw.len();
             raw.extend_from_slice(&b[..b.len().min(room)]);
-            if raw.len() == TRIAL_RAW {
+            if raw.len() > TRIAL_RAW {
                 Err(io::Error::other("enough"))
             } else {
                 Ok(())
@@ -439,7 +444,7 @@ pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params,
         };
         match decode(Range::new(src, at, info.len), &mut sink) {
             Ok(_) => whole = true,
-            Err(_) if raw.len() == TRIAL_RAW => {}
+            Err(_) if raw.len() > TRIAL_RAW => raw.truncate(TRIAL_RAW),
             Err(e) => {
                 return Err(malformed(
                     at,
@@ -468,8 +473,9 @@ pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params,
     )))
 }
 
-/// Whether `p` (single-threaded: the same output up to the first job's end) re-creates the frame whose first
-/// bytes are `want` from its first content `raw` (all of it when `whole`); if so, the encoder's memory.
+/// Whether `p` (single-threaded: the same output up to the first job's end, long-distance matching aside)
+/// re-creates the frame whose first bytes are `want` from its first content `raw` (all of it when `whole`); if
+/// so, the encoder's memory.
 fn trial(
     p: &Params,
     raw: &[u8],
@@ -486,8 +492,9 @@ fn trial(
     let mut buf = vec![0u8; 128 << 10];
     let mut fed = 0usize;
     loop {
-        let end = whole && fed == raw.len();
         let step = raw.len().min(fed + (128 << 10));
+        // Ended as `encode` ends it: with the last content when its size is known, after it when not.
+        let end = whole && (fed == raw.len() || p.content_size == Some(step as u64));
         let (used, made, done) = compress_step(&mut c, &raw[fed..step], &mut buf, end)?;
         fed += used;
         out.extend_from_slice(&buf[..made]);
@@ -497,6 +504,11 @@ fn trial(
         }
         if done {
             return Ok((out.len() as u64 == len).then_some(c.sizeof() as u64));
+        }
+        // With long-distance matching the multi-threaded encoder departs from the single-threaded one inside
+        // the first job (it finds long matches job by job): only the first blocks are compared.
+        if p.long.is_some() && !whole && out.len() >= TRIAL_MATCH_LONG.min(want.len()) {
+            return Ok(Some(c.sizeof() as u64));
         }
         if fed == raw.len() && !whole && used == 0 && made == 0 {
             // All the content a trial holds encoded (levels next to each other can agree on the first tens of

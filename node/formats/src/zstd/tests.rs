@@ -42,7 +42,7 @@ fn decoded(frame: &[u8]) -> Vec<u8> {
 /// re-create it exactly from its content; the parameters that did.
 fn recreated(frame: &[u8], raw: &[u8]) -> Params {
     let i = info(frame).unwrap();
-    let p = find(frame, 0, &i).unwrap();
+    let p = find(frame, 0, &i).unwrap_or_else(|e| panic!("{i:?}: {e}"));
     for p in [Some(p), p.alternative(raw.len() as u64)]
         .into_iter()
         .flatten()
