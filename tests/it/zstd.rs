@@ -1,9 +1,9 @@
 //! zstd frames written by libzstd stored as raw content plus the encoder's parameters: the fixture image with
 //! its layers recompressed by the real `zstd` CLI comes back with its digests through `ferry get`, the registry
-//! (skopeo) and a bundle; `.tar.zst` files the CLI writes through a pipe and single-threaded, and a `.deb`
-//! `dpkg-deb -Zzstd` writes, come back byte for byte; layers written by Go's klauspost/compress (what skopeo
-//! writes for `--dest-compress-format zstd`) and frames no level writes are kept as they are, counted, and come
-//! back too.
+//! (skopeo) and a bundle, and so does the image as skopeo writes it for `--dest-compress-format zstd` and
+//! `zstd:chunked` (Go's klauspost/compress, re-created by its model); `.tar.zst` files the CLI writes through a pipe and
+//! single-threaded, and a `.deb` `dpkg-deb -Zzstd` writes, come back byte for byte; frames neither writes are
+//! kept as they are, counted, and come back too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -93,14 +93,14 @@ fn layers_bytes(layout: &Path, tag: &str) -> u64 {
 }
 
 #[test]
-fn zstd_layers_of_the_cli_are_recreated_and_klauspost_ones_kept() {
+fn zstd_and_zstd_chunked_layers_of_the_cli_and_of_skopeo_are_recreated() {
     let s = Store::new();
     let layout = s.tmp_path("zstd-layout");
     let (digest, bytes) = zstd_layout(&s, &layout, &["-19", "-T0"]);
     let add = s.add("img@z", &[&oci(&layout, "zstd")]);
     assert_eq!(num(&add, "zstd_recreated_bytes"), bytes, "{add}");
     assert_eq!(num(&add, "zstd_kept_bytes"), 0, "{add}");
-    // What skopeo writes (klauspost/compress): another encoder, kept as it is and counted.
+    // What skopeo writes (Go's klauspost/compress): re-created by the model of that encoder.
     let kp = s.tmp_path("kp");
     run_ok(
         "skopeo",
@@ -115,17 +115,44 @@ fn zstd_layers_of_the_cli_are_recreated_and_klauspost_ones_kept() {
     );
     let add = s.add("img@kp", &[&oci(&kp, "kp")]);
     assert_eq!(
-        num(&add, "zstd_kept_bytes"),
+        num(&add, "zstd_recreated_bytes"),
         layers_bytes(&kp, "kp"),
         "{add}"
     );
-    assert_eq!(num(&add, "zstd_recreated_bytes"), 0, "{add}");
+    assert_eq!(num(&add, "zstd_kept_bytes"), 0, "{add}");
+    let kp_digest = index_entries(&kp)[0].digest.clone();
+    // zstd:chunked (a frame for each file, at Go's best level, then the table of contents in skippable frames):
+    // the frames re-created, the table of contents kept.
+    let ch = s.tmp_path("chunked");
+    run_ok(
+        "skopeo",
+        [
+            "copy",
+            "-q",
+            "--dest-compress-format",
+            "zstd:chunked",
+            &format!("oci:{}:v2", images().layout.display()),
+            &format!("oci:{}:ch", ch.display()),
+        ],
+    );
+    let add = s.add("img@ch", &[&oci(&ch, "ch")]);
+    let (recreated, kept) = (
+        num(&add, "zstd_recreated_bytes"),
+        num(&add, "zstd_kept_bytes"),
+    );
+    assert_eq!(recreated + kept, layers_bytes(&ch, "ch"), "{add}");
+    assert!(
+        kept > 0 && kept * 20 < recreated,
+        "the table of contents only is kept: {add}"
+    );
+    let ch_digest = index_entries(&ch)[0].digest.clone();
 
     // Through the registry: skopeo checks every digest.
     let node = Node::start(&s.path);
     for (release, tag, want) in [
         ("img:zstd", "zstd", &digest),
-        ("img:kp", "kp", &String::new()),
+        ("img:kp", "kp", &kp_digest),
+        ("img:ch", "ch", &ch_digest),
     ] {
         let dest = s.tmp_path(&format!("pull-{tag}"));
         run_ok(
@@ -138,9 +165,7 @@ fn zstd_layers_of_the_cli_are_recreated_and_klauspost_ones_kept() {
                 &format!("oci:{}:{tag}", dest.display()),
             ],
         );
-        if !want.is_empty() {
-            assert_eq!(&index_entries(&dest)[0].digest, want);
-        }
+        assert_eq!(&index_entries(&dest)[0].digest, want);
         verify_blobs(&dest);
     }
     assert_eq!(node.stop(), Some(0));
@@ -149,12 +174,25 @@ fn zstd_layers_of_the_cli_are_recreated_and_klauspost_ones_kept() {
     let key = s.tmp_path("seed.pub");
     fs::write(&key, s.run(["keys", "export"]).ok().stdout).unwrap();
     let bundle = s.tmp_path("bundle");
-    s.json(["export", "img@z", "--out", bundle.to_str().unwrap()]);
+    s.json([
+        "export",
+        "img@z",
+        "img@kp",
+        "img@ch",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
     let site = site(&key, &[&bundle]);
-    let out = site.tmp_path("site-got");
-    site.get("img@z", &format!("oci:{}", out.display()));
-    assert_eq!(index_entries(&out)[0].digest, digest);
-    verify_blobs(&out);
+    for (release, want) in [
+        ("img@z", &digest),
+        ("img@kp", &kp_digest),
+        ("img@ch", &ch_digest),
+    ] {
+        let out = site.tmp_path(&format!("site-got-{release}"));
+        site.get(release, &format!("oci:{}", out.display()));
+        assert_eq!(&index_entries(&out)[0].digest, want);
+        verify_blobs(&out);
+    }
     for store in [&s, &site] {
         let (code, report, _) = store.fsck_json();
         assert_eq!(code, Some(0), "fsck: {report}");

@@ -5,6 +5,9 @@
 //!   parameters found the way pristine-xz finds them: read from the stream's headers where they are recorded,
 //!   tried against its first bytes where they are not;
 //! - [`bzip2`]: bzip2 streams written by libbzip2, their level read from their header;
+//! - [`zstd`]: zstd frames written by libzstd 1.5.4 (the zstd CLI, dpkg, rpm), the level found by trial;
+//! - [`klauspost`]: zstd as Go's klauspost/compress writes it (image layers from containers/image and buildkit),
+//!   re-created by a model of its encoder;
 //! - [`ar`]: `ar` archives (`.deb`), whose members are located so their compressed ones can be taken apart;
 //! - [`packed`]: a file as a skeleton (everything kept as it is) and compressed members re-created into it.
 //!
@@ -14,6 +17,7 @@
 
 pub mod ar;
 pub mod bzip2;
+pub mod klauspost;
 pub mod packed;
 pub mod xz;
 pub mod zstd;

@@ -3,7 +3,7 @@
 //! re-created) is the skeleton, kept as it is, and [`join`] puts the file back together from the skeleton and the
 //! re-created members.
 
-use crate::{ar, bzip2, xz, zstd, Range, ReadAt, Refused};
+use crate::{ar, bzip2, klauspost, xz, zstd, Range, ReadAt, Refused};
 use std::io::{self, Read, Write};
 
 /// Compressed members of one file taken apart, at most (a `.deb` has two): each costs trials of the encoder,
@@ -61,14 +61,22 @@ pub enum Codec {
     /// bzip2 at this level.
     Bzip2(u8),
     Zstd(zstd::Info),
+    /// zstd frames one after another (zstd:chunked: one for each file), each as its header says.
+    ZstdFrames(Vec<zstd::Info>),
 }
 
 /// The parameters that re-create a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Params {
     Xz(xz::Params),
-    Bzip2 { level: u8 },
+    Bzip2 {
+        level: u8,
+    },
     Zstd(zstd::Params),
+    /// zstd as Go's klauspost/compress writes it ([`klauspost`]).
+    GoZstd(klauspost::Params),
+    /// Frames Go's encoder wrote one after another ([`klauspost::encode_frames`]), of these sizes of content.
+    GoZstdFrames(klauspost::Params, Vec<klauspost::FrameSize>),
 }
 
 impl Member {
@@ -79,7 +87,22 @@ impl Member {
         match &self.codec {
             Codec::Xz(info) => xz::find(src, self.at, info).map(Params::Xz),
             &Codec::Bzip2(level) => Ok(Params::Bzip2 { level }),
-            Codec::Zstd(info) => zstd::find(src, self.at, info).map(Params::Zstd),
+            Codec::Zstd(info) => {
+                // Go's streams first when the header has their shape, libzstd's levels otherwise.
+                let go = || klauspost::find(src, self.at, info);
+                if klauspost::likely(info) {
+                    if let Some(p) = go()? {
+                        return Ok(Params::GoZstd(p));
+                    }
+                }
+                match zstd::find(src, self.at, info) {
+                    Ok(p) => Ok(Params::Zstd(p)),
+                    Err(e) if !klauspost::likely(info) => go()?.map(Params::GoZstd).ok_or(e),
+                    Err(e) => Err(e),
+                }
+            }
+            Codec::ZstdFrames(frames) => klauspost::find_frames(src, self.at, frames)
+                .map(|(p, sizes)| Params::GoZstdFrames(p, sizes)),
         }
     }
 }
@@ -92,6 +115,8 @@ impl Params {
             Params::Xz(p) => xz::encode(p, threads, src, out),
             Params::Bzip2 { level } => bzip2::encode(*level, src, out),
             Params::Zstd(p) => zstd::encode(p, threads, src, out),
+            Params::GoZstd(p) => klauspost::encode(p, src, out),
+            Params::GoZstdFrames(p, sizes) => klauspost::encode_frames(p, sizes, src, out),
         }
     }
 
@@ -104,7 +129,9 @@ impl Params {
         match self {
             Params::Xz(_) => xz::decode(src, out),
             Params::Bzip2 { .. } => bzip2::decode(src, out),
-            Params::Zstd(_) => zstd::decode(src, out),
+            Params::Zstd(_) | Params::GoZstd(_) | Params::GoZstdFrames(..) => {
+                zstd::decode(src, out)
+            }
         }
     }
 
@@ -119,7 +146,7 @@ impl Params {
     }
 
     /// How the parameters are recorded: `x` and [`xz::Params::write_to`], `z` and [`zstd::Params::write_to`],
-    /// or `b`, the libbzip2 version and the level.
+    /// `k` and [`klauspost::Params::write_to`], or `b`, the libbzip2 version and the level.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             Params::Xz(p) => {
@@ -135,6 +162,18 @@ impl Params {
             Params::Zstd(p) => {
                 out.push(b'z');
                 p.write_to(out);
+            }
+            Params::GoZstd(p) => {
+                out.push(b'k');
+                p.write_to(out);
+            }
+            Params::GoZstdFrames(p, sizes) => {
+                out.push(b'K');
+                p.write_to(out);
+                write_varint(out, sizes.len() as u64);
+                for n in sizes {
+                    write_varint(out, n.to_u64());
+                }
             }
         }
     }
@@ -159,6 +198,19 @@ impl Params {
                 Params::Bzip2 { level }
             }
             b'z' => Params::Zstd(zstd::Params::read_from(&mut rest)?),
+            b'k' => Params::GoZstd(klauspost::Params::read_from(&mut rest)?),
+            b'K' => {
+                let p = klauspost::Params::read_from(&mut rest)?;
+                let n = read_varint(&mut rest)?;
+                // Each size takes a byte at least: a count beyond what is left is a damaged record.
+                if n > klauspost::MAX_FRAMES as u64 || n > rest.len() as u64 {
+                    return Err(format!("{n} zstd frames recorded in {} bytes", rest.len()));
+                }
+                let sizes = (0..n)
+                    .map(|_| read_varint(&mut rest).map(klauspost::FrameSize::from_u64))
+                    .collect::<Result<_, _>>()?;
+                Params::GoZstdFrames(p, sizes)
+            }
             t => return Err(format!("member codec {t} is not known to this ferry")),
         };
         *bytes = rest;
@@ -172,8 +224,33 @@ impl std::fmt::Display for Params {
             Params::Xz(p) => p.fmt(f),
             Params::Bzip2 { level } => write!(f, "bzip2 -{level}"),
             Params::Zstd(p) => p.fmt(f),
+            Params::GoZstd(p) => p.fmt(f),
+            Params::GoZstdFrames(p, sizes) => write!(f, "{p}, {} frames", sizes.len()),
         }
     }
+}
+
+/// `n` as a LEB128 varint.
+fn write_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A LEB128 varint at the start of `bytes`, which is advanced past it.
+fn read_varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first().ok_or("a number cut short")?;
+        *bytes = rest;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err("a number of more than 64 bits".into())
 }
 
 /// Where a file's compressed members are.
@@ -219,12 +296,21 @@ impl Layout {
                 continue;
             }
             let codec = match member_kind {
-                Kind::Xz => xz::Info::read(src, at, len).map(Codec::Xz),
-                Kind::Zstd => zstd::Info::read(src, at, len).map(Codec::Zstd),
-                _ => bzip2::level(src, at, len).map(Codec::Bzip2),
+                Kind::Xz => xz::Info::read(src, at, len).map(|i| (Codec::Xz(i), len)),
+                Kind::Zstd => zstd::Info::read(src, at, len)
+                    .map(|i| (Codec::Zstd(i), len))
+                    .or_else(|e| match klauspost::read_frames(src, at, len) {
+                        // Frames one after another, then skippable frames only (zstd:chunked's table of
+                        // contents), which are skeleton.
+                        Ok((frames, end)) if kind == Kind::Zstd => {
+                            Ok((Codec::ZstdFrames(frames), end - at))
+                        }
+                        _ => Err(e),
+                    }),
+                _ => bzip2::level(src, at, len).map(|l| (Codec::Bzip2(l), len)),
             };
             match codec {
-                Ok(codec) => layout.members.push(Member {
+                Ok((codec, len)) => layout.members.push(Member {
                     name,
                     at,
                     len,
@@ -344,10 +430,8 @@ pub fn round_trip(file: &[u8]) -> Option<usize> {
             let mut cmp = crate::xz::Comparing::new(stream);
             p.encode(2, &raw[..], &mut cmp).is_ok() && cmp.at_end().unwrap_or(false)
         };
-        let p = [Some(found), found.alternative(raw.len() as u64)]
-            .into_iter()
-            .flatten()
-            .find(same)?;
+        let other = found.alternative(raw.len() as u64);
+        let p = [Some(found), other].into_iter().flatten().find(same)?;
         members.push((p, raw));
     }
     let mut skeleton = Vec::new();
@@ -374,6 +458,7 @@ pub fn round_trip(file: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::ar::tests::archive;
+    use crate::klauspost::Level;
 
     fn xz(args: &[&str], input: &[u8]) -> Vec<u8> {
         tool("xz", args, input)
@@ -442,6 +527,27 @@ mod tests {
         assert_eq!(round_trip(&file, Kind::Ar), MAX_MEMBERS);
     }
 
+    /// Frames of `parts` as Go's encoder writes them at `level`, then (for several) a skippable frame.
+    fn go_zstd(level: Level, parts: &[&[u8]]) -> Vec<u8> {
+        let params = klauspost::Params {
+            level,
+            checksum: true,
+        };
+        let mut out = Vec::new();
+        let sizes: Vec<_> = parts
+            .iter()
+            .map(|p| klauspost::FrameSize {
+                content: p.len() as u64,
+                flushed: false,
+            })
+            .collect();
+        klauspost::encode_frames(&params, &sizes, &parts.concat()[..], &mut out).unwrap();
+        if parts.len() > 1 {
+            out.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, b'F', b'E', b'R', b'Y']);
+        }
+        out
+    }
+
     /// Real files of every kind taken apart here, small: what the damaged-file property starts from.
     fn seeds() -> &'static [Vec<u8>] {
         static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
@@ -460,6 +566,13 @@ mod tests {
                     ("control.tar.xz", &xz6),
                     ("data.tar.zst", &zst),
                 ]),
+                // Go's klauspost zstd (its model writes Go's bytes: klauspost::tests): a stream of two blocks,
+                // and zstd:chunked's shape, frames at the best level then a skippable frame.
+                go_zstd(
+                    Level::Default,
+                    &[&std::fs::read("/bin/ls").unwrap()[..140_000]],
+                ),
+                go_zstd(Level::Best, &[&text[..2000], bin, &text[2000..]]),
             ]
         })
     }
@@ -470,7 +583,7 @@ mod tests {
         /// the fuzz target `packed` checks, run on stable over real files.
         #[test]
         fn damaged_files_are_refused_or_come_back_exactly(
-            seed in 0usize..6,
+            seed in 0usize..8,
             at in proptest::prelude::any::<proptest::sample::Index>(),
             byte in proptest::prelude::any::<u8>(),
             how in 0u8..3,

@@ -61,6 +61,9 @@ pub struct Info {
     pub checksum: bool,
     /// Its blocks.
     pub blocks: u64,
+    /// Whether its last block is an empty raw block after others (what an encoder writes when the content ends
+    /// at a block's end, or after it was flushed).
+    pub ends_empty: bool,
 }
 
 /// The parameters that re-create a frame.
@@ -86,6 +89,22 @@ impl Info {
         let end = at
             .checked_add(len)
             .ok_or_else(|| malformed(at, "length overflows"))?;
+        let info = Info::read_frame(src, at, end)?;
+        if info.len != len {
+            return Err(Refused::Unsupported(format!(
+                "several zstd frames, or bytes after one: the first ends at byte {}",
+                at + info.len
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Read the frame that starts at `at` of `src` and ends at or before `end`: its header, then each block's
+    /// header to the frame's end ([`Info::len`] says where).
+    pub fn read_frame<R: ReadAt + ?Sized>(src: &R, at: u64, end: u64) -> Result<Info, Refused> {
+        let len = end
+            .checked_sub(at)
+            .ok_or_else(|| malformed(at, "a frame past the end"))?;
         let mut head = [0u8; 18];
         let have = len.min(head.len() as u64) as usize;
         src.read_exact_at(&mut head[..have], at)?;
@@ -143,6 +162,7 @@ impl Info {
         pos += fcs_len;
         let mut p = at + pos as u64;
         let mut blocks = 0u64;
+        let ends_empty;
         let mut raw = 0u64;
         loop {
             let mut b = [0u8; 3];
@@ -173,6 +193,7 @@ impl Info {
                 return Err(malformed(p, "the zstd frame ends inside a block"));
             }
             if last {
+                ends_empty = blocks > 1 && kind == 0 && size == 0;
                 break;
             }
         }
@@ -182,22 +203,18 @@ impl Info {
         if p > end {
             return Err(malformed(end, "the zstd frame ends inside its checksum"));
         }
-        if p != end {
-            return Err(Refused::Unsupported(format!(
-                "several zstd frames, or bytes after one: the first ends at byte {p}"
-            )));
-        }
         if let Some(n) = content_size {
             if raw > n {
                 return Err(malformed(at, "blocks hold more than the content size"));
             }
         }
         Ok(Info {
-            len,
+            len: p - at,
             window_log,
             content_size,
             checksum,
             blocks,
+            ends_empty,
         })
     }
 
@@ -412,24 +429,55 @@ fn decoder() -> io::Result<DCtx<'static>> {
     Ok(d)
 }
 
-/// The raw content of one frame read from `src`, handed to `out` as it is decoded; its length.
+/// The raw content of the frames read from `src` (one, or several one after another), handed to `out` as it is
+/// decoded; its length.
 pub fn decode(src: impl Read, out: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
     let mut d = decoder()?;
-    pump_io(src, out, |input, buf, _| {
+    // Whether the last frame ended: `src` may hold several, one after another (zstd:chunked).
+    let mut ended = false;
+    pump_io(src, out, |input, buf, eof| {
+        if input.is_empty() && eof && ended {
+            return Ok((0, 0, true));
+        }
         let mut i = InBuffer::around(input);
         let mut o = OutBuffer::around(buf);
         let hint = d
             .decompress_stream(&mut o, &mut i)
             .map_err(|c| io::Error::new(io::ErrorKind::InvalidData, zstd_error(c)))?;
-        Ok((i.pos(), o.pos(), hint == 0))
+        ended = hint == 0;
+        Ok((i.pos(), o.pos(), false))
     })
 }
 
 /// The parameters that re-create the frame at `at` of `src` (read as `info`), found by trial on its first
 /// blocks. Only a guess until the whole frame has been re-encoded and compared.
 pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params, Refused> {
-    // The first 512 KiB of content, and whether that is all of it (then the trial ends the frame: its last block
-    // is marked so). A byte more is decoded to know.
+    let (raw, whole, want) = trial_data(src, at, info)?;
+    for p in info.candidates() {
+        if let Some(memory) = trial(&p, &raw, whole, &want, info.len)? {
+            let workers = if p.threaded { MAX_WORKERS } else { 1 };
+            if memory * u64::from(workers) > MAX_ENCODER_MEMORY {
+                return Err(Refused::Unsupported(format!(
+                    "{p}: its encoder would hold about {} bytes (more than {MAX_ENCODER_MEMORY})",
+                    memory * u64::from(workers)
+                )));
+            }
+            return Ok(p);
+        }
+    }
+    Err(Refused::Unsupported(format!(
+        "no level of libzstd {LIBZSTD} re-creates this zstd frame's first blocks"
+    )))
+}
+
+/// What a trial compares for the frame at `at` of `src`: its first 512 KiB of content, whether that is all of
+/// it (then the trial ends the frame: its last block is marked so; a byte more is decoded to know), and the
+/// frame's first bytes.
+pub(crate) fn trial_data<R: ReadAt + ?Sized>(
+    src: &R,
+    at: u64,
+    info: &Info,
+) -> Result<(Vec<u8>, bool, Vec<u8>), Refused> {
     let mut raw = Vec::new();
     let mut whole = false;
     {
@@ -456,21 +504,7 @@ pub fn find<R: ReadAt + ?Sized>(src: &R, at: u64, info: &Info) -> Result<Params,
     let want_len = info.len.min((TRIAL_RAW + (64 << 10)) as u64) as usize;
     let mut want = vec![0u8; want_len];
     src.read_exact_at(&mut want, at)?;
-    for p in info.candidates() {
-        if let Some(memory) = trial(&p, &raw, whole, &want, info.len)? {
-            let workers = if p.threaded { MAX_WORKERS } else { 1 };
-            if memory * u64::from(workers) > MAX_ENCODER_MEMORY {
-                return Err(Refused::Unsupported(format!(
-                    "{p}: its encoder would hold about {} bytes (more than {MAX_ENCODER_MEMORY})",
-                    memory * u64::from(workers)
-                )));
-            }
-            return Ok(p);
-        }
-    }
-    Err(Refused::Unsupported(format!(
-        "no level of libzstd {LIBZSTD} re-creates this zstd frame's first blocks"
-    )))
+    Ok((raw, whole, want))
 }
 
 /// Whether `p` (single-threaded: the same output up to the first job's end, long-distance matching aside)

@@ -301,7 +301,7 @@ impl Store {
                             len: m.len,
                             raw_len,
                             headers_len,
-                            params: *p,
+                            params: p.clone(),
                         });
                         None
                     }
@@ -356,15 +356,19 @@ impl Store {
         stats += rec_stats;
         let recreated: u64 = entries.iter().map(|e| e.len).sum();
         stats.recreated_bytes += recreated;
-        match layout.kind {
-            Kind::Xz => stats.xz_recreated_bytes += recreated,
-            Kind::Bzip2 => stats.bzip2_recreated_bytes += recreated,
-            Kind::Zstd => stats.zstd_recreated_bytes += recreated,
-            Kind::Ar => {
-                stats.deb_recreated_bytes += recreated;
-                stats.deb_kept_bytes += layout.len - recreated;
-            }
-        }
+        // The skeleton is kept: a .deb's ar headers, zstd:chunked's table of contents.
+        let kept = layout.len - recreated;
+        let (recreated_stat, kept_stat) = match layout.kind {
+            Kind::Xz => (&mut stats.xz_recreated_bytes, &mut stats.xz_kept_bytes),
+            Kind::Bzip2 => (
+                &mut stats.bzip2_recreated_bytes,
+                &mut stats.bzip2_kept_bytes,
+            ),
+            Kind::Zstd => (&mut stats.zstd_recreated_bytes, &mut stats.zstd_kept_bytes),
+            Kind::Ar => (&mut stats.deb_recreated_bytes, &mut stats.deb_kept_bytes),
+        };
+        *recreated_stat += recreated;
+        *kept_stat += kept;
         tracing::debug!(%what, members = entries.len(), raw = raw_len,
             params = %entries.iter().map(|e| e.params.to_string()).collect::<Vec<_>>().join(", "),
             "compressed members decomposed");
