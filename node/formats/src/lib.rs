@@ -6,6 +6,7 @@
 //!   tried against its first bytes where they are not;
 //! - [`bzip2`]: bzip2 streams written by libbzip2, their level read from their header;
 //! - [`ar`]: `ar` archives (`.deb`), whose members are located so their compressed ones can be taken apart;
+//! - [`rpm`]: `.rpm` packages, whose lead and headers are read to locate the compressed payload;
 //! - [`packed`]: a file as a skeleton (everything kept as it is) and compressed members re-created into it.
 //!
 //! Nothing here knows the store: bytes in (a [`ReadAt`] source), raw content and re-creation data out, and back.
@@ -15,6 +16,7 @@
 pub mod ar;
 pub mod bzip2;
 pub mod packed;
+pub mod rpm;
 pub mod xz;
 pub mod zstd;
 

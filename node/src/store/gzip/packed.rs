@@ -1,5 +1,5 @@
 //! Storing a file of xz-, zstd- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
-//! `data.tar.xz` or `.zst`), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` —
+//! `data.tar.xz` or `.zst`), an `.rpm` (lead and headers, then a zstd, xz or bzip2 payload), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` —
 //! as its skeleton, its members' raw
 //! contents and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts
 //! with [`RECREATION_PACKED`]:
@@ -173,6 +173,7 @@ impl Store {
                     Kind::Bzip2 => ingested.stats.bzip2_kept_bytes += kept,
                     Kind::Zstd => ingested.stats.zstd_kept_bytes += kept,
                     Kind::Ar => ingested.stats.deb_kept_bytes += kept,
+                    Kind::Rpm => ingested.stats.rpm_kept_bytes += kept,
                 }
             }
             Ok(ingested)
@@ -363,6 +364,10 @@ impl Store {
             Kind::Ar => {
                 stats.deb_recreated_bytes += recreated;
                 stats.deb_kept_bytes += layout.len - recreated;
+            }
+            Kind::Rpm => {
+                stats.rpm_recreated_bytes += recreated;
+                stats.rpm_kept_bytes += layout.len - recreated;
             }
         }
         tracing::debug!(%what, members = entries.len(), raw = raw_len,
