@@ -1,7 +1,7 @@
-//! A file as a skeleton and compressed members: each member (an xz, zstd or bzip2 stream) is taken apart into its raw
-//! content, everything around the members (an `ar` archive's headers, `debian-binary`, an rpm's lead and headers,
-//! members that cannot be re-created) is the skeleton, kept as it is, and [`join`] puts the file back together from the skeleton and the
-//! re-created members.
+//! A file as a skeleton and compressed members: each member (an xz, zstd or bzip2 stream) is taken apart into its
+//! raw content, everything around the members (an `ar` archive's headers, `debian-binary`, an rpm's lead and
+//! headers, members that cannot be re-created) is the skeleton, kept as it is, and [`join`] puts the file back
+//! together from the skeleton and the re-created members.
 
 use crate::{ar, bzip2, rpm, xz, zstd, Range, ReadAt, Refused};
 use std::io::{self, Read, Write};

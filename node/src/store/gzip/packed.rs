@@ -1,8 +1,8 @@
 //! Storing a file of xz-, zstd- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
-//! `data.tar.xz` or `.zst`), an `.rpm` (lead and headers, then a zstd, xz or bzip2 payload), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` —
-//! as its skeleton, its members' raw
-//! contents and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts
-//! with [`RECREATION_PACKED`]:
+//! `data.tar.xz` or `.zst`), an `.rpm` (lead and headers, then a zstd, xz or bzip2 payload), a bare `.xz`
+//! (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` — as its skeleton, its members' raw contents
+//! and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts with
+//! [`RECREATION_PACKED`]:
 //!
 //! ```text
 //! raw parts:        skeleton stream, then the members' tar headers, then their contents (as a gzip tar's are)
