@@ -16,11 +16,11 @@ use ferry_tests::node::Node;
 
 use crate::delta::site;
 
-fn same(a: &Path, b: &Path) {
+pub(crate) fn same(a: &Path, b: &Path) {
     assert_eq!(sha256_file(a), sha256_file(b), "{a:?} and {b:?} differ");
 }
 
-fn files_named(root: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(crate) fn files_named(root: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
@@ -31,7 +31,7 @@ fn files_named(root: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
-fn size(p: &Path) -> u64 {
+pub(crate) fn size(p: &Path) -> u64 {
     fs::metadata(p).unwrap().len()
 }
 

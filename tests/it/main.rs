@@ -13,6 +13,8 @@
 //! - `zip`: wheels and jars stored as skeleton, members' contents and re-creation data.
 //! - `deb`: `.deb` packages and `.xz` files stored as skeleton, raw contents and liblzma parameters, through
 //!   `get`, a bundle, a site's apt mirror and fsck; a rebuilt package crosses as its changed file.
+//! - `rpm`: `.rpm` packages (zstd and xz payloads, as distributions build them) stored as lead and headers,
+//!   raw cpio and parameters, through `get`, a bundle, a site's yum mirror read by dnf, and fsck.
 //! - `bad_input`: corrupt or missing input is refused and leaves the store clean.
 //! - `bundle`: sneakernet bundles — deltas by base, have-file and site ledger; volumes; damaged, missing,
 //!   untrusted, tampered and hostile bundles; kill -9 during import.
@@ -62,6 +64,7 @@ mod pkgs;
 mod push;
 mod registry;
 mod repos;
+mod rpm;
 mod serve;
 mod status;
 mod store;

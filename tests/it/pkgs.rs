@@ -880,9 +880,15 @@ fn helm_index_served_over_http_matches_its_charts() {
     node.stop();
 }
 
-/// `dnf install --downloadonly hello world` from the served `el` repository, with `repo_gpgcheck` against
-/// `key`, everything dnf keeps under `dir`.
-fn dnf_download(node: &Node, dir: &Path, key: &Path) -> (Output, PathBuf) {
+/// `dnf install --downloadonly PKGS` from the yum repository `node` serves at `path` (`/repos/el/current/yum`),
+/// with `repo_gpgcheck` against `key`, everything dnf keeps under `dir`; the packages land in the second path.
+pub(crate) fn dnf_download(
+    node: &Node,
+    path: &str,
+    pkgs: &[&str],
+    dir: &Path,
+    key: &Path,
+) -> (Output, PathBuf) {
     let conf = dir.join("repos.d");
     fs::create_dir_all(&conf).unwrap();
     fs::create_dir_all(dir.join("log")).unwrap();
@@ -890,7 +896,7 @@ fn dnf_download(node: &Node, dir: &Path, key: &Path) -> (Output, PathBuf) {
         conf.join("ferry.repo"),
         format!(
             "[ferry-el]\nname=el through ferry\nbaseurl={}\ngpgcheck=0\nrepo_gpgcheck=1\ngpgkey=file://{}\n",
-            node.url("/repos/el/current/yum"),
+            node.url(path),
             key.display()
         ),
     )
@@ -910,16 +916,20 @@ fn dnf_download(node: &Node, dir: &Path, key: &Path) -> (Output, PathBuf) {
             "--downloadonly",
         ])
         .arg(format!("--downloaddir={}", dl.display()))
-        .args(["hello", "world"]);
+        .args(pkgs);
     (cmd::run(&mut c), dl)
 }
+
+/// Where the served `el` release's repository is, and its packages.
+const EL: &str = "/repos/el/current/yum";
+const HELLO_WORLD: &[&str] = &["hello", "world"];
 
 #[test]
 fn dnf_installs_from_the_served_mirror_with_repo_gpgcheck() {
     let fx = pkgs();
     let (s, node) = served();
     // repo_gpgcheck: dnf checks repomd.xml.asc against the publisher's key — ferry changed no byte.
-    let (run, dl) = dnf_download(&node, &s.tmp_path("dnf"), &fx.key);
+    let (run, dl) = dnf_download(&node, EL, HELLO_WORLD, &s.tmp_path("dnf"), &fx.key);
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
         run.stderr.contains("Importing GPG key"),
@@ -953,7 +963,7 @@ fn dnf_installs_from_the_served_mirror_with_repo_gpgcheck() {
     assert_eq!(made.code, Some(0), "{made}");
     let other = s.tmp_path("other.asc");
     fs::write(&other, gpg(&["--armor", "--export"]).ok().stdout_bytes).unwrap();
-    let (run, _) = dnf_download(&node, &s.tmp_path("dnf-other"), &other);
+    let (run, _) = dnf_download(&node, EL, HELLO_WORLD, &s.tmp_path("dnf-other"), &other);
     assert_ne!(
         run.code,
         Some(0),

@@ -272,6 +272,36 @@ pub fn pkgs() -> &'static Pkgs {
     })
 }
 
+/// The yum repository of `tools/fixtures/rpms.sh`: rpms of real files, their payloads compressed the ways
+/// distributions build them.
+#[derive(Debug)]
+pub struct Rpms {
+    /// The repository (`Packages/{zstd19,zstd19t,xz2,xz7t,gzip}-1.0-1.x86_64.rpm`, `repodata/` with a signed
+    /// `repomd.xml.asc`).
+    pub yum: PathBuf,
+    /// The armoured public key that signed `repomd.xml.asc`.
+    pub key: PathBuf,
+}
+
+/// Builds (once per run; cached across runs) and returns the rpm fixture repository.
+pub fn rpms() -> &'static Rpms {
+    static RPMS: OnceLock<Rpms> = OnceLock::new();
+    RPMS.get_or_init(|| {
+        let out = cache_dir().join("rpms");
+        let script = scripts_dir().join("rpms.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(600));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the rpm fixtures failed:\n{run}"
+        );
+        Rpms {
+            yum: out.join("yum"),
+            key: out.join("key.asc"),
+        }
+    })
+}
+
 /// The signed apt repository of `tools/fixtures/apt-repo.sh`.
 #[derive(Debug)]
 pub struct AptRepo {

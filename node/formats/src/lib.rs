@@ -9,6 +9,7 @@
 //! - [`klauspost`]: zstd as Go's klauspost/compress writes it (image layers from containers/image and buildkit),
 //!   re-created by a model of its encoder;
 //! - [`ar`]: `ar` archives (`.deb`), whose members are located so their compressed ones can be taken apart;
+//! - [`rpm`]: `.rpm` packages, whose lead and headers are read to locate the compressed payload;
 //! - [`packed`]: a file as a skeleton (everything kept as it is) and compressed members re-created into it.
 //!
 //! Nothing here knows the store: bytes in (a [`ReadAt`] source), raw content and re-creation data out, and back.
@@ -19,6 +20,7 @@ pub mod ar;
 pub mod bzip2;
 pub mod klauspost;
 pub mod packed;
+pub mod rpm;
 pub mod xz;
 pub mod zstd;
 

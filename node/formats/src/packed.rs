@@ -1,9 +1,9 @@
-//! A file as a skeleton and compressed members: each member (an xz, zstd or bzip2 stream) is taken apart into its raw
-//! content, everything around the members (an `ar` archive's headers, `debian-binary`, members that cannot be
-//! re-created) is the skeleton, kept as it is, and [`join`] puts the file back together from the skeleton and the
-//! re-created members.
+//! A file as a skeleton and compressed members: each member (an xz, zstd or bzip2 stream) is taken apart into its
+//! raw content, everything around the members (an `ar` archive's headers, `debian-binary`, an rpm's lead and
+//! headers, members that cannot be re-created) is the skeleton, kept as it is, and [`join`] puts the file back
+//! together from the skeleton and the re-created members.
 
-use crate::{ar, bzip2, klauspost, xz, zstd, Range, ReadAt, Refused};
+use crate::{ar, bzip2, klauspost, rpm, xz, zstd, Range, ReadAt, Refused};
 use std::io::{self, Read, Write};
 
 /// Compressed members of one file taken apart, at most (a `.deb` has two): each costs trials of the encoder,
@@ -21,6 +21,8 @@ pub enum Kind {
     Zstd,
     /// An `ar` archive (a `.deb`).
     Ar,
+    /// An `.rpm`: its payload is the member.
+    Rpm,
 }
 
 impl Kind {
@@ -36,6 +38,8 @@ impl Kind {
             Some(Kind::Zstd)
         } else if head.starts_with(ar::MAGIC) {
             Some(Kind::Ar)
+        } else if head.starts_with(&rpm::MAGIC) {
+            Some(Kind::Rpm)
         } else {
             None
         }
@@ -45,7 +49,7 @@ impl Kind {
 /// A compressed member of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    /// Its name (`control.tar.xz`; empty for a bare stream).
+    /// Its name (`control.tar.xz`, `payload` for an rpm's; empty for a bare stream).
     pub name: String,
     /// Where it is in the file, and its length.
     pub at: u64,
@@ -281,13 +285,30 @@ impl Layout {
                 .into_iter()
                 .map(|m| (m.name, m.at, m.len))
                 .collect(),
+            Kind::Rpm => {
+                let r = rpm::read(src, len)?;
+                let mut head = [0u8; 6];
+                let sniffed = r.payload_len >= 6
+                    && src.read_exact_at(&mut head, r.payload_at).is_ok()
+                    && matches!(Kind::of(&head), Some(Kind::Xz | Kind::Zstd | Kind::Bzip2));
+                if !sniffed {
+                    // A gzip or lzma payload, or one no compressor wrote: kept, and said so.
+                    let what = r.compressor.as_deref().unwrap_or("no compressor named");
+                    let why = format!("an rpm payload of {} bytes ({what})", r.payload_len);
+                    layout
+                        .refused
+                        .push(("payload".into(), Refused::Unsupported(why)));
+                }
+                vec![("payload".into(), r.payload_at, r.payload_len)]
+            }
         };
         for (name, at, len) in found {
             let mut head = [0u8; 6];
             if len < 6 || src.read_exact_at(&mut head, at).is_err() {
                 continue;
             }
-            let Some(member_kind) = Kind::of(&head).filter(|&k| k != Kind::Ar) else {
+            let Some(member_kind) = Kind::of(&head).filter(|&k| !matches!(k, Kind::Ar | Kind::Rpm))
+            else {
                 continue;
             };
             if layout.members.len() == MAX_MEMBERS {
@@ -548,6 +569,36 @@ mod tests {
         out
     }
 
+    #[test]
+    fn rpms_come_back_from_lead_headers_and_payload() {
+        use crate::rpm::tests::rpmbuild;
+        // What rpmbuild writes from real files (7 MB of binaries and text): its payload compressed as Fedora
+        // and EL9 build (zstd 19, single- and multi-threaded), as EL7 and EL8 do (xz 2, threaded xz 7), bzip2.
+        let files = ["/usr/bin/perl", "/usr/bin/gpg", "/usr/share/doc/rpm"];
+        for payload in [
+            "w19.zstdio",
+            "w19T.zstdio",
+            "w3.zstdio",
+            "w2.xzdio",
+            "w7T.xzdio",
+            "w9.bzdio",
+        ] {
+            let file = rpmbuild("real", payload, &files);
+            let layout = Layout::read(&file[..], file.len() as u64, Kind::Rpm).unwrap();
+            assert_eq!(layout.members.len(), 1, "{payload}");
+            // The payload is all but the lead and headers: tens of KB.
+            assert!(layout.skeleton_len() < 64 << 10, "{payload}");
+            assert_eq!(round_trip(&file, Kind::Rpm), 1, "{payload}");
+        }
+        // rpm's default on Debian, gzip: the whole package stays in the skeleton, said to be refused.
+        let file = rpmbuild("real", "", &files[2..]);
+        let layout = Layout::read(&file[..], file.len() as u64, Kind::Rpm).unwrap();
+        assert!(layout.members.is_empty());
+        assert_eq!(layout.refused.len(), 1);
+        assert!(layout.refused[0].1.to_string().contains("gzip"));
+        assert_eq!(round_trip(&file, Kind::Rpm), 0);
+    }
+
     /// Real files of every kind taken apart here, small: what the damaged-file property starts from.
     fn seeds() -> &'static [Vec<u8>] {
         static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
@@ -573,6 +624,22 @@ mod tests {
                     &[&std::fs::read("/bin/ls").unwrap()[..140_000]],
                 ),
                 go_zstd(Level::Best, &[&text[..2000], bin, &text[2000..]]),
+                crate::rpm::tests::rpmbuild(
+                    "seed",
+                    "w19.zstdio",
+                    &[
+                        "/usr/share/doc/rpm/README",
+                        "/usr/share/doc/rpm/hregions.md",
+                    ],
+                ),
+                crate::rpm::tests::rpmbuild(
+                    "seed",
+                    "w2.xzdio",
+                    &[
+                        "/usr/share/doc/rpm/README",
+                        "/usr/share/doc/rpm/hregions.md",
+                    ],
+                ),
             ]
         })
     }

@@ -287,6 +287,11 @@ pub struct AddReport {
     /// Bytes of `.deb` files this add stored as they are: their `ar` skeletons (headers, `debian-binary`) and
     /// members not re-creatable exactly.
     pub deb_kept_bytes: u64,
+    /// Bytes of `.rpm` payloads (zstd, xz, bzip2) among `recreated_bytes`.
+    pub rpm_recreated_bytes: u64,
+    /// Bytes of `.rpm` files this add stored as they are: their leads and headers, and payloads not
+    /// re-creatable exactly (gzip, lzma, another encoder's).
+    pub rpm_kept_bytes: u64,
 }
 
 /// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
@@ -361,6 +366,8 @@ pub fn add(
         zstd_kept_bytes: stats.zstd_kept_bytes,
         deb_recreated_bytes: stats.deb_recreated_bytes,
         deb_kept_bytes: stats.deb_kept_bytes,
+        rpm_recreated_bytes: stats.rpm_recreated_bytes,
+        rpm_kept_bytes: stats.rpm_kept_bytes,
     };
     Ok((manifest, report))
 }

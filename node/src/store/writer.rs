@@ -127,6 +127,11 @@ pub struct WriteStats {
     pub deb_recreated_bytes: u64,
     /// Bytes of `.deb` files stored as they are: their skeletons, and members not re-creatable exactly.
     pub deb_kept_bytes: u64,
+    /// Bytes of `.rpm` payloads stored as raw bytes plus parameters (also in `recreated_bytes`).
+    pub rpm_recreated_bytes: u64,
+    /// Bytes of `.rpm` files stored as they are: their leads and headers, and payloads not re-creatable exactly
+    /// (gzip, lzma, another encoder's).
+    pub rpm_kept_bytes: u64,
 }
 
 impl std::ops::AddAssign for WriteStats {
@@ -146,6 +151,8 @@ impl std::ops::AddAssign for WriteStats {
         self.zstd_kept_bytes += o.zstd_kept_bytes;
         self.deb_recreated_bytes += o.deb_recreated_bytes;
         self.deb_kept_bytes += o.deb_kept_bytes;
+        self.rpm_recreated_bytes += o.rpm_recreated_bytes;
+        self.rpm_kept_bytes += o.rpm_kept_bytes;
     }
 }
 

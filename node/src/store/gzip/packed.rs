@@ -1,8 +1,8 @@
 //! Storing a file of xz-, zstd- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
-//! `data.tar.xz` or `.zst`), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` —
-//! as its skeleton, its members' raw
-//! contents and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts
-//! with [`RECREATION_PACKED`]:
+//! `data.tar.xz` or `.zst`), an `.rpm` (lead and headers, then a zstd, xz or bzip2 payload), a bare `.xz`
+//! (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` — as its skeleton, its members' raw contents
+//! and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts with
+//! [`RECREATION_PACKED`]:
 //!
 //! ```text
 //! raw parts:        skeleton stream, then the members' tar headers, then their contents (as a gzip tar's are)
@@ -173,6 +173,7 @@ impl Store {
                     Kind::Bzip2 => ingested.stats.bzip2_kept_bytes += kept,
                     Kind::Zstd => ingested.stats.zstd_kept_bytes += kept,
                     Kind::Ar => ingested.stats.deb_kept_bytes += kept,
+                    Kind::Rpm => ingested.stats.rpm_kept_bytes += kept,
                 }
             }
             Ok(ingested)
@@ -356,7 +357,7 @@ impl Store {
         stats += rec_stats;
         let recreated: u64 = entries.iter().map(|e| e.len).sum();
         stats.recreated_bytes += recreated;
-        // The skeleton is kept: a .deb's ar headers, zstd:chunked's table of contents.
+        // The skeleton is kept: a .deb's ar headers, an rpm's lead and headers, zstd:chunked's table of contents.
         let kept = layout.len - recreated;
         let (recreated_stat, kept_stat) = match layout.kind {
             Kind::Xz => (&mut stats.xz_recreated_bytes, &mut stats.xz_kept_bytes),
@@ -366,6 +367,7 @@ impl Store {
             ),
             Kind::Zstd => (&mut stats.zstd_recreated_bytes, &mut stats.zstd_kept_bytes),
             Kind::Ar => (&mut stats.deb_recreated_bytes, &mut stats.deb_kept_bytes),
+            Kind::Rpm => (&mut stats.rpm_recreated_bytes, &mut stats.rpm_kept_bytes),
         };
         *recreated_stat += recreated;
         *kept_stat += kept;
