@@ -277,7 +277,7 @@ mod tests {
     }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        crate::deflate::tests::random(
+        ferry_formats::testdata::random(
             n,
             0x9e3779b97f4a7c15 ^ seed.wrapping_mul(0x2545f4914f6cdd1d),
         )

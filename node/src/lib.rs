@@ -6,7 +6,6 @@
 //! - [`keys`]: the publisher's ed25519 key.
 //! - [`membership`]: the node key behind its peer id, and the site's allow-list of peers.
 //! - [`trust`]: the other publishers' keys a store accepts.
-//! - [`deflate`]: exact decomposition of gzip streams into raw bytes and re-creation data, and back.
 //! - [`tarsplit`]: a tar stream as its headers and its contents, and back.
 //! - [`ingest`]: turning OCI layouts, docker archives, registries, files and trees into a signed release.
 //! - [`export`]: writing a release back out as an OCI layout or a file tree.
@@ -24,7 +23,6 @@ pub mod admin;
 pub mod bundle;
 pub mod chunker;
 pub mod config;
-pub mod deflate;
 pub mod delta;
 pub mod export;
 pub mod ingest;

@@ -494,7 +494,7 @@ mod tests {
     }
 
     fn random(n: usize, seed: u64) -> Vec<u8> {
-        crate::deflate::tests::random(n, seed)
+        ferry_formats::testdata::random(n, seed)
     }
 
     /// A tar with every kind of entry: directories, small and large files, a long name (GNU), a pax header with

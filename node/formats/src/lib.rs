@@ -8,6 +8,8 @@
 //! - [`zstd`]: zstd frames written by libzstd 1.5.4 (the zstd CLI, dpkg, rpm), the level found by trial;
 //! - [`klauspost`]: zstd as Go's klauspost/compress writes it (image layers from containers/image and buildkit),
 //!   re-created by a model of its encoder;
+//! - [`deflate`]: gzip and zip members' deflate streams written by zlib, zlib-rs, GNU gzip, Go and pgzip (and
+//!   the corrections that re-create any other deflate encoder's), the producer found by prediction;
 //! - [`ar`]: `ar` archives (`.deb`), whose members are located so their compressed ones can be taken apart;
 //! - [`rpm`]: `.rpm` packages, whose lead and headers are read to locate the compressed payload;
 //! - [`packed`]: a file as a skeleton (everything kept as it is) and compressed members re-created into it.
@@ -18,9 +20,12 @@
 
 pub mod ar;
 pub mod bzip2;
+pub mod deflate;
 pub mod klauspost;
 pub mod packed;
 pub mod rpm;
+#[doc(hidden)]
+pub mod testdata;
 pub mod xz;
 pub mod zstd;
 
@@ -145,8 +150,9 @@ pub(crate) fn malformed(at: u64, why: impl Into<String>) -> Refused {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Mutex;
 
     /// Real bytes of several kinds: this machine's binaries, libraries' text and a man page tree, `n` bytes.
     pub(crate) fn corpus(n: usize) -> Vec<u8> {
@@ -186,21 +192,45 @@ pub(crate) mod tests {
         out
     }
 
-    /// What the real tool `name` (xz, bzip2) writes on stdout given `args` and `input` on stdin.
+    /// `tools/fixtures/NAME/main.go` built with Debian's Go and its packaged Go libraries (`GOPATH`), once per
+    /// test run: the real producers the Go models are checked against (`needs`: the Debian packages it takes).
+    pub(crate) fn go_tool(name: &'static str, needs: &str) -> &'static Path {
+        static TOOLS: Mutex<Vec<(&str, &'static Path)>> = Mutex::new(Vec::new());
+        let mut tools = TOOLS.lock().unwrap();
+        if let Some((_, path)) = tools.iter().find(|(n, _)| *n == name) {
+            return path;
+        }
+        // Kept for the whole run: the directory is left behind in the temporary directory.
+        let dir = tempfile::tempdir().unwrap().keep();
+        let bin = dir.join(name);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../tools/fixtures/{name}/main.go"));
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", dir.join("cache"))
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run go ({e}): install golang-go (see tools/ci-deps)")
+            });
+        assert!(
+            status.success(),
+            "building {} failed: install {needs} (see tools/ci-deps)",
+            src.display()
+        );
+        let path: &'static Path = Box::leak(bin.into_boxed_path());
+        tools.push((name, path));
+        path
+    }
+
+    /// What the real tool `name` (xz, bzip2, zstd) writes on stdout given `args` and `input` on stdin.
     pub(crate) fn run_tool(name: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut child = Command::new(name)
-            .args(args)
-            .arg("-c")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let feeder = std::thread::spawn(move || stdin.write_all(&data));
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
-        assert!(out.status.success(), "{name} {args:?}");
-        out.stdout
+        let args: Vec<&str> = args.iter().copied().chain(["-c"]).collect();
+        crate::deflate::tests::run_tool(name, &args, input)
+            .unwrap_or_else(|| panic!("{name} is needed"))
     }
 }

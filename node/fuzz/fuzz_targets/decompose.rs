@@ -6,7 +6,7 @@
 //! again (a few times, one field each).
 #![no_main]
 
-use ferry_node::deflate::{decompose, recompose, DeflateError};
+use ferry_formats::deflate::{decompose, recompose, DeflateError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

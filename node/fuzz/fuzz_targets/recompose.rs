@@ -6,7 +6,7 @@
 //! is there). Seeds made from real gzip files put the fuzzer where the format is valid.
 #![no_main]
 
-use ferry_node::deflate::{decompose, recompose, DeflateError, Recreation};
+use ferry_formats::deflate::{decompose, recompose, DeflateError, Recreation};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

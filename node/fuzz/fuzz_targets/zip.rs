@@ -2,8 +2,8 @@
 //! decoding or re-encoding) or comes back exactly from its skeleton, member table and members' re-creation.
 #![no_main]
 
-use ferry_node::deflate::stream::{decompose_in_memory, recompose, Options};
-use ferry_node::deflate::zip::{join, Layout};
+use ferry_formats::deflate::stream::{decompose_in_memory, recompose, Options};
+use ferry_formats::deflate::zip::{join, Layout};
 use libfuzzer_sys::fuzz_target;
 use std::io::{Read, Write};
 

@@ -577,7 +577,7 @@ mod tests {
     use crate::progress::NoProgress;
     use std::io::Read;
 
-    use crate::deflate::tests::random;
+    use ferry_formats::testdata::random;
 
     fn add_file(store: &Store, dir: &std::path::Path, release: (&str, &str), bytes: &[u8]) {
         let path = dir.join(format!("{}-{}.bin", release.0, release.1));

@@ -805,7 +805,7 @@ mod tests {
     /// `len` pseudo-random compressible bytes (`seed`), gzipped at level 6.
     fn gzip_of(len: usize, seed: u64) -> Vec<u8> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        std::io::Write::write_all(&mut gz, &crate::deflate::tests::random(len, seed)).unwrap();
+        std::io::Write::write_all(&mut gz, &ferry_formats::testdata::random(len, seed)).unwrap();
         gz.finish().unwrap()
     }
 

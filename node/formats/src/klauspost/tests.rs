@@ -5,37 +5,11 @@
 use super::*;
 use crate::packed::{Codec, Member, Params as PackedParams};
 use crate::tests::{corpus, run_tool};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 /// tools/fixtures/kzstd built once per test run.
 fn kzstd_tool() -> &'static Path {
-    static TOOL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = TOOL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("kzstd");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/fixtures/kzstd/main.go");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .env("GOCACHE", dir.path().join("cache"))
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run go ({e}): install golang-go (see tools/ci-deps)")
-            });
-        assert!(
-            status.success(),
-            "building {} failed: install golang-github-klauspost-compress-dev (see tools/ci-deps)",
-            src.display()
-        );
-        (dir, bin)
-    });
-    path
+    crate::tests::go_tool("kzstd", "golang-github-klauspost-compress-dev")
 }
 
 /// What Go's encoder writes for `input` with `args` (see tools/fixtures/kzstd).

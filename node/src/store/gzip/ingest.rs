@@ -3,12 +3,12 @@
 
 use super::{BlobOptions, RECREATION_STREAM};
 use crate::chunker::ContentCutter;
-use crate::deflate::stream::{self, Options};
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
 use crate::store::writer::{check_expected, feed_with, Ingested};
 use crate::store::{Store, StoreError};
 use crate::tarsplit;
+use ferry_formats::deflate::stream::{self, Options};
 use ferry_protocol::{BlobId, Hash32, Recipe, Sha256Digest};
 use sha2::Digest;
 use std::cell::RefCell;

@@ -1,6 +1,6 @@
 //! Gzip blobs stored as their decompressed bytes plus re-creation data, and re-created bit for bit on read.
 //!
-//! At ingest a gzip blob of any size is decomposed as it is read ([`crate::deflate::stream`]): its raw bytes
+//! At ingest a gzip blob of any size is decomposed as it is read ([`ferry_formats::deflate::stream`]): its raw bytes
 //! are chunked like any content and its re-creation stream (member headers, block boundaries and code
 //! definitions, and the producer's match decisions as a model's corrections) is chunked beside them, both at
 //! once, under one [`Recipe::Gzip`] (`ingest`). Everything written is re-encoded on the way and compared with
@@ -28,9 +28,9 @@ pub use cache::{Job, Recreated, RecreationStats};
 
 use super::stream::PartsStream;
 use super::{Store, StoreError};
-use crate::deflate::predict::{self, Layout};
-use crate::deflate::{self, Recreation};
 use crate::progress::Progress;
+use ferry_formats::deflate::predict::{self, Layout};
+use ferry_formats::deflate::{self, Recreation};
 use ferry_protocol::{BlobId, BlobRef, Hash32, Part, Recipe, Sha256Digest};
 use sha2::Digest;
 use std::io::{self, Read, Write};

@@ -1,5 +1,5 @@
 //! Storing a zip (a wheel, a jar, any zip with deflated members) as its skeleton, its members' contents and
-//! their re-creation stream ([`crate::deflate::zip`]), under a [`Recipe::Gzip`] whose re-creation data starts
+//! their re-creation stream ([`ferry_formats::deflate::zip`]), under a [`Recipe::Gzip`] whose re-creation data starts
 //! with [`RECREATION_ZIP`]:
 //!
 //! ```text
@@ -10,13 +10,13 @@
 
 use super::{BlobOptions, Spooled, RECREATION_ZIP};
 use crate::chunker::ContentCutter;
-use crate::deflate::stream::{self, Options};
-use crate::deflate::zip::Layout;
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::ChannelReader;
 use crate::store::writer::{feed_with, Ingested};
 use crate::store::{Store, StoreError};
 use crate::tarsplit;
+use ferry_formats::deflate::stream::{self, Options};
+use ferry_formats::deflate::zip::Layout;
 use ferry_protocol::{BlobId, Recipe, Sha256Digest};
 use std::cell::RefCell;
 use std::collections::VecDeque;

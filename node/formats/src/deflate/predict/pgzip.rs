@@ -574,38 +574,15 @@ impl Level5 {
 #[cfg(test)]
 mod tests {
     use crate::deflate::tests::{random, text};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::Command;
-    use std::sync::OnceLock;
 
     /// tools/fixtures/pgzip built with Debian's Go and pgzip packages (once per test run).
     fn pgzip_tool() -> &'static Path {
-        static TOOL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-        let (_, path) = TOOL.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let bin = dir.path().join("pgzip");
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/fixtures/pgzip/main.go");
-            let status = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&bin)
-                .arg(&src)
-                .env("GOPATH", "/usr/share/gocode")
-                .env("GO111MODULE", "off")
-                .env("GOFLAGS", "")
-                .env("GOCACHE", dir.path().join("cache"))
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run go ({e}): install the Debian package golang-go (see tools/ci-deps)")
-                });
-            assert!(
-                status.success(),
-                "building {} failed: install the Debian packages golang-github-klauspost-pgzip-dev and \
-                 golang-github-klauspost-compress-dev (see tools/ci-deps)",
-                src.display()
-            );
-            (dir, bin)
-        });
-        path
+        crate::tests::go_tool(
+            "pgzip",
+            "golang-github-klauspost-pgzip-dev and golang-github-klauspost-compress-dev",
+        )
     }
 
     /// `data` compressed by the real pgzip at `level` in blocks of `block` bytes.

@@ -1,5 +1,6 @@
 use super::format::{put_varint, Cursor, FORMAT_VERSION, TAG_END, TAG_MEMBER};
 use super::*;
+pub(crate) use crate::testdata::{random, text};
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use proptest::prelude::*;
@@ -27,56 +28,6 @@ pub(crate) fn flate2_gz(data: &[u8], level: u32) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-/// Deterministic pseudo-random bytes.
-pub(crate) fn random(n: usize, mut seed: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
-}
-
-/// Text-like bytes: words from a small vocabulary, so matches of every length and distance occur.
-pub(crate) fn text(n: usize, seed: u64) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "ferry",
-        "chunk",
-        "the",
-        "a",
-        "gzip",
-        "deflate",
-        "content",
-        "addressed",
-        "air",
-        "gap",
-        "cloud",
-        "layer",
-        "of",
-        "and",
-        "registry",
-        "mirror",
-        "\n",
-        "0123456789",
-        "release",
-        "bundle",
-        "site",
-        "seed",
-    ];
-    let r = random(n, seed);
-    let mut out = Vec::with_capacity(n + 16);
-    let mut i = 0;
-    while out.len() < n {
-        out.extend_from_slice(WORDS[r[i % n] as usize % WORDS.len()].as_bytes());
-        out.push(b' ');
-        i += 1;
-    }
-    out.truncate(n);
-    out
 }
 
 pub(crate) fn samples() -> Vec<(&'static str, Vec<u8>)> {
