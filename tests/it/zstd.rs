@@ -2,8 +2,8 @@
 //! its layers recompressed by the real `zstd` CLI comes back with its digests through `ferry get`, the registry
 //! (skopeo) and a bundle, and so does the image as skopeo writes it for `--dest-compress-format zstd` and
 //! `zstd:chunked` (Go's klauspost/compress, re-created by its model); `.tar.zst` files the CLI writes through a pipe and
-//! single-threaded, and a `.deb` `dpkg-deb -Zzstd` writes, come back byte for byte; frames neither writes are
-//! kept as they are, counted, and come back too.
+//! single-threaded, and the `.deb`s `dpkg-deb -Zzstd` and `-Zgzip` write, come back byte for byte; frames
+//! neither writes, and a package's damaged gzip member, are kept as they are, counted, and come back too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -216,7 +216,7 @@ fn tarball(s: &Store, dir: &Path, name: &str) -> PathBuf {
 }
 
 #[test]
-fn zst_files_and_zstd_debs_come_back_and_other_frames_are_kept() {
+fn zst_files_and_zstd_and_gzip_debs_come_back_and_other_frames_are_kept() {
     let s = Store::new();
     let tar = tarball(
         &s,
@@ -262,22 +262,44 @@ fn zst_files_and_zstd_debs_come_back_and_other_frames_are_kept() {
         "dpkg-deb",
         ["-R", deb_in.to_str().unwrap(), tree.to_str().unwrap()],
     );
-    let deb = o("bash-zstd.deb");
-    run_ok(
-        "dpkg-deb",
-        [
-            "-Zzstd",
-            "--root-owner-group",
-            "--build",
-            tree.to_str().unwrap(),
-            deb.to_str().unwrap(),
-        ],
-    );
+    let build = |z: &str| {
+        let deb = o(&format!("bash-{z}.deb"));
+        run_ok(
+            "dpkg-deb",
+            [
+                &format!("-Z{z}"),
+                "--root-owner-group",
+                "--build",
+                tree.to_str().unwrap(),
+                deb.to_str().unwrap(),
+            ],
+        );
+        deb
+    };
+    // And with -Zgzip (older packages, and many built outside Debian): zlib's deflate, through the deflate
+    // predictors. A copy whose data.tar.gz is damaged keeps that member and still re-creates its control.tar.gz.
+    let (deb, gz_deb) = (build("zstd"), build("gzip"));
+    let mut bytes = fs::read(&gz_deb).unwrap();
+    let field = |at: usize| -> usize {
+        let f = std::str::from_utf8(&bytes[at + 48..at + 58]).unwrap();
+        f.trim().parse().unwrap()
+    };
+    // The ar's members: debian-binary (4 bytes), control.tar.gz, data.tar.gz, each after a 60-byte header.
+    let control_at = 8 + 60 + 4 + 60;
+    let control_len = field(control_at - 60);
+    let data_at = control_at + control_len + control_len % 2 + 60;
+    let data_len = field(data_at - 60);
+    assert_eq!(data_at + data_len + data_len % 2, bytes.len());
+    bytes[data_at + data_len / 2] ^= 0x40;
+    let broken = o("broken-gzip.deb");
+    fs::write(&broken, &bytes).unwrap();
     let mut sources: Vec<String> = files
         .iter()
         .map(|(p, ..)| format!("file:{}", p.display()))
         .collect();
-    sources.push(format!("file:{}", deb.display()));
+    for d in [&deb, &gz_deb, &broken] {
+        sources.push(format!("file:{}", d.display()));
+    }
     let add = s.add(
         "zst@1",
         &sources.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -290,14 +312,28 @@ fn zst_files_and_zstd_debs_come_back_and_other_frames_are_kept() {
         "{add}"
     );
     assert_eq!(num(&add, "zstd_kept_bytes"), total(&kept), "{add}");
-    // The package's two members are re-created; its ar skeleton is kept.
-    assert!(num(&add, "deb_recreated_bytes") + 200 > size(&deb), "{add}");
+    // The packages' members are re-created, their ar skeletons kept; the damaged member is kept.
+    let (deb_re, deb_kept) = (
+        num(&add, "deb_recreated_bytes"),
+        num(&add, "deb_kept_bytes"),
+    );
+    assert_eq!(
+        deb_re + deb_kept,
+        size(&deb) + size(&gz_deb) + size(&broken)
+    );
+    assert!(deb_kept < 600 + data_len as u64, "{add}");
+    assert!(
+        deb_re + 400 > size(&deb) + size(&gz_deb) + control_len as u64,
+        "{add}"
+    );
     let out = s.tmp_path("got");
     s.get("zst@1", &format!("dir:{}", out.display()));
     for (p, ..) in &files {
         same(p, &out.join(p.file_name().unwrap()));
     }
-    same(&deb, &out.join("bash-zstd.deb"));
+    for d in [&deb, &gz_deb, &broken] {
+        same(d, &out.join(d.file_name().unwrap()));
+    }
     let (code, report, _) = s.fsck_json();
     assert_eq!(code, Some(0), "fsck: {report}");
 }

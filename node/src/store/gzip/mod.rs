@@ -15,7 +15,9 @@
 //! decomposer, as one synthetic gzip stream, and the rest of the file is kept as a skeleton stream.
 //!
 //! The stored re-creation data starts with a version byte: 2 ([`RECREATION_STREAM`]) for the re-creation stream
-//! that follows, 3 ([`RECREATION_ZIP`]) for a zip's, 1 for the whole-stream form of stores written before it
+//! that follows, 3 ([`RECREATION_ZIP`]) for a zip's, 4 and 5 ([`RECREATION_PACKED`],
+//! [`RECREATION_PACKED_STREAMS`]) for a file of xz, zstd, bzip2 or gzip members (`packed`), 1 for the
+//! whole-stream form of stores written before it
 //! (model name, headers, and the model's corrections or the tokens; read into memory, as it was written: those
 //! blobs are at most 1 GiB).
 
@@ -47,6 +49,9 @@ pub(crate) const RECREATION_ZIP: u8 = 3;
 /// Version byte of the re-creation data of a file of xz or bzip2 members: a `.deb`, a bare `.xz` or `.bz2`
 /// (see `packed`).
 pub(crate) const RECREATION_PACKED: u8 = 4;
+/// Version byte of the re-creation data of such a file with gzip members: the members' table, then their
+/// re-creation streams (see `packed`).
+pub(crate) const RECREATION_PACKED_STREAMS: u8 = 5;
 
 /// A way to read a blob again from its start.
 pub type Reopen<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + 'a;
@@ -275,8 +280,8 @@ impl Store {
                     joined.map_err(|e| failed(format!("joining the zip: {e}")))
                 })?;
             }
-            RECREATION_PACKED => {
-                self.recreate_packed(blob.size, raw_parts, rec, &mut out)
+            v @ (RECREATION_PACKED | RECREATION_PACKED_STREAMS) => {
+                self.recreate_packed(blob.size, raw_parts, v, rec, &mut out, spawn)
                     .map_err(failed)?;
             }
             RECREATION_VERSION => {

@@ -1,14 +1,19 @@
-//! Storing a file of xz-, zstd- or bzip2-compressed members — a `.deb` (an `ar` archive of `control.tar.xz` and
-//! `data.tar.xz` or `.zst`), an `.rpm` (lead and headers, then a zstd, xz or bzip2 payload), a bare `.xz`
-//! (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` — as its skeleton, its members' raw contents
-//! and their parameters ([`ferry_formats::packed`]), under a [`Recipe::Gzip`] whose re-creation data starts with
-//! [`RECREATION_PACKED`]:
+//! Storing a file of xz-, zstd-, bzip2- or gzip-compressed members — a `.deb` (an `ar` archive of
+//! `control.tar.xz` and `data.tar.xz`, `.zst` or `.gz`), an `.rpm` (lead and headers, then a zstd, xz, bzip2 or
+//! gzip payload), a bare `.xz` (`.tar.xz`, `Packages.xz`), `.zst` (a zstd image layer) or `.bz2` — as its
+//! skeleton, its members' raw contents and their parameters ([`ferry_formats::packed`]), under a
+//! [`Recipe::Gzip`] whose re-creation data starts with [`RECREATION_PACKED`], or with
+//! [`RECREATION_PACKED_STREAMS`] when gzip members' re-creation streams ([`deflate::stream`]) follow the table:
 //!
 //! ```text
 //! raw parts:        skeleton stream, then the members' tar headers, then their contents (as a gzip tar's are)
-//! re-creation data: u8 4  varint n  n × (varint at  varint len  varint raw length  varint headers length
+//! re-creation data: u8 4  table
+//!               or: u8 5  varint table length  table  the gzip members' re-creation streams, in order
+//! table:            varint n  n × (varint at  varint len  varint raw length  varint headers length
 //!                   codec and parameters)
 //! ```
+//! A gzip member goes through the same decomposer as a gzip blob (its producer's model found as it is read);
+//! its parameters record the length of its re-creation stream.
 //! Each member's raw content is split into tar headers and contents like a gzip tar's, so a package rebuilt
 //! with one file changed crosses as that file. Before anything is recorded each member is re-encoded with the
 //! parameters found and compared with the original, byte for byte (a zstd member that does not match is tried
@@ -19,12 +24,13 @@
 //! [`ENCODERS`] bound how many run at once in the process, ingest and reads together.
 
 use super::ingest::{split_raw, Contents, ContentsReader};
-use super::{Spooled, RECREATION_PACKED};
+use super::{Spooled, RECREATION_PACKED, RECREATION_PACKED_STREAMS};
 use crate::chunker::ContentCutter;
 use crate::progress::{NoProgress, Progress};
 use crate::store::stream::{ChannelReader, ChannelWriter, PartsStream};
 use crate::store::writer::{feed_with, Ingested};
 use crate::store::{Store, StoreError};
+use ferry_formats::deflate::stream as deflate;
 use ferry_formats::packed::{self, Kind, Layout, Params, Place};
 use ferry_formats::xz;
 use ferry_formats::Range;
@@ -103,16 +109,31 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// The re-creation data's start: its version byte and the members' table (with its length when re-creation
+/// streams follow it).
 fn write_table(entries: &[Entry]) -> Vec<u8> {
-    let mut out = vec![RECREATION_PACKED];
-    put_varint(&mut out, entries.len() as u64);
+    let mut table = Vec::new();
+    put_varint(&mut table, entries.len() as u64);
     for e in entries {
         for v in [e.at, e.len, e.raw_len, e.headers_len] {
-            put_varint(&mut out, v);
+            put_varint(&mut table, v);
         }
-        e.params.write_to(&mut out);
+        e.params.write_to(&mut table);
     }
+    if !entries.iter().any(Entry::is_gzip) {
+        table.insert(0, RECREATION_PACKED);
+        return table;
+    }
+    let mut out = vec![RECREATION_PACKED_STREAMS];
+    put_varint(&mut out, table.len() as u64);
+    out.extend_from_slice(&table);
     out
+}
+
+impl Entry {
+    fn is_gzip(&self) -> bool {
+        matches!(self.params, Params::Deflate { .. })
+    }
 }
 
 /// The entries of re-creation data written by `write_table` (after its version byte), checked to lie in
@@ -223,6 +244,14 @@ impl Store {
                             params[member] = other;
                             tried[member] = true;
                         }
+                        // The others may still be re-created, this one left in the skeleton (a package's
+                        // damaged control.tar.gz beside its data.tar.xz).
+                        None if layout.members.len() > 1 => {
+                            tracing::info!(%what, %reason, "compressed member kept as it is");
+                            layout.members.remove(member);
+                            params.remove(member);
+                            tried.remove(member);
+                        }
                         None => {
                             tracing::info!(%what, %reason, "file stored as it is");
                             return as_it_is(&mut sp, true);
@@ -246,9 +275,12 @@ impl Store {
         let chunking = self.0.config.chunking;
         let (h_tx, h_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let (c_tx, c_rx) = mpsc::sync_channel::<Contents>(64);
+        // The gzip members' re-creation streams, one after another.
+        let (rec_tx, rec_rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let stopped = || io::Error::other("storing stopped");
-        let (members, skeleton, headers, contents) = std::thread::scope(|s| {
+        let (members, skeleton, headers, contents, streams) = std::thread::scope(|s| {
             let skeleton = s.spawn(|| self.ingest_substream(layout.skeleton(file), what));
+            let streams = s.spawn(|| self.ingest_substream(ChannelReader::new(rec_rx), what));
             let headers = s.spawn(|| self.ingest_substream(ChannelReader::new(h_rx), what));
             let contents = s.spawn(move || {
                 self.ingest_parts(
@@ -268,6 +300,50 @@ impl Store {
             let mut entries = Vec::with_capacity(layout.members.len());
             let mut failed = None;
             for (i, (m, p)) in layout.members.iter().zip(params).enumerate() {
+                if let Params::Deflate { .. } = p {
+                    // Decomposed as a gzip blob is, its raw bytes split as they come, its re-encoding compared
+                    // with what was read.
+                    let (split_tx, split_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+                    let (h_tx, c_tx) = (h_tx.clone(), c_tx.clone());
+                    let split = s.spawn(move || split_raw(split_rx, h_tx, c_tx));
+                    let mut input = HashingReader::new(Range::new(file, m.at, m.len));
+                    let d = deflate::decompose(
+                        io::BufReader::new(&mut input),
+                        move |b: &[u8]| split_tx.send(b.to_vec()).map_err(|_| stopped()),
+                        |b: &[u8]| rec_tx.send(b.to_vec()).map_err(|_| stopped()),
+                        &Default::default(),
+                    );
+                    let split = split.join().expect("the tar splitter panicked");
+                    let read = input.finish();
+                    let why = match (d, split) {
+                        (Err(e), _) => format!("decomposing it: {e}"),
+                        (_, Err(e)) => format!("splitting its tar: {e}"),
+                        (Ok(d), _) if (d.reencoded, d.reencoded_len) != read || read.1 != m.len => {
+                            format!(
+                                "re-encoding it gave other bytes ({} of {}, model {})",
+                                d.reencoded_len, m.len, d.model
+                            )
+                        }
+                        (Ok(d), Ok(headers_len)) => {
+                            entries.push(Entry {
+                                at: m.at,
+                                len: m.len,
+                                raw_len: d.raw_len,
+                                headers_len,
+                                params: Params::Deflate {
+                                    recreation_len: d.recreation_len,
+                                },
+                            });
+                            continue;
+                        }
+                    };
+                    failed = Some(Failed {
+                        member: i,
+                        raw_len: None,
+                        reason: format!("member {:?}: {why}", m.name),
+                    });
+                    break;
+                }
                 let (split_tx, split_rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let (enc_tx, enc_rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let (h_tx, c_tx) = (h_tx.clone(), c_tx.clone());
@@ -316,16 +392,24 @@ impl Store {
                     break;
                 }
             }
-            drop((h_tx, c_tx));
+            drop((h_tx, c_tx, rec_tx));
             let skeleton = skeleton.join().expect("the skeleton ingest panicked");
             let headers = headers.join().expect("the headers ingest panicked");
             let contents = contents.join().expect("the contents ingest panicked");
-            (failed.map_or(Ok(entries), Err), skeleton, headers, contents)
+            let streams = streams.join().expect("the re-creation ingest panicked");
+            (
+                failed.map_or(Ok(entries), Err),
+                skeleton,
+                headers,
+                contents,
+                streams,
+            )
         });
         // Storing failed: that is the error (a member's decoding then only saw its output stop).
         let (mut parts, s_sum, mut stats) = skeleton?;
         let (h_parts, h_sum, h_stats) = headers?;
         let (c_parts, c_sum, c_stats) = contents?;
+        let (streams_parts, streams_sum, streams_stats) = streams?;
         let entries = match members {
             Ok(e) => e,
             Err(failed) => return Ok(Err(failed)),
@@ -346,6 +430,19 @@ impl Store {
                 raw_len - headers_len
             )));
         }
+        let streams_len: u64 = entries
+            .iter()
+            .map(|e| match e.params {
+                Params::Deflate { recreation_len } => recreation_len,
+                _ => 0,
+            })
+            .sum();
+        if streams_sum.len != streams_len {
+            return Err(StoreError::Corrupt(format!(
+                "{what}: stored {} bytes of re-creation streams of {streams_len}",
+                streams_sum.len
+            )));
+        }
         let table = write_table(&entries);
         let (rec_parts, _, rec_stats) = self.ingest_substream(&table[..], what)?;
         parts.extend(h_parts);
@@ -354,7 +451,9 @@ impl Store {
         stats += c_stats;
         let raw_parts = parts.len() as u32;
         parts.extend(rec_parts);
+        parts.extend(streams_parts);
         stats += rec_stats;
+        stats += streams_stats;
         let recreated: u64 = entries.iter().map(|e| e.len).sum();
         stats.recreated_bytes += recreated;
         // The skeleton is kept: a .deb's ar headers, an rpm's lead and headers, zstd:chunked's table of contents.
@@ -386,22 +485,36 @@ impl Store {
         }))
     }
 
-    /// Write the file a [`RECREATION_PACKED`] recipe re-creates (`rec` holds the re-creation data after its
-    /// version byte) to `out`.
+    /// Write the file a [`RECREATION_PACKED`] or [`RECREATION_PACKED_STREAMS`] recipe (`version`) re-creates
+    /// (`rec` holds the re-creation data after its version byte) to `out`, gzip members' pieces run by `spawn`.
     pub(super) fn recreate_packed(
         &self,
         size: u64,
         raw_parts: &[Part],
-        mut rec: impl Read,
+        version: u8,
+        rec: impl Read,
         out: &mut dyn Write,
+        spawn: &deflate::Spawn<'_>,
     ) -> Result<(), String> {
+        let mut rec = io::BufReader::with_capacity(256 << 10, rec);
+        let table_len = if version == RECREATION_PACKED_STREAMS {
+            read_varint(&mut rec)?
+        } else {
+            MAX_TABLE + 1
+        };
         let mut table = Vec::new();
         (&mut rec)
-            .take(MAX_TABLE + 1)
+            .take(table_len.min(MAX_TABLE + 1))
             .read_to_end(&mut table)
             .map_err(|e| e.to_string())?;
         if table.len() as u64 > MAX_TABLE {
             return Err(format!("the members' table is over {MAX_TABLE} bytes"));
+        }
+        if version == RECREATION_PACKED_STREAMS && table.len() as u64 != table_len {
+            return Err(format!(
+                "the members' table is cut short ({} of {table_len} bytes)",
+                table.len()
+            ));
         }
         let entries = read_table(&table, size)?;
         let headers_len: u64 = entries.iter().map(|e| e.headers_len).sum();
@@ -432,7 +545,26 @@ impl Store {
                         w.flush()?;
                         Ok::<_, io::Error>(n)
                     });
-                    let made = encode(&e.params, ChannelReader::new(rx), out);
+                    let made = match e.params {
+                        Params::Deflate { recreation_len } => {
+                            let mut stream = (&mut rec).take(recreation_len);
+                            let made = deflate::recompose_with(
+                                ChannelReader::new(rx),
+                                &mut stream,
+                                out,
+                                spawn,
+                            )
+                            .map_err(io::Error::other)?;
+                            // The next member's stream starts where this one's length says.
+                            match io::copy(&mut stream, &mut io::sink())? {
+                                0 => Ok(made),
+                                n => Err(io::Error::other(format!(
+                                    "{n} bytes left over in its re-creation stream"
+                                ))),
+                            }
+                        }
+                        _ => encode(&e.params, ChannelReader::new(rx), out),
+                    };
                     let joined = joiner.join().expect("the tar joiner panicked");
                     // A joiner's failure (a damaged chunk) is the cause of whatever encoding then saw.
                     let joined =
@@ -450,6 +582,52 @@ impl Store {
         )
         .map_err(|e| e.to_string())?;
         Ok(())
+    }
+}
+
+/// A varint read from `r` one byte at a time.
+fn read_varint(r: &mut impl Read) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let mut b = [0u8];
+        r.read_exact(&mut b)
+            .map_err(|e| format!("the members' table's length: {e}"))?;
+        v |= u64::from(b[0] & 0x7f) << shift;
+        if b[0] < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("the members' table's length is over 64 bits".into())
+}
+
+/// Reads through, hashing what it reads (BLAKE3) and counting it.
+struct HashingReader<R> {
+    inner: R,
+    hash: blake3::Hasher,
+    len: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: blake3::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// The BLAKE3 and the length of what was read.
+    fn finish(&self) -> ([u8; 32], u64) {
+        (*self.hash.finalize().as_bytes(), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
     }
 }
 
@@ -521,5 +699,21 @@ mod tests {
         }
         let swapped = write_table(&[entries[1].clone(), entries[0].clone()]);
         assert!(read_table(&swapped[1..], 6192).is_err());
+        // With a gzip member, the table's length follows the version byte (its re-creation stream follows the
+        // table).
+        let mut with_gzip = entries.clone();
+        with_gzip.push(Entry {
+            at: 6192,
+            len: 800,
+            raw_len: 4096,
+            headers_len: 512,
+            params: Params::Deflate { recreation_len: 77 },
+        });
+        let t = write_table(&with_gzip);
+        assert_eq!(t[0], RECREATION_PACKED_STREAMS);
+        let mut rest = &t[1..];
+        let n = read_varint(&mut rest).unwrap();
+        assert_eq!(n, rest.len() as u64);
+        assert_eq!(read_table(rest, 6992).unwrap(), with_gzip);
     }
 }
