@@ -96,6 +96,12 @@ pub struct UploadsConfig {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: Option<SocketAddr>,
+    /// Seconds a request's head may take to arrive, and a connection may sit idle between requests (default 30).
+    pub header_timeout_secs: Option<u64>,
+    /// Connections served at once (default 512); more are answered 503.
+    pub max_connections: Option<usize>,
+    /// Connections served at once from one client address (default 64); more are answered 503.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// `[auth]`.

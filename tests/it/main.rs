@@ -21,6 +21,9 @@
 //! - `serve`: `ferry serve` as an OCI registry, pulled by skopeo and podman; ranges, paging, errors.
 //! - `repos`: `apt:` ingest of a real signed repository (directory and HTTP) served to `apt-get` under
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
+//! - `hardening`: what a stranger can make a node hold is bounded — half-open and idle connections dropped,
+//!   connections capped in all and per client (503), deep request paths answered in linear time, ranges past
+//!   64 bits.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
 //! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
@@ -56,6 +59,7 @@ mod docker_archive;
 mod files;
 mod gc;
 mod gzip;
+mod hardening;
 mod netns;
 mod oci;
 mod peers;

@@ -442,6 +442,14 @@ fn uploads_mounts_and_manifests_by_hand_and_bad_input_gets_spec_errors() {
     let r = api.req(reqwest::Method::GET, &loc).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), format!("0-{}", MIB - 1));
+    // A Content-Range whose length does not fit in 64 bits is refused, not wrapped, and the upload goes on.
+    let r = api
+        .req(reqwest::Method::PATCH, &loc)
+        .header("Content-Range", format!("{MIB}-18446744073709551615"))
+        .body(vec![1u8])
+        .send()
+        .unwrap();
+    assert_eq!(code(r).1, "RANGE_INVALID");
     let r = api.patch(&loc, &data[MIB..2 * MIB], MIB);
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // The last chunk with a wrong digest: DIGEST_INVALID, and the upload is over.

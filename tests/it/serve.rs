@@ -156,11 +156,14 @@ fn registry_api_ranges_paging_and_errors() {
     assert_eq!(r.bytes().unwrap(), whole.slice(mid..mid + 100_000));
     let r = part("bytes=-10");
     assert_eq!(r.bytes().unwrap(), whole.slice(size - 10..));
+    // A suffix longer than any u64 is the whole body (RFC 9110), not an error.
+    let r = part("bytes=-99999999999999999999999");
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().unwrap(), whole);
     for bad in [
         format!("bytes={size}-"),
         "bytes=-0".into(),
         "bytes=5-1".into(),
-        "bytes=-99999999999999999999999".into(),
     ] {
         let r = part(&bad);
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");

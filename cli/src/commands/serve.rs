@@ -7,6 +7,7 @@ use ferry_node::net::{NetConfig, Network};
 use ferry_node::node_config::NodeConfig;
 use ferry_node::Store;
 use libp2p::Multiaddr;
+use std::time::Duration;
 use tokio::sync::watch;
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +50,19 @@ pub fn serve(
             .max(1),
         ..defaults
     };
+    let conns = mirror::conn::Connections::default();
+    let conns = mirror::conn::Connections {
+        header_timeout: config
+            .http
+            .header_timeout_secs
+            .map_or(conns.header_timeout, |s| Duration::from_secs(s.max(1))),
+        max: config.http.max_connections.unwrap_or(conns.max).max(1),
+        max_per_client: config
+            .http
+            .max_connections_per_client
+            .unwrap_or(conns.max_per_client)
+            .max(1),
+    };
     let p2p = net_config(&a, &config)?;
     let prewarm = !a.no_prewarm && config.cache.prewarm.unwrap_or(true);
     let mirror = Mirror::new(store.clone(), access, limits)?;
@@ -84,7 +98,7 @@ pub fn serve(
         let _prewarm = prewarm.then(|| ferry_node::prewarm::Prewarm::start(store.clone()));
         output::line(format!("listening on http://{addr}"));
         ready(addr);
-        mirror::run(listener, mirror, stopped(stop_rx)).await?;
+        mirror::run(listener, mirror, conns, stopped(stop_rx)).await?;
         admin.await?;
         tracing::info!("stopped");
         Ok(())

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod body;
 pub mod catalog;
+pub mod conn;
 pub mod info;
 pub mod oci;
 pub mod push;
@@ -124,16 +125,15 @@ impl Mirror {
     }
 }
 
-/// Serve `mirror` on `listener` until `shutdown` resolves. Idle uploads are swept meanwhile.
+/// Serve `mirror` on `listener` within `limits` until `shutdown` resolves. Idle uploads are swept meanwhile.
 pub async fn run(
     listener: tokio::net::TcpListener,
     mirror: Mirror,
+    limits: conn::Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = SweepGuard(tokio::spawn(sweep_uploads(mirror.clone())));
-    let served = axum::serve(listener, mirror.router())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = conn::serve(listener, mirror.router(), limits, shutdown).await;
     drop(sweeper);
     served
 }

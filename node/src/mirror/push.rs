@@ -98,11 +98,16 @@ fn parse_content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
         .unwrap_or(s);
     let s = s.split('/').next().unwrap_or_default();
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
-    if b < a {
+    let number = |n: &str| match super::range::digits(n.trim()) {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(range_invalid(format!(
+            "Content-Range {s}: {n} is past any upload's size"
+        ))),
+        Err(()) => Err(bad()),
+    };
+    let (a, b) = (number(a)?, number(b)?);
+    // Its length, b - a + 1, must be a number too.
+    if b < a || b == u64::MAX {
         return Err(bad());
     }
     Ok(Some((a, b)))
@@ -605,6 +610,9 @@ mod tests {
             "-4",
             "1-",
             "99999999999999999999999-1",
+            "0-18446744073709551615",
+            "0-99999999999999999999",
+            "+1-2",
         ] {
             let e = parse_content_range(&cr(bad)).unwrap_err();
             assert_eq!(e.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");

@@ -83,12 +83,19 @@ impl Answer {
     }
 }
 
-/// Decimal digits only (`u64::from_str` would also take a sign); more than fits in a u64 is refused.
+/// Decimal digits only (`u64::from_str` would also take a sign); more than fits in a u64 is `u64::MAX`, which
+/// is past the end of any content: a first byte there is unsatisfiable, a last byte or a suffix that long means
+/// to the end (RFC 9110, 14.1.2).
 fn number(s: &str) -> Result<u64, Unsatisfiable> {
+    digits(s).map_or(Err(Unsatisfiable), |n| Ok(n.unwrap_or(u64::MAX)))
+}
+
+/// A decimal number of digits only: `None` inside when it does not fit in a u64, `Err` when it is not one.
+pub(crate) fn digits(s: &str) -> Result<Option<u64>, ()> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Unsatisfiable);
+        return Err(());
     }
-    s.parse().map_err(|_| Unsatisfiable)
+    Ok(s.parse().ok())
 }
 
 #[cfg(test)]
@@ -108,6 +115,15 @@ mod tests {
         assert_eq!(parse_range(&h("bytes=5-"), 10), Ok(Some((5, 9))));
         assert_eq!(parse_range(&h("bytes=-3"), 10), Ok(Some((7, 9))));
         assert_eq!(parse_range(&h("bytes=8-100"), 10), Ok(Some((8, 9))));
+        // Numbers past any u64: a suffix or a last byte that far means all of it.
+        assert_eq!(
+            parse_range(&h("bytes=-99999999999999999999"), 10),
+            Ok(Some((0, 9)))
+        );
+        assert_eq!(
+            parse_range(&h("bytes=3-99999999999999999999"), 10),
+            Ok(Some((3, 9)))
+        );
         for bad in [
             "bytes=10-",
             "bytes=5-4",

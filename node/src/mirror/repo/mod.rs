@@ -33,6 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use tree::{Item, Resolved, Tree, Trees};
 
+/// The longest path under `/repos/` answered, in bytes (longer ones get 414): far beyond any repository
+/// layout's, short enough that a stranger's request costs little.
+pub const MAX_PATH: usize = 4096;
+
 /// The routes, to be given the mirror as state.
 pub fn routes() -> Router<Mirror> {
     Router::new()
@@ -82,8 +86,15 @@ enum Target<'a> {
 }
 
 /// Match the longest known release name, then a known version or `current`; else a prefix of release names.
+/// Only as many leading segments as the deepest release name has are tried, so the work is linear in the path
+/// whatever its depth.
 fn locate<'a>(trees: &'a Trees, segments: &'a [String]) -> Option<Target<'a>> {
-    for k in (1..=segments.len()).rev() {
+    let deepest = trees
+        .names()
+        .map(|n| n.split('/').count())
+        .max()
+        .unwrap_or(0);
+    for k in (1..=segments.len().min(deepest)).rev() {
         let name = segments[..k].join("/");
         if !trees.has_name(&name) {
             continue;
@@ -119,6 +130,15 @@ async fn dispatch(
     }
     let head = method == Method::HEAD;
     let raw = uri.path().strip_prefix("/repos/").unwrap_or_default();
+    if raw.len() > MAX_PATH {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "a path of {} bytes: paths under /repos/ are at most {MAX_PATH}",
+                raw.len()
+            ),
+        );
+    }
     let req = match path::parse(raw) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
