@@ -95,3 +95,23 @@ fn missing_sources() {
     assert!(out.error_line().contains(&*missing), "{out}");
     assert!(s.ls().is_empty(), "a refused add left a release");
 }
+
+/// An `index.json` that never ends (a link to /dev/zero) is refused after reading past its 4 MiB limit, not
+/// read whole (the probe of issue 20 saw 20 GB read before it stopped).
+#[test]
+fn endless_index_json_is_refused_at_its_limit() {
+    let imgs = images();
+    let s = Store::new();
+    let layout = s.tmp_path("layout");
+    copy_tree(&imgs.layout, &layout);
+    let index = layout.join("index.json");
+    fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+    let out = s.run(["add", "zero@1", &oci(&layout, "v1")]).expect_code(1);
+    let err = out.error_line();
+    assert!(
+        err.contains("index.json") && err.contains("larger than 4 MiB"),
+        "{err}\n{out}"
+    );
+    assert!(!s.lists("zero", "1"), "a refused add left a release");
+}
