@@ -141,11 +141,12 @@ impl Params {
         }
     }
 
-    /// The raw content of a member these parameters re-create, read from `src`, handed to `out`; its length.
+    /// The raw content of a member these parameters re-create, read from `src`, handed to `out`; its length. A
+    /// gzip member's comes from [`deflate::decompose`], with its re-creation stream.
     pub fn decode(
         &self,
-        src: impl Read + Send,
-        out: impl FnMut(&[u8]) -> io::Result<()> + Send,
+        src: impl Read,
+        out: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<u64> {
         match self {
             Params::Xz(_) => xz::decode(src, out),
@@ -153,12 +154,10 @@ impl Params {
             Params::Zstd(_) | Params::GoZstd(_) | Params::GoZstdFrames(..) => {
                 zstd::decode(src, out)
             }
-            Params::Deflate { .. } => {
-                let mut out = out;
-                let d = deflate::decompose(src, |b| out(b), |_| Ok(()), &Default::default())
-                    .map_err(io::Error::other)?;
-                Ok(d.raw_len)
-            }
+            // Its raw content comes with its re-creation stream, from `deflate::decompose`.
+            Params::Deflate { .. } => Err(io::Error::other(
+                "a gzip member is taken apart by the deflate decomposer, not decoded",
+            )),
         }
     }
 

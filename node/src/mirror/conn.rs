@@ -1,7 +1,8 @@
 //! Accepting HTTP connections with bounds a stranger cannot lift: a client that sends part of a request's head
 //! (or nothing, between requests) is dropped after [`Connections::header_timeout`]; at most
 //! [`Connections::max`] connections are served at once, and at most [`Connections::max_per_client`] from one
-//! address, the rest answered `503 Service Unavailable` (with `Retry-After`) and closed at once.
+//! address, the rest answered `503 Service Unavailable` (with `Retry-After`) and closed at once — or, during a
+//! flood (more than [`REFUSING`] being answered), closed unanswered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +41,8 @@ impl Default for Connections {
 const DRAIN: Duration = Duration::from_secs(10);
 /// How long a refused client gets to take its 503.
 const REFUSAL_WRITE: Duration = Duration::from_secs(2);
+/// Refused connections being answered at once, at most; past that a refused connection is closed unanswered.
+const REFUSING: usize = 64;
 
 /// Connections open now: in all, and by client address.
 #[derive(Default)]
@@ -106,7 +109,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let mut refusals_logged = 0u64;
+    let mut refusals = 0u64;
+    let refusing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -124,13 +128,23 @@ pub async fn serve(
         let slot = match Slot::take(&open, peer.ip(), &limits) {
             Ok(s) => s,
             Err(why) => {
-                // Logged once in a while: a flood must not flood the log too.
-                if refusals_logged.is_power_of_two() {
-                    tracing::warn!(client = %peer, reason = %why, refused = refusals_logged,
+                // Logged at the 1st, 2nd, 4th, … refusal: a flood must not flood the log too.
+                refusals += 1;
+                if refusals.is_power_of_two() {
+                    tracing::warn!(client = %peer, reason = %why, refused = refusals,
                         "HTTP connection refused");
                 }
-                refusals_logged += 1;
-                tokio::spawn(refuse(stream, peer, why));
+                // Answered while few are; a flood is closed unanswered rather than held for its 503.
+                use std::sync::atomic::Ordering::Relaxed;
+                if refusing.fetch_add(1, Relaxed) < REFUSING {
+                    let refusing = refusing.clone();
+                    tokio::spawn(async move {
+                        refuse(stream, peer, why).await;
+                        refusing.fetch_sub(1, Relaxed);
+                    });
+                } else {
+                    refusing.fetch_sub(1, Relaxed);
+                }
                 continue;
             }
         };

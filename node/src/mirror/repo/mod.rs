@@ -89,12 +89,7 @@ enum Target<'a> {
 /// Only as many leading segments as the deepest release name has are tried, so the work is linear in the path
 /// whatever its depth.
 fn locate<'a>(trees: &'a Trees, segments: &'a [String]) -> Option<Target<'a>> {
-    let deepest = trees
-        .names()
-        .map(|n| n.split('/').count())
-        .max()
-        .unwrap_or(0);
-    for k in (1..=segments.len().min(deepest)).rev() {
+    for k in (1..=segments.len().min(trees.deepest_name())).rev() {
         let name = segments[..k].join("/");
         if !trees.has_name(&name) {
             continue;

@@ -181,6 +181,8 @@ pub struct Trees {
     by_name: BTreeMap<String, Vec<Arc<Tree>>>,
     /// name → index in `by_name[name]` of the version served as current.
     current: BTreeMap<String, usize>,
+    /// The most `/`-separated segments any name has.
+    deepest: usize,
 }
 
 impl Trees {
@@ -207,7 +209,16 @@ impl Trees {
                 (name.clone(), pinned.unwrap_or(versions.len() - 1))
             })
             .collect();
-        Trees { by_name, current }
+        let deepest = by_name
+            .keys()
+            .map(|n| n.split('/').count())
+            .max()
+            .unwrap_or(0);
+        Trees {
+            by_name,
+            current,
+            deepest,
+        }
     }
 
     /// The version `/repos/NAME/current/` serves: the pinned one when it is held, else the highest sequence.
@@ -234,6 +245,11 @@ impl Trees {
     /// Every release name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+
+    /// The most `/`-separated segments any release name has (0 when there are none).
+    pub fn deepest_name(&self) -> usize {
+        self.deepest
     }
 
     /// Whether any release is called `name`.

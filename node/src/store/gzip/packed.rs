@@ -120,7 +120,7 @@ fn write_table(entries: &[Entry]) -> Vec<u8> {
         }
         e.params.write_to(&mut table);
     }
-    if !entries.iter().any(Entry::is_gzip) {
+    if entries.iter().all(|e| e.stream_len().is_none()) {
         table.insert(0, RECREATION_PACKED);
         return table;
     }
@@ -131,8 +131,12 @@ fn write_table(entries: &[Entry]) -> Vec<u8> {
 }
 
 impl Entry {
-    fn is_gzip(&self) -> bool {
-        matches!(self.params, Params::Deflate { .. })
+    /// The length of its re-creation stream after the table: a gzip member's; `None` for the others.
+    fn stream_len(&self) -> Option<u64> {
+        match self.params {
+            Params::Deflate { recreation_len } => Some(recreation_len),
+            _ => None,
+        }
     }
 }
 
@@ -430,13 +434,7 @@ impl Store {
                 raw_len - headers_len
             )));
         }
-        let streams_len: u64 = entries
-            .iter()
-            .map(|e| match e.params {
-                Params::Deflate { recreation_len } => recreation_len,
-                _ => 0,
-            })
-            .sum();
+        let streams_len: u64 = entries.iter().filter_map(Entry::stream_len).sum();
         if streams_sum.len != streams_len {
             return Err(StoreError::Corrupt(format!(
                 "{what}: stored {} bytes of re-creation streams of {streams_len}",
