@@ -88,9 +88,7 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
         ("gzip", &["-c", "-1"][..]),
         ("gzip", &["-c", "-9"][..]),
     ] {
-        if let Some(gz) = run_tool(tool, args, &data) {
-            v.push((format!("{tool} {args:?}"), gz));
-        }
+        v.push((format!("{tool} {args:?}"), run_tool(tool, args, &data)));
     }
     let mut three = flate2_gz(&text(20_000, 32), 6);
     three.extend(flate2_gz(&random(3000, 33), 0));
@@ -146,7 +144,7 @@ fn a_long_member_is_walked_as_it_arrives() {
     assert!(data.len() > 2 * PIECE_MAX);
     for level in [1, 6, 9] {
         // GNU gzip is zlib's deflate: its model predicts it exactly, window or not.
-        let gz = run_tool("gzip", &["-c", &format!("-{level}")], &data).expect("gzip is installed");
+        let gz = run_tool("gzip", &["-c", &format!("-{level}")], &data);
         let (d, raw, _) = stream_round_trip(&gz, Some(&format!("zlib-{level}")));
         assert_eq!(raw.len(), data.len());
         assert_eq!(
@@ -164,7 +162,7 @@ fn a_long_member_is_walked_as_it_arrives() {
 #[test]
 fn the_model_that_fits_is_chosen() {
     let data = text(300_000, 7);
-    let gz = run_tool("gzip", &["-c", "-9"], &data).expect("gzip is installed");
+    let gz = run_tool("gzip", &["-c", "-9"], &data);
     let (d, _, _) = stream_round_trip(&gz, None);
     assert_eq!(d.misses, 0);
     assert_eq!(d.model, "zlib-9");
@@ -190,8 +188,7 @@ fn the_model_that_fits_is_chosen() {
 fn damaged_recreation_streams_are_errors_never_panics() {
     let mut data = text(60_000, 11);
     data.extend(random(5_000, 12));
-    let gz = run_tool("pigz", &["-c", "-p", "2", "-b", "32"], &data)
-        .unwrap_or_else(|| flate2_gz(&data, 6));
+    let gz = run_tool("pigz", &["-c", "-p", "2", "-b", "32"], &data);
     let (_, raw, rec) = stream_round_trip(&gz, None);
     let try_it = |raw: &[u8], rec: &[u8]| recompose(raw, rec, Vec::new());
     for n in 0..rec.len() {
