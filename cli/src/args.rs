@@ -126,6 +126,9 @@ pub struct ClientConfigArgs {
     /// apt: the upstream's signing key file, added to each line as [signed-by=FILE].
     #[arg(long)]
     pub signed_by: Option<PathBuf>,
+    /// A file holding a pull token (its first), for a node that needs one to say what it serves.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The clients `client-config` knows.
@@ -162,6 +165,10 @@ pub struct ServeArgs {
     /// [default: the config's auth.pull_token_file].
     #[arg(long, value_name = "FILE")]
     pub pull_token_file: Option<PathBuf>,
+    /// Require one of the tokens in FILE to read the status page (/) and metrics (/metrics). Without it, they
+    /// are open [default: the config's auth.status_token_file].
+    #[arg(long, value_name = "FILE")]
+    pub status_token_file: Option<PathBuf>,
     /// The largest blob one push may upload (e.g. 16G); larger uploads are refused
     /// [default: the config's uploads.max_bytes, else 16G].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]

@@ -52,6 +52,16 @@ impl Progress for Bar {
         self.bar.set_position(self.bar.length().unwrap_or(0));
     }
 
+    fn cancelled(&self) -> Option<&'static str> {
+        if ferry_node::progress::stopping() {
+            Some("the node is stopping")
+        } else if self.remote.as_ref().is_some_and(|s| s.client_gone()) {
+            Some("the client that asked for it has gone")
+        } else {
+            None
+        }
+    }
+
     fn note(&self, message: &str) {
         match &self.remote {
             Some(sink) => {

@@ -220,6 +220,7 @@ fn run_forwarded(store: &Store, network: Option<Network>, request: Request, sink
     match commands::run(cli) {
         Ok(()) => exit::Code::Ok as i32,
         Err(e) => {
+            tracing::warn!(error = %exit::one_line(&e), "admin command failed");
             let _ = sink.stderr(format!("error: {}\n", exit::one_line(&e)).as_bytes());
             exit::classify(&e) as i32
         }

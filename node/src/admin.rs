@@ -11,8 +11,9 @@
 //!   [`Frame::Stderr`] as the command writes them, and one [`Frame::Exit`] with the exit code last.
 //!
 //! What a request means is up to the [`Handler`] (the CLI runs its own command code against the node's store).
-//! A client that disconnects does not stop a command already running: it finishes (imports and adds resume
-//! anyway), and its output goes nowhere.
+//! A client that disconnects is noticed (its end of the socket reads end-of-file) and told to the command through
+//! [`Sink::client_gone`]: long work (an `add` reading its input) ends at its next read; what is already done
+//! stays, as after any failed `add`.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -25,6 +26,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The socket's file name inside the store directory.
 pub const SOCKET: &str = "admin.sock";
+
+/// How long commands still running at the node's stop get to end.
+const FINISH: Duration = Duration::from_secs(4);
 
 /// Largest request accepted, bytes.
 const MAX_REQUEST: u32 = 1 << 20;
@@ -108,9 +112,15 @@ pub enum AdminError {
 #[derive(Clone)]
 pub struct Sink {
     tx: tokio::sync::mpsc::Sender<Frame>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sink {
+    /// Whether the client has gone (disconnected), so nobody waits for the command any more.
+    pub fn client_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Send bytes to the client's stdout. Fails with `BrokenPipe` once the client is gone.
     pub fn stdout(&self, bytes: &[u8]) -> std::io::Result<()> {
         self.send(Frame::Stdout(bytes.to_vec()))
@@ -161,8 +171,9 @@ pub fn bind(store_dir: &Path) -> Result<tokio::net::UnixListener, AdminError> {
     Ok(listener)
 }
 
-/// Serve `listener` until `shutdown` resolves; then remove the socket file. Only the uid owning `store_dir` (and
-/// root) are served. Commands still running when `shutdown` resolves finish on their threads.
+/// Serve `listener` until `shutdown` resolves; then remove the socket file and give commands still running
+/// [`FINISH`] to end (long ones are told to by [`crate::progress::stop_all`]) and their clients their last
+/// words. Only the uid owning `store_dir` (and root) are served.
 pub async fn run(
     listener: tokio::net::UnixListener,
     store_dir: PathBuf,
@@ -171,9 +182,11 @@ pub async fn run(
 ) {
     let owner = std::fs::metadata(&store_dir).map(|m| m.uid()).ok();
     tokio::pin!(shutdown);
+    let mut running = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => break,
+            Some(_) = running.join_next(), if !running.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -184,11 +197,21 @@ pub async fn run(
             },
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
+        running.spawn(async move {
             if let Err(e) = serve_one(stream, owner, handler).await {
                 tracing::warn!(error = %e, "admin socket: request failed");
             }
         });
+    }
+    let finished = tokio::time::timeout(FINISH, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            commands = running.len(),
+            "admin commands still running at the stop: left behind"
+        );
     }
     let _ = std::fs::remove_file(socket_path(&store_dir));
 }
@@ -218,13 +241,34 @@ async fn serve_one(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in 10 s"))??;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(64);
-    let sink = Sink { tx };
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = Sink {
+        tx,
+        gone: gone.clone(),
+    };
     let task = tokio::task::spawn_blocking(move || handler(request, sink));
     let mut client_gone = false;
-    while let Some(frame) = rx.recv().await {
+    let mut probe = [0u8; 64];
+    loop {
+        let frame = tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(f) => f,
+                None => break,
+            },
+            // The client sends nothing after its request: a read that ends means it has gone.
+            read = stream.read(&mut probe), if !client_gone => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    tracing::info!("admin socket: the client left; its command is told to stop");
+                    client_gone = true;
+                    gone.store(true, std::sync::atomic::Ordering::Release);
+                }
+                continue;
+            }
+        };
         if !client_gone && stream.write_all(&frame.encode()).await.is_err() {
-            // Keep draining so the command runs to its end; its output goes nowhere.
+            // Keep draining so the command reaches its end; its output goes nowhere.
             client_gone = true;
+            gone.store(true, std::sync::atomic::Ordering::Release);
         }
     }
     let code = task.await.unwrap_or_else(|e| {

@@ -29,6 +29,15 @@ pub struct StoreConfig {
     /// Versions of each release name `ferry gc` keeps besides the pinned one (the newest, by sequence).
     #[serde(default = "default_keep_versions")]
     pub keep_versions: u32,
+    /// The file-creation mask (octal) of every process that opens the store: `077` (the default) keeps what it
+    /// writes — packs, index, spool, caches, and outputs alike — to the user it runs as (files 0600,
+    /// directories 0700); `027` lets the group read.
+    #[serde(default = "default_umask")]
+    pub umask: String,
+}
+
+fn default_umask() -> String {
+    "077".into()
 }
 
 fn default_keep_versions() -> u32 {
@@ -85,6 +94,7 @@ impl Default for StoreConfig {
             recreate_cache_bytes: default_recreate_cache(),
             recreate_jobs: default_recreate_jobs(),
             keep_versions: default_keep_versions(),
+            umask: default_umask(),
         }
     }
 }
@@ -112,8 +122,29 @@ pub enum ConfigError {
 }
 
 impl StoreConfig {
+    /// The file-creation mask, checked.
+    pub fn umask(&self) -> Result<u32, String> {
+        u32::from_str_radix(&self.umask, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                format!(
+                    "umask {:?} is not an octal mask (e.g. \"077\" or \"027\")",
+                    self.umask
+                )
+            })
+    }
+
+    /// Make the process create files as [`StoreConfig::umask`] says.
+    pub fn apply_umask(&self) -> Result<(), String> {
+        let mask = self.umask()?;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+        Ok(())
+    }
+
     /// Check the values are usable.
     pub fn validate(&self) -> Result<(), String> {
+        self.umask()?;
         let c = &self.chunking;
         if self.format != STORE_FORMAT {
             return Err(format!(

@@ -11,7 +11,8 @@
 //!
 //! [auth]
 //! push_token_file = "push.tokens"   # pushing needs one of these tokens; no file, no push
-//! pull_token_file = "pull.tokens"   # when set, pulls need one too (anonymous otherwise)
+//! pull_token_file = "pull.tokens"   # when set, pulls (/v2/, /repos/, /_ferry/) need one too
+//! status_token_file = "status.tokens" # when set, / and /metrics need one of these
 //!
 //! [cache]
 //! prewarm = true                     # re-create gzip blobs of new releases before anyone asks
@@ -98,9 +99,9 @@ pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
     /// Seconds a request's head may take to arrive, and a connection may sit idle between requests (default 30).
     pub header_timeout_secs: Option<u64>,
-    /// Connections served at once (default 512); more are answered 503.
+    /// Connections held at once (default 1024); past it the idlest is closed, or, all busy, a newcomer gets 503.
     pub max_connections: Option<usize>,
-    /// Connections served at once from one client address (default 64); more are answered 503.
+    /// Connections held at once from one client address (default 256); the same rule among that address's.
     pub max_connections_per_client: Option<usize>,
 }
 
@@ -112,6 +113,8 @@ pub struct AuthConfig {
     pub push_token_file: Option<PathBuf>,
     /// A file of tokens that allow pulling; without it, pulls are anonymous.
     pub pull_token_file: Option<PathBuf>,
+    /// A file of tokens that allow reading `/` and `/metrics`; without it, they are open.
+    pub status_token_file: Option<PathBuf>,
 }
 
 /// Why a node configuration is refused.
@@ -152,9 +155,14 @@ impl NodeConfig {
                 message,
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.auth.push_token_file, &mut cfg.auth.pull_token_file]
-            .into_iter()
-            .flatten()
+        let auth = &mut cfg.auth;
+        for p in [
+            &mut auth.push_token_file,
+            &mut auth.pull_token_file,
+            &mut auth.status_token_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);

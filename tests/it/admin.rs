@@ -107,7 +107,9 @@ fn only_the_store_owner_reaches_the_node() {
     let s = Store::new();
     let node = Node::start(&s.path);
     let socket = s.path.join("admin.sock");
-    // Loosen the file mode so the connection reaches the node's own check, by the peer's uid.
+    // Loosen the store's and the socket's modes (0700 and 0600) so the connection reaches the node's own check,
+    // by the peer's uid.
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut as_nobody = std::process::Command::new("setpriv");
     as_nobody

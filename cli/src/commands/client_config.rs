@@ -56,7 +56,7 @@ pub fn run(_g: &Global, a: ClientConfigArgs) -> anyhow::Result<()> {
     let text = match a.client {
         ClientKind::Containerd => return containerd(&node, &a),
         ClientKind::Docker => docker(&node),
-        ClientKind::Podman => podman(&node, &fetch::<Vec<Image>>(&node, "/_ferry/images")?),
+        ClientKind::Podman => podman(&node, &fetch::<Vec<Image>>(&node, &a, "/_ferry/images")?),
         ClientKind::Apt => apt(&node, &repos(&node, &a)?, &a, pinned)?,
         ClientKind::Pip => pip(&node, &repos(&node, &a)?, pinned)?,
         ClientKind::Helm => helm(&node, &repos(&node, &a)?, pinned)?,
@@ -77,14 +77,33 @@ fn base(node: &Url) -> String {
     node.as_str().trim_end_matches('/').to_string()
 }
 
-fn fetch<T: serde::de::DeserializeOwned>(node: &Url, path: &str) -> anyhow::Result<T> {
+fn fetch<T: serde::de::DeserializeOwned>(
+    node: &Url,
+    a: &ClientConfigArgs,
+    path: &str,
+) -> anyhow::Result<T> {
     let url = format!("{}{path}", base(node));
-    let resp = reqwest::blocking::Client::builder()
+    let mut request = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?
-        .get(&url)
+        .get(&url);
+    if let Some(f) = &a.token_file {
+        let tokens = ferry_node::mirror::auth::read_tokens(f)?;
+        request = request.bearer_auth(&tokens[0]);
+    }
+    let resp = request
         .send()
         .with_context(|| format!("asking the node at {url}"))?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        bail!(
+            "{url}: the node needs a pull token to say what it serves (--token-file FILE){}",
+            if a.token_file.is_some() {
+                "; the one given was refused"
+            } else {
+                ""
+            }
+        );
+    }
     if !resp.status().is_success() {
         bail!(
             "{url}: the node answered {} (is it a ferry node?)",
@@ -97,7 +116,7 @@ fn fetch<T: serde::de::DeserializeOwned>(node: &Url, path: &str) -> anyhow::Resu
 
 /// The node's file-tree releases, the current version of each (or the one `--release` names).
 fn repos(node: &Url, a: &ClientConfigArgs) -> anyhow::Result<Vec<ReleaseRepos>> {
-    let all: Vec<ReleaseRepos> = fetch(node, "/_ferry/repos")?;
+    let all: Vec<ReleaseRepos> = fetch(node, a, "/_ferry/repos")?;
     let chosen: Vec<ReleaseRepos> = match &a.release {
         None => all.into_iter().filter(|r| r.current).collect(),
         Some(sel) => {
@@ -161,7 +180,7 @@ fn none_served(kind: &str, releases: &[ReleaseRepos]) -> anyhow::Error {
 }
 
 fn containerd(node: &Url, a: &ClientConfigArgs) -> anyhow::Result<()> {
-    let images: Vec<Image> = fetch(node, "/_ferry/images")?;
+    let images: Vec<Image> = fetch(node, a, "/_ferry/images")?;
     let mut hosts: Vec<&str> = images
         .iter()
         .filter_map(|i| i.registry.as_deref())

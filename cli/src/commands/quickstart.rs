@@ -77,6 +77,7 @@ pub fn run(g: &Global, a: QuickstartArgs) -> anyhow::Result<()> {
         listen: Some(a.listen),
         push_token_file: None,
         pull_token_file: None,
+        status_token_file: None,
         max_upload: None,
         upload_timeout: None,
         p2p_listen: Vec::new(),

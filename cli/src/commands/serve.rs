@@ -36,6 +36,9 @@ pub fn serve(
         a.pull_token_file
             .as_deref()
             .or(config.auth.pull_token_file.as_deref()),
+        a.status_token_file
+            .as_deref()
+            .or(config.auth.status_token_file.as_deref()),
     )?;
     let defaults = UploadLimits::default();
     let limits = UploadLimits {
@@ -51,7 +54,7 @@ pub fn serve(
         ..defaults
     };
     let conns = mirror::conn::Connections::default();
-    let conns = mirror::conn::Connections {
+    let mut conns = mirror::conn::Connections {
         header_timeout: config
             .http
             .header_timeout_secs
@@ -63,6 +66,7 @@ pub fn serve(
             .unwrap_or(conns.max_per_client)
             .max(1),
     };
+    conns.fit_descriptors();
     let p2p = net_config(&a, &config)?;
     let prewarm = !a.no_prewarm && config.cache.prewarm.unwrap_or(true);
     let mirror = Mirror::new(store.clone(), access, limits)?;
@@ -70,7 +74,7 @@ pub fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let admin_listener = admin::bind(store.root())?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -79,6 +83,8 @@ pub fn serve(
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
+            // Long work (an add through the admin socket) ends at its next read.
+            ferry_node::progress::stop_all();
             let _ = stop_tx.send(true);
         });
         let network = match p2p {
@@ -100,10 +106,17 @@ pub fn serve(
         ready(addr);
         mirror::run(listener, mirror, conns, stopped(stop_rx)).await?;
         admin.await?;
-        tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<_, anyhow::Error>(())
+    });
+    // Work told to stop ends at its next read; whatever cannot (a read blocked on its source) is left behind
+    // after a few seconds rather than holding the node up: the store recovers it as after a crash.
+    rt.shutdown_timeout(STOP_WAIT);
+    tracing::info!("stopped");
+    served
 }
+
+/// How long the node waits at its stop for blocking work still running.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The network settings from flags and the config file; `None` when no p2p listen address is given.
 fn net_config(a: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Option<NetConfig>> {

@@ -1,7 +1,10 @@
 //! Who may push and pull: tokens, checked on every request.
 //!
 //! Push needs one of the push tokens; with none configured, push is refused outright. Pull is anonymous unless
-//! pull tokens are configured; a push token also allows pulling. A token arrives as the password of HTTP Basic
+//! pull tokens are configured; a push token also allows pulling. Pulling means everything that reveals content:
+//! the registry (`/v2/`), the file trees (`/repos/`) and the lists of what is served (`/_ferry/`). The status page
+//! (`/`) and metrics (`/metrics`) take their own tokens, when configured ([`Access::status`]), so a monitoring
+//! system can read them without being able to pull. A token arrives as the password of HTTP Basic
 //! (any user name: `skopeo copy --dest-creds ci:TOKEN`, `podman login -u ci -p TOKEN`) or as `Bearer TOKEN`.
 //! Tokens are compared through their SHA-256, in constant time, every token every time.
 //!
@@ -30,19 +33,21 @@ pub struct Access {
     /// Tokens that allow pulling; `None`: pulls are anonymous.
     #[serde(default)]
     pub pull: Option<Vec<String>>,
+    /// Tokens that allow reading the status page and metrics; `None`: anyone may.
+    #[serde(default)]
+    pub status: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let optional = |tokens: &Option<Vec<String>>| match tokens {
+            Some(t) => format!("{} token(s)", t.len()),
+            None => "anonymous".into(),
+        };
         f.debug_struct("Access")
             .field("push", &format_args!("{} token(s)", self.push.len()))
-            .field(
-                "pull",
-                &match &self.pull {
-                    Some(t) => format!("{} token(s)", t.len()),
-                    None => "anonymous".into(),
-                },
-            )
+            .field("pull", &optional(&self.pull))
+            .field("status", &optional(&self.status))
             .finish()
     }
 }
@@ -93,6 +98,8 @@ pub enum Need {
     Pull,
     /// Writing.
     Push,
+    /// The status page and metrics.
+    Status,
 }
 
 /// What the credentials of a request turned out to be.
@@ -144,11 +151,17 @@ fn presented(headers: &HeaderMap) -> Option<Option<Vec<u8>>> {
 }
 
 impl Access {
-    /// Push tokens from `push` (push refused without), pull tokens from `pull` (anonymous pulls without).
-    pub fn from_files(push: Option<&Path>, pull: Option<&Path>) -> Result<Access, TokenFileError> {
+    /// Push tokens from `push` (push refused without), pull tokens from `pull` (anonymous pulls without), status
+    /// tokens from `status` (an open status page without).
+    pub fn from_files(
+        push: Option<&Path>,
+        pull: Option<&Path>,
+        status: Option<&Path>,
+    ) -> Result<Access, TokenFileError> {
         Ok(Access {
             push: push.map(read_tokens).transpose()?.unwrap_or_default(),
             pull: pull.map(read_tokens).transpose()?,
+            status: status.map(read_tokens).transpose()?,
         })
     }
 
@@ -179,6 +192,9 @@ impl Access {
 
     /// Allow the request, or the error to answer it with.
     pub(crate) fn check(&self, headers: &HeaderMap, need: Need) -> Result<(), ApiError> {
+        if need == Need::Status {
+            return self.check_status(headers);
+        }
         let who = self.who(headers);
         let anonymous_pull = self.pull.is_none();
         match need {
@@ -213,6 +229,22 @@ impl Access {
                 Who::Nobody => Err(unauthorized("this node needs a token")),
                 Who::Invalid => Err(unauthorized("the token is not valid here")),
             },
+            Need::Status => unreachable!("answered above"),
+        }
+    }
+
+    fn check_status(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(tokens) = &self.status else {
+            return Ok(());
+        };
+        match presented(headers) {
+            Some(Some(t)) if !t.is_empty() && matches(&hash(&t), tokens) => Ok(()),
+            Some(Some(t)) if !t.is_empty() => {
+                Err(unauthorized("the token is not a valid status token"))
+            }
+            _ => Err(unauthorized(
+                "this node's status needs a status token (HTTP Basic with the token as password, or Bearer)",
+            )),
         }
     }
 
@@ -222,6 +254,37 @@ impl Access {
         if self.push_enabled() || self.pull.is_some() {
             h.insert(header::WWW_AUTHENTICATE, challenge());
         }
+    }
+}
+
+/// Middleware: the routes it guards answer only requests that may pull.
+pub(crate) async fn pull_gate(
+    axum::extract::State(m): axum::extract::State<super::Mirror>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    gate(&m, Need::Pull, req, next).await
+}
+
+/// Middleware: the routes it guards answer only requests that may read the status.
+pub(crate) async fn status_gate(
+    axum::extract::State(m): axum::extract::State<super::Mirror>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    gate(&m, Need::Status, req, next).await
+}
+
+async fn gate(
+    m: &super::Mirror,
+    need: Need,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match m.access().check(req.headers(), need) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -266,6 +329,7 @@ mod tests {
         let a = Access {
             push: vec!["s3cret".into(), "other".into()],
             pull: None,
+            status: None,
         };
         let none = HeaderMap::new();
         assert_eq!(status(a.check(&basic("ci", "s3cret"), Need::Push)), 200);
@@ -297,6 +361,7 @@ mod tests {
         let a = Access {
             push: vec!["p".into()],
             pull: Some(vec!["r".into()]),
+            status: None,
         };
         assert_eq!(status(a.check(&HeaderMap::new(), Need::Pull)), 401);
         assert_eq!(status(a.check(&basic("u", "r"), Need::Pull)), 200);
@@ -306,6 +371,32 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
         assert_eq!(status(a.check(&h, Need::Pull)), 401);
+    }
+
+    #[test]
+    fn status_tokens_guard_the_status_page_alone() {
+        let open = Access {
+            pull: Some(vec!["r".into()]),
+            ..Access::default()
+        };
+        assert_eq!(status(open.check(&HeaderMap::new(), Need::Status)), 200);
+        let a = Access {
+            push: vec!["p".into()],
+            pull: None,
+            status: Some(vec!["mon".into()]),
+        };
+        assert_eq!(status(a.check(&HeaderMap::new(), Need::Status)), 401);
+        assert_eq!(status(a.check(&bearer("mon"), Need::Status)), 200);
+        assert_eq!(status(a.check(&basic("prom", "mon"), Need::Status)), 200);
+        // Neither a push token nor an empty password reads the status; the status token neither pulls nor pushes.
+        assert_eq!(status(a.check(&bearer("p"), Need::Status)), 401);
+        assert_eq!(status(a.check(&basic("prom", ""), Need::Status)), 401);
+        assert_eq!(status(a.check(&bearer("mon"), Need::Push)), 401);
+        let guarded = Access {
+            pull: Some(vec!["r".into()]),
+            ..a
+        };
+        assert_eq!(status(guarded.check(&bearer("mon"), Need::Pull)), 401);
     }
 
     #[test]
@@ -319,6 +410,7 @@ mod tests {
         let a = Access {
             push: vec!["secret-token".into()],
             pull: None,
+            status: None,
         };
         assert!(!format!("{a:?}").contains("secret-token"));
     }

@@ -1,29 +1,39 @@
 //! Accepting HTTP connections with bounds a stranger cannot lift: a client that sends part of a request's head
 //! (or nothing, between requests) is dropped after [`Connections::header_timeout`]; at most
-//! [`Connections::max`] connections are served at once, and at most [`Connections::max_per_client`] from one
-//! address, the rest answered `503 Service Unavailable` (with `Retry-After`) and closed at once — or, during a
-//! flood (more than [`REFUSING`] being answered), closed unanswered.
+//! [`Connections::max`] connections are held at once, and at most [`Connections::max_per_client`] from one
+//! address.
+//!
+//! At a cap, the connection that has been idle longest (no request in flight: a half-sent head, or a client's
+//! keep-alive connection between requests) is closed to make room — from the same address when that address is
+//! at its cap — so connections that hold nothing but a socket cannot keep working clients out. Only when every
+//! connection in the way is busy is the new one answered `503 Service Unavailable` (with `Retry-After`) and
+//! closed — or, during a flood (more than [`REFUSING`] being answered), closed unanswered.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 
 /// The bounds on HTTP connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connections {
     /// How long a request's head may take to arrive, and how long a connection may sit idle between requests.
     pub header_timeout: Duration,
-    /// Connections served at once, at most.
+    /// Connections held at once, at most.
     pub max: usize,
-    /// Connections served at once from one client address, at most.
+    /// Connections held at once from one client address, at most.
     pub max_per_client: usize,
 }
 
@@ -31,11 +41,46 @@ impl Default for Connections {
     fn default() -> Self {
         Connections {
             header_timeout: Duration::from_secs(30),
-            max: 512,
-            max_per_client: 64,
+            max: 1024,
+            max_per_client: 256,
         }
     }
 }
+
+impl Connections {
+    /// Raise the process's soft limit on open files to its hard limit (systemd starts services at 1024), and
+    /// lower [`Connections::max`] (and the per-client cap) to fit under it with [`RESERVED_FDS`] to spare, so the
+    /// cap, not the descriptor limit, is what a flood meets.
+    pub fn fit_descriptors(&mut self) {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut limit = getrlimit(Resource::Nofile);
+        let hard = limit.maximum.unwrap_or(u64::MAX).min(1 << 20);
+        if limit.current.is_some_and(|soft| soft < hard) {
+            limit.current = Some(hard);
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
+                tracing::debug!(error = %e, "raising the open-file limit");
+            }
+        }
+        let Some(soft) = getrlimit(Resource::Nofile).current else {
+            return;
+        };
+        let room = usize::try_from(soft.saturating_sub(RESERVED_FDS))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        if self.max > room {
+            tracing::warn!(
+                max_connections = self.max,
+                open_file_limit = soft,
+                "at most {room} HTTP connections: the open-file limit leaves room for no more"
+            );
+            self.max = room;
+            self.max_per_client = self.max_per_client.min(room);
+        }
+    }
+}
+
+/// Descriptors kept for everything but HTTP connections: packs, sled, peers, the admin socket, spool files.
+pub const RESERVED_FDS: u64 = 256;
 
 /// How long requests in flight may go on once the node is told to stop.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -44,54 +89,199 @@ const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 /// Refused connections being answered at once, at most; past that a refused connection is closed unanswered.
 const REFUSING: usize = 64;
 
-/// Connections open now: in all, and by client address.
-#[derive(Default)]
-struct Open {
-    total: usize,
-    by_client: HashMap<IpAddr, usize>,
+/// What one open connection is doing: requests in flight (from the head's arrival to the response body's last
+/// byte) and since when it has had none.
+struct Activity {
+    epoch: Instant,
+    busy: AtomicUsize,
+    /// Milliseconds after `epoch`.
+    idle_since: AtomicU64,
 }
 
-/// A connection's place among those open; given back on drop.
-struct Slot {
-    open: Arc<Mutex<Open>>,
+impl Activity {
+    fn new(epoch: Instant) -> Activity {
+        let a = Activity {
+            epoch,
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        };
+        a.idle_since.store(a.now(), Ordering::Relaxed);
+        a
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A request in flight on a connection; the connection is idle again once every one is dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: &Arc<Activity>) -> Busy {
+        activity.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_since.store(self.0.now(), Ordering::Release);
+        }
+    }
+}
+
+/// A response body that keeps its connection counted busy until it is sent (or dropped).
+struct Guarded {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// One open connection, as the table of open ones sees it.
+struct Held {
     client: IpAddr,
+    activity: Arc<Activity>,
+    /// Told when the connection is closed to make room.
+    evict: oneshot::Sender<()>,
 }
 
-impl Slot {
-    /// A place for a connection from `client`, or why there is none.
-    fn take(open: &Arc<Mutex<Open>>, client: IpAddr, limits: &Connections) -> Result<Slot, String> {
-        let mut o = open.lock().expect("connection count poisoned");
-        if o.total >= limits.max {
+/// Connections open now.
+struct Open {
+    epoch: Instant,
+    next: u64,
+    held: HashMap<u64, Held>,
+    by_client: HashMap<IpAddr, usize>,
+    /// Connections closed to make room, in all.
+    evicted: u64,
+}
+
+/// A newly admitted connection: its place in the table, what it is doing, and the word to close it.
+struct Admitted {
+    slot: Slot,
+    activity: Arc<Activity>,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Open {
+    fn new() -> Open {
+        Open {
+            epoch: Instant::now(),
+            next: 0,
+            held: HashMap::new(),
+            by_client: HashMap::new(),
+            evicted: 0,
+        }
+    }
+
+    /// Room for a connection from `client`, made by closing the idlest one in the way if need be; or why there
+    /// is none.
+    fn admit(
+        open: &Arc<Mutex<Open>>,
+        client: IpAddr,
+        limits: &Connections,
+    ) -> Result<Admitted, String> {
+        let mut o = open.lock().expect("connection table poisoned");
+        let mine = o.by_client.get(&client).copied().unwrap_or(0);
+        if mine >= limits.max_per_client && !o.evict_idlest(Some(client)) {
             return Err(format!(
-                "{} connections open, the most this node serves",
-                o.total
+                "{mine} connections open from {client}, all busy, the most this node serves one client"
             ));
         }
-        let mine = o.by_client.entry(client).or_default();
-        if *mine >= limits.max_per_client {
+        if o.held.len() >= limits.max && !o.evict_idlest(None) {
             return Err(format!(
-                "{mine} connections open from {client}, the most this node serves one client"
+                "{} connections open, all busy, the most this node serves",
+                o.held.len()
             ));
         }
-        *mine += 1;
-        o.total += 1;
-        Ok(Slot {
-            open: open.clone(),
-            client,
+        let id = o.next;
+        o.next += 1;
+        let activity = Arc::new(Activity::new(o.epoch));
+        let (evict, evicted) = oneshot::channel();
+        o.held.insert(
+            id,
+            Held {
+                client,
+                activity: activity.clone(),
+                evict,
+            },
+        );
+        *o.by_client.entry(client).or_default() += 1;
+        Ok(Admitted {
+            slot: Slot {
+                open: open.clone(),
+                id,
+            },
+            activity,
+            evicted,
         })
     }
+
+    /// Close the connection idle longest (from `client` only, if given); `false` if every one is busy.
+    fn evict_idlest(&mut self, client: Option<IpAddr>) -> bool {
+        let idlest = self
+            .held
+            .iter()
+            .filter(|(_, h)| client.is_none_or(|c| h.client == c))
+            .filter(|(_, h)| h.activity.busy.load(Ordering::Acquire) == 0)
+            // The earlier accepted first among those idle since the same millisecond.
+            .min_by_key(|(id, h)| (h.activity.idle_since.load(Ordering::Acquire), **id))
+            .map(|(id, _)| *id);
+        let Some(held) = idlest.and_then(|id| self.remove(id)) else {
+            return false;
+        };
+        // The connection's task may have ended on its own meanwhile: then there is nothing to tell.
+        let _ = held.evict.send(());
+        self.evicted += 1;
+        if self.evicted.is_power_of_two() {
+            tracing::info!(client = %held.client, evicted = self.evicted,
+                "idle HTTP connection closed to make room for another");
+        }
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Held> {
+        let held = self.held.remove(&id)?;
+        if let Some(n) = self.by_client.get_mut(&held.client) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_client.remove(&held.client);
+            }
+        }
+        Some(held)
+    }
+}
+
+/// A connection's place in the table; given back on drop (unless it was taken to make room).
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    id: u64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut o = self.open.lock().expect("connection count poisoned");
-        o.total -= 1;
-        if let Some(n) = o.by_client.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                o.by_client.remove(&self.client);
-            }
-        }
+        let mut o = self.open.lock().expect("connection table poisoned");
+        o.remove(self.id);
     }
 }
 
@@ -103,14 +293,15 @@ pub async fn serve(
     limits: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let open = Arc::new(Mutex::new(Open::default()));
+    let open = Arc::new(Mutex::new(Open::new()));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let mut refusals = 0u64;
-    let refusing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
+    let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -125,8 +316,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let slot = match Slot::take(&open, peer.ip(), &limits) {
-            Ok(s) => s,
+        let admitted = match Open::admit(&open, peer.ip(), &limits) {
+            Ok(a) => a,
             Err(why) => {
                 // Logged at the 1st, 2nd, 4th, … refusal: a flood must not flood the log too.
                 refusals += 1;
@@ -135,25 +326,44 @@ pub async fn serve(
                         "HTTP connection refused");
                 }
                 // Answered while few are; a flood is closed unanswered rather than held for its 503.
-                use std::sync::atomic::Ordering::Relaxed;
-                if refusing.fetch_add(1, Relaxed) < REFUSING {
+                if refusing.fetch_add(1, Ordering::Relaxed) < REFUSING {
                     let refusing = refusing.clone();
                     tokio::spawn(async move {
                         refuse(stream, peer, why).await;
-                        refusing.fetch_sub(1, Relaxed);
+                        refusing.fetch_sub(1, Ordering::Relaxed);
                     });
                 } else {
-                    refusing.fetch_sub(1, Relaxed);
+                    refusing.fetch_sub(1, Ordering::Relaxed);
                 }
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let Admitted {
+            slot,
+            activity,
+            mut evicted,
+        } = admitted;
+        let service = service.clone();
+        // Each request counts its connection busy from its head's arrival to its response's last byte.
+        let counted = hyper::service::service_fn(move |req| {
+            let busy = Busy::new(&activity);
+            let response = hyper::service::Service::call(&service, req);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Guarded { body, _busy: busy }),
+                )
+            }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), counted));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+                },
+                Ok(()) = &mut evicted => {
+                    tracing::debug!(client = %peer, "idle HTTP connection closed to make room");
+                }
             }
             drop(slot);
         });
@@ -193,30 +403,82 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr, why: String) {
 mod tests {
     use super::*;
 
+    fn table() -> Arc<Mutex<Open>> {
+        Arc::new(Mutex::new(Open::new()))
+    }
+
+    fn counts(open: &Arc<Mutex<Open>>) -> (usize, usize) {
+        let o = open.lock().unwrap();
+        (o.held.len(), o.by_client.len())
+    }
+
     #[test]
-    fn slots_are_bounded_in_all_and_per_client_and_given_back() {
+    fn busy_connections_are_bounded_in_all_and_per_client_and_given_back() {
         let limits = Connections {
             max: 3,
             max_per_client: 2,
             ..Connections::default()
         };
-        let open = Arc::new(Mutex::new(Open::default()));
+        let open = table();
         let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
             [10, 0, 0, 1].into(),
             [10, 0, 0, 2].into(),
             [10, 0, 0, 3].into(),
         );
-        let a1 = Slot::take(&open, a, &limits).unwrap();
-        let a2 = Slot::take(&open, a, &limits).unwrap();
-        let refused = Slot::take(&open, a, &limits).err().unwrap();
-        assert!(refused.contains("from 10.0.0.1"), "{refused}");
-        let b1 = Slot::take(&open, b, &limits).unwrap();
-        let refused = Slot::take(&open, c, &limits).err().unwrap();
-        assert!(refused.contains("3 connections open"), "{refused}");
+        let take = |client| Open::admit(&open, client, &limits);
+        let a1 = take(a).unwrap();
+        let a2 = take(a).unwrap();
+        let _busy = [Busy::new(&a1.activity), Busy::new(&a2.activity)];
+        let refused = take(a).err().unwrap();
+        assert!(refused.contains("from 10.0.0.1, all busy"), "{refused}");
+        let b1 = take(b).unwrap();
+        let _b_busy = Busy::new(&b1.activity);
+        let refused = take(c).err().unwrap();
+        assert!(
+            refused.contains("3 connections open, all busy"),
+            "{refused}"
+        );
         drop(a1);
-        let c1 = Slot::take(&open, c, &limits).unwrap();
+        let c1 = take(c).unwrap();
         drop((a2, b1, c1));
-        let o = open.lock().unwrap();
-        assert_eq!((o.total, o.by_client.len()), (0, 0));
+        assert_eq!(counts(&open), (0, 0));
+    }
+
+    #[test]
+    fn the_idlest_connection_makes_room_and_busy_ones_never_do() {
+        let limits = Connections {
+            max: 3,
+            max_per_client: 2,
+            ..Connections::default()
+        };
+        let open = table();
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let take = |client| Open::admit(&open, client, &limits);
+        let mut a1 = take(a).unwrap();
+        let mut a2 = take(a).unwrap();
+        // a1 was idle first, but a request made it busy and idle again after a2 was accepted: a2 is idlest.
+        a1.activity.idle_since.store(10, Ordering::Release);
+        a2.activity.idle_since.store(5, Ordering::Release);
+        let busy = Busy::new(&a1.activity);
+        // From the address at its cap: a2 (idle) is closed, a1 (busy) is not.
+        let mut a3 = take(a).unwrap();
+        assert_eq!(a2.evicted.try_recv(), Ok(()));
+        assert!(a1.evicted.try_recv().is_err());
+        // A busy connection that goes idle becomes the idlest only by its time.
+        drop(busy);
+        let b1 = take(b).unwrap();
+        for (admitted, since) in [(&a1, 100), (&a3, 1), (&b1, 50)] {
+            admitted.activity.idle_since.store(since, Ordering::Release);
+        }
+        assert_eq!(counts(&open), (3, 2));
+        // The total cap closes the idlest of all (a3), from whichever address.
+        let _b2 = take(b).unwrap();
+        assert_eq!(a3.evicted.try_recv(), Ok(()));
+        assert!(a1.evicted.try_recv().is_err());
+        // Dropping an evicted connection's slot gives back nothing twice.
+        drop((a2, a3));
+        assert_eq!(counts(&open), (3, 2));
+        drop((a1, b1));
+        assert_eq!(counts(&open), (1, 1));
     }
 }

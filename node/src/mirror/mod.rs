@@ -6,7 +6,8 @@
 //! - [`oci`]: the Distribution API handlers (`/v2/…`), routing, spec error bodies.
 //! - [`push`]: the push side — blob uploads, cross-repository mounts, manifest PUT.
 //! - [`uploads`]: upload sessions spooled to files under `STORE/uploads/`, their limits and expiry.
-//! - [`auth`]: push and pull tokens ([`Access`]).
+//! - [`auth`]: push, pull and status tokens ([`Access`]); `/repos/` and `/_ferry/` need what a pull needs, `/` and
+//!   `/metrics` a status token when one is configured.
 //! - [`repo`]: release file trees as byte-exact static sites (`/repos/…`) and their index (`/_ferry/repos`).
 //! - [`info`]: `/_ferry/images`, the images served, as JSON for tools such as `ferry client-config`.
 //! - [`range`]: the `Range` header, shared by the registry and the trees.
@@ -117,10 +118,15 @@ impl Mirror {
 
     /// The axum router.
     pub fn router(&self) -> axum::Router {
-        oci::routes()
-            .merge(repo::routes())
+        use axum::middleware::from_fn_with_state;
+        let content = repo::routes()
             .merge(info::routes())
-            .merge(status::routes())
+            .route_layer(from_fn_with_state(self.clone(), auth::pull_gate));
+        let status =
+            status::routes().route_layer(from_fn_with_state(self.clone(), auth::status_gate));
+        oci::routes()
+            .merge(content)
+            .merge(status)
             .with_state(self.clone())
     }
 }

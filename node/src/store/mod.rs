@@ -284,6 +284,11 @@ impl Store {
         if cfg_path.exists() {
             return Err(StoreError::Exists(root.display().to_string()));
         }
+        // Everything from here on is written private (or as the config says).
+        config.apply_umask().map_err(|message| ConfigError::Parse {
+            path: "umask".into(),
+            message,
+        })?;
         for d in [root.to_path_buf(), root.join("keys"), root.join("packs")] {
             std::fs::create_dir_all(&d).map_err(StoreError::io(&d))?;
         }
@@ -306,6 +311,10 @@ impl Store {
             return Err(StoreError::NoStore(root.display().to_string()));
         }
         let config = StoreConfig::load(&cfg_path)?;
+        config.apply_umask().map_err(|message| ConfigError::Parse {
+            path: cfg_path.display().to_string(),
+            message,
+        })?;
         let key = keys::load(&root.join("keys/publisher.key"))?;
         let index_dir = root.join("index");
         let db = open_index(root, &index_dir)?;

@@ -324,7 +324,7 @@ impl Store {
     /// a sibling blob (updated with the one this blob takes).
     pub fn ingest_blob_with<R: Read + Send>(
         &self,
-        mut src: R,
+        src: R,
         opts: &gzip::BlobOptions<'_, '_>,
         what: &str,
         expect: Option<(Sha256Digest, Option<u64>)>,
@@ -334,6 +334,8 @@ impl Store {
             what: what.to_string(),
             source,
         };
+        // Every way in reads through this: once the work is cancelled, the next read ends it.
+        let mut src = crate::progress::Cancellable::new(src, progress);
         let mut head = Vec::with_capacity(8);
         (&mut src).take(8).read_to_end(&mut head).map_err(source)?;
         let src = std::io::Cursor::new(head.clone()).chain(src);
