@@ -148,13 +148,47 @@ struct PeersFile {
 /// The site's allow-list of a store.
 pub struct AllowList {
     path: PathBuf,
+    /// The ids last read, answered from memory: every connection and gossip message asks.
+    cache: std::sync::Mutex<Option<Cached>>,
 }
+
+/// The allow-list as last read.
+struct Cached {
+    ids: std::collections::HashSet<String>,
+    /// The file then (`None`: there was none).
+    stamp: Option<FileStamp>,
+    /// [`EDITS`] then.
+    edits: u64,
+    /// When the file was last looked at.
+    checked: std::time::Instant,
+}
+
+/// What tells one version of a file from another: rewriting it (a rename) changes the inode.
+pub(crate) type FileStamp = (std::time::SystemTime, u64, u64);
+
+/// The stamp of the file or directory at `path`; `None` if there is none.
+pub(crate) fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.modified()?, m.len(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Allow-lists written by this process: a list another [`AllowList`] wrote is read again at once.
+static EDITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long an answer from memory stands before the file is looked at again (edited by hand, or by another
+/// process).
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AllowList {
     /// The list kept in `store_root`.
     pub fn of(store_root: &Path) -> AllowList {
         AllowList {
             path: store_root.join(PEERS_FILE),
+            cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -178,10 +212,35 @@ impl AllowList {
         Ok(file.peers)
     }
 
-    /// Whether `peer` may connect.
+    /// Whether `peer` may connect: from memory, the file looked at again at most once a second (at once after
+    /// an edit through this process) and read again only when it changed.
     pub fn allows(&self, peer: &PeerId) -> Result<bool, MembershipError> {
+        use std::sync::atomic::Ordering;
         let id = peer.to_string();
-        Ok(self.members()?.iter().any(|m| m.id == id))
+        let edits = EDITS.load(Ordering::Acquire);
+        let mut cache = self.cache.lock().expect("allow-list cache poisoned");
+        if let Some(c) = cache.as_mut() {
+            if c.edits == edits && c.checked.elapsed() < RECHECK {
+                return Ok(c.ids.contains(&id));
+            }
+        }
+        let stamp = stamp(&self.path).map_err(io(&self.path))?;
+        if let Some(c) = cache.as_mut() {
+            if c.edits == edits && c.stamp == stamp {
+                c.checked = std::time::Instant::now();
+                return Ok(c.ids.contains(&id));
+            }
+        }
+        let ids: std::collections::HashSet<String> =
+            self.members()?.into_iter().map(|m| m.id).collect();
+        let allowed = ids.contains(&id);
+        *cache = Some(Cached {
+            ids,
+            stamp,
+            edits,
+            checked: std::time::Instant::now(),
+        });
+        Ok(allowed)
     }
 
     /// Allow `peer`; `false` if it already was (its note is then replaced when one is given).
@@ -233,6 +292,7 @@ impl AllowList {
         f.write_all(text.as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        EDITS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 }
@@ -300,5 +360,24 @@ mod tests {
             err.contains("peers.toml") && err.contains("invalid peer id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_allow_list_is_answered_from_memory_and_follows_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, cli) = (AllowList::of(dir.path()), AllowList::of(dir.path()));
+        let p = Keypair::ed25519_from_bytes([3u8; 32])
+            .unwrap()
+            .public()
+            .to_peer_id();
+        assert!(!node.allows(&p).unwrap());
+        // An edit through this process (`ferry peers` on the node's admin socket) is seen at once.
+        cli.allow(&p, None).unwrap();
+        assert!(node.allows(&p).unwrap());
+        // The file removed by hand: seen once the answer from memory is a second old, not before.
+        std::fs::remove_file(dir.path().join(PEERS_FILE)).unwrap();
+        assert!(node.allows(&p).unwrap());
+        std::thread::sleep(RECHECK + std::time::Duration::from_millis(100));
+        assert!(!node.allows(&p).unwrap());
     }
 }

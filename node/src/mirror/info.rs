@@ -17,7 +17,7 @@ pub fn routes() -> Router<Mirror> {
 }
 
 async fn images(State(mirror): State<Mirror>) -> Response {
-    let catalog = match mirror.catalog() {
+    let catalog = match mirror.catalog().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "building the catalog");

@@ -42,6 +42,8 @@ pub struct Mirror(Arc<MirrorShared>);
 struct MirrorShared {
     store: Store,
     catalog: Mutex<Arc<Catalog>>,
+    /// Held while a new catalog is built (on the blocking pool), so one build serves every request waiting.
+    rebuild: tokio::sync::Mutex<()>,
     access: Access,
     uploads: uploads::Uploads,
     /// Pushed blobs go through the store's ingest one at a time (each ingest is parallel inside), so two
@@ -63,6 +65,7 @@ impl Mirror {
         Ok(Mirror(Arc::new(MirrorShared {
             store,
             catalog: Mutex::new(Arc::new(catalog)),
+            rebuild: tokio::sync::Mutex::new(()),
             access,
             uploads,
             ingest: Arc::new(Mutex::new(())),
@@ -107,13 +110,34 @@ impl Mirror {
         self.0.ingest.clone()
     }
 
-    /// The current catalog, rebuilt first if a release became visible since it was built.
-    pub fn catalog(&self) -> Result<Arc<Catalog>, StoreError> {
-        let mut c = self.0.catalog.lock().expect("catalog lock poisoned");
-        if c.generation != self.0.store.generation() {
-            *c = Arc::new(Catalog::build(&self.0.store)?);
+    /// The current catalog, rebuilt first if a release became visible or something was pushed since it was
+    /// built. The build reads the store, so it runs on the blocking pool, one at a time; requests that find the
+    /// catalog stale meanwhile wait for that build rather than start their own.
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, StoreError> {
+        let current = || {
+            self.0
+                .catalog
+                .lock()
+                .expect("catalog lock poisoned")
+                .clone()
+        };
+        let fresh = |c: &Catalog| c.generation == self.0.store.generation();
+        let c = current();
+        if fresh(&c) {
+            return Ok(c);
         }
-        Ok(c.clone())
+        let _building = self.0.rebuild.lock().await;
+        let c = current();
+        if fresh(&c) {
+            return Ok(c);
+        }
+        let store = self.0.store.clone();
+        let built = tokio::task::spawn_blocking(move || Catalog::build(&store))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("building the catalog: {e}")))??;
+        let built = Arc::new(built);
+        *self.0.catalog.lock().expect("catalog lock poisoned") = built.clone();
+        Ok(built)
     }
 
     /// The axum router.

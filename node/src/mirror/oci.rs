@@ -280,7 +280,7 @@ async fn dispatch(
     if let Route::Upload(name, id) = route {
         return push::status(&m, name, id).await;
     }
-    let catalog = m.catalog().map_err(internal)?;
+    let catalog = m.catalog().await.map_err(internal)?;
     let ns = q.get("ns").map(String::as_str);
     let repo = |name: &str| {
         catalog

@@ -496,7 +496,7 @@ pub(crate) async fn put_manifest(
         .transpose()?;
 
     // Every blob and child manifest it names must be held in the repository, with the size it says.
-    let catalog = m.catalog().map_err(internal)?;
+    let catalog = m.catalog().await.map_err(internal)?;
     let repo = catalog.repo(name, None);
     let mut refs: Vec<(BlobRef, String)> = Vec::new();
     let mut missing: Vec<String> = Vec::new();

@@ -220,6 +220,8 @@ struct Shared {
     /// One collection at a time.
     gc: Mutex<()>,
     gc_totals: Mutex<gc::GcTotals>,
+    /// The trust set as last read, with the stamp of `trust/` then.
+    trusted: Mutex<Option<(Option<crate::membership::FileStamp>, crate::trust::TrustSet)>>,
 }
 
 fn pack_len_key(n: u32) -> [u8; 5] {
@@ -347,6 +349,7 @@ impl Store {
             noting: std::sync::atomic::AtomicBool::new(false),
             notes: Mutex::new(None),
             gc: Mutex::new(()),
+            trusted: Mutex::new(None),
             gc_totals: Mutex::new(gc::GcTotals::default()),
         };
         let store = Store(Arc::new(shared));
@@ -782,19 +785,34 @@ impl Store {
         })
     }
 
-    /// The keys this store accepts: its own and those added with `ferry trust add`.
+    /// The keys this store accepts: its own and those added with `ferry trust add`. Kept in memory and read
+    /// again when `trust/` changes (a key added or removed renames or removes a file in it).
     pub fn trusted(&self) -> Result<crate::trust::TrustSet, StoreError> {
-        Ok(crate::trust::load(&self.0.root, self.publisher())?)
+        let dir = self.0.root.join("trust");
+        let stamp = crate::membership::stamp(&dir).map_err(StoreError::io(&dir))?;
+        let mut cached = self.0.trusted.lock().expect("trust cache poisoned");
+        if let Some((at, set)) = cached.as_ref() {
+            if *at == stamp {
+                return Ok(set.clone());
+            }
+        }
+        let set = crate::trust::load(&self.0.root, self.publisher())?;
+        *cached = Some((stamp, set.clone()));
+        Ok(set)
     }
 
     /// Trust another publisher's key. Returns false if it was trusted already.
     pub fn trust_add(&self, key: PublisherKey) -> Result<bool, StoreError> {
-        Ok(crate::trust::add(&self.0.root, self.publisher(), key)?)
+        let added = crate::trust::add(&self.0.root, self.publisher(), key)?;
+        self.0.trusted.lock().expect("trust cache poisoned").take();
+        Ok(added)
     }
 
     /// Stop trusting a key.
     pub fn trust_remove(&self, id: ferry_protocol::KeyId) -> Result<(), StoreError> {
-        Ok(crate::trust::remove(&self.0.root, self.publisher(), id)?)
+        let removed = crate::trust::remove(&self.0.root, self.publisher(), id);
+        self.0.trusted.lock().expect("trust cache poisoned").take();
+        Ok(removed?)
     }
 
     /// Every chunk id a set of blobs needs, each once.

@@ -138,7 +138,7 @@ async fn dispatch(
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let catalog = match m.catalog() {
+    let catalog = match m.catalog().await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
@@ -406,7 +406,7 @@ fn listing_versions(trees: &Trees, name: &str) -> String {
 /// `GET /_ferry/repos`: every release version with a file tree, its path, whether it is current, and the
 /// package repositories inside it.
 async fn repos_json(State(m): State<Mirror>) -> Response {
-    let catalog = match m.catalog() {
+    let catalog = match m.catalog().await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
