@@ -46,12 +46,17 @@ pub(crate) struct Ops {
     epoch: u64,
 }
 
-/// What was looked up while noting is on.
+/// What was looked up while noting is on: each id once, however often it is looked up (64 clients pulling the
+/// same blob while the collector waits for a long operation add nothing after their first lookup), so the notes
+/// never outgrow the store's own ids. `blobs` and `recipes` keep the order ids were first noted, for
+/// [`Store::absorb`]'s cursor.
 #[derive(Default)]
 pub(crate) struct Notes {
     chunks: HashSet<ChunkId>,
     blobs: Vec<BlobId>,
     recipes: Vec<RecipeId>,
+    noted_blobs: HashSet<BlobId>,
+    noted_recipes: HashSet<RecipeId>,
 }
 
 /// A running operation; dropping it ends it.
@@ -179,7 +184,9 @@ impl Store {
     pub(crate) fn note_blob(&self, id: &BlobId) {
         if self.0.noting.load(Ordering::Acquire) {
             if let Some(n) = self.0.notes.lock().expect("notes poisoned").as_mut() {
-                n.blobs.push(*id);
+                if n.noted_blobs.insert(*id) {
+                    n.blobs.push(*id);
+                }
             }
         }
     }
@@ -187,7 +194,9 @@ impl Store {
     pub(crate) fn note_recipe(&self, id: &RecipeId) {
         if self.0.noting.load(Ordering::Acquire) {
             if let Some(n) = self.0.notes.lock().expect("notes poisoned").as_mut() {
-                n.recipes.push(*id);
+                if n.noted_recipes.insert(*id) {
+                    n.recipes.push(*id);
+                }
             }
         }
     }
@@ -595,6 +604,30 @@ mod tests {
 
     fn only_blob(store: &Store, name: &str, version: &str) -> ferry_protocol::BlobRef {
         store.release(name, version).unwrap().blobs()[0]
+    }
+
+    #[test]
+    fn lookups_while_noting_are_noted_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s"), Default::default()).unwrap();
+        *store.0.notes.lock().unwrap() = Some(Notes::default());
+        store.0.noting.store(true, Ordering::Release);
+        let (a, b) = (BlobId::from_bytes([1; 32]), BlobId::from_bytes([2; 32]));
+        let r = RecipeId::from_bytes([3; 32]);
+        for _ in 0..10_000 {
+            store.note_blob(&b);
+            store.note_blob(&a);
+            store.note_recipe(&r);
+        }
+        {
+            let notes = store.0.notes.lock().unwrap();
+            let n = notes.as_ref().unwrap();
+            assert_eq!(n.blobs, [b, a], "first-noted order, each once");
+            assert_eq!(n.recipes, [r]);
+        }
+        store.stop_noting();
+        store.note_blob(&a);
+        assert!(store.0.notes.lock().unwrap().is_none());
     }
 
     #[test]
