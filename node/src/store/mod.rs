@@ -86,6 +86,9 @@ pub enum StoreError {
     /// Stored bytes that do not verify.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A bound on work at once is reached; asking again later succeeds.
+    #[error("busy: {0}")]
+    Busy(String),
     /// Content that does not match the digest it was promised under.
     #[error("{what}: content has digest {actual}, expected {expected}")]
     DigestMismatch {

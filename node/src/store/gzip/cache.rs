@@ -8,7 +8,8 @@
 //! the cache, and one a crash left behind is removed when the store opens. At most `recreate_jobs` run at
 //! once (config); the others wait for a place. A job started in the background (see [`crate::prewarm`]) runs
 //! its pieces on a pool of one thread, so serving keeps a core; once a reader waits on it, its pieces go to
-//! the whole pool.
+//! the whole pool. At most [`MAX_JOBS`] are under way or waiting; past that a new one is refused
+//! ([`StoreError::Busy`]) until one ends.
 
 use crate::store::{Store, StoreError};
 use ferry_protocol::{BlobId, BlobRef, Recipe};
@@ -19,6 +20,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+/// Re-creations under way or waiting for a place, at most (each holds a thread and a temporary file).
+pub const MAX_JOBS: usize = 64;
 
 /// What re-creating has done since the store was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -282,6 +286,16 @@ impl Store {
                 job.urgent.store(true, Ordering::Relaxed);
             }
             return Ok(job.clone());
+        }
+        if jobs.len() >= MAX_JOBS {
+            // Each job holds a thread and a temporary file while it waits: distinct cold blobs asked for at
+            // once must not make them without end.
+            return Err(StoreError::Busy(format!(
+                "{} gzip re-creations are under way or waiting, the most this store queues; blob {} must wait \
+                 for one to end",
+                jobs.len(),
+                blob.sha256
+            )));
         }
         let dir = self.cache_dir();
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
