@@ -86,6 +86,14 @@ pub enum StoreError {
     /// Stored bytes that do not verify.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A blob could not be read.
+    #[error("reading blob {blob}: {reason}")]
+    Blob {
+        /// The blob.
+        blob: Sha256Digest,
+        /// What went wrong.
+        reason: String,
+    },
     /// A bound on work at once is reached; asking again later succeeds.
     #[error("busy: {0}")]
     Busy(String),

@@ -121,10 +121,16 @@ impl Store {
 
     /// The whole blob in memory (for manifests and configs; never for layers).
     pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::with_capacity(blob.size as usize);
-        self.open_blob(blob)?
+        let named = |reason: String| StoreError::Blob {
+            blob: blob.sha256,
+            reason,
+        };
+        // The recorded size is trusted for a hint only, never for an allocation.
+        let mut out = Vec::with_capacity(blob.size.min(4 << 20) as usize);
+        self.open_blob(blob)
+            .map_err(|e| named(e.to_string()))?
             .read_to_end(&mut out)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(|e| named(e.to_string()))?;
         Ok(out)
     }
 
