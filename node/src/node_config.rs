@@ -19,6 +19,10 @@
 //!
 //! [uploads]
 //! max_bytes = 17179869184            # the largest blob one push may upload
+//! max_spool_bytes = 34359738368      # all unfinished uploads together
+//! min_free_bytes = 1073741824        # upload bytes never take the store's filesystem below this free
+//! max_sessions = 256                 # unfinished uploads at once
+//! evict_after_secs = 60              # idle this long, an upload gives way to a new one or to another's bytes
 //! timeout_secs = 3600                # an idle unfinished upload is dropped after this
 //!
 //! [p2p]
@@ -89,6 +93,16 @@ pub struct UploadsConfig {
     pub max_bytes: Option<u64>,
     /// Seconds an unfinished upload may sit idle before it is dropped (default 3600).
     pub timeout_secs: Option<u64>,
+    /// Bytes all unfinished uploads may spool together (default twice `max_bytes`).
+    pub max_spool_bytes: Option<u64>,
+    /// Bytes the store's filesystem keeps free; upload bytes that would eat into them are refused (default
+    /// 1 GiB; 0 turns the check off).
+    pub min_free_bytes: Option<u64>,
+    /// Unfinished uploads at once (default 256).
+    pub max_sessions: Option<usize>,
+    /// Seconds after which an idle upload gives way to a new one when `max_sessions` are open, or to another's
+    /// bytes when the spool is full (default 60).
+    pub evict_after_secs: Option<u64>,
 }
 
 /// `[http]`.
@@ -237,5 +251,20 @@ mod tests {
         assert_eq!(cfg.p2p.listen, ["/ip4/0.0.0.0/tcp/7701"]);
         assert_eq!(cfg.p2p.mdns, Some(false));
         assert_eq!(cfg.p2p.follow, ["base"]);
+    }
+
+    #[test]
+    fn upload_bounds_parse() {
+        let cfg = NodeConfig::parse(
+            "[uploads]\nmax_spool_bytes = 1000\nmin_free_bytes = 0\nmax_sessions = 4\nevict_after_secs = 2\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.uploads.max_spool_bytes, Some(1000));
+        assert_eq!(cfg.uploads.min_free_bytes, Some(0));
+        assert_eq!(cfg.uploads.max_sessions, Some(4));
+        assert_eq!(cfg.uploads.evict_after_secs, Some(2));
+        let (line, msg) = NodeConfig::parse("[uploads]\nmax_spool = 1\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(msg.contains("unknown field `max_spool`"), "{msg}");
     }
 }

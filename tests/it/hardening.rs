@@ -16,7 +16,7 @@ use ferry_tests::node::Node;
 use crate::repos::raw;
 
 /// Read from `c` until it is closed by the node (`Ok` with what came), or `wait` passes (`Err`).
-fn closed_within(c: &mut TcpStream, wait: Duration) -> Result<Vec<u8>, String> {
+pub(crate) fn closed_within(c: &mut TcpStream, wait: Duration) -> Result<Vec<u8>, String> {
     c.set_read_timeout(Some(wait)).unwrap();
     let mut got = Vec::new();
     match c.read_to_end(&mut got) {

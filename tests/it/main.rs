@@ -26,6 +26,9 @@
 //!   64 bits.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
+//! - `uploads_bounds`: what pushers can make a node hold is bounded — the upload spool capped, a free-space
+//!   reserve kept, idle uploads evicted for new pushers (skopeo pushes past them), a stalled chunk holding up
+//!   neither status, cancel nor a retry, and given up on within the upload timeout.
 //! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
 //!   delays UDP and TCP round trips and delivers exact bytes, a panicking test leaves no namespace or process,
 //!   stale namespaces are removed.
@@ -74,5 +77,6 @@ mod status;
 mod store;
 mod sync;
 mod token_auth;
+mod uploads_bounds;
 mod zip;
 mod zstd;

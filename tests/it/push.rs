@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 
 use crate::oci::oci;
 
-const TOKEN: &str = "ci-push-token-7f3a";
+pub(crate) const TOKEN: &str = "ci-push-token-7f3a";
 
 /// A token file holding [`TOKEN`] (and a comment and another token, to show the format).
 fn token_file(s: &Store) -> PathBuf {
@@ -25,7 +25,7 @@ fn token_file(s: &Store) -> PathBuf {
 }
 
 /// A node on `s` that takes pushes with [`TOKEN`], plus `extra` arguments.
-fn push_node(s: &Store, extra: &[&str]) -> Node {
+pub(crate) fn push_node(s: &Store, extra: &[&str]) -> Node {
     let f = token_file(s);
     let mut args = vec!["--push-token-file", f.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -33,7 +33,13 @@ fn push_node(s: &Store, extra: &[&str]) -> Node {
 }
 
 /// `skopeo copy` of `src` into `docker://NODE/dest`, with `creds` if given; not required to succeed.
-fn skopeo_push(node: &Node, src: &str, dest: &str, creds: Option<&str>, extra: &[&str]) -> Output {
+pub(crate) fn skopeo_push(
+    node: &Node,
+    src: &str,
+    dest: &str,
+    creds: Option<&str>,
+    extra: &[&str],
+) -> Output {
     let mut args: Vec<String> = vec![
         "copy".into(),
         "--dest-tls-verify=false".into(),
@@ -49,12 +55,12 @@ fn skopeo_push(node: &Node, src: &str, dest: &str, creds: Option<&str>, extra: &
     run(std::process::Command::new("skopeo").args(args))
 }
 
-fn ci_creds() -> String {
+pub(crate) fn ci_creds() -> String {
     format!("ci:{TOKEN}")
 }
 
 /// `skopeo copy --all docker://NODE/reference oci:DEST:TAG` (anonymous) and the one digest it wrote.
-fn pull_back(node: &Node, reference: &str, dest: &Path) -> String {
+pub(crate) fn pull_back(node: &Node, reference: &str, dest: &Path) -> String {
     run_ok(
         "skopeo",
         [
@@ -253,7 +259,7 @@ fn skopeo_pushes_into_the_node_and_pulls_back_the_same_digests() {
 }
 
 /// The spec error code of a response (its status, and `errors[0].code`).
-fn code(r: Response) -> (StatusCode, String) {
+pub(crate) fn code(r: Response) -> (StatusCode, String) {
     let status = r.status();
     let body: serde_json::Value = r.json().unwrap_or_default();
     (
@@ -265,7 +271,7 @@ fn code(r: Response) -> (StatusCode, String) {
     )
 }
 
-fn header(r: &Response, name: &str) -> String {
+pub(crate) fn header(r: &Response, name: &str) -> String {
     r.headers()
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header: {:?}", r.headers()))
@@ -275,7 +281,7 @@ fn header(r: &Response, name: &str) -> String {
 }
 
 /// `sha256:<hex>` of bytes.
-fn digest_of(b: &[u8]) -> String {
+pub(crate) fn digest_of(b: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(b))
 }
 
@@ -304,20 +310,28 @@ fn raw_then(addr: &str, head: &str, body: &[u8], cut: bool) -> String {
         .to_string()
 }
 
-struct Api<'a> {
+pub(crate) struct Api<'a> {
     node: &'a Node,
     http: Client,
 }
 
 impl Api<'_> {
-    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+    /// Requests to `node`, with [`TOKEN`].
+    pub(crate) fn new(node: &Node) -> Api<'_> {
+        Api {
+            node,
+            http: Client::new(),
+        }
+    }
+
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, self.node.url(path))
             .basic_auth("ci", Some(TOKEN))
     }
 
     /// `POST /v2/<repo>/blobs/uploads/`: the session's Location.
-    fn start(&self, repo: &str) -> String {
+    pub(crate) fn start(&self, repo: &str) -> String {
         let r = self
             .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
             .send()
@@ -329,7 +343,7 @@ impl Api<'_> {
         loc
     }
 
-    fn patch(&self, loc: &str, data: &[u8], start: usize) -> Response {
+    pub(crate) fn patch(&self, loc: &str, data: &[u8], start: usize) -> Response {
         self.req(reqwest::Method::PATCH, loc)
             .header(
                 "Content-Range",
@@ -390,10 +404,7 @@ fn manifest(config: (&str, usize), layers: &[(&str, usize)], extra: serde_json::
 fn uploads_mounts_and_manifests_by_hand_and_bad_input_gets_spec_errors() {
     let s = Store::new();
     let node = push_node(&s, &["--max-upload", "4M"]);
-    let api = Api {
-        node: &node,
-        http: Client::new(),
-    };
+    let api = Api::new(&node);
     let data = {
         let f = s.tmp_path("blob");
         random_file(&f, 3 << 20);
@@ -818,10 +829,7 @@ fn uploads_mounts_and_manifests_by_hand_and_bad_input_gets_spec_errors() {
 fn idle_uploads_expire_and_push_is_refused_without_tokens() {
     let s = Store::new();
     let node = push_node(&s, &["--upload-timeout", "1"]);
-    let api = Api {
-        node: &node,
-        http: Client::new(),
-    };
+    let api = Api::new(&node);
     let loc = api.start("t/idle");
     let r = api.patch(&loc, b"some bytes", 0);
     assert_eq!(r.status(), StatusCode::ACCEPTED);

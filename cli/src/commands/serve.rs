@@ -40,18 +40,20 @@ pub fn serve(
             .as_deref()
             .or(config.auth.status_token_file.as_deref()),
     )?;
-    let defaults = UploadLimits::default();
+    let (defaults, u) = (UploadLimits::default(), &config.uploads);
+    let max_bytes = a.max_upload.or(u.max_bytes).unwrap_or(defaults.max_bytes);
     let limits = UploadLimits {
-        max_bytes: a
-            .max_upload
-            .or(config.uploads.max_bytes)
-            .unwrap_or(defaults.max_bytes),
+        max_bytes,
+        // Room for two of the largest blobs at once.
+        max_spool_bytes: u.max_spool_bytes.unwrap_or(max_bytes.saturating_mul(2)),
+        min_free_bytes: u.min_free_bytes.unwrap_or(defaults.min_free_bytes),
         timeout_secs: a
             .upload_timeout
-            .or(config.uploads.timeout_secs)
+            .or(u.timeout_secs)
             .unwrap_or(defaults.timeout_secs)
             .max(1),
-        ..defaults
+        max_sessions: u.max_sessions.unwrap_or(defaults.max_sessions).max(1),
+        evict_after_secs: u.evict_after_secs.unwrap_or(defaults.evict_after_secs),
     };
     let conns = mirror::conn::Connections::default();
     let mut conns = mirror::conn::Connections {

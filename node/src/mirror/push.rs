@@ -11,7 +11,7 @@
 use super::oci::{
     api_version, digest_headers, internal, parse_digest, valid_name, valid_tag, ApiError,
 };
-use super::uploads::{Session, Uploads};
+use super::uploads::{range_invalid, Finished, Session, Uploads};
 use super::Mirror;
 use crate::ingest::image::{media, MAX_MANIFEST};
 use crate::store::pushed::ManifestPush;
@@ -23,6 +23,7 @@ use ferry_protocol::{BlobRef, Sha256Digest};
 use serde::Deserialize;
 use sha2::Digest;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_stream::StreamExt;
 
 /// The media type recorded for a blob until a manifest names it.
@@ -81,10 +82,6 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn range_invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", message)
-}
-
 /// `Content-Range: <start>-<end>` (inclusive; a `bytes ` or `bytes=` prefix tolerated).
 fn parse_content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
@@ -116,63 +113,55 @@ fn parse_content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
 /// Take a chunk into the session, checking `Content-Range` (must start where the upload stands) and its length.
 async fn take_chunk(
     uploads: &Uploads,
-    s: &mut Session,
+    s: &Arc<Session>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), ApiError> {
     let declared = content_length(headers);
-    let exact = match parse_content_range(headers)? {
-        Some((a, b)) => {
-            if a != s.size {
-                return Err(range_invalid(format!(
-                    "chunk starts at byte {a}, but the upload holds {} bytes: send from byte {}",
-                    s.size, s.size
-                )));
-            }
-            let len = b - a + 1;
-            if declared.is_some_and(|d| d != len) {
-                return Err(range_invalid(format!(
-                    "Content-Range covers {len} bytes but Content-Length is {}",
-                    declared.unwrap_or_default()
-                )));
-            }
-            Some(len)
-        }
-        None => None,
-    };
-    let before = s.size;
-    uploads.append(s, body, declared.or(exact)).await?;
-    if let Some(len) = exact {
-        if s.size - before != len {
+    let range = parse_content_range(headers)?;
+    if let Some((a, b)) = range {
+        let len = b - a + 1;
+        if declared.is_some_and(|d| d != len) {
             return Err(range_invalid(format!(
-                "Content-Range covers {len} bytes but the body carried {}",
-                s.size - before
+                "Content-Range covers {len} bytes but Content-Length is {}",
+                declared.unwrap_or_default()
             )));
         }
     }
-    Ok(())
+    uploads.append(s, body, declared, range).await
 }
 
-/// The SHA-256 of `s` must be `expected`; then store it and record it in its repository.
+/// End the upload `s`; the SHA-256 of what it holds must be `expected`: then store it and record it in its
+/// repository.
 async fn complete(
     m: &Mirror,
-    s: &mut Session,
+    s: &Arc<Session>,
     expected: Sha256Digest,
 ) -> Result<Response, ApiError> {
-    let actual = s.digest();
-    if actual != expected {
+    let upload = m.uploads().finish(s).await?;
+    let result = store_upload(m, &upload, expected).await;
+    upload.discard().await;
+    result
+}
+
+async fn store_upload(
+    m: &Mirror,
+    upload: &Finished,
+    expected: Sha256Digest,
+) -> Result<Response, ApiError> {
+    if upload.digest != expected {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "DIGEST_INVALID",
             format!(
-                "the uploaded {} bytes have digest {actual}, not {expected}",
-                s.size
+                "the uploaded {} bytes have digest {}, not {expected}",
+                upload.size, upload.digest
             ),
         )
         .with_detail(serde_json::json!({ "digest": expected.to_string() })));
     }
     let (store, lock) = (m.store().clone(), m.ingest_lock());
-    let (path, size, repo) = (s.path.clone(), s.size, s.repository.clone());
+    let (path, size, repo) = (upload.path.clone(), upload.size, upload.repository.clone());
     let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, StoreError> {
         let _one = lock.lock().expect("ingest lock poisoned");
         let _op = store.begin("push");
@@ -213,9 +202,8 @@ async fn complete(
         }
         e => internal(e),
     })?;
-    m.uploads().remove(s).await;
     Ok(created(
-        format!("/v2/{}/blobs/{}", s.repository, blob.sha256),
+        format!("/v2/{}/blobs/{}", upload.repository, blob.sha256),
         &blob.sha256,
     ))
 }
@@ -265,18 +253,13 @@ pub(crate) async fn start(
     if let Some(d) = q.get("digest") {
         let digest = parse_digest(d)?;
         let s = uploads.start(name).await?;
-        let mut s = s.lock_owned().await;
-        let result = match take_chunk(uploads, &mut s, headers, body).await {
-            Ok(()) => complete(m, &mut s, digest).await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            uploads.remove(&mut s).await;
+        if let Err(e) = take_chunk(uploads, &s, headers, body).await {
+            let _ = uploads.cancel(&s).await;
+            return Err(e);
         }
-        return result;
+        return complete(m, &s, digest).await;
     }
     let s = uploads.start(name).await?;
-    let s = s.lock().await;
     Ok(session_response(StatusCode::ACCEPTED, &s))
 }
 
@@ -289,18 +272,17 @@ pub(crate) async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let uploads = m.uploads();
-    let mut s = uploads.get(name, id).await?;
-    match take_chunk(uploads, &mut s, headers, body).await {
+    let s = uploads.get(name, id)?;
+    match take_chunk(uploads, &s, headers, body).await {
         Ok(()) => Ok(session_response(StatusCode::ACCEPTED, &s)),
-        Err(e) => Err(settle(uploads, &mut s, e).await),
+        Err(e) => Err(settle(&s, e)),
     }
 }
 
-/// After a refused chunk: a 416 (or a broken-off body) leaves the session where it stood, for the client to
-/// resume; anything else ends it.
-async fn settle(uploads: &Uploads, s: &mut Session, e: ApiError) -> ApiError {
-    if e.status() != StatusCode::RANGE_NOT_SATISFIABLE && e.code() != "BLOB_UPLOAD_INVALID" {
-        uploads.remove(s).await;
+/// After a refused chunk: a session still open (out-of-order range, broken-off body, full spool) stands where
+/// it stood, for the client to resume, and says so.
+fn settle(s: &Session, e: ApiError) -> ApiError {
+    if !s.is_open() {
         return e;
     }
     Uploads::touch(s);
@@ -324,29 +306,25 @@ pub(crate) async fn finish(
         )
     })?)?;
     let uploads = m.uploads();
-    let mut s = uploads.get(name, id).await?;
-    if let Err(e) = take_chunk(uploads, &mut s, headers, body).await {
-        return Err(settle(uploads, &mut s, e).await);
+    let s = uploads.get(name, id)?;
+    if let Err(e) = take_chunk(uploads, &s, headers, body).await {
+        return Err(settle(&s, e));
     }
-    let result = complete(m, &mut s, digest).await;
-    if result.is_err() {
-        uploads.remove(&mut s).await;
-    }
-    result
+    complete(m, &s, digest).await
 }
 
-/// `GET /v2/<name>/blobs/uploads/<id>`: where the upload stands.
+/// `GET /v2/<name>/blobs/uploads/<id>`: where the upload stands (what is committed: a chunk still arriving is not
+/// waited for).
 pub(crate) async fn status(m: &Mirror, name: &str, id: &str) -> Result<Response, ApiError> {
-    let mut s = m.uploads().get(name, id).await?;
-    Uploads::touch(&mut s);
+    let s = m.uploads().get(name, id)?;
+    Uploads::touch(&s);
     Ok(session_response(StatusCode::NO_CONTENT, &s))
 }
 
-/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancel.
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancel, at once (a chunk in flight is aborted).
 pub(crate) async fn cancel(m: &Mirror, name: &str, id: &str) -> Result<Response, ApiError> {
     let uploads = m.uploads();
-    let mut s = uploads.get(name, id).await?;
-    uploads.remove(&mut s).await;
+    uploads.cancel(&*uploads.get(name, id)?).await?;
     let mut h = HeaderMap::new();
     api_version(&mut h);
     Ok((StatusCode::NO_CONTENT, h).into_response())
