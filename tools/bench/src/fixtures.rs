@@ -10,6 +10,9 @@
 //! - `big.bin`      exactly 2 GiB: the first 2 GiB of a tar of `extracted/`, `debs/` and `rootfs/` (target 3)
 //! - `oci/`         an OCI layout (umoci): `v1` = the rootfs in one layer, `v2` = v1 + one layer holding
 //!   [`LAYER_PKGS`] unpacked with `dpkg-deb -x` (target 2)
+//! - `oci-usr/`     an OCI layout, tag `usr`: about [`USR_IMAGE_BYTES`] of gzip layers, each a tar of one
+//!   directory of this host's `/usr` ([`USR_DIRS`]; `ferry-bench hardening`)
+//! - `zeros-4g.gz`  a gzip stream of 4 GiB of zeros, about 4 MB (`ferry-bench hardening`)
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -17,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
+use sha2::{Digest as _, Sha256};
 
 use crate::measure::Cmd;
+use crate::serve::{sha256_copy, sha256_file};
 
 /// Large real packages for the bulk data: compilers, runtimes, a browser, fonts.
 pub const BULK_PKGS: &[&str] = &[
@@ -43,6 +48,25 @@ pub const BULK_PKGS: &[&str] = &[
 
 /// The packages of image v2's extra layer (also part of the bulk data).
 pub const LAYER_PKGS: &[&str] = &["git", "vim-runtime", "gdb", "perl-modules-5.36"];
+
+/// Directories of this host's `/usr` that make the layers of `oci-usr/`, in order, until the image holds
+/// [`USR_IMAGE_BYTES`] (absent ones are skipped): source code, scripts, vim's runtime, locale data, icons, jars.
+pub const USR_DIRS: &[&str] = &[
+    "usr/lib/python3.11",
+    "usr/share/perl",
+    "usr/share/vim",
+    "usr/share/i18n",
+    "usr/share/icons",
+    "usr/share/java",
+    "usr/share/fonts",
+    "usr/share/man",
+    "usr/share/doc",
+    "usr/lib/python3",
+];
+/// The compressed size `oci-usr/` reaches (its last layer may go past it).
+pub const USR_IMAGE_BYTES: u64 = 50_000_000;
+/// The uncompressed size of `zeros-4g.gz`.
+pub const BOMB_BYTES: u64 = 4 << 30;
 
 pub const SUITE: &str = "bookworm";
 pub const BIG_FILE_BYTES: u64 = 2 << 30;
@@ -272,6 +296,122 @@ impl Fixtures {
             Ok(())
         })
     }
+}
+
+impl Fixtures {
+    /// OCI layout `oci-usr/`, tag `usr`: one layer per directory of [`USR_DIRS`] (`tar --sort=name` of it,
+    /// `gzip -6 -n`), until the layers add up to [`USR_IMAGE_BYTES`]. `oci-usr/dirs.txt` names the directories
+    /// taken, a line each.
+    pub fn usr_oci(&self) -> Result<PathBuf> {
+        self.cached("oci-usr", |tmp| {
+            fs::create_dir_all(tmp.join("blobs/sha256"))?;
+            let (mut layers, mut diff_ids, mut total) = (Vec::new(), Vec::new(), 0);
+            let mut taken = String::new();
+            for dir in USR_DIRS {
+                if total >= USR_IMAGE_BYTES {
+                    break;
+                }
+                if !Path::new("/").join(dir).is_dir() {
+                    eprintln!("ferry-bench: oci-usr: no /{dir} here; skipped");
+                    continue;
+                }
+                let (layer, diff_id) = gzip_layer(tmp, dir)?;
+                eprintln!("ferry-bench: oci-usr: /{dir}: {} bytes of gzip", layer.1);
+                total += layer.1;
+                taken += &format!("/{dir}\n");
+                layers.push(layer);
+                diff_ids.push(diff_id);
+            }
+            ensure!(
+                total >= USR_IMAGE_BYTES * 4 / 5,
+                "the directories of USR_DIRS found here make only {total} bytes of gzip"
+            );
+            let config = put_blob(
+                tmp,
+                &serde_json::to_vec(&serde_json::json!({
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "config": {},
+                    "rootfs": { "type": "layers", "diff_ids": diff_ids },
+                }))?,
+            )?;
+            let descriptor = |media: &str, (digest, size): &(String, u64)| {
+                serde_json::json!({ "mediaType": media, "digest": digest, "size": size })
+            };
+            let manifest = put_blob(
+                tmp,
+                &serde_json::to_vec(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+                    "layers": layers
+                        .iter()
+                        .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", l))
+                        .collect::<Vec<_>>(),
+                }))?,
+            )?;
+            let mut index = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+            index["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": "usr" });
+            fs::write(
+                tmp.join("index.json"),
+                serde_json::to_vec(
+                    &serde_json::json!({ "schemaVersion": 2, "manifests": [index] }),
+                )?,
+            )?;
+            fs::write(tmp.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            fs::write(tmp.join("dirs.txt"), taken)?;
+            Ok(())
+        })
+    }
+
+    /// `zeros-4g.gz`: [`BOMB_BYTES`] of zeros through flate2 at its best compression, streamed to the file.
+    pub fn gzip_bomb(&self) -> Result<PathBuf> {
+        self.cached("zeros-4g.gz", |tmp| {
+            let out = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::best());
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..BOMB_BYTES / zeros.len() as u64 {
+                gz.write_all(&zeros)?;
+            }
+            gz.finish()?.flush()?;
+            Ok(())
+        })
+    }
+}
+
+/// One layer in `layout`: `tar --sort=name --format=gnu -C / -c DIR | gzip -6 -n`, its uncompressed tar hashed
+/// on the way (the config's diff_id). Returns the layer's (digest, size) and the diff_id.
+fn gzip_layer(layout: &Path, dir: &str) -> Result<((String, u64), String)> {
+    let tmp = layout.join("layer.tmp");
+    let mut tar = Command::new("tar")
+        .args(["--sort=name", "--format=gnu", "-C", "/", "-cf", "-", dir])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("tar")?;
+    let mut gzip = Command::new("gzip")
+        .args(["-6", "-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(File::create(&tmp)?)
+        .spawn()
+        .context("gzip")?;
+    let mut from = tar.stdout.take().expect("piped");
+    let mut to = gzip.stdin.take().expect("piped");
+    let diff_id = sha256_copy(&mut from, &mut to)?;
+    drop(to);
+    for (what, st) in [("tar", tar.wait()?), ("gzip", gzip.wait()?)] {
+        ensure!(st.success(), "{what} of /{dir} failed: {st}");
+    }
+    let digest = sha256_file(&tmp)?;
+    let size = fs::metadata(&tmp)?.len();
+    fs::rename(&tmp, blob_path(layout, &digest))?;
+    Ok(((digest, size), diff_id))
+}
+
+/// Write `bytes` as a blob of `layout`; its (digest, size).
+fn put_blob(layout: &Path, bytes: &[u8]) -> Result<(String, u64)> {
+    let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+    fs::write(blob_path(layout, &digest), bytes)?;
+    Ok((digest, bytes.len() as u64))
 }
 
 /// The `.deb` of package `pkg` in `dir` (`PKG_VERSION_ARCH.deb`), if present.

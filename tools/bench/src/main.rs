@@ -27,6 +27,10 @@
 //! whole artifact, the layer-level delta and `zstd --patch-from` on the decompressed content; import speed, export
 //! memory, and (`--only sync`) network sync of the same updates.
 //!
+//! `ferry-bench hardening --work DIR` measures `ferry serve` under attack (see `hardening.rs`): a pull next to
+//! 5,000 half-open connections and deep-path requests against the same pull on an idle node, and the node's peak
+//! RSS through a gzip bomb push and 64 concurrent pulls.
+//!
 //! Each prints a markdown section on stdout; `--write docs/benchmarks.md` also replaces its own marked section
 //! there.
 
@@ -37,6 +41,7 @@ mod fixtures;
 mod formats;
 mod gc;
 mod gzip;
+mod hardening;
 mod measure;
 mod netsync;
 mod serve;
@@ -101,6 +106,9 @@ enum Sub {
     /// Package formats (issue 19): how much of each compressed format Ferry re-creates, and the cost of
     /// ingesting and re-creating it next to the format's own decompressor on the same files.
     Formats(formats::FormatsArgs),
+    /// Hardening (issue 20): a pull while 5,000 half-open connections and deep-path requests run, next to the
+    /// same pull on an idle node; peak RSS through a gzip bomb push and 64 concurrent pulls.
+    Hardening(hardening::HardeningArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -176,6 +184,7 @@ fn real_main() -> Result<()> {
         Sub::Fat(args) => fat::run(args),
         Sub::Delta(args) => delta::run(args),
         Sub::Formats(args) => formats::run(args),
+        Sub::Hardening(args) => hardening::run(args),
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -99,19 +99,19 @@ impl Kind {
 }
 
 /// A running server: its process (the server itself, not a shell) and `127.0.0.1:PORT`.
-struct Server {
+pub(crate) struct Server {
     kind: Kind,
     child: Child,
-    host: String,
+    pub(crate) host: String,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// A `VmXXX:` line of /proc/PID/status, in KiB.
-    fn vm_kib(&self, key: &str) -> Result<u64> {
+    pub(crate) fn vm_kib(&self, key: &str) -> Result<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         status
             .lines()
@@ -121,7 +121,7 @@ impl Server {
     }
 
     /// CPU seconds (user + system, all threads) the server has used so far.
-    fn cpu_s(&self) -> Result<f64> {
+    pub(crate) fn cpu_s(&self) -> Result<f64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
         let rest = &stat[stat.rfind(')').context("odd /proc/PID/stat")? + 2..];
         // Fields after the command: state is field 3; utime and stime are fields 14 and 15.
@@ -131,7 +131,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]). Returns how the process ended.
-    fn stop(mut self) -> Result<String> {
+    pub(crate) fn stop(mut self) -> Result<String> {
         Cmd::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .output()?;
@@ -171,32 +171,7 @@ impl Setup {
 
     fn start(&self, b: &Bench, kind: Kind) -> Result<Server> {
         match kind {
-            Kind::Ferry => {
-                let mut child = b
-                    .ferry(&self.store)
-                    .args(["serve", "--listen", "127.0.0.1:0"])
-                    .spawn(Stdio::piped(), self.log(kind)?.into())?;
-                let out = child.stdout.take().expect("piped");
-                let mut lines = BufReader::new(out);
-                let mut first = String::new();
-                lines.read_line(&mut first)?;
-                let host = match first.trim().strip_prefix("listening on http://") {
-                    Some(h) => h.to_owned(),
-                    None => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        bail!(
-                            "ferry serve printed {first:?} first (see the log in {})",
-                            self.dir.display()
-                        );
-                    }
-                };
-                // Keep reading whatever else it prints, so that it never blocks on a full pipe.
-                std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-                let s = Server { kind, child, host };
-                wait_ready(&s)?;
-                Ok(s)
-            }
+            Kind::Ferry => start_ferry(b, &self.store, &[], self.log(kind)?, &self.dir),
             Kind::Registry => {
                 let port = free_port()?;
                 let yml = fs::read_to_string(&self.reg_yml)?;
@@ -226,6 +201,46 @@ impl Setup {
             }
         }
     }
+}
+
+/// `ferry serve --listen 127.0.0.1:0 EXTRA…` on `store`, stderr to `log` (a file in `log_dir`), once it answers
+/// `GET /v2/`.
+pub(crate) fn start_ferry(
+    b: &Bench,
+    store: &Path,
+    extra: &[&str],
+    log: File,
+    log_dir: &Path,
+) -> Result<Server> {
+    let mut child = b
+        .ferry(store)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .spawn(Stdio::piped(), log.into())?;
+    let out = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(out);
+    let mut first = String::new();
+    lines.read_line(&mut first)?;
+    let host = match first.trim().strip_prefix("listening on http://") {
+        Some(h) => h.to_owned(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "ferry serve printed {first:?} first (see the log in {})",
+                log_dir.display()
+            );
+        }
+    };
+    // Keep reading whatever else it prints, so that it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    let s = Server {
+        kind: Kind::Ferry,
+        child,
+        host,
+    };
+    wait_ready(&s)?;
+    Ok(s)
 }
 
 /// A free TCP port on loopback.
@@ -276,14 +291,20 @@ fn skopeo_copy(src_host: &str, dest: &Path) -> Cmd {
 /// The SHA-256 of a file, as an OCI digest.
 pub(crate) fn sha256_file(p: &Path) -> Result<String> {
     let mut f = File::open(p).with_context(|| format!("open {}", p.display()))?;
+    sha256_copy(&mut f, &mut std::io::sink())
+}
+
+/// Copies `from` to `to` to the end; the SHA-256 of what went through, as an OCI digest.
+pub(crate) fn sha256_copy(from: &mut impl Read, to: &mut impl Write) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = from.read(&mut buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
     }
     Ok(format!("sha256:{:x}", h.finalize()))
 }
@@ -512,7 +533,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let cpu0 = s.cpu_s()?;
             let busy0 = measure::busy_seconds()?;
             let self0 = self_cpu_s()?;
-            let (wall, bytes, errors, layers_ok) = pull_all(&s.host, args.pullers, &img)?;
+            let (wall, bytes, errors, layers_ok) =
+                pull_all(&s.host, args.pullers, (REPO, TAG), &img)?;
             let server_cpu = s.cpu_s()? - cpu0;
             let others =
                 (measure::busy_seconds()? - busy0 - server_cpu - (self_cpu_s()? - self0)).max(0.0);
@@ -584,7 +606,7 @@ fn sh_line(c: &str) -> String {
 }
 
 /// CPU seconds this process (the pullers of part 3) has used so far.
-fn self_cpu_s() -> Result<f64> {
+pub(crate) fn self_cpu_s() -> Result<f64> {
     let stat = fs::read_to_string("/proc/self/stat")?;
     let rest = &stat[stat.rfind(')').context("odd /proc/self/stat")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -657,10 +679,16 @@ fn blob_get(host: &str, digest: &str) -> Result<Measured> {
         .measure()
 }
 
-/// `pullers` threads, released together, each pulling x:v2 on its own connection: the manifest, then the config
-/// and every layer, each blob hashed as it arrives and checked against its digest and size. Returns the wall
-/// time until the last one finished, the bytes received, the errors, and how many layers were verified.
-fn pull_all(host: &str, pullers: usize, img: &OciImage) -> Result<(f64, u64, Vec<String>, usize)> {
+/// `pullers` threads, released together, each pulling `image` (repository, tag) on its own connection: the
+/// manifest, then the config and every layer, each blob hashed as it arrives and checked against its digest and
+/// size. Returns the wall time until the last one finished, the bytes received, the errors, and how many layers
+/// were verified.
+pub(crate) fn pull_all(
+    host: &str,
+    pullers: usize,
+    image: (&str, &str),
+    img: &OciImage,
+) -> Result<(f64, u64, Vec<String>, usize)> {
     let barrier = Barrier::new(pullers + 1);
     let results: Mutex<Vec<Result<(u64, usize), String>>> = Mutex::new(Vec::new());
     let mut wall = 0.0;
@@ -674,7 +702,7 @@ fn pull_all(host: &str, pullers: usize, img: &OciImage) -> Result<(f64, u64, Vec
                 barrier.wait();
                 let r = client
                     .map_err(|e| format!("client: {e}"))
-                    .and_then(|c| pull_one(&c, host, img));
+                    .and_then(|c| pull_one(&c, host, image, img));
                 results.lock().expect("results").push(r);
             });
         }
@@ -699,21 +727,38 @@ fn pull_all(host: &str, pullers: usize, img: &OciImage) -> Result<(f64, u64, Vec
     Ok((wall, bytes, errors, layers_ok))
 }
 
-fn pull_one(
+/// A request's error and its causes (what the connection said), without the URL.
+pub(crate) fn why(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        s = format!("{s}: {c}");
+        cause = c.source();
+    }
+    s
+}
+
+/// One pull of `image` (repository, tag) the way a client does it, every blob hashed and checked against `img`:
+/// the bytes received and how many layers were verified, or the first thing that went wrong.
+pub(crate) fn pull_one(
     c: &reqwest::blocking::Client,
     host: &str,
+    (repo, tag): (&str, &str),
     img: &OciImage,
 ) -> Result<(u64, usize), String> {
-    let url = format!("http://{host}/v2/{REPO}/manifests/{TAG}");
+    let url = format!("http://{host}/v2/{repo}/manifests/{tag}");
     let r = c
         .get(&url)
         .header("Accept", MANIFEST_ACCEPT)
         .send()
-        .map_err(|e| format!("GET manifest: {e}"))?;
+        .map_err(|e| format!("GET manifest: {}", why(e)))?;
     if !r.status().is_success() {
         return Err(format!("GET manifest: {}", r.status()));
     }
-    let body = r.bytes().map_err(|e| format!("GET manifest body: {e}"))?;
+    let body = r
+        .bytes()
+        .map_err(|e| format!("GET manifest body: {}", why(e)))?;
     let mut bytes = body.len() as u64;
     let m: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("manifest: {e}"))?;
@@ -734,9 +779,9 @@ fn pull_one(
     let config = desc(&m["config"]);
     for (i, (digest, size)) in std::iter::once(&config).chain(&layers).enumerate() {
         let mut r = c
-            .get(format!("http://{host}/v2/{REPO}/blobs/{digest}"))
+            .get(format!("http://{host}/v2/{repo}/blobs/{digest}"))
             .send()
-            .map_err(|e| format!("GET {digest}: {e}"))?;
+            .map_err(|e| format!("GET {digest}: {}", why(e)))?;
         if !r.status().is_success() {
             return Err(format!("GET {digest}: {}", r.status()));
         }
