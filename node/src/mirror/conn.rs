@@ -3,8 +3,8 @@
 //! [`Connections::max`] connections are held at once, and at most [`Connections::max_per_client`] from one
 //! address.
 //!
-//! At a cap, the connection that has been idle longest (no request in flight: a half-sent head, or a client's
-//! keep-alive connection between requests) is closed to make room — from the same address when that address is
+//! At a cap, a connection with no request in flight is closed to make room — one that never sent a whole
+//! request (half-open) first, else the one idle longest (a client's keep-alive connection between requests) — from the same address when that address is
 //! at its cap — so connections that hold nothing but a socket cannot keep working clients out. Only when every
 //! connection in the way is busy is the new one answered `503 Service Unavailable` (with `Retry-After`) and
 //! closed — or, during a flood (more than [`REFUSING`] being answered), closed unanswered.
@@ -96,6 +96,8 @@ struct Activity {
     busy: AtomicUsize,
     /// Milliseconds after `epoch`.
     idle_since: AtomicU64,
+    /// Whether a request ever arrived whole: connections that never sent one (half-open ones) go first.
+    served: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -104,6 +106,7 @@ impl Activity {
             epoch,
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            served: std::sync::atomic::AtomicBool::new(false),
         };
         a.idle_since.store(a.now(), Ordering::Relaxed);
         a
@@ -120,6 +123,7 @@ struct Busy(Arc<Activity>);
 impl Busy {
     fn new(activity: &Arc<Activity>) -> Busy {
         activity.busy.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Release);
         Busy(activity.clone())
     }
 }
@@ -244,8 +248,15 @@ impl Open {
             .iter()
             .filter(|(_, h)| client.is_none_or(|c| h.client == c))
             .filter(|(_, h)| h.activity.busy.load(Ordering::Acquire) == 0)
-            // The earlier accepted first among those idle since the same millisecond.
-            .min_by_key(|(id, h)| (h.activity.idle_since.load(Ordering::Acquire), **id))
+            // Those that never sent a whole request first (a client between requests is reading what it got),
+            // then the idlest, then the earlier accepted among those idle since the same millisecond.
+            .min_by_key(|(id, h)| {
+                (
+                    h.activity.served.load(Ordering::Acquire),
+                    h.activity.idle_since.load(Ordering::Acquire),
+                    **id,
+                )
+            })
             .map(|(id, _)| *id);
         let Some(held) = idlest.and_then(|id| self.remove(id)) else {
             return false;
@@ -472,13 +483,21 @@ mod tests {
         }
         assert_eq!(counts(&open), (3, 2));
         // The total cap closes the idlest of all (a3), from whichever address.
-        let _b2 = take(b).unwrap();
+        let b2 = take(b).unwrap();
         assert_eq!(a3.evicted.try_recv(), Ok(()));
         assert!(a1.evicted.try_recv().is_err());
+        // One that never sent a request goes before one that did, though the latter is idle longer.
+        b1.activity.idle_since.store(200, Ordering::Release);
+        b2.activity.idle_since.store(300, Ordering::Release);
+        let mut b1 = b1;
+        let c1 = take([10, 0, 0, 3].into()).unwrap();
+        assert_eq!(b1.evicted.try_recv(), Ok(()));
+        assert!(a1.evicted.try_recv().is_err());
         // Dropping an evicted connection's slot gives back nothing twice.
-        drop((a2, a3));
-        assert_eq!(counts(&open), (3, 2));
-        drop((a1, b1));
+        drop((a2, a3, b1));
+        assert_eq!(counts(&open), (3, 3));
+        drop((a1, c1));
         assert_eq!(counts(&open), (1, 1));
+        drop(b2);
     }
 }
