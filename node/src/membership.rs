@@ -374,9 +374,10 @@ mod tests {
         // An edit through this process (`ferry peers` on the node's admin socket) is seen at once.
         cli.allow(&p, None).unwrap();
         assert!(node.allows(&p).unwrap());
-        // The file removed by hand: seen once the answer from memory is a second old, not before.
+        // The file removed by hand: seen once the answer from memory is a second old. (Not asserted: that it is
+        // unseen before — an edit by any other list in this process, such as a test running beside this one,
+        // makes every list read its file again.)
         std::fs::remove_file(dir.path().join(PEERS_FILE)).unwrap();
-        assert!(node.allows(&p).unwrap());
         std::thread::sleep(RECHECK + std::time::Duration::from_millis(100));
         assert!(!node.allows(&p).unwrap());
     }
