@@ -172,7 +172,7 @@ pub fn rfc3339(secs: u64) -> String {
 
 /// `Chart.yaml` of the archive at `path` (the one at `CHART/Chart.yaml`, not a subchart's) and the newest
 /// modification time of any entry.
-fn read_archive(path: &Path) -> Result<(Vec<u8>, u64), IngestError> {
+pub(crate) fn read_archive(path: &Path) -> Result<(Vec<u8>, u64), IngestError> {
     let bad = |reason: String| IngestError::Malformed {
         what: path.display().to_string(),
         reason,
