@@ -121,6 +121,9 @@ pub fn parse_chart_yaml(bytes: &[u8]) -> Result<(String, String, BTreeMap<String
                 scalar_text(&v).ok_or_else(|| format!("Chart.yaml: {key} is not a string"))?,
             )
         } else {
+            // index.yaml must hold it: YAML that reads but does not write (a mapping as a key) is refused.
+            yaml_serde::to_string(&v)
+                .map_err(|e| format!("Chart.yaml: {key} cannot be written to index.yaml ({e})"))?;
             v
         };
         fields.insert(key.to_string(), v);
@@ -392,6 +395,11 @@ mod tests {
             (
                 b"apiVersion: v2\nname: {a: 1}\nversion: 1.0.0\n",
                 "name is not a string",
+            ),
+            // Found by the `helm` fuzz target: a mapping as a key reads but cannot be written to index.yaml.
+            (
+                b"apiVersion: v2\nname: d\nversion: 1.0.0\nkeywords:\n ? e:\n",
+                "keywords cannot be written",
             ),
         ] {
             let err = parse_chart_yaml(bad).unwrap_err();
