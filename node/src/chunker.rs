@@ -154,7 +154,8 @@ impl Cutter for ContentCutter {
                     out.push(group as usize..at as usize);
                 }
                 group = at;
-                self.in_file = Some((f.at + f.len, f.len > max));
+                // Saturating: a file may claim nearly 2^64 bytes (its stream ends long before).
+                self.in_file = Some((f.at.saturating_add(f.len), f.len > max));
                 self.long_run = None;
                 continue;
             }
@@ -226,7 +227,10 @@ impl Cutter for ContentCutter {
         drop(files);
         let base = self.base;
         let mut files = self.files.borrow_mut();
-        while files.front().is_some_and(|f| f.at + f.len <= base) {
+        while files
+            .front()
+            .is_some_and(|f| f.at.saturating_add(f.len) <= base)
+        {
             files.pop_front();
         }
         out
@@ -457,6 +461,24 @@ mod tests {
             assert!(a != b);
             assert_eq!(chunk_set(&a, &params), chunk_set(&b, &params));
         }
+    }
+
+    #[test]
+    fn a_file_claiming_nearly_2_64_bytes_is_cut() {
+        // Found with the `tarsplit` fuzz target (from an input written for it): the end of such a file, its start
+        // plus its length, overflowed.
+        let mut data = crate::tarsplit::raw_header("a", 600).to_vec();
+        data.extend_from_slice(&[b'a'; 1024]);
+        data.extend_from_slice(&crate::tarsplit::raw_header("b", u64::MAX - 600));
+        data.extend_from_slice(&pseudo_random(20_000, 3));
+        let (c, cuts) = split_and_cut(&data, &small(), &[5000]);
+        assert_eq!(c.len(), 1024 + 20_000);
+        let mut at = 0;
+        for r in &cuts {
+            assert!(r.start == at && r.len() <= small().max as usize, "{r:?}");
+            at = r.end;
+        }
+        assert_eq!(at, c.len());
     }
 
     #[test]

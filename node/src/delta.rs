@@ -649,8 +649,10 @@ pub fn decode(
     d.set_parameter(DParameter::WindowLogMax(29))
         .map_err(zstd_error)?;
     d.ref_prefix(reference).map_err(zstd_error)?;
-    // At most `len` bytes: a frame that decodes to more fails.
-    let mut out = Vec::with_capacity(len);
+    // At most `len` bytes: a frame that decodes to more fails. Room for one byte at least: an empty Vec's
+    // pointer dangles, and libzstd's fast path, handed it, aborts the process (a frame for 0 bytes that holds
+    // sequences); one byte more than `len` is refused below all the same.
+    let mut out = Vec::with_capacity(len.max(1));
     let n = d.decompress(&mut out, frame).map_err(zstd_error)?;
     if n != len {
         return Err(format!("decodes to {n} bytes, {len} expected"));
@@ -886,6 +888,21 @@ mod tests {
             unversioned("libssl3_3.0.15-1~deb12u1_amd64.deb")
         );
         assert_ne!(unversioned("a-1.tgz"), unversioned("b-1.tgz"));
+    }
+
+    #[test]
+    fn a_frame_for_no_bytes_is_refused() {
+        // Found by the `frames` fuzz target: a delta frame holding sequences, decoded into 0 bytes, made libzstd
+        // abort the process.
+        let reference: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let frame = [
+            0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x64, 0x55, 0x00, 0x00, 0x01, 0x10, 0x02, 0x00, 0x06,
+            0xa6, 0x80, 0xdb, 0x04, 0x10,
+        ];
+        assert!(decode(&reference, &frame, 0, &[0; 8]).is_err());
+        let target = reference[100..300].to_vec();
+        let frame = encode(&reference, &target, DELTA_LEVEL).unwrap();
+        assert!(decode(&reference, &frame, 0, &output_check(&[])).is_err());
     }
 
     #[test]

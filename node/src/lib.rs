@@ -18,6 +18,8 @@
 //! - [`node_config`]: the running node's `node.toml` (listen address, push and pull tokens).
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
+//!
+//! Hidden: `fuzz`, thin wrappers that give the fuzz targets (`node/fuzz`) the private parsers of outside bytes.
 
 pub mod admin;
 pub mod bundle;
@@ -25,6 +27,8 @@ pub mod chunker;
 pub mod config;
 pub mod delta;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ingest;
 pub mod keys;
 pub mod membership;

@@ -150,6 +150,9 @@ pub enum DiffError {
     /// More parts than any recipe holds.
     #[error("expands to more than {0} parts")]
     TooLong(usize),
+    /// Parts longer, together, than any blob.
+    #[error("its parts add up to more than 2^64 bytes")]
+    TooLarge,
     /// Rebuilt, it is not the recipe it names.
     #[error("rebuilds as recipe {found}, not {expected}")]
     Mismatch {
@@ -307,7 +310,17 @@ impl RecipeDiff {
             }
         }
         Ok(match self.shape {
-            Shape::Concat => Recipe::concat(parts),
+            Shape::Concat => {
+                // The size is the parts' sum, which a difference from elsewhere can push past a u64.
+                if parts
+                    .iter()
+                    .try_fold(0u64, |sum, p| sum.checked_add(p.len()))
+                    .is_none()
+                {
+                    return Err(DiffError::TooLarge);
+                }
+                Recipe::concat(parts)
+            }
             Shape::Gzip {
                 size,
                 raw_size,
@@ -404,6 +417,24 @@ mod tests {
             diff.rebuild(Some(&short), |_| Some(sent)),
             Err(DiffError::OutOfBase { .. })
         ));
+    }
+
+    #[test]
+    fn a_diff_past_2_64_bytes_is_refused() {
+        // Found with the `codec` fuzz target (from a seed with its lengths changed): the parts' sum overflowed,
+        // a panic in debug builds, when a peer's or a bundle's difference was rebuilt.
+        let diff = RecipeDiff {
+            id: RecipeId::of(b"any"),
+            shape: Shape::Concat,
+            base: None,
+            ops: vec![Op::Sent { len: 5 }, Op::Zero { len: u64::MAX }],
+        };
+        let id = ChunkId::of(b"chunk");
+        assert_eq!(diff.rebuild(None, |_| Some(id)), Err(DiffError::TooLarge));
+        assert_eq!(
+            diff.rebuild_checked(None, |_| Some(id)),
+            Err(DiffError::TooLarge)
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run decompose` (from `node/`): any input either fails to decompose with an error or
-//! decomposes and recomposes to exactly itself.
+//! `tools/fuzz decompose`: any input either fails to decompose with an error or decomposes and recomposes to
+//! exactly itself.
 //!
 //! Almost any change to deflate data changes the output, so its CRC-32 no longer matches; to reach the
 //! re-encoder with such streams anyway, a wrong trailer field is set to what the data gives and the input tried

@@ -1,6 +1,6 @@
-//! `cargo +nightly fuzz run recompose` (from `node/`): re-creation data and raw bytes from anywhere never make
-//! recompose panic; whatever it accepts, decompose reads back to the same raw bytes unless the verbatim parts
-//! (member headers, trailing bytes) are not gzip.
+//! `tools/fuzz recompose`: re-creation data and raw bytes from anywhere never make recompose panic; whatever
+//! it accepts, decompose reads back to the same raw bytes unless the verbatim parts (member headers, trailing
+//! bytes) are not gzip.
 //!
 //! Input: u32 LE raw length, u32 LE headers length, then raw bytes, headers, tokens (lengths are cut to what
 //! is there). Seeds made from real gzip files put the fuzzer where the format is valid.

@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run zip` (from `node/`): any input either is refused (its layout, or its members'
-//! decoding or re-encoding) or comes back exactly from its skeleton, member table and members' re-creation.
+//! `tools/fuzz zip`: any input either is refused (its layout, or its members' decoding or re-encoding) or
+//! comes back exactly from its skeleton, member table and members' re-creation.
 #![no_main]
 
 use ferry_formats::deflate::stream::{decompose_in_memory, recompose, Options};

@@ -187,7 +187,9 @@ fn decode(
     let mut d = zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?;
     d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(28))
         .map_err(|e| fail(e.to_string()))?;
-    let mut raw = pool.take(seg.raw_len as usize);
+    // Room for one byte at least (an empty buffer's dangling pointer makes libzstd abort); the length is
+    // checked below.
+    let mut raw = pool.take((seg.raw_len as usize).max(1));
     let decoded = d.decompress_to_buffer(&comp, &mut raw);
     pool.give(comp);
     decoded.map_err(|e| fail(format!("does not decompress: {e}")))?;

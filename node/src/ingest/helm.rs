@@ -112,15 +112,19 @@ pub fn parse_chart_yaml(bytes: &[u8]) -> Result<(String, String, BTreeMap<String
     let mut fields = BTreeMap::new();
     for &key in INDEX_FIELDS {
         let Some(v) = map.get(key) else { continue };
+        let v = untagged(v);
         if v.is_null() {
             continue;
         }
         let v = if STRING_FIELDS.contains(&key) {
             Value::String(
-                scalar_text(v).ok_or_else(|| format!("Chart.yaml: {key} is not a string"))?,
+                scalar_text(&v).ok_or_else(|| format!("Chart.yaml: {key} is not a string"))?,
             )
         } else {
-            v.clone()
+            // index.yaml must hold it: YAML that reads but does not write (a mapping as a key) is refused.
+            yaml_serde::to_string(&v)
+                .map_err(|e| format!("Chart.yaml: {key} cannot be written to index.yaml ({e})"))?;
+            v
         };
         fields.insert(key.to_string(), v);
     }
@@ -132,6 +136,19 @@ pub fn parse_chart_yaml(bytes: &[u8]) -> Result<(String, String, BTreeMap<String
     let version = required("version")?;
     required("apiVersion")?;
     Ok((name, version, fields))
+}
+
+/// `v` with its YAML tags dropped, at any depth: Helm reads `Chart.yaml` into plain fields, and a tag kept (the
+/// bare `!`, for one) may not be written back into `index.yaml`.
+fn untagged(v: &Value) -> Value {
+    match v {
+        Value::Tagged(t) => untagged(&t.value),
+        Value::Sequence(s) => Value::Sequence(s.iter().map(untagged).collect()),
+        Value::Mapping(m) => {
+            Value::Mapping(m.iter().map(|(k, v)| (untagged(k), untagged(v))).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch.
@@ -158,7 +175,7 @@ pub fn rfc3339(secs: u64) -> String {
 
 /// `Chart.yaml` of the archive at `path` (the one at `CHART/Chart.yaml`, not a subchart's) and the newest
 /// modification time of any entry.
-fn read_archive(path: &Path) -> Result<(Vec<u8>, u64), IngestError> {
+pub(crate) fn read_archive(path: &Path) -> Result<(Vec<u8>, u64), IngestError> {
     let bad = |reason: String| IngestError::Malformed {
         what: path.display().to_string(),
         reason,
@@ -379,10 +396,38 @@ mod tests {
                 b"apiVersion: v2\nname: {a: 1}\nversion: 1.0.0\n",
                 "name is not a string",
             ),
+            // Found by the `helm` fuzz target: a mapping as a key reads but cannot be written to index.yaml.
+            (
+                b"apiVersion: v2\nname: d\nversion: 1.0.0\nkeywords:\n ? e:\n",
+                "keywords cannot be written",
+            ),
         ] {
             let err = parse_chart_yaml(bad).unwrap_err();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
+    }
+
+    #[test]
+    fn tags_in_chart_yaml_are_dropped() {
+        // Found by the `helm` fuzz target: a tagged value (here the bare `!`) in an index field made writing
+        // index.yaml panic.
+        let (name, version, fields) = parse_chart_yaml(
+            b"apiVersion: v2\nname: !!str n\nversion: 1.0.0\nmaintainers:\n ! :\nkeywords: [!x a]\n",
+        )
+        .unwrap();
+        assert_eq!(name, "n");
+        assert_eq!(fields["keywords"][0], Value::String("a".into()));
+        let c = Chart {
+            filename: "n-1.0.0.tgz".into(),
+            name,
+            semver: parse_version(&version).unwrap(),
+            version,
+            fields,
+            digest: "0".repeat(64),
+            mtime: 0,
+        };
+        let index: Value = yaml_serde::from_str(&index_yaml(&[c])).unwrap();
+        assert!(index["entries"]["n"][0]["maintainers"].is_mapping());
     }
 
     fn chart(file: &str, name: &str, version: &str, mtime: u64) -> Chart {

@@ -132,6 +132,64 @@ struct ManifestJson {
     layers: Option<Vec<Descriptor>>,
 }
 
+impl ManifestJson {
+    /// An image manifest's config, then its layers.
+    fn blobs(&self, within: &str) -> Result<impl Iterator<Item = &Descriptor>, IngestError> {
+        let config = self.config.as_ref().ok_or_else(|| IngestError::Malformed {
+            what: within.to_string(),
+            reason: "neither an index (manifests) nor an image manifest (config)".into(),
+        })?;
+        Ok(std::iter::once(config).chain(self.layers.iter().flatten()))
+    }
+}
+
+/// Parse a manifest or index read from a source (`within` names it for errors): the manifest, and its media
+/// type — its own `mediaType`, else `hint` (what the descriptor naming it said), else what its shape says.
+fn read_manifest(
+    bytes: &[u8],
+    hint: &str,
+    within: &str,
+) -> Result<(ManifestJson, String), IngestError> {
+    let m: ManifestJson = serde_json::from_slice(bytes).map_err(|e| IngestError::Malformed {
+        what: within.to_string(),
+        reason: format!("not a JSON manifest: {e}"),
+    })?;
+    if m.schema_version == Some(1) {
+        return Err(IngestError::Malformed {
+            what: within.to_string(),
+            reason: "Docker schema 1 manifests are not supported".into(),
+        });
+    }
+    let media_type = match (&m.media_type, &m.manifests) {
+        (Some(t), _) => t.clone(),
+        (None, _) if !hint.is_empty() => hint.to_string(),
+        (None, Some(_)) => media::OCI_INDEX.to_string(),
+        (None, None) => media::OCI_MANIFEST.to_string(),
+    };
+    Ok((m, media_type))
+}
+
+/// What a manifest or index read from a source names, as the walk reads it (for the fuzz targets): its media
+/// type, and each child manifest's digest for an index, else the config's and each layer's.
+pub(crate) fn manifest_names(
+    bytes: &[u8],
+    hint: &str,
+) -> Result<(String, Vec<Sha256Digest>), IngestError> {
+    let within = "manifest";
+    let (m, media_type) = read_manifest(bytes, hint, within)?;
+    let named = match &m.manifests {
+        Some(children) => children
+            .iter()
+            .map(|c| c.sha256(within))
+            .collect::<Result<_, _>>()?,
+        None => m
+            .blobs(within)?
+            .map(|d| d.sha256(within))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((media_type, named))
+}
+
 /// Where an image's blobs come from.
 pub trait BlobSource {
     /// A name for errors, e.g. the layout directory or the registry host.
@@ -348,23 +406,7 @@ impl Walker<'_, '_> {
             });
         }
         let (blob, bytes) = ingest_small_blob(ctx, src, digest, size, self.stats)?;
-        let m: ManifestJson =
-            serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-                what: within.clone(),
-                reason: format!("not a JSON manifest: {e}"),
-            })?;
-        if m.schema_version == Some(1) {
-            return Err(IngestError::Malformed {
-                what: within,
-                reason: "Docker schema 1 manifests are not supported".into(),
-            });
-        }
-        let media_type = match (&m.media_type, &m.manifests) {
-            (Some(t), _) => t.clone(),
-            (None, _) if !media_type_hint.is_empty() => media_type_hint.to_string(),
-            (None, Some(_)) => media::OCI_INDEX.to_string(),
-            (None, None) => media::OCI_MANIFEST.to_string(),
-        };
+        let (m, media_type) = read_manifest(&bytes, media_type_hint, &within)?;
         if self.seen.insert(*digest) {
             self.blobs.push(ImageBlob {
                 media_type: media_type.clone(),
@@ -396,11 +438,7 @@ impl Walker<'_, '_> {
             }
             return Ok(media_type);
         }
-        let config = m.config.as_ref().ok_or_else(|| IngestError::Malformed {
-            what: within.clone(),
-            reason: "neither an index (manifests) nor an image manifest (config)".into(),
-        })?;
-        for d in std::iter::once(config).chain(m.layers.iter().flatten()) {
+        for d in m.blobs(&within)? {
             let digest = d.sha256(&within)?;
             if !self.seen.insert(digest) {
                 continue;

@@ -71,8 +71,13 @@ fn read_index(dir: &Path) -> Result<Vec<Descriptor>, IngestError> {
             reason: "larger than 4 MiB".into(),
         });
     }
-    let index: IndexJson = serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-        what: path.display().to_string(),
+    parse_index(&bytes, &path.display().to_string())
+}
+
+/// Parse a layout's `index.json` (`what` names it for errors): its manifests.
+pub(crate) fn parse_index(bytes: &[u8], what: &str) -> Result<Vec<Descriptor>, IngestError> {
+    let index: IndexJson = serde_json::from_slice(bytes).map_err(|e| IngestError::Malformed {
+        what: what.to_string(),
         reason: format!("not an OCI index: {e}"),
     })?;
     Ok(index.manifests)

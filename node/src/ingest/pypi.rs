@@ -362,16 +362,16 @@ fn sdist_metadata(path: &Path, kind: DistKind) -> Result<Option<Vec<u8>>, Ingest
 }
 
 /// One distribution found in DIR, before it is stored.
-struct Found {
+pub(crate) struct Found {
     filename: String,
     path: std::path::PathBuf,
-    project: String,
-    requires_python: Option<String>,
+    pub(crate) project: String,
+    pub(crate) requires_python: Option<String>,
     /// The wheel's METADATA, served as `<file>.metadata`.
-    metadata: Option<Vec<u8>>,
+    pub(crate) metadata: Option<Vec<u8>>,
 }
 
-fn inspect(filename: &str, path: &Path) -> Result<Found, IngestError> {
+pub(crate) fn inspect(filename: &str, path: &Path) -> Result<Found, IngestError> {
     let (kind, stem) = DistKind::of(filename).ok_or_else(|| IngestError::BadSource {
         source_text: path.display().to_string(),
         reason: "not a Python distribution: pypi: takes *.whl, *.tar.gz and *.zip".into(),

@@ -127,7 +127,7 @@ async fn base(State(m): State<Mirror>, headers: HeaderMap) -> Result<Response, A
 
 /// What a `/v2/<rest>` path asks for.
 #[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     Catalog,
     Manifest(&'a str, &'a str),
     Blob(&'a str, &'a str),
@@ -140,7 +140,7 @@ enum Route<'a> {
 }
 
 /// Split the raw path after `/v2/`. `None` if it matches no endpoint.
-fn parse_route(rest: &str) -> Option<Route<'_>> {
+pub(crate) fn parse_route(rest: &str) -> Option<Route<'_>> {
     if rest == "_catalog" {
         return Some(Route::Catalog);
     }

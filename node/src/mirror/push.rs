@@ -83,7 +83,7 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// `Content-Range: <start>-<end>` (inclusive; a `bytes ` or `bytes=` prefix tolerated).
-fn parse_content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
+pub(crate) fn parse_content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -411,6 +411,88 @@ fn manifest_type(headers: &HeaderMap, m: &ManifestJson) -> Result<String, ApiErr
     Ok(t)
 }
 
+/// A pushed manifest as its bytes and headers give it, before anything is looked up.
+#[derive(Debug)]
+pub(crate) struct PushedManifest {
+    /// Its media type (one of [`media::MANIFESTS`]).
+    pub media_type: String,
+    /// What it names: an index's manifests, or an image manifest's config then layers.
+    pub named: Vec<Named>,
+    /// Its `subject`.
+    pub subject: Option<Sha256Digest>,
+}
+
+/// A descriptor of a pushed manifest.
+#[derive(Debug)]
+pub(crate) struct Named {
+    /// The digest.
+    pub digest: Sha256Digest,
+    /// The size it says.
+    pub size: u64,
+    /// Its media type, empty when it gives none.
+    pub media_type: String,
+}
+
+/// Parse a pushed manifest and check what it says of itself: JSON, schema version 2, an accepted media type
+/// agreeing with `Content-Type`, the descriptors its kind needs, every digest a sha256 one.
+pub(crate) fn check_manifest(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<PushedManifest, ApiError> {
+    let parsed: ManifestJson = serde_json::from_slice(bytes)
+        .map_err(|e| manifest_invalid(format!("not a JSON manifest: {e}")))?;
+    if parsed.schema_version != Some(2) {
+        return Err(manifest_invalid(
+            "only schemaVersion 2 manifests are accepted (Docker schema 1 is not supported)",
+        ));
+    }
+    let media_type = manifest_type(headers, &parsed)?;
+    let is_index = media_type == media::OCI_INDEX || media_type == media::DOCKER_LIST;
+    let named: Vec<&DescriptorJson> = if is_index {
+        parsed
+            .manifests
+            .as_ref()
+            .ok_or_else(|| manifest_invalid("an index needs a manifests array"))?
+            .iter()
+            .collect()
+    } else {
+        let config = parsed
+            .config
+            .as_ref()
+            .ok_or_else(|| manifest_invalid("an image manifest needs a config"))?;
+        std::iter::once(config)
+            .chain(parsed.layers.iter().flatten())
+            .collect()
+    };
+    let named = named
+        .into_iter()
+        .map(|d| {
+            Ok(Named {
+                digest: d
+                    .digest
+                    .parse()
+                    .map_err(|e| manifest_invalid(format!("descriptor {:?}: {e}", d.digest)))?,
+                size: d.size,
+                media_type: d.media_type.clone(),
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let subject = parsed
+        .subject
+        .as_ref()
+        .map(|d| {
+            d.digest
+                .parse::<Sha256Digest>()
+                .map_err(|e| manifest_invalid(format!("subject: {e}")))
+        })
+        .transpose()?;
+    Ok(PushedManifest {
+        media_type,
+        named,
+        subject,
+    })
+}
+
 /// `PUT /v2/<name>/manifests/<reference>`.
 pub(crate) async fn put_manifest(
     m: &Mirror,
@@ -438,40 +520,11 @@ pub(crate) async fn put_manifest(
         )
         .with_detail(serde_json::json!({ "digest": want.to_string() })));
     }
-    let parsed: ManifestJson = serde_json::from_slice(&bytes)
-        .map_err(|e| manifest_invalid(format!("not a JSON manifest: {e}")))?;
-    if parsed.schema_version != Some(2) {
-        return Err(manifest_invalid(
-            "only schemaVersion 2 manifests are accepted (Docker schema 1 is not supported)",
-        ));
-    }
-    let media_type = manifest_type(headers, &parsed)?;
-    let is_index = media_type == media::OCI_INDEX || media_type == media::DOCKER_LIST;
-    let named: Vec<&DescriptorJson> = if is_index {
-        parsed
-            .manifests
-            .as_ref()
-            .ok_or_else(|| manifest_invalid("an index needs a manifests array"))?
-            .iter()
-            .collect()
-    } else {
-        let config = parsed
-            .config
-            .as_ref()
-            .ok_or_else(|| manifest_invalid("an image manifest needs a config"))?;
-        std::iter::once(config)
-            .chain(parsed.layers.iter().flatten())
-            .collect()
-    };
-    let subject = parsed
-        .subject
-        .as_ref()
-        .map(|d| {
-            d.digest
-                .parse::<Sha256Digest>()
-                .map_err(|e| manifest_invalid(format!("subject: {e}")))
-        })
-        .transpose()?;
+    let PushedManifest {
+        media_type,
+        named,
+        subject,
+    } = check_manifest(headers, &bytes)?;
 
     // Every blob and child manifest it names must be held in the repository, with the size it says.
     let catalog = m.catalog().await.map_err(internal)?;
@@ -479,10 +532,7 @@ pub(crate) async fn put_manifest(
     let mut refs: Vec<(BlobRef, String)> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
     for d in named {
-        let digest: Sha256Digest = d
-            .digest
-            .parse()
-            .map_err(|e| manifest_invalid(format!("descriptor {:?}: {e}", d.digest)))?;
+        let digest = d.digest;
         let Some((blob, known_type)) = repo.and_then(|r| r.blobs.get(&digest)) else {
             missing.push(digest.to_string());
             continue;

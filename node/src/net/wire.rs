@@ -62,15 +62,25 @@ pub async fn write_frame<T: Object>(
 pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, WireError> {
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len);
+    let mut body = vec![0u8; frame_len(len)?];
+    recv.read_exact(&mut body).await?;
+    decode_frame(&body)
+}
+
+/// The body length a frame's prefix announces, refused past [`MAX_FRAME`].
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(prefix);
     if len > MAX_FRAME {
         return Err(WireError::Malformed(format!(
             "a frame of {len} bytes (the limit is {MAX_FRAME})"
         )));
     }
-    let mut body = vec![0u8; len as usize];
-    recv.read_exact(&mut body).await?;
-    T::decode(&body).map_err(|e| WireError::Malformed(e.to_string()))
+    Ok(len as usize)
+}
+
+/// A frame's body as a `T`.
+pub fn decode_frame<T: Object>(body: &[u8]) -> Result<T, WireError> {
+    T::decode(body).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Read one chunk record: its header, and its stored bytes unless the peer lacks it. `max_stored` bounds what a
@@ -81,17 +91,25 @@ pub async fn read_record(
 ) -> Result<(ChunkRecordHeader, Vec<u8>), WireError> {
     let mut h = [0u8; RECORD_HEADER_LEN];
     recv.read_exact(&mut h).await?;
-    let header = ChunkRecordHeader::decode(&h);
-    let Some(stored) = header.stored_len else {
-        return Ok((header, Vec::new()));
-    };
+    let (header, stored) = record_header(&h, max_stored)?;
+    let mut body = vec![0u8; stored];
+    recv.read_exact(&mut body).await?;
+    Ok((header, body))
+}
+
+/// A chunk record's header and how many stored bytes follow it (none when the peer lacks the chunk), refused
+/// past `max_stored`.
+pub fn record_header(
+    h: &[u8; RECORD_HEADER_LEN],
+    max_stored: u32,
+) -> Result<(ChunkRecordHeader, usize), WireError> {
+    let header = ChunkRecordHeader::decode(h);
+    let stored = header.stored_len.unwrap_or(0);
     if stored > max_stored {
         return Err(WireError::Malformed(format!(
             "chunk {} claims {stored} stored bytes (at most {max_stored} expected)",
             header.id
         )));
     }
-    let mut body = vec![0u8; stored as usize];
-    recv.read_exact(&mut body).await?;
-    Ok((header, body))
+    Ok((header, stored as usize))
 }

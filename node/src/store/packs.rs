@@ -181,9 +181,11 @@ pub fn decompress(payload: &[u8], raw_len: u32) -> io::Result<Vec<u8>> {
         if d.is_none() {
             *d = Some(zstd::bulk::Decompressor::new()?);
         }
+        // Room for one byte at least: libzstd aborts the process when handed an empty Vec's dangling pointer
+        // and a payload with sequences; the length is checked below.
         d.as_mut()
             .expect("made above")
-            .decompress(payload, raw_len as usize)
+            .decompress(payload, (raw_len as usize).max(1))
     })?;
     if out.len() != raw_len as usize {
         return Err(io::Error::new(
@@ -257,4 +259,24 @@ pub fn scan(
         off = end;
     }
     Ok(off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_for_no_bytes_is_refused() {
+        // A frame with sequences (the one the `frames` fuzz target found), said to expand to 0 bytes: libzstd
+        // aborted the process when handed an empty Vec to decode it into.
+        let payload = [
+            0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x64, 0x55, 0x00, 0x00, 0x01, 0x10, 0x02, 0x00, 0x06,
+            0xa6, 0x80, 0xdb, 0x04, 0x10,
+        ];
+        assert!(decompress(&payload, 0).is_err());
+        let data = b"abcdefgh".repeat(100);
+        let stored = zstd::bulk::compress(&data, 3).unwrap();
+        assert!(decompress(&stored, 0).is_err());
+        assert_eq!(decompress(&stored, 800).unwrap(), data);
+    }
 }

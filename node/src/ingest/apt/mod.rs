@@ -485,7 +485,6 @@ impl Collected<'_, '_> {
         let what = self.fetch.describe(path);
         let pool = &mut self.pool;
         let mut add = |file: String, sha256: Sha256Digest, size: u64| -> Result<(), String> {
-            ferry_protocol::validate_rel_path(&file).map_err(|e| e.to_string())?;
             match pool.get(&file) {
                 Some(p) if p.sha256 != sha256 || p.size != size => Err(format!(
                     "{file} is listed with SHA256 {} ({} bytes) here but {} ({} bytes) in {}",
@@ -506,35 +505,10 @@ impl Collected<'_, '_> {
             }
         };
         let on_paragraph = |p: Paragraph| -> Result<(), String> {
-            let name = field(&p, "Package").unwrap_or("?");
-            if sources {
-                let dir = field(&p, "Directory")
-                    .ok_or_else(|| format!("source {name} has no Directory"))?;
-                let list = field(&p, "Checksums-Sha256")
-                    .ok_or_else(|| format!("source {name} has no Checksums-Sha256"))?;
-                for line in list.lines().filter(|l| !l.trim().is_empty()) {
-                    let mut w = line.split_whitespace();
-                    let (Some(hex), Some(size), Some(file)) = (w.next(), w.next(), w.next()) else {
-                        return Err(format!("source {name}: bad checksum line {line:?}"));
-                    };
-                    let (sha, size) = sha_and_size(hex, size)
-                        .ok_or_else(|| format!("source {name}: bad checksum line {line:?}"))?;
-                    add(format!("{dir}/{file}"), sha, size)?;
-                }
-                Ok(())
-            } else {
-                let file = field(&p, "Filename")
-                    .ok_or_else(|| format!("package {name} has no Filename"))?;
-                let (Some(hex), Some(size)) = (field(&p, "SHA256"), field(&p, "Size")) else {
-                    return Err(format!(
-                        "package {name} has no SHA256 and Size: ferry needs both to check {file}"
-                    ));
-                };
-                let (sha, size) = sha_and_size(hex, size).ok_or_else(|| {
-                    format!("package {name}: bad SHA256 {hex:?} or Size {size:?}")
-                })?;
-                add(file.to_string(), sha, size)
+            for (file, sha256, size) in pool_entries(&p, sources)? {
+                add(file, sha256, size)?;
             }
+            Ok(())
         };
         decompress_into(path, bytes, Paragraphs::new(on_paragraph))
             .map_err(|reason| IngestError::Malformed { what, reason })
@@ -568,6 +542,60 @@ impl Collected<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// The pool files one paragraph of a `Packages` index (or, with `sources`, of a `Sources` index) names: each
+/// path (checked to stay inside the repository), SHA-256 and size.
+fn pool_entries(p: &Paragraph, sources: bool) -> Result<Vec<(String, Sha256Digest, u64)>, String> {
+    let name = field(p, "Package").unwrap_or("?");
+    let mut out = Vec::new();
+    if sources {
+        let dir = field(p, "Directory").ok_or_else(|| format!("source {name} has no Directory"))?;
+        let list = field(p, "Checksums-Sha256")
+            .ok_or_else(|| format!("source {name} has no Checksums-Sha256"))?;
+        for line in list.lines().filter(|l| !l.trim().is_empty()) {
+            let mut w = line.split_whitespace();
+            let (Some(hex), Some(size), Some(file)) = (w.next(), w.next(), w.next()) else {
+                return Err(format!("source {name}: bad checksum line {line:?}"));
+            };
+            let (sha, size) = sha_and_size(hex, size)
+                .ok_or_else(|| format!("source {name}: bad checksum line {line:?}"))?;
+            out.push((format!("{dir}/{file}"), sha, size));
+        }
+    } else {
+        let file = field(p, "Filename").ok_or_else(|| format!("package {name} has no Filename"))?;
+        let (Some(hex), Some(size)) = (field(p, "SHA256"), field(p, "Size")) else {
+            return Err(format!(
+                "package {name} has no SHA256 and Size: ferry needs both to check {file}"
+            ));
+        };
+        let (sha, size) = sha_and_size(hex, size)
+            .ok_or_else(|| format!("package {name}: bad SHA256 {hex:?} or Size {size:?}"))?;
+        out.push((file.to_string(), sha, size));
+    }
+    for (file, ..) in &out {
+        ferry_protocol::validate_rel_path(file).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// The pool files a `Packages` or `Sources` index at `path` (compressed as its name says) names, in order (for
+/// the fuzz targets; the walk checks each against the others as it goes).
+pub(crate) fn index_entries(
+    path: &str,
+    bytes: &[u8],
+    sources: bool,
+) -> Result<Vec<(String, Sha256Digest, u64)>, String> {
+    let mut out = Vec::new();
+    decompress_into(
+        path,
+        bytes,
+        Paragraphs::new(|p: Paragraph| {
+            out.extend(pool_entries(&p, sources)?);
+            Ok(())
+        }),
+    )?;
+    Ok(out)
 }
 
 fn sha_and_size(hex: &str, size: &str) -> Option<(Sha256Digest, u64)> {
