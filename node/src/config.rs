@@ -34,6 +34,15 @@ pub struct StoreConfig {
     /// directories 0700); `027` lets the group read.
     #[serde(default = "default_umask")]
     pub umask: String,
+    /// Bytes left free on the store's filesystem: pack writes stop short of it with a "no space" error, so the
+    /// index always has room to record what the packs hold and a full disk never finds it mid-write. 0 turns
+    /// the reserve off (the filesystem's own ENOSPC is then the only stop, and is handled too).
+    #[serde(default = "default_reserve")]
+    pub reserve_bytes: u64,
+}
+
+fn default_reserve() -> u64 {
+    64 << 20
 }
 
 fn default_umask() -> String {
@@ -95,6 +104,7 @@ impl Default for StoreConfig {
             recreate_jobs: default_recreate_jobs(),
             keep_versions: default_keep_versions(),
             umask: default_umask(),
+            reserve_bytes: default_reserve(),
         }
     }
 }

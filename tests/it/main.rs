@@ -46,6 +46,8 @@
 //!   (all exact), then fsck clean and the store the size of a fresh one holding only what was kept.
 //! - `status`: the status page in headless Chromium and `/metrics` through Prometheus' parser follow pins, pulls
 //!   and gc; (in `sync`) per-peer chunk counts and sync lag.
+//! - `disk_full`: `add`, `import`, `sync`, a push and `gc` on a store whose small tmpfs is full fail saying so
+//!   and naming the store, lose nothing held, and complete once space is freed (fsck clean).
 //! - `crash`: fsck finds damage; kill -9 during add leaves a consistent, resumable store.
 //! - `pkgs`: `pypi:`, `helm:` and `yum:` sources — real distributions, charts and rpm repositories as static
 //!   trees with generated indexes; served under `/repos/` to pip and dnf (with `repo_gpgcheck`), helm's
@@ -58,6 +60,7 @@ mod crash;
 mod deb;
 mod delta;
 mod diff;
+mod disk_full;
 mod docker_archive;
 mod files;
 mod gc;

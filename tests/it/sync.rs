@@ -16,7 +16,7 @@ use serde_json::Value;
 const PORT: u16 = 7701;
 
 /// Deterministic incompressible bytes (xorshift), `len` of them, into `path`.
-fn noise(path: &Path, len: usize, seed: u64) {
+pub(crate) fn noise(path: &Path, len: usize, seed: u64) {
     let mut state = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -34,7 +34,7 @@ fn peer_id(s: &Store) -> String {
 }
 
 /// `site` trusts releases signed by `seed`'s publisher key.
-fn trust(site: &Store, seed: &Store) {
+pub(crate) fn trust(site: &Store, seed: &Store) {
     let key = seed.run(["keys", "export"]).ok().stdout;
     let file = site.tmp_path("publisher.pub");
     std::fs::write(&file, key).unwrap();
@@ -43,7 +43,7 @@ fn trust(site: &Store, seed: &Store) {
 }
 
 /// Every pair of `stores` allows each other.
-fn allow_all(stores: &[&Store]) {
+pub(crate) fn allow_all(stores: &[&Store]) {
     let ids: Vec<String> = stores.iter().map(|s| peer_id(s)).collect();
     for (i, s) in stores.iter().enumerate() {
         for (j, id) in ids.iter().enumerate() {
@@ -96,7 +96,7 @@ fn status(store: &Store) -> Value {
 /// Wait until `f` holds, polling; panics with `what` after `limit`.
 #[track_caller]
 /// `seed` and `site` served on loopback, the site given the seed as its peer; returns once they are connected.
-fn seed_and_site(seed: &Store, site: &Store) -> (Node, Node) {
+pub(crate) fn seed_and_site(seed: &Store, site: &Store) -> (Node, Node) {
     let seed_node = serve(seed, None, "/ip4/127.0.0.1/tcp/0", &["--no-mdns"]);
     let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
     let site_node = serve(
@@ -111,7 +111,7 @@ fn seed_and_site(seed: &Store, site: &Store) -> (Node, Node) {
     (seed_node, site_node)
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(
@@ -123,20 +123,20 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Connected peers in `ferry status --json`.
-fn connected(store: &Store) -> usize {
+pub(crate) fn connected(store: &Store) -> usize {
     status(store)["network"]["peers"]
         .as_object()
         .map_or(0, |m| m.values().filter(|p| p["connected"] == true).count())
 }
 
-fn fsck_clean(store: &Store) {
+pub(crate) fn fsck_clean(store: &Store) {
     let (code, report, out) = store.fsck_json();
     assert_eq!(code, Some(0), "fsck found problems:\n{out}");
     assert_eq!(report["ok"], true, "{report}");
 }
 
 /// A seed holding `rel@1` (two files of `mib` MiB each) and `rel@2` (the first file changed in its middle).
-fn seed_with_release(mib: usize) -> Store {
+pub(crate) fn seed_with_release(mib: usize) -> Store {
     let seed = Store::new();
     let a = seed.tmp_path("a.bin");
     let b = seed.tmp_path("b.bin");
@@ -168,7 +168,7 @@ fn seed_with_release(mib: usize) -> Store {
 }
 
 /// The files of `release` as `ferry get` writes them, hashed.
-fn content_hashes(store: &Store, release: &str) -> Vec<(String, String)> {
+pub(crate) fn content_hashes(store: &Store, release: &str) -> Vec<(String, String)> {
     let out = store.tmp_path(&format!("get-{}", release.replace('@', "-")));
     let _ = std::fs::remove_dir_all(&out);
     store.get(release, &format!("dir:{}", out.display())).ok();

@@ -65,6 +65,16 @@ impl Store {
     pub fn new() -> Self {
         let tmp = crate::tempdir();
         let path = tmp.path().join("store");
+        Self::init(tmp, path)
+    }
+
+    /// `ferry init --json` of a store at `DIR/store`, with a temporary directory elsewhere for everything else
+    /// (a store on a filesystem the test made, such as a small tmpfs).
+    pub fn new_in(dir: &Path) -> Self {
+        Self::init(crate::tempdir(), dir.join("store"))
+    }
+
+    fn init(tmp: tempfile::TempDir, path: PathBuf) -> Self {
         let out = ferry(&path, ["init", "--json"]).ok();
         let key_id = out.json()["key_id"]
             .as_str()

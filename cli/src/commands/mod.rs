@@ -39,6 +39,20 @@ pub fn sync_client(
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = store_dir(&cli.global).ok();
+    run_command(cli).map_err(|e| match dir {
+        // A full disk named by the index or a file path alone: say which store it is.
+        Some(dir)
+            if crate::exit::one_line(&e).contains("free space on the store's filesystem")
+                && !crate::exit::one_line(&e).contains(&*dir.to_string_lossy()) =>
+        {
+            e.context(format!("store {}", dir.display()))
+        }
+        _ => e,
+    })
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Init(a) => init::run(g, a),

@@ -108,6 +108,16 @@ pub(crate) fn api_version(h: &mut HeaderMap) {
     );
 }
 
+/// A store failure while writing: 507 when the store's filesystem is full (the client may push again once
+/// space is freed), else [`internal`].
+pub(crate) fn store_write(e: crate::StoreError) -> ApiError {
+    if e.is_no_space() {
+        tracing::warn!(error = %e, "push refused");
+        return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN", e.to_string());
+    }
+    internal(e)
+}
+
 pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "serving a registry request");
     ApiError::new(

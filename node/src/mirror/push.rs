@@ -9,7 +9,8 @@
 //! names is held in the repository (`MANIFEST_BLOB_UNKNOWN` otherwise); its `subject` need not exist yet.
 
 use super::oci::{
-    api_version, digest_headers, internal, parse_digest, valid_name, valid_tag, ApiError,
+    api_version, digest_headers, internal, parse_digest, store_write, valid_name, valid_tag,
+    ApiError,
 };
 use super::uploads::{range_invalid, Finished, Session, Uploads};
 use super::Mirror;
@@ -200,7 +201,7 @@ async fn store_upload(
         StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
         }
-        e => internal(e),
+        e => store_write(e),
     })?;
     Ok(created(
         format!("/v2/{}/blobs/{}", upload.repository, blob.sha256),
@@ -240,7 +241,7 @@ pub(crate) async fn start(
         })
         .await
         .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(store_write)?;
         if mounted {
             // `from` is only a hint (the node mounts any blob it holds whole); logged only if it is a name.
             let from = q.get("from").map(String::as_str).filter(|f| valid_name(f));
@@ -600,7 +601,7 @@ pub(crate) async fn put_manifest(
     })
     .await
     .map_err(internal)?
-    .map_err(internal)?;
+    .map_err(store_write)?;
 
     let mut r = created(format!("/v2/{name}/manifests/{digest}"), &digest);
     if let Some(s) = subject {

@@ -1165,6 +1165,15 @@ impl<'a> Fetch<'a> {
                 self.accepting.not_before = Some(Instant::now() + 4 * took);
                 self.accepting.give_back(&r?);
             }
+            // This node's own store failing (a full disk) ends the sync: asking other peers cannot help.
+            Event::Batch {
+                outcome: Err(WireError::Local(e)),
+                ..
+            }
+            | Event::Delta {
+                outcome: Ok(DeltaOutcome::Local(e)),
+                ..
+            } => return Err(SyncError::Store(e)),
             Event::Batch {
                 peer,
                 asked,
@@ -1222,6 +1231,7 @@ impl<'a> Fetch<'a> {
                 back_to_needed(&mut self.slots);
                 self.drop_peer(peer, why);
             }
+            Ok(DeltaOutcome::Local(_)) => unreachable!("a local failure ends the sync in handle"),
             Err(e) => {
                 tracing::info!(%peer, error = %e, "delta request failed; fetching the chunks whole");
                 back_to_needed(&mut self.slots);
@@ -1571,7 +1581,7 @@ async fn fetch_batch(
     })
     .await
     .map_err(|e| WireError::Stream(e.to_string()))?
-    .map_err(|e| WireError::Stream(format!("storing chunks: {e}")))?;
+    .map_err(WireError::Local)?;
     outcome.stored = checked.0;
     if outcome.bad.is_none() {
         outcome.bad = checked.1;
@@ -1657,6 +1667,8 @@ pub(crate) enum DeltaOutcome {
     Refused(String),
     /// Bytes that fail verification: drop the peer.
     Bad(String),
+    /// This node could not store them (its disk is full): the sync stops.
+    Local(crate::StoreError),
 }
 
 /// Ask `conn` for the chunks `wanted` as a delta against `reference`, decode it against this store, check
@@ -1743,6 +1755,7 @@ pub(crate) fn store_delta(
             wire: frame.len() as u64,
             saved: whole.saturating_sub(frame.len() as u64),
         },
+        Err(e) if e.is_no_space() => DeltaOutcome::Local(e),
         Err(e) => DeltaOutcome::Refused(format!("storing chunks: {e}")),
     }
 }

@@ -12,6 +12,10 @@ pub enum WireError {
     /// The peer sent something that is not a valid frame.
     #[error("malformed answer: {0}")]
     Malformed(String),
+    /// This node could not store what arrived (its disk is full): no other peer would do better, so the sync
+    /// stops with this error.
+    #[error("storing chunks: {0}")]
+    Local(crate::StoreError),
 }
 
 impl From<quinn::ReadExactError> for WireError {

@@ -67,7 +67,19 @@ pub enum StoreError {
     },
     /// The index database.
     #[error("index database: {0}")]
-    Index(#[from] sled::Error),
+    Index(sled::Error),
+    /// The store's filesystem is full, or writing would take it below the store's free-space reserve. What the
+    /// store held is intact; the same command completes once space is freed.
+    #[error(
+        "{path}: {detail}; free space on the store's filesystem and run the command again (what the store \
+         already held is intact)"
+    )]
+    NoSpace {
+        /// What was being written.
+        path: String,
+        /// The filesystem full, or the free bytes against the reserve.
+        detail: String,
+    },
     /// Another process has the store open.
     #[error("store {0} is in use by another ferry process")]
     InUse(String),
@@ -167,9 +179,51 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// An I/O error on `path`: [`StoreError::NoSpace`] when the filesystem (or the user's quota) is full.
     pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.as_ref().display().to_string();
-        move |source| StoreError::Io { path, source }
+        move |source| {
+            if is_no_space(&source) {
+                StoreError::NoSpace {
+                    path,
+                    detail: no_space_detail(&source),
+                }
+            } else {
+                StoreError::Io { path, source }
+            }
+        }
+    }
+
+    /// Whether this is the store's filesystem running out of space.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::NoSpace { .. })
+    }
+}
+
+fn no_space_detail(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::QuotaExceeded => "disk quota exceeded".into(),
+        _ => "no space left on device".into(),
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) if is_no_space(&io) => StoreError::NoSpace {
+                path: "the index database (index/)".into(),
+                detail: no_space_detail(&io),
+            },
+            e => StoreError::Index(e),
+        }
     }
 }
 
@@ -860,6 +914,7 @@ impl Store {
 fn open_index(root: &Path, index_dir: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
+        clear_unfinished_snapshots(index_dir)?;
         let result = sled::Config::new()
             .path(index_dir)
             .cache_capacity(32 << 20)
@@ -875,8 +930,65 @@ fn open_index(root: &Path, index_dir: &Path) -> Result<sled::Db, StoreError> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(other) => return Err(StoreError::Index(other)),
+            Err(other) => return Err(other.into()),
         }
+    }
+}
+
+/// Remove the snapshot files sled began and never finished (`snap.LSN.generating`), when no process holds the
+/// index. sled writes a snapshot to that name, fsyncs it, renames it to `snap.LSN` and only then removes the
+/// older snapshot; so a `.generating` file left behind is by construction incomplete, and the snapshot before it
+/// with the log after it recovers everything. But sled 0.34 counts it when it opens, takes the empty or
+/// torn file for the newest snapshot and refuses the whole index as corrupt (sled issue 1527). Disk full during
+/// a flush (ENOSPC while writing it) or a kill in the middle of one leaves exactly that, so a store that ran out
+/// of space could not be opened again after space was freed. Done under sled's own lock on `db` (an exclusive
+/// flock), so a snapshot another process is writing is never touched; a store in use is left to sled's retry.
+fn clear_unfinished_snapshots(index_dir: &Path) -> Result<(), StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    let db = match File::open(index_dir.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(index_dir.join("db"))(e)),
+    };
+    if flock(&db, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(index_dir).map_err(StoreError::io(index_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io(index_dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            tracing::warn!(path = %path.display(), "removing a snapshot sled never finished writing");
+            std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        }
+    }
+    // The lock goes with `db`, before sled opens it.
+    Ok(())
+}
+
+impl Store {
+    /// Refuse to write `need` more bytes to `path` when that would leave the store's filesystem with less than
+    /// the store's reserve (`reserve_bytes`) free, so the index always has room to record what packs hold.
+    pub(crate) fn check_room(&self, need: u64, path: &Path) -> Result<(), StoreError> {
+        let reserve = self.0.config.reserve_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let st = rustix::fs::statvfs(&self.0.packs_dir)
+            .map_err(|e| StoreError::io(&self.0.packs_dir)(e.into()))?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if free < need.saturating_add(reserve) {
+            return Err(StoreError::NoSpace {
+                path: path.display().to_string(),
+                detail: format!(
+                    "no space left for the store: {free} bytes free, and it keeps {reserve} free for its index \
+                     (reserve_bytes in config.toml)"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -885,4 +997,30 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(StoreError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    /// A snapshot sled began and never finished (what a full disk during a flush leaves: an empty
+    /// `snap.LSN.generating`) no longer makes the index unopenable; it is removed and what was held reads back.
+    #[test]
+    fn an_unfinished_sled_snapshot_does_not_refuse_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let store = Store::create(&path, Default::default()).unwrap();
+        let data = ferry_formats::testdata::random(300_000, 5);
+        let blob = store
+            .ingest_blob(&data[..], "d", None, &crate::progress::NoProgress)
+            .unwrap()
+            .blob;
+        store.commit().unwrap();
+        drop(store);
+        let stale = path.join("index/snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&stale, b"").unwrap();
+        let store = Store::open(&path).unwrap();
+        assert!(!stale.exists());
+        assert_eq!(store.read_blob(&blob).unwrap(), data);
+    }
 }

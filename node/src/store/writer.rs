@@ -20,6 +20,8 @@ use std::sync::{mpsc, Arc};
 const AUTO_COMMIT_BYTES: u64 = 128 << 20;
 /// Start background writeback of the open pack every this many bytes.
 const WRITEBACK_BYTES: u64 = 32 << 20;
+/// Records are buffered and written to the pack this many bytes at a time.
+const FLUSH_BYTES: usize = 4 << 20;
 /// Chunks are handed to the pool in batches of about this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -48,6 +50,8 @@ struct OpenPack {
     unsynced: u64,
     /// Whether a background `sync_data` is running.
     syncing: Arc<AtomicBool>,
+    /// A failed write left bytes past `len - buf.len()` that could not be cut off: nothing more is written.
+    torn: bool,
 }
 
 impl OpenPack {
@@ -59,18 +63,37 @@ impl OpenPack {
             buf: Vec::new(),
             unsynced: 0,
             syncing: Arc::new(AtomicBool::new(false)),
+            torn: false,
         }
     }
 
+    /// Write the buffered records. All or nothing: a failed write (a full disk) is cut back off the file and the
+    /// records stay buffered at the offsets they were given, so the next flush, once there is room, writes them
+    /// where the index will say they are — a long-running node goes on after a full disk without a torn record
+    /// in the middle of a pack.
     fn flush_buf(&mut self, store: &Store) -> Result<(), StoreError> {
-        if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
-                .map_err(StoreError::io(packs::pack_path(&store.0.packs_dir, self.n)))?;
-            self.unsynced += self.buf.len() as u64;
-            self.buf.clear();
-            self.start_writeback();
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        let path = packs::pack_path(&store.0.packs_dir, self.n);
+        if self.torn {
+            return Err(StoreError::Corrupt(format!(
+                "{}: a failed write could not be cut back off; reopen the store (its recovery does)",
+                path.display()
+            )));
+        }
+        store.check_room(self.buf.len() as u64, &path)?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            let before = self.len - self.buf.len() as u64;
+            if let Err(cut) = self.file.set_len(before) {
+                tracing::error!(path = %path.display(), error = %cut, "cutting back a failed pack write");
+                self.torn = true;
+            }
+            return Err(StoreError::io(&path)(e));
+        }
+        self.unsynced += self.buf.len() as u64;
+        self.buf.clear();
+        self.start_writeback();
         Ok(())
     }
 
@@ -629,6 +652,10 @@ impl Store {
             w.open = Some(self.open_pack_for_append(std::mem::take(&mut w.fresh))?);
         }
         let open = w.open.as_mut().expect("opened above");
+        // Flushed before this record joins, so a flush that fails (a full disk) leaves the buffer no larger.
+        if open.buf.len() >= FLUSH_BYTES {
+            open.flush_buf(self)?;
+        }
         let loc = Location {
             pack: open.n,
             offset: open.len,
@@ -639,9 +666,6 @@ impl Store {
             .extend_from_slice(&packs::header(id, raw_len, comp.len() as u32));
         open.buf.extend_from_slice(comp);
         open.len = loc.end();
-        if open.buf.len() >= 4 << 20 {
-            open.flush_buf(self)?;
-        }
         let cost = packs::HEADER_LEN + comp.len() as u64;
         w.pending.insert(*id, loc);
         w.pending_bytes += cost;

@@ -620,7 +620,13 @@ impl Uploads {
             (_, Err(Stop::NoRoom(free))) => self.no_room(free, 0),
             (_, Err(Stop::Io(e))) => {
                 let _ = self.cancel(s).await;
-                internal(format!("{}: {e}", s.path.display()))
+                if crate::store::is_no_space(&e) {
+                    let message = format!("{}: {e}; the upload is cancelled", s.path.display());
+                    tracing::warn!("upload refused: {message}");
+                    ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN", message)
+                } else {
+                    internal(format!("{}: {e}", s.path.display()))
+                }
             }
             (Some(Broken::TooBig), _) => {
                 let _ = self.cancel(s).await;
