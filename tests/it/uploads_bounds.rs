@@ -146,14 +146,9 @@ fn the_spool_is_capped_and_the_store_keeps_free_space() {
         Some(0),
         "a layer past the spool cap was pushed:\n{out}"
     );
-    // The node answers before it reads the body and closes; skopeo, still writing, may meet the close first
-    // (a broken pipe) instead of reading the answer. The raw requests above check the message itself.
-    assert!(
-        out.stderr.contains("uploads.max_spool_bytes")
-            || out.stderr.contains("broken pipe")
-            || out.stderr.contains("connection reset"),
-        "{out}"
-    );
+    // The node reads and drops the refused body before it answers, so skopeo, still writing, reads the answer
+    // (was: at times a broken pipe).
+    assert!(out.stderr.contains("uploads.max_spool_bytes"), "{out}");
     assert_eq!(node.stop(), Some(0));
 
     // A free-space reserve the filesystem cannot keep: uploads are refused with 507, naming the spool directory

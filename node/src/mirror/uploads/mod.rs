@@ -38,7 +38,7 @@
 //! - [`writer`]: the blocking thread that appends one chunk, then commits it or cuts the file back.
 
 use super::oci::ApiError;
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::http::{header, HeaderValue, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -217,6 +217,25 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
         "UNKNOWN",
         "internal error; see the node's log",
     )
+}
+
+/// What is read and dropped of a body refused for its size or for room (413, 507), at most.
+const DRAIN_BYTES: u64 = 64 << 20;
+/// How long that may take, at most.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Read and drop what is left of a refused body (up to [`DRAIN_BYTES`] within [`DRAIN_TIME`]) before answering.
+/// A client still sending when the node answers and closes meets a reset that throws away the answer unread —
+/// skopeo then reports a broken pipe instead of the refusal and its reason.
+async fn drain(stream: &mut BodyDataStream) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut left = DRAIN_BYTES;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(frame))) => left = left.saturating_sub(frame.len() as u64),
+            _ => return,
+        }
+    }
 }
 
 /// 416 `RANGE_INVALID`.
@@ -533,6 +552,26 @@ impl Uploads {
         declared: Option<u64>,
         range: Option<(u64, u64)>,
     ) -> Result<(), ApiError> {
+        let mut stream = body.into_data_stream();
+        let r = self.append_from(s, &mut stream, declared, range).await;
+        if let Err(e) = &r {
+            if matches!(
+                e.status(),
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE
+            ) {
+                drain(&mut stream).await;
+            }
+        }
+        r
+    }
+
+    async fn append_from(
+        &self,
+        s: &Arc<Session>,
+        stream: &mut BodyDataStream,
+        declared: Option<u64>,
+        range: Option<(u64, u64)>,
+    ) -> Result<(), ApiError> {
         let (claim, mut abort) = self.claim(s).await?;
         let start = claim.start;
         if let Some((a, _)) = range.filter(|(a, _)| *a != start) {
@@ -572,7 +611,6 @@ impl Uploads {
         };
         let writer = tokio::task::spawn_blocking(move || writer.run(rx));
         let stall = STALL.min(Duration::from_secs(self.limits.timeout_secs.max(1)));
-        let mut stream = body.into_data_stream();
         let mut received = 0u64;
         let broken = loop {
             let next = tokio::select! {
