@@ -1,8 +1,9 @@
 //! What a stranger can make a node hold is bounded (issue 20): a connection that sends part of a request's head,
 //! or nothing, is dropped after the header timeout; at a connection cap (in all, or from one client) the idlest
 //! connection makes room, and when all are busy the newcomer is answered 503 at once while the others are
-//! served; a request path of thousands of segments is answered at once (414 past the limit); a `Range` past 64
-//! bits means the whole body. With a pull token, nothing that reveals content answers without it; the status page
+//! served; a request path of thousands of segments is answered at once (414 past the limit); an address that
+//! keeps getting errors has them held back while its successful requests are not; a `Range` past 64 bits means
+//! the whole body. With a pull token, nothing that reveals content answers without it; the status page
 //! takes its own.
 
 use std::io::{Read, Write};
@@ -134,6 +135,19 @@ fn half_open_and_surplus_connections_deep_paths_and_huge_ranges_are_bounded() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
+
+    // An address that keeps asking for what is not there is slowed: past a burst of 64, its error answers come
+    // at 32 a second (the loop below would take milliseconds unheld); its successful requests are never held.
+    let t = Instant::now();
+    for _ in 0..104 {
+        assert_eq!(raw(&addr, "GET", &deep, &[]).status, 404);
+    }
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "104 not-found answers in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(raw(&addr, "GET", "/repos/f/1/notes.txt", &[]).status, 200);
 
     // A suffix range longer than any u64 asks for the whole body (was: 416).
     let r = raw(

@@ -8,6 +8,11 @@
 //! at its cap — so connections that hold nothing but a socket cannot keep working clients out. Only when every
 //! connection in the way is busy is the new one answered `503 Service Unavailable` (with `Retry-After`) and
 //! closed — or, during a flood (more than [`REFUSING`] being answered), closed unanswered.
+//!
+//! A client address that keeps asking for what is not there is slowed, not served faster: past a burst of
+//! [`ERROR_BURST`], its error answers (400, 404, 405, 414, 431) are held back to [`ERRORS_PER_SEC`] a second,
+//! costing the node a timer, not CPU, so a loop of bad requests cannot take the cores from working clients.
+//! Answers that succeed, and 401s (the first step of every authenticated pull), are never held.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -313,6 +318,7 @@ pub async fn serve(
     let mut refusals = 0u64;
     let refusing = Arc::new(AtomicUsize::new(0));
     let service = TowerToHyperService::new(router);
+    let errors = Arc::new(ErrorBudget::default());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -355,12 +361,19 @@ pub async fn serve(
             mut evicted,
         } = admitted;
         let service = service.clone();
+        let errors = errors.clone();
         // Each request counts its connection busy from its head's arrival to its response's last byte.
         let counted = hyper::service::service_fn(move |req| {
             let busy = Busy::new(&activity);
             let response = hyper::service::Service::call(&service, req);
+            let errors = errors.clone();
             async move {
                 let response = response.await?;
+                if ErrorBudget::counts(response.status()) {
+                    if let Some(wait) = errors.take(peer.ip(), Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Guarded { body, _busy: busy }),
                 )
@@ -392,6 +405,46 @@ pub async fn serve(
     Ok(())
 }
 
+/// Error answers one client address gets at once before they are held back.
+pub const ERROR_BURST: f64 = 64.0;
+/// Error answers a second one client address gets past its burst.
+pub const ERRORS_PER_SEC: f64 = 32.0;
+/// The longest an error answer is held back (a client that waits longer is a client that keeps asking).
+const MAX_ERROR_DELAY: Duration = Duration::from_secs(2);
+/// Client addresses whose error budgets are remembered; past this, budgets that are full again are forgotten.
+const ERROR_CLIENTS: usize = 4096;
+
+/// Per client address, a token bucket of error answers.
+#[derive(Default)]
+struct ErrorBudget(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+
+impl ErrorBudget {
+    /// Whether `status` counts against the budget.
+    fn counts(status: hyper::StatusCode) -> bool {
+        matches!(status.as_u16(), 400 | 404 | 405 | 414 | 431)
+    }
+
+    /// Take one error answer from `client`'s budget: how long to hold it back (none while within the burst).
+    fn take(&self, client: IpAddr, now: Instant) -> Option<Duration> {
+        let mut map = self.0.lock().expect("error budgets poisoned");
+        if map.len() >= ERROR_CLIENTS && !map.contains_key(&client) {
+            map.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * ERRORS_PER_SEC < ERROR_BURST
+            });
+            if map.len() >= ERROR_CLIENTS {
+                map.clear();
+            }
+        }
+        let (tokens, at) = map.entry(client).or_insert((ERROR_BURST, now));
+        let refilled = *tokens + now.duration_since(*at).as_secs_f64() * ERRORS_PER_SEC;
+        // A debt below zero makes answers queue behind each other; at most MAX_ERROR_DELAY of it.
+        let floor = -MAX_ERROR_DELAY.as_secs_f64() * ERRORS_PER_SEC;
+        *tokens = (refilled.min(ERROR_BURST) - 1.0).max(floor);
+        *at = now;
+        (*tokens < 0.0).then(|| Duration::from_secs_f64(-*tokens / ERRORS_PER_SEC))
+    }
+}
+
 /// Answer a connection there is no room for with a 503 and close it.
 async fn refuse(mut stream: TcpStream, peer: SocketAddr, why: String) {
     let body = format!("{why}; try again shortly\n");
@@ -421,6 +474,33 @@ mod tests {
     fn counts(open: &Arc<Mutex<Open>>) -> (usize, usize) {
         let o = open.lock().unwrap();
         (o.held.len(), o.by_client.len())
+    }
+
+    #[test]
+    fn error_answers_past_a_burst_are_held_back_per_client_and_the_budget_refills() {
+        let budget = ErrorBudget::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..ERROR_BURST as usize {
+            assert_eq!(budget.take(a, t0), None);
+        }
+        let first = budget.take(a, t0).expect("past the burst, held back");
+        let second = budget.take(a, t0).expect("and the next longer");
+        assert!(
+            first > Duration::ZERO && second > first,
+            "{first:?} {second:?}"
+        );
+        for _ in 0..1000 {
+            assert!(budget.take(a, t0).unwrap() <= MAX_ERROR_DELAY);
+        }
+        // Another address has its own budget.
+        assert_eq!(budget.take(b, t0), None);
+        // A quiet spell refills it.
+        let later = t0 + MAX_ERROR_DELAY + Duration::from_secs_f64(ERROR_BURST / ERRORS_PER_SEC);
+        assert_eq!(budget.take(a, later), None);
+        assert!(ErrorBudget::counts(hyper::StatusCode::NOT_FOUND));
+        assert!(!ErrorBudget::counts(hyper::StatusCode::UNAUTHORIZED));
+        assert!(!ErrorBudget::counts(hyper::StatusCode::OK));
     }
 
     #[test]
