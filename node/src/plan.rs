@@ -156,9 +156,10 @@ pub fn plan(store: &Store, wanted: &[String], have: &Have) -> Result<Plan, Store
         &blobs,
         &firsts,
         |id| {
-            store
-                .recipe_bytes(id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("recipe {id} is missing")))
+            store.recipe_bytes(id)?.ok_or(StoreError::MissingRecipe {
+                recipe: *id,
+                for_blob: None,
+            })
         },
         |c| have.has_chunk(c),
         |r| have.has_recipe(r),
@@ -241,7 +242,10 @@ pub fn plan_received(
             recipes
                 .get(id)
                 .map(Object::encode)
-                .ok_or_else(|| StoreError::Corrupt(format!("recipe {id} is missing")))
+                .ok_or(StoreError::MissingRecipe {
+                    recipe: *id,
+                    for_blob: None,
+                })
         },
         has_chunk,
         |_| false,

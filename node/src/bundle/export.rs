@@ -126,9 +126,12 @@ pub fn export(
         .bases
         .iter()
         .map(|(r, _)| {
-            store.recipe(r)?.ok_or_else(|| {
-                crate::store::StoreError::Corrupt(format!("base recipe {r} is missing"))
-            })
+            store
+                .recipe(r)?
+                .ok_or_else(|| crate::store::StoreError::MissingRecipe {
+                    recipe: *r,
+                    for_blob: None,
+                })
         })
         .collect::<Result<_, _>>()?;
     let diffs = recipe_diffs(&plan, &deltas, &base_recipes)?;

@@ -59,9 +59,12 @@ fn pieces(
     len: u64,
     send: &dyn Fn(std::io::Result<Bytes>) -> bool,
 ) -> Result<(), crate::store::StoreError> {
-    let recipe = store.recipe(&blob.recipe)?.ok_or_else(|| {
-        crate::store::StoreError::Corrupt(format!("recipe of blob {} is missing", blob.sha256))
-    })?;
+    let recipe = store
+        .recipe(&blob.recipe)?
+        .ok_or(crate::store::StoreError::MissingRecipe {
+            recipe: blob.recipe,
+            for_blob: Some(blob.sha256),
+        })?;
     let end = start + len;
     if recipe.is_gzip() {
         return recreated_pieces(store, blob, &recipe, start, len, send);

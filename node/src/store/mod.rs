@@ -98,6 +98,17 @@ pub enum StoreError {
     /// Stored bytes that do not verify.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A chunk something in the store names is not held (fsck says more).
+    #[error("chunk {0} is missing from the store")]
+    MissingChunk(ChunkId),
+    /// A recipe something in the store names is not held.
+    #[error("recipe {recipe} is missing from the store{}", for_blob.map(|b| format!(" (the recipe of blob {b})")).unwrap_or_default())]
+    MissingRecipe {
+        /// The recipe.
+        recipe: RecipeId,
+        /// The blob it makes, when known.
+        for_blob: Option<ferry_protocol::Sha256Digest>,
+    },
     /// A blob could not be read.
     #[error("reading blob {blob}: {reason}")]
     Blob {
@@ -560,7 +571,7 @@ impl Store {
     /// Read and verify chunk `id`.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
         self.at_location(id, |file, loc| packs::read_record(file, loc, id))?
-            .ok_or_else(|| StoreError::Corrupt(format!("chunk {id} is missing")))
+            .ok_or(StoreError::MissingChunk(*id))
     }
 
     /// Chunk `id` as stored — its pack record, a [`packs::HEADER_LEN`]-byte header then zstd bytes — for a
@@ -891,9 +902,10 @@ impl Store {
             if !seen.insert(b.recipe) {
                 continue;
             }
-            let recipe = self
-                .recipe(&b.recipe)?
-                .ok_or_else(|| StoreError::Corrupt(format!("recipe {} is missing", b.recipe)))?;
+            let recipe = self.recipe(&b.recipe)?.ok_or(StoreError::MissingRecipe {
+                recipe: b.recipe,
+                for_blob: Some(b.sha256),
+            })?;
             out.extend(recipe.chunks().map(|(id, _)| id));
         }
         Ok(out)

@@ -81,12 +81,12 @@ impl Read for PartsReader {
 
 impl Store {
     pub fn recipe_of(&self, blob: &BlobRef) -> Result<Recipe, StoreError> {
-        let recipe = self.recipe(&blob.recipe)?.ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "recipe {} of blob {} is missing",
-                blob.recipe, blob.sha256
-            ))
-        })?;
+        let recipe = self
+            .recipe(&blob.recipe)?
+            .ok_or(StoreError::MissingRecipe {
+                recipe: blob.recipe,
+                for_blob: Some(blob.sha256),
+            })?;
         if recipe.size() != blob.size || !recipe.is_consistent() {
             return Err(StoreError::Corrupt(format!(
                 "recipe {} does not add up to blob {} ({} bytes)",
