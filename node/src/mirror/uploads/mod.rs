@@ -223,15 +223,18 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 const DRAIN_BYTES: u64 = 64 << 20;
 /// How long that may take, at most.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// A body silent this long is not drained further (a client that sends is never silent that long).
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
-/// Read and drop what is left of a refused body (up to [`DRAIN_BYTES`] within [`DRAIN_TIME`]) before answering.
-/// A client still sending when the node answers and closes meets a reset that throws away the answer unread —
-/// skopeo then reports a broken pipe instead of the refusal and its reason.
+/// Read and drop what is left of a refused body (up to [`DRAIN_BYTES`] within [`DRAIN_TIME`], while it keeps
+/// coming) before answering. A client still sending when the node answers and closes meets a reset that throws
+/// away the answer unread — skopeo then reports a broken pipe instead of the refusal and its reason.
 async fn drain(stream: &mut BodyDataStream) {
     let deadline = tokio::time::Instant::now() + DRAIN_TIME;
     let mut left = DRAIN_BYTES;
     while left > 0 {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
+        let quiet = (tokio::time::Instant::now() + DRAIN_QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet, stream.next()).await {
             Ok(Some(Ok(frame))) => left = left.saturating_sub(frame.len() as u64),
             _ => return,
         }
