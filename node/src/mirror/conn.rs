@@ -4,8 +4,10 @@
 //! address.
 //!
 //! At a cap, a connection with no request in flight is closed to make room — one that never sent a whole
-//! request (half-open) first, else the one idle longest (a client's keep-alive connection between requests) — from the same address when that address is
-//! at its cap — so connections that hold nothing but a socket cannot keep working clients out. Only when every
+//! request (half-open) first, at once; else the one idle longest (a client's keep-alive connection between
+//! requests), the way hyper closes gracefully: at once if no request has begun on it, else once the request
+//! that began since it was chosen is answered — from the same address when that address is at its cap — so
+//! connections that hold nothing but a socket cannot keep working clients out, and a request is never cut. Only when every
 //! connection in the way is busy is the new one answered `503 Service Unavailable` (with `Retry-After`) and
 //! closed — or, during a flood (more than [`REFUSING`] being answered), closed unanswered.
 //!
@@ -25,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -93,6 +94,10 @@ const DRAIN: Duration = Duration::from_secs(10);
 const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 /// Refused connections being answered at once, at most; past that a refused connection is closed unanswered.
 const REFUSING: usize = 64;
+
+/// A connection that has not sent a whole request this many milliseconds after it was accepted counts as
+/// half-open (a client's first request arrives within a round trip or two).
+const HALF_OPEN_AFTER_MS: u64 = 500;
 
 /// What one open connection is doing: requests in flight (from the head's arrival to the response body's last
 /// byte) and since when it has had none.
@@ -253,14 +258,17 @@ impl Open {
             .iter()
             .filter(|(_, h)| client.is_none_or(|c| h.client == c))
             .filter(|(_, h)| h.activity.busy.load(Ordering::Acquire) == 0)
-            // Those that never sent a whole request first (a client between requests is reading what it got),
-            // then the idlest, then the earlier accepted among those idle since the same millisecond.
+            // Those that never sent a whole request in HALF_OPEN_AFTER first (a client between requests is
+            // reading what it got), then the idlest, then the earlier accepted among those idle since the same
+            // millisecond; a connection accepted just now, whose first request is on its way, last.
             .min_by_key(|(id, h)| {
-                (
-                    h.activity.served.load(Ordering::Acquire),
-                    h.activity.idle_since.load(Ordering::Acquire),
-                    **id,
-                )
+                let since = h.activity.idle_since.load(Ordering::Acquire);
+                let class = match h.activity.served.load(Ordering::Acquire) {
+                    true => 1,
+                    false if h.activity.now().saturating_sub(since) >= HALF_OPEN_AFTER_MS => 0,
+                    false => 2,
+                };
+                (class, since, **id)
             })
             .map(|(id, _)| *id);
         let Some(held) = idlest.and_then(|id| self.remove(id)) else {
@@ -310,7 +318,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Arc::new(Mutex::new(Open::new()));
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver; at the stop each closes gracefully, and the sender sees them gone.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -360,6 +369,7 @@ pub async fn serve(
             activity,
             mut evicted,
         } = admitted;
+        let seen = activity.clone();
         let service = service.clone();
         let errors = errors.clone();
         // Each request counts its connection busy from its head's arrival to its response's last byte.
@@ -379,21 +389,46 @@ pub async fn serve(
                 )
             }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), counted));
+        let conn = builder.serve_connection(TokioIo::new(stream), counted);
+        let mut stop = stop.clone();
+        let served = move || seen.served.load(Ordering::Acquire);
         tokio::spawn(async move {
-            tokio::select! {
-                ended = conn => if let Err(e) = ended {
-                    tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
-                },
-                Ok(()) = &mut evicted => {
-                    tracing::debug!(client = %peer, "idle HTTP connection closed to make room");
+            tokio::pin!(conn);
+            let (mut evicting, mut stopping) = (false, false);
+            let ended = loop {
+                tokio::select! {
+                    ended = conn.as_mut() => break ended,
+                    chosen = &mut evicted, if !evicting => {
+                        evicting = true;
+                        if chosen.is_err() {
+                            continue;
+                        }
+                        // One that never sent a whole request goes at once. A keep-alive one closes the hyper
+                        // way: at once if no request has begun, else after the answer to the one that began
+                        // since it was chosen (it was idle then), so that request is not cut.
+                        if !served() {
+                            tracing::debug!(client = %peer, "half-open HTTP connection closed to make room");
+                            break Ok(());
+                        }
+                        tracing::debug!(client = %peer, "idle HTTP connection closed to make room");
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = stop.wait_for(|s| *s), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
             }
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    drop(stop);
+    let _ = stopping.send(true);
+    if tokio::time::timeout(DRAIN, stopping.closed())
         .await
         .is_err()
     {
@@ -559,6 +594,8 @@ mod tests {
         drop(busy);
         let b1 = take(b).unwrap();
         for (admitted, since) in [(&a1, 100), (&a3, 1), (&b1, 50)] {
+            // Each has answered a request.
+            drop(Busy::new(&admitted.activity));
             admitted.activity.idle_since.store(since, Ordering::Release);
         }
         assert_eq!(counts(&open), (3, 2));
@@ -566,18 +603,22 @@ mod tests {
         let b2 = take(b).unwrap();
         assert_eq!(a3.evicted.try_recv(), Ok(()));
         assert!(a1.evicted.try_recv().is_err());
-        // One that never sent a request goes before one that did, though the latter is idle longer.
-        b1.activity.idle_since.store(200, Ordering::Release);
-        b2.activity.idle_since.store(300, Ordering::Release);
-        let mut b1 = b1;
+        // One that never sent a request in HALF_OPEN_AFTER (b2) goes before those that did, though they are
+        // idle longer; one accepted just now (c1), whose request may be on its way, goes after them.
+        std::thread::sleep(Duration::from_millis(HALF_OPEN_AFTER_MS + 20));
+        let mut b2 = b2;
         let c1 = take([10, 0, 0, 3].into()).unwrap();
-        assert_eq!(b1.evicted.try_recv(), Ok(()));
+        assert_eq!(b2.evicted.try_recv(), Ok(()));
         assert!(a1.evicted.try_recv().is_err());
+        let (mut b1, mut c1) = (b1, c1);
+        let d1 = take([10, 0, 0, 4].into()).unwrap();
+        assert_eq!(b1.evicted.try_recv(), Ok(()));
+        assert!(c1.evicted.try_recv().is_err());
         // Dropping an evicted connection's slot gives back nothing twice.
-        drop((a2, a3, b1));
+        drop((a2, a3, b2, b1));
         assert_eq!(counts(&open), (3, 3));
         drop((a1, c1));
         assert_eq!(counts(&open), (1, 1));
-        drop(b2);
+        drop(d1);
     }
 }
