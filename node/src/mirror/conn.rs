@@ -4,10 +4,12 @@
 //! address.
 //!
 //! At a cap, a connection with no request in flight is closed to make room — one that never sent a whole
-//! request (half-open) first, at once; else the one idle longest (a client's keep-alive connection between
-//! requests), the way hyper closes gracefully: at once if no request has begun on it, else once the request
-//! that began since it was chosen is answered — from the same address when that address is at its cap — so
-//! connections that hold nothing but a socket cannot keep working clients out, and a request is never cut. Only when every
+//! request within [`RECENT_MS`] (half-open) first, at once; then the keep-alive connection idle longest,
+//! then one accepted just now, then one that answered a request just now — a keep-alive one the way hyper
+//! closes gracefully: at once if no request has begun on it, else once the request that began since it was
+//! chosen is answered — from the same address when that address is at its cap. So connections that hold
+//! nothing but a socket cannot keep working clients out, a request is never cut, and a client between two
+//! requests (a pull between blobs) keeps its connection while half-open ones are there to go instead. Only when every
 //! connection in the way is busy is the new one answered `503 Service Unavailable` (with `Retry-After`) and
 //! closed — or, during a flood (more than [`REFUSING`] being answered), closed unanswered.
 //!
@@ -96,8 +98,9 @@ const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 const REFUSING: usize = 64;
 
 /// A connection that has not sent a whole request this many milliseconds after it was accepted counts as
-/// half-open (a client's first request arrives within a round trip or two).
-const HALF_OPEN_AFTER_MS: u64 = 500;
+/// half-open (a client's first request arrives within a round trip or two); one that answered a request less
+/// than this long ago is likely to be asked the next soon.
+const RECENT_MS: u64 = 500;
 
 /// What one open connection is doing: requests in flight (from the head's arrival to the response body's last
 /// byte) and since when it has had none.
@@ -258,15 +261,18 @@ impl Open {
             .iter()
             .filter(|(_, h)| client.is_none_or(|c| h.client == c))
             .filter(|(_, h)| h.activity.busy.load(Ordering::Acquire) == 0)
-            // Those that never sent a whole request in HALF_OPEN_AFTER first (a client between requests is
-            // reading what it got), then the idlest, then the earlier accepted among those idle since the same
-            // millisecond; a connection accepted just now, whose first request is on its way, last.
+            // First those that never sent a whole request in RECENT (half-open), then keep-alive ones idle for
+            // longer than that, then those accepted just now (a first request may be on its way), and last
+            // those that answered a request just now (a client between requests — a pull between blobs — is
+            // reading what it got); within each, the idlest, then the earlier accepted.
             .min_by_key(|(id, h)| {
                 let since = h.activity.idle_since.load(Ordering::Acquire);
-                let class = match h.activity.served.load(Ordering::Acquire) {
-                    true => 1,
-                    false if h.activity.now().saturating_sub(since) >= HALF_OPEN_AFTER_MS => 0,
-                    false => 2,
+                let recent = h.activity.now().saturating_sub(since) < RECENT_MS;
+                let class = match (h.activity.served.load(Ordering::Acquire), recent) {
+                    (false, false) => 0,
+                    (true, false) => 1,
+                    (false, true) => 2,
+                    (true, true) => 3,
                 };
                 (class, since, **id)
             })
@@ -502,8 +508,18 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr, why: String) {
 mod tests {
     use super::*;
 
+    /// A table whose clock started a minute ago, so tests can date connections in the past.
     fn table() -> Arc<Mutex<Open>> {
-        Arc::new(Mutex::new(Open::new()))
+        let mut open = Open::new();
+        open.epoch -= Duration::from_secs(60);
+        Arc::new(Mutex::new(open))
+    }
+
+    /// Make `a` idle (or, never served, accepted) `ms` milliseconds ago; `served`: it has answered a request.
+    fn idle_for(a: &Admitted, ms: u64, served: bool) {
+        a.activity.served.store(served, Ordering::Release);
+        let since = a.activity.now() - ms;
+        a.activity.idle_since.store(since, Ordering::Release);
     }
 
     fn counts(open: &Arc<Mutex<Open>>) -> (usize, usize) {
@@ -582,43 +598,46 @@ mod tests {
         let take = |client| Open::admit(&open, client, &limits);
         let mut a1 = take(a).unwrap();
         let mut a2 = take(a).unwrap();
-        // a1 was idle first, but a request made it busy and idle again after a2 was accepted: a2 is idlest.
-        a1.activity.idle_since.store(10, Ordering::Release);
-        a2.activity.idle_since.store(5, Ordering::Release);
+        // a1 was idle first, but a request made it busy: a2 is closed for a3, a1 is not.
+        idle_for(&a1, 10_000, true);
+        idle_for(&a2, 5_000, true);
         let busy = Busy::new(&a1.activity);
-        // From the address at its cap: a2 (idle) is closed, a1 (busy) is not.
         let mut a3 = take(a).unwrap();
         assert_eq!(a2.evicted.try_recv(), Ok(()));
         assert!(a1.evicted.try_recv().is_err());
-        // A busy connection that goes idle becomes the idlest only by its time.
+        // A busy connection that goes idle becomes the idlest only by its time: the total cap closes the idlest
+        // of all (a3), from whichever address.
         drop(busy);
         let b1 = take(b).unwrap();
-        for (admitted, since) in [(&a1, 100), (&a3, 1), (&b1, 50)] {
-            // Each has answered a request.
-            drop(Busy::new(&admitted.activity));
-            admitted.activity.idle_since.store(since, Ordering::Release);
-        }
+        idle_for(&a1, 1_000, true);
+        idle_for(&a3, 3_000, true);
+        idle_for(&b1, 2_000, true);
         assert_eq!(counts(&open), (3, 2));
-        // The total cap closes the idlest of all (a3), from whichever address.
-        let b2 = take(b).unwrap();
+        let mut b2 = take(b).unwrap();
         assert_eq!(a3.evicted.try_recv(), Ok(()));
         assert!(a1.evicted.try_recv().is_err());
-        // One that never sent a request in HALF_OPEN_AFTER (b2) goes before those that did, though they are
-        // idle longer; one accepted just now (c1), whose request may be on its way, goes after them.
-        std::thread::sleep(Duration::from_millis(HALF_OPEN_AFTER_MS + 20));
-        let mut b2 = b2;
-        let c1 = take([10, 0, 0, 3].into()).unwrap();
+        // Half-open (no request for RECENT_MS: b2) goes before keep-alive ones idle longer (a1, b1).
+        idle_for(&b2, RECENT_MS + 1, false);
+        let mut c1 = take([10, 0, 0, 3].into()).unwrap();
         assert_eq!(b2.evicted.try_recv(), Ok(()));
-        assert!(a1.evicted.try_recv().is_err());
-        let (mut b1, mut c1) = (b1, c1);
-        let d1 = take([10, 0, 0, 4].into()).unwrap();
+        // A connection accepted just now (c1, its first request on its way) goes after the keep-alive ones
+        // idle longer than RECENT_MS (b1 the idler) ...
+        let (mut a1, mut b1) = (a1, b1);
+        idle_for(&c1, 0, false);
+        let mut d1 = take([10, 0, 0, 4].into()).unwrap();
         assert_eq!(b1.evicted.try_recv(), Ok(()));
         assert!(c1.evicted.try_recv().is_err());
+        // ... and before one that answered a request just now (a1: a client between two requests).
+        idle_for(&a1, 1, true);
+        idle_for(&d1, 0, false);
+        let e1 = take([10, 0, 0, 5].into()).unwrap();
+        assert_eq!(c1.evicted.try_recv(), Ok(()));
+        assert!(a1.evicted.try_recv().is_err() && d1.evicted.try_recv().is_err());
         // Dropping an evicted connection's slot gives back nothing twice.
-        drop((a2, a3, b2, b1));
+        drop((a2, a3, b2, b1, c1));
         assert_eq!(counts(&open), (3, 3));
-        drop((a1, c1));
+        drop((a1, d1));
         assert_eq!(counts(&open), (1, 1));
-        drop(d1);
+        drop(e1);
     }
 }
