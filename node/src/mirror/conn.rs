@@ -256,6 +256,8 @@ impl Open {
 
     /// Close the connection idle longest (from `client` only, if given); `false` if every one is busy.
     fn evict_idlest(&mut self, client: Option<IpAddr>) -> bool {
+        // Every connection's times count from this table's epoch: one clock reading for all.
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let idlest = self
             .held
             .iter()
@@ -267,7 +269,7 @@ impl Open {
             // reading what it got); within each, the idlest, then the earlier accepted.
             .min_by_key(|(id, h)| {
                 let since = h.activity.idle_since.load(Ordering::Acquire);
-                let recent = h.activity.now().saturating_sub(since) < RECENT_MS;
+                let recent = now.saturating_sub(since) < RECENT_MS;
                 let class = match (h.activity.served.load(Ordering::Acquire), recent) {
                     (false, false) => 0,
                     (true, false) => 1,
