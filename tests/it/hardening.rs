@@ -3,7 +3,7 @@
 //! connection makes room, and when all are busy the newcomer is answered 503 at once while the others are
 //! served; a request path of thousands of segments is answered at once (414 past the limit); an address that
 //! keeps getting errors has them held back while its successful requests are not; a `Range` past 64 bits means
-//! the whole body. With a pull token, nothing that reveals content answers without it; the status page
+//! the whole body; a gzip bomb pushed or added is taken in bounded memory. With a pull token, nothing that reveals content answers without it; the status page
 //! takes its own.
 
 use std::io::{Read, Write};
@@ -433,4 +433,61 @@ fn abandoned_work_stops_and_sigterm_ends_the_node_whatever_runs() {
     // Nothing half-made is visible, and the store is whole.
     assert!(!s.lists("x", "1"));
     assert_eq!(s.run(["fsck"]).code, Some(0));
+}
+
+/// The node's peak resident memory so far (`VmHWM`), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib << 10
+}
+
+#[test]
+fn a_gzip_bomb_pushed_or_added_is_taken_in_bounded_memory() {
+    // 768 MiB of zeros in under a megabyte of gzip: pushed as a layer, the node inflated it whole in memory
+    // (4 GiB of zeros took it to 4.2 GB); `ferry add` of it took the same path.
+    const ZEROS: u64 = 768 << 20;
+    const LIMIT: u64 = 512 << 20;
+    let s = Store::new();
+    let bomb = s.tmp_path("bomb.gz");
+    let out = ferry_tests::cmd::run(std::process::Command::new("sh").arg("-c").arg(format!(
+        "head -c {ZEROS} /dev/zero | gzip -9 > {}",
+        bomb.display()
+    )));
+    assert_eq!(out.code, Some(0), "{out}");
+    let data = std::fs::read(&bomb).unwrap();
+    assert!(data.len() < 1 << 20, "{} bytes of gzip", data.len());
+
+    let node = crate::push::push_node(&s, &[]);
+    let api = crate::push::Api::new(&node);
+    let loc = api.start("bomb");
+    assert_eq!(api.patch(&loc, &data, 0).status(), 202);
+    let put = api
+        .req(
+            reqwest::Method::PUT,
+            &format!("{loc}?digest={}", crate::push::digest_of(&data)),
+        )
+        .timeout(Duration::from_secs(300))
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201, "{:?}", put.text());
+    let pushed = peak_rss(node.pid());
+    assert!(
+        pushed < LIMIT,
+        "the node peaked at {pushed} bytes taking the push"
+    );
+
+    // Added through the running node (the command runs in it).
+    s.add("bomb@1", &[&format!("file:{}", bomb.display())]);
+    let added = peak_rss(node.pid());
+    assert!(added < LIMIT, "the node peaked at {added} bytes adding it");
+    eprintln!("node peak RSS: {pushed} bytes after the push, {added} after the add");
+    assert_eq!(node.stop(), Some(0));
+    let (code, report, out) = s.fsck_json();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["ok"], true, "{report}");
 }

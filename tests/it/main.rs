@@ -23,7 +23,7 @@
 //!   `/repos/…`; static trees — percent-decoding, redirects, validators, ranges, hostile paths, `/_ferry/repos`.
 //! - `hardening`: what a stranger can make a node hold is bounded — half-open and idle connections dropped,
 //!   connections capped in all and per client (503), deep request paths answered in linear time, a loop of
-//!   errors from one address slowed, ranges past 64 bits.
+//!   errors from one address slowed, ranges past 64 bits, a gzip bomb pushed and added in bounded memory.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
 //! - `uploads_bounds`: what pushers can make a node hold is bounded — the upload spool capped, a free-space
