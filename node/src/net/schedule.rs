@@ -489,24 +489,7 @@ impl<P: Copy + Ord> Schedule<P> {
         bytes: u64,
         now: Instant,
     ) -> Vec<usize> {
-        let mut newly = Vec::new();
-        for &i in stored {
-            if self.slot[i] == Slot::Done {
-                continue;
-            }
-            let seg = i / SEGMENT;
-            if self.slot[i] == Slot::Needed {
-                self.open[seg] -= 1;
-            }
-            self.slot[i] = Slot::Done;
-            self.left[seg] -= 1;
-            if self.left[seg] == 0 {
-                let w = self.walk_pos[seg];
-                self.next[w] = w + 1;
-            }
-            self.remaining -= 1;
-            newly.push(i);
-        }
+        let newly = self.stored(stored);
         let Some(b) = self.batches.remove(&id) else {
             return newly;
         };
@@ -544,8 +527,31 @@ impl<P: Copy + Ord> Schedule<P> {
         self.give_back(&b.chunks);
     }
 
-    /// Take `chunks` out of the walk: something else fetches them (a delta). [`Schedule::done`] with any id, or
-    /// [`Schedule::unclaim`], settles them.
+    /// `chunks` are stored, by whatever means; returns those not done before.
+    pub fn stored(&mut self, chunks: &[usize]) -> Vec<usize> {
+        let mut newly = Vec::new();
+        for &i in chunks {
+            if self.slot[i] == Slot::Done {
+                continue;
+            }
+            let seg = i / SEGMENT;
+            if self.slot[i] == Slot::Needed {
+                self.open[seg] -= 1;
+            }
+            self.slot[i] = Slot::Done;
+            self.left[seg] -= 1;
+            if self.left[seg] == 0 {
+                let w = self.walk_pos[seg];
+                self.next[w] = w + 1;
+            }
+            self.remaining -= 1;
+            newly.push(i);
+        }
+        newly
+    }
+
+    /// Take `chunks` out of the walk: something else fetches them (a delta run). Settle them with
+    /// [`Schedule::stored`], then [`Schedule::unclaim`] (which puts back those not stored).
     pub fn claim(&mut self, chunks: &[usize]) {
         for &i in chunks {
             if self.slot[i] == Slot::Needed {
@@ -877,6 +883,154 @@ mod tests {
         assert!(!others.is_empty() && !others.iter().any(seg2));
         s.gone(11);
         assert!(drain(&mut s, 10, t0).iter().any(seg2));
+    }
+
+    #[test]
+    fn claimed_chunks_wait_for_their_delta_and_come_back_if_it_fails() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(vec![K; 8], 0..8, 0);
+        s.add_peer(1, 0, t0);
+        s.set_have(1, Have::All);
+        s.claim(&[0, 1, 2, 3]);
+        let b = s.pick(1, t0).unwrap();
+        assert_eq!(b.chunks, vec![4, 5, 6, 7]);
+        assert!(s.pick(1, t0).is_none(), "the rest are claimed");
+        assert_eq!(s.stored(&[0, 1]), vec![0, 1]);
+        s.unclaim(&[0, 1, 2, 3]);
+        s.done(b.id, &b.chunks, &[], b.bytes, ms(t0, 100));
+        assert_eq!(s.pick(1, ms(t0, 100)).unwrap().chunks, vec![2, 3]);
+        assert_eq!(s.remaining(), 2);
+    }
+
+    /// The bookkeeping agrees with the slots and batches, and no peer has something to take behind its cursor.
+    fn check(s: &Schedule<u32>) {
+        let segments = s.walk.len();
+        for seg in 0..segments {
+            let r = seg * SEGMENT..((seg + 1) * SEGMENT).min(s.size.len());
+            let open = r.clone().filter(|&i| s.slot[i] == Slot::Needed).count();
+            let left = r.clone().filter(|&i| s.slot[i] != Slot::Done).count();
+            assert_eq!(s.open[seg] as usize, open, "open of {seg}");
+            assert_eq!(s.left[seg] as usize, left, "left of {seg}");
+        }
+        for (i, slot) in s.slot.iter().enumerate() {
+            let asked = s.batches.values().filter(|b| b.chunks.contains(&i)).count();
+            match slot {
+                Slot::Asked(k) => assert_eq!(*k as usize, asked, "chunk {i}"),
+                Slot::Needed => assert_eq!(asked, 0, "chunk {i}"),
+                Slot::Done => {}
+            }
+        }
+        assert_eq!(
+            s.remaining,
+            s.slot.iter().filter(|&&x| x != Slot::Done).count()
+        );
+        for (p, st) in &s.peers {
+            for &seg in &s.walk[..st.cursor.min(segments)] {
+                let o = s.owner[seg];
+                if o != 0 && o != st.class && s.class_peers[o as usize] > 0 {
+                    continue;
+                }
+                for i in seg * SEGMENT..((seg + 1) * SEGMENT).min(s.size.len()) {
+                    assert!(
+                        s.slot[i] != Slot::Needed || !st.holds(i),
+                        "peer {p} passed chunk {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_events_keep_the_books_and_count_each_chunk_once() {
+        let (mut hedges, mut early) = (0, 0);
+        for seed in 1..=20u64 {
+            let mut rng = seed;
+            let mut rand = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let t0 = Instant::now();
+            let n = 20 * SEGMENT + 3;
+            let sizes: Vec<u32> = (0..n).map(|_| 1024 + rand(200_000) as u32).collect();
+            let needed: Vec<usize> = (0..n).filter(|_| rand(10) != 0).collect();
+            let mut s = Schedule::new(sizes, needed.iter().copied(), seed);
+            for seg in 0..4 {
+                s.set_owner(rand(21) as usize, 1 + seg as u8 % 2);
+            }
+            let mut bits: Vec<Vec<u8>> = vec![vec![0u8; n.div_ceil(8)]; 6];
+            let mut count = vec![0u32; n];
+            let mut out: Vec<Batch> = Vec::new();
+            let mut now = t0;
+            for _ in 0..3000 {
+                now = ms(now, rand(300));
+                let p = rand(6) as u32;
+                match rand(12) {
+                    0 => s.add_peer(p, rand(3) as u8, ms(now, 2000)),
+                    1 if rand(4) == 0 => s.gone(p),
+                    2 => {
+                        let have = match rand(5) {
+                            0 => Have::All,
+                            1 if rand(10) == 0 => Have::Nothing,
+                            _ => {
+                                for _ in 0..20 {
+                                    set_bit(&mut bits[p as usize], rand(n as u64) as usize);
+                                }
+                                Have::Bits(bits[p as usize].clone())
+                            }
+                        };
+                        s.set_have(p, have);
+                    }
+                    3 => {
+                        s.expire(now);
+                    }
+                    4..=7 => {
+                        if let Some(b) = s.pick(p, now) {
+                            hedges += usize::from(b.hedge);
+                            out.push(b);
+                        }
+                    }
+                    _ if !out.is_empty() && rand(3) == 0 => {
+                        let b = out.swap_remove(rand(out.len() as u64) as usize);
+                        if rand(5) == 0 {
+                            s.failed(b.id, now);
+                        } else {
+                            let k = rand(b.chunks.len() as u64 + 1) as usize;
+                            let (stored, absent) = b.chunks.split_at(k);
+                            for i in s.done(b.id, stored, absent, b.bytes, now) {
+                                count[i] += 1;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                check(&s);
+            }
+            early += count.iter().filter(|&&c| c > 0).count();
+            // The others go (owners among them: their segments open up); a peer holding everything finishes.
+            s.add_peer(99, 0, now);
+            s.set_have(99, Have::All);
+            for p in 0..6 {
+                s.gone(p);
+                check(&s);
+            }
+            while s.remaining() > 0 {
+                now = ms(now, 100);
+                let b = s.pick(99, now).expect("the whole peer has room");
+                for i in s.done(b.id, &b.chunks, &[], b.bytes, now) {
+                    count[i] += 1;
+                }
+                check(&s);
+            }
+            for (i, &c) in count.iter().enumerate() {
+                assert_eq!(c, u32::from(needed.contains(&i)), "seed {seed} chunk {i}");
+            }
+        }
+        assert!(
+            hedges > 0 && early > 0,
+            "{hedges} hedges, {early} chunks before the end: the walk exercised too little"
+        );
     }
 
     /// `cargo test -p ferry-node --lib -- net::schedule --ignored --nocapture`
