@@ -8,25 +8,30 @@
 //!   a seed (the node's id), so nodes started together fetch different parts first.
 //! - **Windows.** Each peer gets batches of about a quarter second of its measured throughput, and at most about a
 //!   second of it in flight ([`WINDOW`]), clamped between [`MIN_BATCH`]/[`MAX_BATCH`] and up to [`MAX_WINDOW`].
-//! - **Availability.** A peer holds everything ([`Have::All`]), what its bitmap says ([`Have::Bits`]), or is not
-//!   known yet: it gets nothing until its bitmap comes, and is dropped if that misses the deadline ([`expire`]).
-//!   A peer that says it holds nothing is dropped; chunks it answers absent are not asked of it again.
+//! - **Availability.** A peer holds everything ([`Have::All`]), what its bitmap says ([`Have::Bits`], sent again
+//!   as it grows), or is not known yet: it gets nothing until its bitmap comes, and is dropped if that misses the
+//!   deadline ([`Schedule::expire`]). A peer that says it holds nothing is dropped; chunks it answers absent are
+//!   not asked of it again.
 //! - **Hedging.** A batch much older than its peer's rate makes it expected ([`HEDGE_FACTOR`]) is handed, once, to
-//!   another peer that holds its chunks. The first copy of a chunk to arrive counts; the other is ignored.
+//!   a faster peer that holds its chunks. The first copy of a chunk to arrive counts; the other is ignored.
 //! - **Ownership.** Segments may be owned by a class of peers ([`Schedule::set_owner`]); while a peer of that
 //!   class is present, peers of other classes leave those segments alone.
 //!
 //! # Cost
 //!
-//! With `n` chunks, `s = n / SEGMENT` segments, `p` peers and `b` batches in flight:
-//! - [`Schedule::pick`] is O(b + chunks looked at): segments all done are jumped over (a union-find over the
-//!   walk, near O(1) each) and each peer keeps a cursor before which it has nothing left to take, so a peer
-//!   passes each segment once over the sync, plus once more after each rewind. A call alone may pass many
-//!   segments (a bitmap peer that holds only the end of the list), but never twice without a rewind.
-//! - [`Schedule::done`] and [`Schedule::failed`] are O(batch + p) (amortized: throughput is a running sum over
-//!   [`RATE_SPAN`]); chunks coming back rewind cursors to them.
-//! - [`Schedule::set_have`] with a bitmap is O(n / 8) (the bitmap's own size) and rewinds that peer's cursor.
-//! - [`Schedule::gone`] and [`Schedule::expire`] are O(p + b + the chunks they give back).
+//! With `n` chunks, `s = n / SEGMENT` segments, `p` peers and `b` batches in flight (at most `p × IN_FLIGHT`):
+//! - [`Schedule::pick`] is O(b + the segments it passes + the chunks it takes). Segments all done are jumped over
+//!   (a union-find over the walk, near O(1) each), and each peer keeps a cursor before which it has nothing to
+//!   take, so it passes each segment once — again only after a *rewind*: chunks coming back (a failed batch, a
+//!   peer gone), its bitmap sent again (back to the start), or an owner class leaving (everyone back to the
+//!   start). A peer that holds everything passes only segments whose chunks are all in flight; one call of a
+//!   bitmap peer that holds only the end of the list may pass many, but not the same ones twice without a rewind.
+//!   Measured (`cost_per_chunk_of_picking`): about 15 ns per chunk for 10k chunks, 21 ns for 1M.
+//! - [`Schedule::done`], [`Schedule::failed`] are O(batch + p) (throughput is a running sum over [`RATE_SPAN`]).
+//! - [`Schedule::set_have`] is O(1) (the caller built the bitmap: O(n / 8)), and costs that peer one walk of `s`.
+//! - [`Schedule::gone`] and [`Schedule::expire`] are O(p + b + the chunks given back).
+//!
+//! Events carry `now` rather than an elapsed time: the schedule knows when it handed out each batch.
 //!
 //! Left for later (`net/sync.rs` still schedules on its own): delta runs (their chunks can be held back with
 //! [`Schedule::claim`]), skipping chunks a much faster holder has, owned segments walked first by their owners,
