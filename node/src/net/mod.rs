@@ -9,6 +9,9 @@
 //! - [`data`]: quinn — one request per stream (`ferry_protocol::sync`), batches of several MiB of chunks, many
 //!   streams per connection, TLS with certificates made from the node keys ([`tls`]), the same allow-list.
 //!
+//! [`schedule`] decides which chunks to ask which peer for, and how many at once, with no I/O (not yet used by
+//! [`sync`]).
+//!
 //! [`sync`] fetches a release: the signed manifest (checked against the trusted publisher keys, whoever sent it),
 //! the recipes it lacks, then every chunk it lacks in batches from every peer that holds them, each chunk checked
 //! against its BLAKE3 id before it is stored. A peer that sends bad bytes is dropped for the rest of the sync and its
@@ -17,6 +20,7 @@
 
 pub mod control;
 pub mod data;
+pub mod schedule;
 pub mod sync;
 pub mod tls;
 pub mod wire;
