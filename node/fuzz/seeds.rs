@@ -322,6 +322,10 @@ fn requests() -> Vec<SyncRequest> {
         SyncRequest::Sketches {
             recipes: vec![recipe],
         },
+        SyncRequest::HaveChanges {
+            id: "app@1.0".into(),
+            since: Some(ferry_protocol::sync::HaveMark { epoch: 9, count: 3 }),
+        },
     ]
 }
 
@@ -341,6 +345,11 @@ fn responses(signed: &[u8], recipe: &Recipe) -> Vec<SyncResponse> {
             check: output_check(&target),
         },
         SyncResponse::Sketches(vec![Some(vec![7; 48]), None]),
+        SyncResponse::HaveChanges {
+            mark: ferry_protocol::sync::HaveMark { epoch: 9, count: 5 },
+            bits: None,
+            added: vec![4, 1, 70_000],
+        },
     ]
 }
 

@@ -78,6 +78,24 @@ pub enum SyncRequest {
         /// At most [`MAX_SKETCH_RECIPES`].
         recipes: Vec<RecipeId>,
     },
+    /// What the peer holds of release `id`, as changes since an earlier answer: a peer still syncing the release
+    /// answers [`SyncResponse::HaveChanges`] from what it keeps in memory, a holder of the whole release
+    /// [`SyncResponse::Whole`].
+    HaveChanges {
+        /// `name@version`.
+        id: String,
+        /// The mark of the last answer taken in, or none for the first.
+        since: Option<HaveMark>,
+    },
+}
+
+/// Where an answer to [`SyncRequest::HaveChanges`] left off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaveMark {
+    /// Names the answering node's sync of the release (another sync of it, after a restart, starts over).
+    pub epoch: u64,
+    /// How many chunks it had shown as held.
+    pub count: u64,
 }
 
 impl crate::Object for SyncRequest {
@@ -113,6 +131,17 @@ pub enum SyncResponse {
     /// Sketches, in the order asked; `None` for a recipe the peer does not hold whole (or past
     /// [`MAX_SKETCH_PARTS`]).
     Sketches(Vec<Option<Vec<u8>>>),
+    /// Chunks of the release's list the peer came to hold: the whole bitmap (as [`SyncResponse::Have`]) when the
+    /// asker's mark is absent or of another epoch or the changes would be larger, else only the positions added
+    /// since the mark, in the order they were stored.
+    HaveChanges {
+        /// Pass it back in the next request.
+        mark: HaveMark,
+        /// The whole bitmap, replacing what the asker knew.
+        bits: Option<Vec<u8>>,
+        /// Positions held since the mark (with `bits`, none).
+        added: Vec<u32>,
+    },
 }
 
 impl crate::Object for SyncResponse {
@@ -260,6 +289,8 @@ mod tests {
             for r in [
                 SyncRequest::Release { id: id.clone() },
                 SyncRequest::Have { id: id.clone() },
+                SyncRequest::HaveChanges { id: id.clone(), since: None },
+                SyncRequest::HaveChanges { id: id.clone(), since: Some(HaveMark { epoch: 7, count: n as u64 }) },
                 SyncRequest::Chunks { ids: (0..n).map(|i| ChunkId::of(&i.to_le_bytes())).collect() },
                 SyncRequest::Delta {
                     ids: (0..n).map(|i| ChunkId::of(&i.to_le_bytes())).collect(),

@@ -744,12 +744,12 @@ fn three_sites_find_each_other_and_share_what_the_seed_sends() {
         content_hashes(&sites[2], "rel@1"),
         content_hashes(&seed, "rel@1")
     );
-    // The sites fed each other: the seed sent well under three copies. (A release this small is over in a few
-    // seconds, most of it spent before the sites see each other's bitmaps; the benchmark, on 500 MB, holds the
-    // seed to 1.2 copies.)
+    // The sites split the release's segments among themselves, each taking its share from the seed and the
+    // rest from the others: the seed's link carried each chunk about once (1.08-1.10 copies measured; the
+    // benchmark holds 20 sites to 1.2).
     let seed_sent = sent_bytes(&seed);
     assert!(
-        seed_sent * 2 < delta * 5,
+        seed_sent * 4 <= delta * 5,
         "the seed sent {seed_sent} bytes for a delta of {delta} to three sites: {reports:?}"
     );
     eprintln!(

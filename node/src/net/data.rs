@@ -4,9 +4,7 @@
 use super::tls;
 use super::wire::{read_frame, write_frame, WireError};
 use super::Network;
-use ferry_protocol::sync::{
-    set_bit, ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS,
-};
+use ferry_protocol::sync::{ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS};
 use ferry_protocol::{ChunkId, RecipeId};
 use libp2p::PeerId;
 use libp2p_identity::Keypair;
@@ -348,26 +346,28 @@ fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
                 })
                 .collect(),
         ),
-        SyncRequest::Have { id } => {
-            if matches!(store.signed_release(&id), Ok(Some(_))) {
-                return SyncResponse::Whole;
-            }
-            let Some(running) = net.sync_of(&id).filter(|r| !r.finished()) else {
-                return SyncResponse::Refused(format!(
-                    "this node neither holds nor syncs release {id}"
-                ));
-            };
-            let Some(list) = running.list.lock().expect("poisoned").clone() else {
-                return SyncResponse::Refused(format!("still starting to sync {id}"));
-            };
-            let mut bits = vec![0u8; list.len().div_ceil(8)];
-            for (i, (c, _)) in list.iter().enumerate() {
-                if store.has_chunk(c).unwrap_or(false) {
-                    set_bit(&mut bits, i);
-                }
-            }
-            SyncResponse::Have(bits)
-        }
+        SyncRequest::Have { id } => have_answer(net, &id, |held| SyncResponse::Have(held.bits())),
+        SyncRequest::HaveChanges { id, since } => have_answer(net, &id, |held| held.changes(since)),
+    }
+}
+
+/// What this node holds of release `id`: whole (one index lookup), or what its sync of it holds, from memory
+/// (`answer`).
+fn have_answer(
+    net: &Network,
+    id: &str,
+    answer: impl FnOnce(&super::sync::Held) -> SyncResponse,
+) -> SyncResponse {
+    if matches!(net.0.store.signed_release(id), Ok(Some(_))) {
+        return SyncResponse::Whole;
+    }
+    let Some(running) = net.sync_of(id).filter(|r| !r.finished()) else {
+        return SyncResponse::Refused(format!("this node neither holds nor syncs release {id}"));
+    };
+    let held = running.held.lock().expect("poisoned");
+    match held.as_ref() {
+        Some(h) => answer(h),
+        None => SyncResponse::Refused(format!("still starting to sync {id}")),
     }
 }
 

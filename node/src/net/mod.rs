@@ -9,8 +9,8 @@
 //! - [`data`]: quinn — one request per stream (`ferry_protocol::sync`), batches of several MiB of chunks, many
 //!   streams per connection, TLS with certificates made from the node keys ([`tls`]), the same allow-list.
 //!
-//! [`schedule`] decides which chunks to ask which peer for, and how many at once, with no I/O (not yet used by
-//! [`sync`]).
+//! [`schedule`] decides which chunks to ask which peer for, and how many at once, with no I/O; [`sync`]'s driver
+//! does the I/O around it.
 //!
 //! [`sync`] fetches a release: the signed manifest (checked against the trusted publisher keys, whoever sent it),
 //! the recipes it lacks, then every chunk it lacks in batches from every peer that holds them, each chunk checked
@@ -347,6 +347,12 @@ impl Network {
 
     /// Update what is known of `peer`, and wake syncs waiting for peers.
     pub(crate) fn update_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerInfo)) {
+        self.count_peer(peer, f);
+        self.0.peers_changed.notify_waiters();
+    }
+
+    /// [`Network::update_peer`] for counters: nobody waiting on peers to change is woken.
+    pub(crate) fn count_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerInfo)) {
         f(self
             .0
             .peers
@@ -354,7 +360,6 @@ impl Network {
             .expect("poisoned")
             .entry(peer)
             .or_default());
-        self.0.peers_changed.notify_waiters();
     }
 
     /// A copy of what is known of every peer.

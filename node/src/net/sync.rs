@@ -5,11 +5,11 @@
 //! 2. The recipes the store lacks, each checked against its id.
 //! 3. The release's chunk list — every distinct chunk of its blobs, in order of first use — less what the store
 //!    holds: the same want/have computation as a bundle's plan (`crate::plan`), done by the receiver.
-//! 4. Batches of up to [`BATCH_BYTES`] from every peer that holds them, several in flight per peer. Peers still
-//!    syncing the same release answer a bitmap of what they hold, so nodes of a site feed each other; each node
-//!    walks the list in its own order (segments shuffled by its peer id) so that, started together, they fetch
-//!    different parts from the seed. A chunk goes to the fastest holders: a peer more than twice as slow as
-//!    another holder of the same chunk (a seed behind a slow link, say) is not asked for it.
+//! 4. Batches from every peer that holds them, as [`schedule`](super::schedule) picks them (sized by each peer's
+//!    measured throughput, a slow peer's overdue batch hedged to a faster holder) and [`driver`] asks for them.
+//!    Peers still syncing the same release answer what they hold as changes to a bitmap, kept in memory as
+//!    their chunks land ([`Held`]), so nodes of a site feed each other; they split the release's segments among
+//!    themselves, each taking its own share from the seed and the rest from the others.
 //! 5. Each chunk is decompressed and checked against its BLAKE3 id before it is stored; a peer that sends one bad
 //!    chunk is dropped for the rest of the sync and the unverified part of its batch goes elsewhere.
 //! 6. Once every chunk is held: blobs, then the release, become visible; the node announces it.
@@ -21,7 +21,9 @@ use super::data::{request, GOING_AWAY};
 use super::wire::{read_record, write_frame, WireError};
 use super::Network;
 use crate::store::{Store, StoreError};
-use ferry_protocol::sync::{bit, Announced, ChunkRecordHeader, SyncRequest, SyncResponse};
+use ferry_protocol::sync::{
+    set_bit, Announced, ChunkRecordHeader, HaveMark, SyncRequest, SyncResponse,
+};
 use ferry_protocol::{BlobRef, ChunkId, Object, Part, Recipe, RecipeId, SignedRelease};
 use libp2p::PeerId;
 use rayon::prelude::*;
@@ -32,24 +34,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Most raw bytes asked for in one batch.
-pub const BATCH_BYTES: u64 = 4 << 20;
-/// Fewest raw bytes asked for in one batch (unless fewer are left).
-const MIN_BATCH_BYTES: u64 = 256 << 10;
-/// Most batches in flight to one peer.
-const IN_FLIGHT: usize = 8;
-/// Bytes in flight to a peer are about this much of its measured throughput: enough to fill a long path, not so
-/// much that nodes started together all ask the seed for the same bytes before they can share.
-const WINDOW: Duration = Duration::from_millis(1000);
+mod driver;
+use driver::Fetch;
+
 /// Stored chunks are committed this often: only committed chunks can be served, or shown in a bitmap to peers
 /// syncing beside this node.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
-/// Throughput is measured over this much recent time.
-const RATE_SPAN: Duration = Duration::from_secs(2);
 /// Longest one batch may take before its peer is given up on for it.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Chunks in one segment of the list (about 2 MiB); segments are walked in a per-node order.
-const SEGMENT: usize = 32;
 
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +138,8 @@ const KEEP_FINISHED: usize = 32;
 
 /// A sync in progress (or finished), shared with the data plane so peers can fetch from a node mid-sync.
 pub struct Running {
-    /// The release's chunk list, once known.
-    pub(crate) list: Mutex<Option<ChunkList>>,
+    /// What it holds of the release's chunk list, once the list is known.
+    pub(crate) held: Mutex<Option<Held>>,
     /// Recipes fetched and not yet stored, so peers can have them too.
     pub(crate) recipes: Mutex<HashMap<RecipeId, Vec<u8>>>,
     progress: Mutex<SyncProgress>,
@@ -186,6 +178,76 @@ impl Running {
     fn set(&self, f: impl FnOnce(&mut SyncProgress)) {
         f(&mut self.progress.lock().expect("poisoned"));
     }
+
+    /// Chunks `positions` of the list are committed: peers may be told.
+    fn show_held(&self, positions: &[usize]) {
+        if let Some(h) = self.held.lock().expect("poisoned").as_mut() {
+            h.add(positions);
+        }
+    }
+}
+
+/// What a sync holds of its release's chunk list, kept in memory for peers syncing beside it: the bitmap, and
+/// the positions in the order they were committed, so a peer is told only what changed since it last asked.
+/// At most `n / 8 + 4 n` bytes for a list of `n` chunks (each position is logged once).
+pub(crate) struct Held {
+    epoch: u64,
+    bits: Vec<u8>,
+    log: Vec<u32>,
+}
+
+impl Held {
+    /// `bits`: what the store held when the sync began.
+    fn new(bits: Vec<u8>) -> Held {
+        use rand_core::RngCore;
+        Held {
+            epoch: rand_core::OsRng.next_u64(),
+            bits,
+            log: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, positions: &[usize]) {
+        for &i in positions {
+            if i / 8 < self.bits.len() && !ferry_protocol::sync::bit(&self.bits, i) {
+                set_bit(&mut self.bits, i);
+                self.log.push(i as u32);
+            }
+        }
+    }
+
+    /// The whole bitmap.
+    pub(crate) fn bits(&self) -> Vec<u8> {
+        self.bits.clone()
+    }
+
+    /// The answer to a peer that last heard `since`: the positions added since, or the whole bitmap when the mark
+    /// is of another epoch or the positions would take more room.
+    pub(crate) fn changes(&self, since: Option<HaveMark>) -> SyncResponse {
+        let count = self.log.len() as u64;
+        let mark = HaveMark {
+            epoch: self.epoch,
+            count,
+        };
+        match since {
+            Some(m)
+                if m.epoch == self.epoch
+                    && m.count <= count
+                    && (count - m.count) * 4 < self.bits.len() as u64 =>
+            {
+                SyncResponse::HaveChanges {
+                    mark,
+                    bits: None,
+                    added: self.log[m.count as usize..].to_vec(),
+                }
+            }
+            _ => SyncResponse::HaveChanges {
+                mark,
+                bits: Some(self.bits.clone()),
+                added: Vec::new(),
+            },
+        }
+    }
 }
 
 impl Network {
@@ -205,7 +267,7 @@ impl Network {
         }
         let (done, _) = watch::channel(None);
         let running = Arc::new(Running {
-            list: Mutex::new(None),
+            held: Mutex::new(None),
             recipes: Mutex::new(HashMap::new()),
             progress: Mutex::new(SyncProgress {
                 release: id.to_string(),
@@ -237,7 +299,7 @@ impl Network {
             };
             // What the sync held for peers (its chunk list, recipes not yet stored) goes with it: from here the
             // store answers for the release. Only the report stays, for the latest few.
-            r.list.lock().expect("poisoned").take();
+            r.held.lock().expect("poisoned").take();
             *r.recipes.lock().expect("poisoned") = HashMap::new();
             r.done.send_replace(Some(result));
             net.forget_finished();
@@ -299,7 +361,11 @@ async fn run(
     let store = net.0.store.clone();
     let started = Instant::now();
     let _op = store.begin("sync");
-    if store.signed_release(id)?.is_some() {
+    let held_already = {
+        let id = id.to_string();
+        store.blocking(move |s| s.signed_release(&id)).await?
+    };
+    if held_already.is_some() {
         return Ok(SyncReport {
             release: id.to_string(),
             already_held: true,
@@ -352,7 +418,21 @@ async fn run(
         }
     }
     let list = Arc::new(list);
-    *running.list.lock().expect("poisoned") = Some(list.clone());
+    let held: Vec<bool> = {
+        let list = list.clone();
+        store
+            .blocking(move |store| {
+                list.iter()
+                    .map(|(c, _)| store.has_chunk(c))
+                    .collect::<Result<_, _>>()
+            })
+            .await?
+    };
+    let mut bits = vec![0u8; list.len().div_ceil(8)];
+    for (i, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+        set_bit(&mut bits, i);
+    }
+    *running.held.lock().expect("poisoned") = Some(Held::new(bits));
     // Runs of the chunks this node lacks to ask for as deltas against what it holds (the planner bundles use).
     let (runs, recipes) = {
         let store = store.clone();
@@ -376,7 +456,16 @@ async fn run(
         tracing::warn!(release = id, error = %e, "cannot plan deltas; fetching chunks whole");
         Vec::new()
     });
-    let mut fetch = Fetch::new(net, id, from, list.clone(), accepting, runs, running)?;
+    let mut fetch = Fetch::new(
+        net,
+        id,
+        from,
+        (list.clone(), &held),
+        accepting,
+        runs,
+        running,
+    );
+    drop(held);
     fetch.run().await?;
     tracing::debug!(release = id, at = ?started.elapsed(), chunks = list.len(), "chunks fetched");
 
@@ -390,10 +479,13 @@ async fn run(
         });
     }
     tracing::debug!(release = id, at = ?started.elapsed(), "blobs accepted");
-    let older = matches!(
-        store.accept_release(&signed)?,
-        crate::store::accept::Accepted::Older { .. }
-    );
+    let older = {
+        let signed = signed.clone();
+        matches!(
+            store.blocking(move |s| s.accept_release(&signed)).await?,
+            crate::store::accept::Accepted::Older { .. }
+        )
+    };
     tracing::debug!(release = id, at = ?started.elapsed(), "release accepted");
     net.announce(Announced {
         id: id.to_string(),
@@ -448,15 +540,19 @@ async fn fetch_release(
                     continue;
                 }
             };
-            let checked = SignedRelease::decode(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|s| {
-                    let m = store.verify_release(id, &s).map_err(|e| e.to_string())?;
-                    if m.id() != id {
+            let wanted = id.to_string();
+            let checked = store
+                .blocking(move |store| {
+                    let s = SignedRelease::decode(&bytes).map_err(|e| e.to_string())?;
+                    let m = store
+                        .verify_release(&wanted, &s)
+                        .map_err(|e| e.to_string())?;
+                    if m.id() != wanted {
                         return Err(format!("it holds release {} instead", m.id()));
                     }
                     Ok((s, m))
-                });
+                })
+                .await;
             match checked {
                 Ok(found) => return Ok(found),
                 Err(reason) => {
@@ -502,24 +598,30 @@ async fn fetch_recipes(
 ) -> Result<(HashMap<RecipeId, Recipe>, Vec<RecipeId>), SyncError> {
     let store = &net.0.store;
     let blobs = manifest.blobs();
-    let mut out = HashMap::new();
-    let mut lacking = Vec::new();
-    // Membership of `lacking`, so a release of many blobs is not a quadratic scan.
-    let mut lacking_set = HashSet::new();
-    for b in &blobs {
-        if out.contains_key(&b.recipe) || lacking_set.contains(&b.recipe) {
-            continue;
-        }
-        match store.recipe(&b.recipe)? {
-            Some(r) => {
-                out.insert(b.recipe, r);
+    let (mut out, lacking, lacking_set) = store
+        .blocking(move |store| {
+            let mut out = HashMap::new();
+            let mut lacking = Vec::new();
+            // Membership of `lacking`, so a release of many blobs is not a quadratic scan.
+            let mut lacking_set = HashSet::new();
+            for b in &blobs {
+                if out.contains_key(&b.recipe) || lacking_set.contains(&b.recipe) {
+                    continue;
+                }
+                match store.recipe(&b.recipe)? {
+                    Some(r) => {
+                        out.insert(b.recipe, r);
+                    }
+                    None => {
+                        lacking_set.insert(b.recipe);
+                        lacking.push(b.recipe);
+                    }
+                }
             }
-            None => {
-                lacking_set.insert(b.recipe);
-                lacking.push(b.recipe);
-            }
-        }
-    }
+            Ok::<_, StoreError>((out, lacking, lacking_set))
+        })
+        .await?;
+    let mut lacking = lacking;
     // The recipes this node lacks come as differences against the recipe of the same entry in a version it
     // holds, when it holds one.
     let bases: Option<RecipeBases> = if lacking.is_empty() {
@@ -698,112 +800,6 @@ fn recipe_bases(
     Ok(Some(out))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Needed,
-    InFlight,
-    Done,
-}
-
-enum Avail {
-    Unknown,
-    Whole,
-    Bits(Vec<u8>),
-}
-
-/// One peer as this sync sees it.
-struct Source {
-    addr: SocketAddr,
-    conn: Option<quinn::Connection>,
-    connecting: bool,
-    asking_have: bool,
-    avail: Avail,
-    /// Chunks it said it lacks although its bitmap said otherwise.
-    lacks: HashSet<usize>,
-    in_flight: usize,
-    /// Raw bytes asked for and not yet answered.
-    in_flight_bytes: u64,
-    /// Bytes per second per batch, smoothed: how quickly it answers, for ranking holders.
-    rate: Option<f64>,
-    /// Recent completions (when, raw bytes), for its throughput.
-    recent: std::collections::VecDeque<(Instant, u64)>,
-    /// When the first batch was sent to it.
-    first_sent: Option<Instant>,
-    /// Not asked again before this.
-    resting_until: Option<Instant>,
-    dropped: bool,
-    /// Still connected on the control plane.
-    present: bool,
-}
-
-impl Source {
-    fn usable(&self, now: Instant) -> bool {
-        self.present
-            && !self.dropped
-            && self.conn.is_some()
-            && self.resting_until.is_none_or(|t| now >= t)
-    }
-
-    /// Raw bytes per second delivered lately; `None` before the first batch comes back.
-    fn throughput(&self, now: Instant) -> Option<f64> {
-        let first = self.first_sent?;
-        if self.recent.is_empty() {
-            return None;
-        }
-        let bytes: u64 = self.recent.iter().map(|(_, b)| b).sum();
-        let span = now
-            .duration_since(first)
-            .min(RATE_SPAN)
-            .as_secs_f64()
-            .max(0.05);
-        Some(bytes as f64 / span)
-    }
-
-    /// How much to ask for in the next batch, if there is room for one.
-    fn next_batch(&self, now: Instant) -> Option<u64> {
-        if self.in_flight >= IN_FLIGHT {
-            return None;
-        }
-        let (batch, window) = match self.throughput(now) {
-            // Not measured yet: a little, so nodes started together do not all ask for the same bytes first.
-            None => (1 << 20, 2 << 20),
-            Some(t) => {
-                let batch = ((t * 0.25) as u64).clamp(MIN_BATCH_BYTES, BATCH_BYTES);
-                (batch, ((t * WINDOW.as_secs_f64()) as u64).max(2 * batch))
-            }
-        };
-        (self.in_flight_bytes < window).then_some(batch)
-    }
-
-    fn has(&self, i: usize) -> bool {
-        !self.lacks.contains(&i)
-            && match &self.avail {
-                Avail::Unknown => false,
-                Avail::Whole => true,
-                Avail::Bits(b) => bit(b, i),
-            }
-    }
-}
-
-enum Event {
-    Connected(PeerId, Result<quinn::Connection, WireError>),
-    Have(PeerId, Result<SyncResponse, WireError>),
-    Batch {
-        peer: PeerId,
-        asked: Vec<usize>,
-        outcome: Result<Outcome, WireError>,
-        elapsed: Duration,
-    },
-    /// A batch of blobs was recorded; these were still incomplete.
-    Accepted(Result<Vec<BlobRef>, SyncError>, Duration),
-    /// A delta came back (or did not).
-    Delta {
-        peer: PeerId,
-        run: usize,
-        outcome: Result<DeltaOutcome, WireError>,
-    },
-}
-
 /// What came of one batch.
 #[derive(Default)]
 struct Outcome {
@@ -915,597 +911,6 @@ impl Accepting {
             .filter(|&r| !self.taken.get(r).copied().unwrap_or(false))
             .flat_map(|r| self.blobs_of[r].iter().copied())
             .collect()
-    }
-}
-
-struct Fetch<'a> {
-    net: &'a Network,
-    id: &'a str,
-    from: Option<PeerId>,
-    list: Arc<Vec<(ChunkId, u32)>>,
-    slots: Vec<Slot>,
-    /// The order this node walks the list in.
-    order: Vec<usize>,
-    /// Positions in `order` before this are all done.
-    first_open: usize,
-    remaining: usize,
-    sources: BTreeMap<PeerId, Source>,
-    running: &'a Running,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events: mpsc::UnboundedReceiver<Event>,
-    last_commit: Instant,
-    accepting: Accepting,
-    /// Runs to ask for as deltas, and the run of each chunk of the list.
-    runs: Vec<DeltaRun>,
-    run_of: Vec<Option<usize>>,
-}
-
-impl<'a> Fetch<'a> {
-    fn new(
-        net: &'a Network,
-        id: &'a str,
-        from: Option<PeerId>,
-        list: Arc<Vec<(ChunkId, u32)>>,
-        mut accepting: Accepting,
-        runs: Vec<DeltaRun>,
-        running: &'a Running,
-    ) -> Result<Self, SyncError> {
-        let store = &net.0.store;
-        let mut slots = Vec::with_capacity(list.len());
-        let (mut chunks_total, mut bytes_total) = (0u64, 0u64);
-        for (i, (c, len)) in list.iter().enumerate() {
-            if store.has_chunk(c)? {
-                accepting.stored(i);
-                slots.push(Slot::Done);
-            } else {
-                slots.push(Slot::Needed);
-                chunks_total += 1;
-                bytes_total += u64::from(*len);
-            }
-        }
-        let remaining = chunks_total as usize;
-        running.set(|p| {
-            p.chunks_total = chunks_total;
-            p.bytes_total = bytes_total;
-            p.state = "fetching".into();
-        });
-        let order = walk_order(list.len(), &net.0.local);
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let mut run_of = vec![None; list.len()];
-        for (r, run) in runs.iter().enumerate() {
-            for &i in &run.chunks {
-                run_of[i] = Some(r);
-            }
-        }
-        Ok(Fetch {
-            net,
-            id,
-            from,
-            list,
-            slots,
-            order,
-            first_open: 0,
-            remaining,
-            sources: BTreeMap::new(),
-            running,
-            events_tx,
-            events,
-            last_commit: Instant::now(),
-            accepting,
-            runs,
-            run_of,
-        })
-    }
-
-    async fn run(&mut self) -> Result<(), SyncError> {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        while self.remaining > 0 {
-            self.refresh_sources();
-            self.schedule();
-            tokio::select! {
-                ev = self.events.recv() => {
-                    let ev = ev.expect("the sender lives in self");
-                    self.handle(ev).await?;
-                }
-                _ = tick.tick() => self.on_tick().await?,
-                _ = self.net.0.peers_changed.notified() => {}
-            }
-        }
-        // Every slot is done, so no batch is in flight; blobs being recorded may be.
-        while self.accepting.busy {
-            let ev = self.events.recv().await.expect("the sender lives in self");
-            self.handle(ev).await?;
-        }
-        let store = self.net.0.store.clone();
-        tokio::task::spawn_blocking(move || store.commit())
-            .await
-            .expect("commit panicked")?;
-        Ok(())
-    }
-
-    /// Take in peers that appeared, and note those gone.
-    fn refresh_sources(&mut self) {
-        let peers = self.net.peers();
-        for s in self.sources.values_mut() {
-            s.present = false;
-        }
-        for (peer, info) in peers {
-            if !info.connected || self.from.is_some_and(|f| f != peer) {
-                continue;
-            }
-            let Some(addr) = info.data_addr() else {
-                continue;
-            };
-            let s = self.sources.entry(peer).or_insert_with(|| Source {
-                addr,
-                conn: None,
-                connecting: false,
-                asking_have: false,
-                avail: Avail::Unknown,
-                lacks: HashSet::new(),
-                in_flight: 0,
-                in_flight_bytes: 0,
-                rate: None,
-                recent: std::collections::VecDeque::new(),
-                first_sent: None,
-                resting_until: None,
-                dropped: false,
-                present: true,
-            });
-            s.present = true;
-            if s.addr != addr {
-                s.addr = addr;
-                s.conn = None;
-            }
-            if info.holds(self.id) && !matches!(s.avail, Avail::Whole) {
-                s.avail = Avail::Whole;
-            }
-            if s.conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
-                s.conn = None;
-            }
-            if s.conn.is_none() && !s.connecting && !s.dropped {
-                s.connecting = true;
-                let tx = self.events_tx.clone();
-                let net = self.net.clone();
-                tokio::spawn(async move {
-                    let r = net.0.data.connect(peer, addr).await;
-                    let _ = tx.send(Event::Connected(peer, r));
-                });
-            }
-        }
-    }
-
-    async fn on_tick(&mut self) -> Result<(), SyncError> {
-        let now = Instant::now();
-        for (peer, s) in &mut self.sources {
-            if matches!(s.avail, Avail::Whole) || s.asking_have || !s.usable(now) {
-                continue;
-            }
-            s.asking_have = true;
-            let conn = s.conn.clone().expect("usable has a connection");
-            let tx = self.events_tx.clone();
-            let id = self.id.to_string();
-            let peer = *peer;
-            tokio::spawn(async move {
-                let r = request(&conn, &SyncRequest::Have { id }).await;
-                let _ = tx.send(Event::Have(peer, r));
-            });
-        }
-        if self.last_commit.elapsed() >= COMMIT_EVERY && !self.accepting.busy {
-            self.last_commit = Instant::now();
-            let blobs = if self.accepting.not_before.is_some_and(|t| now < t) {
-                Vec::new()
-            } else {
-                self.accepting.take_ready()
-            };
-            let store = self.net.0.store.clone();
-            if blobs.is_empty() {
-                tokio::task::spawn_blocking(move || store.commit())
-                    .await
-                    .expect("commit panicked")?;
-            } else {
-                // Commits the chunks too; runs beside the fetch.
-                self.accepting.busy = true;
-                let tx = self.events_tx.clone();
-                let encoded = fetched_recipes(self.running, &blobs);
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let n = blobs.len();
-                    let r = accept_blobs_with(store, encoded, blobs).await;
-                    let took = started.elapsed();
-                    tracing::debug!(blobs = n, ?took, "blobs recorded while fetching");
-                    let _ = tx.send(Event::Accepted(r, took));
-                });
-            }
-        }
-        let in_flight: usize = self.sources.values().map(|s| s.in_flight).sum();
-        if in_flight == 0 {
-            let remaining = self.remaining;
-            let usable = self.sources.values().filter(|s| s.usable(now)).count();
-            self.running.set(|p| {
-                p.state = format!(
-                    "waiting for peers that hold the {remaining} chunks left ({usable} peers usable)"
-                )
-            });
-        } else {
-            self.running.set(|p| p.state = "fetching".into());
-        }
-        Ok(())
-    }
-
-    async fn handle(&mut self, ev: Event) -> Result<(), SyncError> {
-        match ev {
-            Event::Connected(peer, r) => {
-                let Some(s) = self.sources.get_mut(&peer) else {
-                    return Ok(());
-                };
-                s.connecting = false;
-                match r {
-                    Ok(c) => s.conn = Some(c),
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "cannot reach a peer's data plane");
-                        s.resting_until = Some(Instant::now() + Duration::from_secs(2));
-                    }
-                }
-            }
-            Event::Have(peer, r) => {
-                let Some(s) = self.sources.get_mut(&peer) else {
-                    return Ok(());
-                };
-                s.asking_have = false;
-                match r {
-                    Ok(SyncResponse::Whole) => s.avail = Avail::Whole,
-                    Ok(SyncResponse::Have(bits)) => s.avail = Avail::Bits(bits),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(%peer, error = %e, "have request failed"),
-                }
-            }
-            Event::Accepted(r, took) => {
-                self.accepting.busy = false;
-                self.accepting.not_before = Some(Instant::now() + 4 * took);
-                self.accepting.give_back(&r?);
-            }
-            // This node's own store failing (a full disk) ends the sync: asking other peers cannot help.
-            Event::Batch {
-                outcome: Err(WireError::Local(e)),
-                ..
-            }
-            | Event::Delta {
-                outcome: Ok(DeltaOutcome::Local(e)),
-                ..
-            } => return Err(SyncError::Store(e)),
-            Event::Batch {
-                peer,
-                asked,
-                outcome,
-                elapsed,
-            } => self.on_batch(peer, asked, outcome, elapsed),
-            Event::Delta { peer, run, outcome } => self.on_delta(peer, run, outcome),
-        }
-        Ok(())
-    }
-
-    fn on_delta(&mut self, peer: PeerId, r: usize, outcome: Result<DeltaOutcome, WireError>) {
-        let s = self
-            .sources
-            .get_mut(&peer)
-            .expect("a delta's peer is a source");
-        s.in_flight -= 1;
-        let run = &mut self.runs[r];
-        run.state = RunState::Done;
-        let chunks = std::mem::take(&mut run.chunks);
-        let back_to_needed = |slots: &mut Vec<Slot>| {
-            for &i in &chunks {
-                if slots[i] == Slot::InFlight {
-                    slots[i] = Slot::Needed;
-                }
-            }
-        };
-        match outcome {
-            Ok(DeltaOutcome::Stored { wire, saved }) => {
-                let mut bytes = 0u64;
-                for &i in &chunks {
-                    self.slots[i] = Slot::Done;
-                    self.accepting.stored(i);
-                    bytes += u64::from(self.list[i].1);
-                }
-                self.remaining -= chunks.len();
-                let n = chunks.len() as u64;
-                self.net.update_peer(peer, |p| {
-                    p.received_bytes += bytes;
-                    p.received_chunks += n;
-                });
-                self.running.set(|p| {
-                    p.chunks_done += n;
-                    p.bytes_done += bytes;
-                    p.delta_chunks += n;
-                    p.delta_saved_bytes += saved;
-                    *p.wire_bytes.entry(peer.to_string()).or_default() += wire;
-                });
-            }
-            Ok(DeltaOutcome::Refused(why)) => {
-                tracing::debug!(%peer, why, chunks = chunks.len(), "delta refused; fetching the chunks whole");
-                back_to_needed(&mut self.slots);
-            }
-            Ok(DeltaOutcome::Bad(why)) => {
-                back_to_needed(&mut self.slots);
-                self.drop_peer(peer, why);
-            }
-            Ok(DeltaOutcome::Local(_)) => unreachable!("a local failure ends the sync in handle"),
-            Err(e) => {
-                tracing::info!(%peer, error = %e, "delta request failed; fetching the chunks whole");
-                back_to_needed(&mut self.slots);
-                let s = self.sources.get_mut(&peer).expect("source");
-                s.conn = None;
-                s.resting_until = Some(Instant::now() + Duration::from_secs(1));
-            }
-        }
-    }
-
-    /// Drop `peer` for the rest of the sync: it sent bytes that failed verification.
-    fn drop_peer(&mut self, peer: PeerId, why: String) {
-        tracing::warn!(%peer, release = self.id, why, "dropping a peer that sent bad bytes");
-        if let Some(s) = self.sources.get_mut(&peer) {
-            s.dropped = true;
-            s.conn = None;
-        }
-        self.net
-            .0
-            .data
-            .disconnect(&peer, "sent bytes that failed verification");
-        let note = format!("{peer}: {why}");
-        self.net
-            .update_peer(peer, |p| p.dropped = Some(why.clone()));
-        self.running.set(|p| p.dropped.push(note));
-    }
-
-    fn on_batch(
-        &mut self,
-        peer: PeerId,
-        asked: Vec<usize>,
-        outcome: Result<Outcome, WireError>,
-        elapsed: Duration,
-    ) {
-        let s = self
-            .sources
-            .get_mut(&peer)
-            .expect("a batch's peer is a source");
-        s.in_flight -= 1;
-        s.in_flight_bytes -= asked
-            .iter()
-            .map(|&i| u64::from(self.list[i].1))
-            .sum::<u64>();
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::info!(%peer, error = %e, chunks = asked.len(), "batch failed; asking others");
-                s.conn = None;
-                s.resting_until = Some(Instant::now() + Duration::from_secs(1));
-                for i in asked {
-                    if self.slots[i] == Slot::InFlight {
-                        self.slots[i] = Slot::Needed;
-                    }
-                }
-                return;
-            }
-        };
-        let mut bytes = 0u64;
-        for &i in &outcome.stored {
-            self.slots[i] = Slot::Done;
-            self.accepting.stored(i);
-            bytes += u64::from(self.list[i].1);
-        }
-        for &i in &outcome.absent {
-            s.lacks.insert(i);
-        }
-        for &i in &asked {
-            if self.slots[i] == Slot::InFlight {
-                self.slots[i] = Slot::Needed;
-            }
-        }
-        self.remaining -= outcome.stored.len();
-        if bytes > 0 {
-            let sample = bytes as f64 / elapsed.as_secs_f64().max(1e-6);
-            s.rate = Some(s.rate.map_or(sample, |r| 0.7 * r + 0.3 * sample));
-            let now = Instant::now();
-            s.recent.push_back((now, bytes));
-            while s
-                .recent
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_SPAN)
-            {
-                s.recent.pop_front();
-            }
-        }
-        let stored = outcome.stored.len() as u64;
-        if let Some(why) = outcome.bad.clone() {
-            self.drop_peer(peer, why);
-        }
-        self.net.update_peer(peer, |p| {
-            p.received_bytes += bytes;
-            p.received_chunks += stored;
-        });
-        self.running.set(|p| {
-            p.chunks_done += stored;
-            p.bytes_done += bytes;
-            *p.wire_bytes.entry(peer.to_string()).or_default() += outcome.wire_bytes;
-        });
-    }
-
-    /// Give every usable peer with room batches of chunks it holds.
-    fn schedule(&mut self) {
-        let now = Instant::now();
-        while self.first_open < self.order.len()
-            && self.slots[self.order[self.first_open]] == Slot::Done
-        {
-            self.first_open += 1;
-        }
-        // Fastest first; a peer not yet measured counts as fastest, so it gets tried.
-        let mut ranked: Vec<(PeerId, f64)> = self
-            .sources
-            .iter()
-            .filter(|(_, s)| s.usable(now))
-            .map(|(p, s)| (*p, s.rate.unwrap_or(f64::INFINITY)))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        self.schedule_deltas(&ranked);
-        for &(peer, rate) in &ranked {
-            while let Some(limit) = self.sources[&peer].next_batch(now) {
-                let batch = self.pick(peer, rate, &ranked, limit);
-                if batch.is_empty() {
-                    break;
-                }
-                self.send_batch(peer, batch);
-            }
-        }
-    }
-
-    /// Ask for pending runs as deltas, fastest holders first. A run no usable peer holds whole while some holds
-    /// part of it is given up on: its chunks are fetched whole.
-    fn schedule_deltas(&mut self, ranked: &[(PeerId, f64)]) {
-        for r in 0..self.runs.len() {
-            if self.runs[r].state != RunState::Pending {
-                continue;
-            }
-            let run = &self.runs[r];
-            if run.chunks.iter().all(|&i| self.slots[i] == Slot::Done) {
-                self.runs[r].state = RunState::Done;
-                continue;
-            }
-            let holder = ranked.iter().map(|(p, _)| *p).find(|p| {
-                let s = &self.sources[p];
-                run.chunks.iter().all(|&i| s.has(i))
-            });
-            let Some(peer) = holder else {
-                let partly = ranked
-                    .iter()
-                    .any(|(p, _)| run.chunks.iter().any(|&i| self.sources[p].has(i)));
-                if partly {
-                    self.runs[r].state = RunState::Done;
-                }
-                continue;
-            };
-            if self.sources[&peer].in_flight >= DELTAS_IN_FLIGHT {
-                continue;
-            }
-            self.send_delta(peer, r);
-        }
-    }
-
-    fn send_delta(&mut self, peer: PeerId, r: usize) {
-        let run = &mut self.runs[r];
-        run.state = RunState::InFlight;
-        let wanted: Vec<(ChunkId, u32)> = run
-            .chunks
-            .iter()
-            .filter(|&&i| self.slots[i] != Slot::Done)
-            .map(|&i| self.list[i])
-            .collect();
-        for &i in &run.chunks {
-            if self.slots[i] == Slot::Needed {
-                self.slots[i] = Slot::InFlight;
-            }
-        }
-        run.chunks.retain(|&i| self.slots[i] != Slot::Done);
-        let reference = run.reference.clone();
-        let level = run.level;
-        let s = self.sources.get_mut(&peer).expect("scheduled peer");
-        s.in_flight += 1;
-        s.first_sent.get_or_insert_with(Instant::now);
-        let conn = s.conn.clone().expect("usable peer has a connection");
-        let tx = self.events_tx.clone();
-        let store = self.net.0.store.clone();
-        tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(
-                DELTA_TIMEOUT,
-                fetch_delta(&conn, &store, wanted, reference, level),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(WireError::Stream(format!(
-                    "no delta within {} s",
-                    DELTA_TIMEOUT.as_secs()
-                ))),
-            };
-            let _ = tx.send(Event::Delta {
-                peer,
-                run: r,
-                outcome,
-            });
-        });
-    }
-
-    /// Up to `limit` bytes of needed chunks `peer` holds, skipping those a much faster peer holds too, and those
-    /// waiting to come as a delta.
-    fn pick(&self, peer: PeerId, rate: f64, ranked: &[(PeerId, f64)], limit: u64) -> Vec<usize> {
-        let s = &self.sources[&peer];
-        let faster: Vec<&Source> = ranked
-            .iter()
-            .filter(|(p, r)| *p != peer && rate.is_finite() && *r > 2.0 * rate)
-            .map(|(p, _)| &self.sources[p])
-            .collect();
-        let mut batch = Vec::new();
-        let mut bytes = 0u64;
-        for &i in &self.order[self.first_open..] {
-            if self.slots[i] != Slot::Needed
-                || !s.has(i)
-                || faster.iter().any(|f| f.has(i))
-                || self.run_of[i].is_some_and(|r| self.runs[r].state != RunState::Done)
-            {
-                continue;
-            }
-            batch.push(i);
-            bytes += u64::from(self.list[i].1);
-            if bytes >= limit || batch.len() >= 1024 {
-                break;
-            }
-        }
-        batch
-    }
-
-    fn send_batch(&mut self, peer: PeerId, batch: Vec<usize>) {
-        for &i in &batch {
-            self.slots[i] = Slot::InFlight;
-        }
-        let s = self.sources.get_mut(&peer).expect("scheduled peer");
-        s.in_flight += 1;
-        s.in_flight_bytes += batch
-            .iter()
-            .map(|&i| u64::from(self.list[i].1))
-            .sum::<u64>();
-        s.first_sent.get_or_insert_with(Instant::now);
-        let conn = s.conn.clone().expect("usable peer has a connection");
-        let tx = self.events_tx.clone();
-        let store = self.net.0.store.clone();
-        let wanted: Vec<(ChunkId, u32)> = batch.iter().map(|&i| self.list[i]).collect();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let outcome = match tokio::time::timeout(
-                BATCH_TIMEOUT,
-                fetch_batch(&conn, &store, &wanted),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(WireError::Stream(format!(
-                    "no answer within {} s",
-                    BATCH_TIMEOUT.as_secs()
-                ))),
-            };
-            // Map positions in the batch back to positions in the list.
-            let outcome = outcome.map(|o| Outcome {
-                stored: o.stored.iter().map(|&k| batch[k]).collect(),
-                absent: o.absent.iter().map(|&k| batch[k]).collect(),
-                ..o
-            });
-            let _ = tx.send(Event::Batch {
-                peer,
-                asked: batch,
-                outcome,
-                elapsed: start.elapsed(),
-            });
-        });
     }
 }
 
@@ -1760,41 +1165,48 @@ pub(crate) fn store_delta(
     }
 }
 
-/// Positions `0..n` in segments of [`SEGMENT`], the segments shuffled by a generator seeded with this node's
-/// peer id, so nodes started together walk the list in different orders.
-fn walk_order(n: usize, local: &PeerId) -> Vec<usize> {
-    let segments = n.div_ceil(SEGMENT);
-    let mut seg: Vec<usize> = (0..segments).collect();
-    let seed = blake3::hash(&local.to_bytes());
-    let mut state = u64::from_le_bytes(seed.as_bytes()[..8].try_into().expect("8 bytes")) | 1;
-    for i in (1..segments).rev() {
-        // xorshift64*
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        seg.swap(i, (r % (i as u64 + 1)) as usize);
-    }
-    seg.into_iter()
-        .flat_map(|s| s * SEGMENT..((s + 1) * SEGMENT).min(n))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn decoded(r: SyncResponse) -> (HaveMark, Option<Vec<u8>>, Vec<u32>) {
+        match r {
+            SyncResponse::HaveChanges { mark, bits, added } => (mark, bits, added),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn walk_orders_cover_the_list_once_and_differ_between_nodes() {
-        let a = PeerId::random();
-        let b = PeerId::random();
-        let n = 10 * SEGMENT + 7;
-        let oa = walk_order(n, &a);
-        let mut sorted = oa.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
-        assert_eq!(oa, walk_order(n, &a), "the same node walks the same way");
-        assert_ne!(oa, walk_order(n, &b));
-        assert!(walk_order(0, &a).is_empty());
+    fn a_peer_is_told_only_what_changed_since_its_mark() {
+        let n = 1000;
+        let mut start = vec![0u8; n / 8];
+        set_bit(&mut start, 3);
+        let mut held = Held::new(start.clone());
+        let (first, bits, added) = decoded(held.changes(None));
+        assert_eq!((bits, added, first.count), (Some(start), vec![], 0));
+        held.add(&[10, 3, 11, 10, n + 5]);
+        let (second, bits, added) = decoded(held.changes(Some(first)));
+        assert_eq!(
+            (bits, added),
+            (None, vec![10, 11]),
+            "once each, held before and past the list left out"
+        );
+        assert_eq!(second.count, 2);
+        let (_, bits, added) = decoded(held.changes(Some(second)));
+        assert_eq!((bits, added), (None, vec![]));
+        // A mark of another sync, or changes larger than the bitmap: the whole bitmap.
+        let other = HaveMark {
+            epoch: second.epoch ^ 1,
+            count: 1,
+        };
+        assert!(decoded(held.changes(Some(other))).1.is_some());
+        held.add(&(100..200).collect::<Vec<_>>());
+        let (_, bits, added) = decoded(held.changes(Some(second)));
+        let bits = bits.expect("400 bytes of positions against a 125-byte bitmap");
+        assert!(
+            added.is_empty()
+                && ferry_protocol::sync::bit(&bits, 150)
+                && ferry_protocol::sync::bit(&bits, 3)
+        );
     }
 }

@@ -497,6 +497,19 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// `work` on the blocking pool, with this store: how async code reads and writes the store (sled, pack
+    /// files) without holding an async thread.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> T {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(t) => t,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     /// The store directory.
     pub fn root(&self) -> &Path {
         &self.0.root

@@ -35,11 +35,11 @@
 //!
 //! Events carry `now` rather than an elapsed time: the schedule knows when it handed out each batch.
 //!
-//! Left for later (`net/sync.rs` still schedules on its own): delta runs (their chunks can be held back with
-//! [`Schedule::claim`]), skipping chunks a much faster holder has, owned segments walked first by their owners,
-//! and choosing owners.
+//! The driver (`net/sync/driver.rs`) holds delta runs' chunks back with [`Schedule::claim`] and chooses owners
+//! (rendezvous hashing over the nodes syncing the release). Not done: owned segments walked first by their
+//! owners.
 
-use ferry_protocol::sync::bit;
+use ferry_protocol::sync::{bit, set_bit};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -315,12 +315,58 @@ impl<P: Copy + Ord> Schedule<P> {
         true
     }
 
-    /// Keep segment `segment` (chunks `segment * SEGMENT..`) for peers of `class` while one is present.
-    pub fn set_owner(&mut self, segment: usize, class: u8) {
-        self.owner[segment] = class;
+    /// `peer` came to hold chunks `added` of the list besides what it showed before (positions past the list are
+    /// ignored). O(added): the bitmap is not compared. A peer that held everything, or whose bitmap has not come,
+    /// is left as it is. Returns false if the peer is not known.
+    pub fn add_have(&mut self, peer: P, added: &[usize]) -> bool {
+        let n = self.size.len();
+        let Some(s) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        if let Avail::Bits(bits) = &mut s.avail {
+            for &i in added.iter().filter(|&&i| i < n) {
+                set_bit(bits, i);
+                s.cursor = s.cursor.min(self.walk_pos[i / SEGMENT]);
+            }
+        }
+        true
+    }
+
+    /// Put `peer` in `class` (see [`Schedule::set_owner`]).
+    pub fn set_class(&mut self, peer: P, class: u8) {
+        let Some(s) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let old = std::mem::replace(&mut s.class, class) as usize;
+        if old == class as usize {
+            return;
+        }
+        self.class_peers[old] -= 1;
+        self.class_peers[class as usize] += 1;
+        // Segments kept for its old class may be open now, and its new class's are open to it.
         for s in self.peers.values_mut() {
             s.cursor = 0;
         }
+    }
+
+    /// Keep segment `segment` (chunks `segment * SEGMENT..`) for peers of `class` while one is present.
+    pub fn set_owner(&mut self, segment: usize, class: u8) {
+        self.set_owners([(segment, class)]);
+    }
+
+    /// [`Schedule::set_owner`] for many segments at once: O(segments + p).
+    pub fn set_owners(&mut self, owners: impl IntoIterator<Item = (usize, u8)>) {
+        for (segment, class) in owners {
+            self.owner[segment] = class;
+        }
+        for s in self.peers.values_mut() {
+            s.cursor = 0;
+        }
+    }
+
+    /// Segments in the list.
+    pub fn segments(&self) -> usize {
+        self.walk.len()
     }
 
     /// Drop the peers whose [`Have`] did not come by their deadline; returns them.
@@ -361,6 +407,16 @@ impl<P: Copy + Ord> Schedule<P> {
             let b = self.batches.remove(&id).expect("listed");
             self.give_back(&b.chunks);
         }
+    }
+
+    /// Whether `peer` holds chunk `i`, as far as this schedule knows.
+    pub fn holds(&self, peer: P, i: usize) -> bool {
+        self.peers.get(&peer).is_some_and(|s| s.holds(i))
+    }
+
+    /// Batches handed out and not answered.
+    pub fn in_flight(&self) -> usize {
+        self.batches.len()
     }
 
     /// Bytes per second `peer` delivered lately, once measured.

@@ -267,6 +267,58 @@ fn owned_segments_are_left_to_their_class_while_it_is_present() {
 }
 
 #[test]
+fn changes_to_a_bitmap_are_taken_in_without_the_whole_map() {
+    let t0 = Instant::now();
+    let n = 8 * SEGMENT;
+    let mut s = Schedule::new(vec![K; n], 0..n, 3);
+    s.add_peer(1, 0, t0);
+    assert!(s.add_have(1, &[0]), "known, though its bitmap has not come");
+    assert!(s.pick(1, t0).is_none(), "nothing before its bitmap");
+    s.set_have(1, Have::Bits(vec![0; n.div_ceil(8)]));
+    assert!(s.pick(1, t0).is_none(), "it holds nothing yet");
+    assert!(s.add_have(1, &[5, 7 * SEGMENT + 1, n + 40]));
+    let got: Vec<usize> = drain(&mut s, 1, t0)
+        .into_iter()
+        .flat_map(|b| b.chunks)
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        vec![5, 7 * SEGMENT + 1],
+        "the chunks it came to hold, past the list ignored"
+    );
+    assert!(!s.add_have(2, &[1]), "an unknown peer");
+}
+
+#[test]
+fn a_peer_moved_to_an_owner_class_takes_its_segments_and_others_leave_them() {
+    let t0 = Instant::now();
+    let n = 4 * SEGMENT;
+    let two_whole_peers = || {
+        let mut s = Schedule::new(vec![1024; n], 0..n, 9);
+        for p in [10, 11] {
+            s.add_peer(p, 0, t0);
+            s.set_have(p, Have::All);
+        }
+        s.set_owners([(1, 2), (3, 2)]);
+        s
+    };
+    let owned = |b: &Batch| b.chunks.iter().any(|i| [1, 3].contains(&(i / SEGMENT)));
+    let mut s = two_whole_peers();
+    assert!(
+        drain(&mut s, 10, t0).iter().any(owned),
+        "nobody of class 2 yet"
+    );
+    let mut s = two_whole_peers();
+    s.set_class(11, 2);
+    assert!(!drain(&mut s, 10, t0).iter().any(owned));
+    assert!(drain(&mut s, 11, t0).iter().any(owned));
+    s.set_class(11, 0);
+    assert_eq!(s.segments(), 4);
+}
+
+#[test]
 fn claimed_chunks_wait_for_their_delta_and_come_back_if_it_fails() {
     let t0 = Instant::now();
     let mut s = Schedule::new(vec![K; 8], 0..8, 0);
@@ -355,8 +407,16 @@ fn random_events_keep_the_books_and_count_each_chunk_once() {
                         0 => Have::All,
                         1 if rand(10) == 0 => Have::Nothing,
                         _ => {
-                            for _ in 0..20 {
-                                set_bit(&mut bits[p as usize], rand(n as u64) as usize);
+                            let added: Vec<usize> =
+                                (0..20).map(|_| rand(n as u64 + 3) as usize).collect();
+                            for &i in added.iter().filter(|&&i| i < n) {
+                                set_bit(&mut bits[p as usize], i);
+                            }
+                            if rand(2) == 0 {
+                                // As changes (positions past the list are ignored).
+                                s.add_have(p, &added);
+                                check(&s);
+                                continue;
                             }
                             Have::Bits(bits[p as usize].clone())
                         }
@@ -365,6 +425,9 @@ fn random_events_keep_the_books_and_count_each_chunk_once() {
                 }
                 3 => {
                     s.expire(now);
+                    if rand(3) == 0 {
+                        s.set_class(p, rand(3) as u8);
+                    }
                 }
                 4..=7 => {
                     if let Some(b) = s.pick(p, now) {
