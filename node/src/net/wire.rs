@@ -9,8 +9,8 @@ pub enum WireError {
     /// The stream or connection broke.
     #[error("{0}")]
     Stream(String),
-    /// The peer sent something that is not a valid frame.
-    #[error("malformed answer: {0}")]
+    /// The peer sent something that is not a valid frame (an answer, or a request: then a protocol violation).
+    #[error("malformed frame: {0}")]
     Malformed(String),
     /// This node could not store what arrived (its disk is full): no other peer would do better, so the sync
     /// stops with this error.
@@ -69,6 +69,55 @@ pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, Wi
     let mut body = vec![0u8; frame_len(len)?];
     recv.read_exact(&mut body).await?;
     decode_frame(&body)
+}
+
+/// Read one length-prefixed request holding a `T` from a peer that may be hostile: a prefix past `max` is refused
+/// before another byte is read, and the body is held only as it arrives, so a prefix that promises more than is
+/// sent costs what was sent. A stream that ends inside the frame, and a body that does not decode, are
+/// [`WireError::Malformed`] (protocol violations); a stream reset or a connection lost are stream errors.
+pub async fn read_request<T: Object>(
+    recv: &mut quinn::RecvStream,
+    max: u32,
+) -> Result<T, WireError> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(n) => WireError::Malformed(format!(
+            "the stream ended {n} bytes into a request's 4-byte length prefix"
+        )),
+        e => e.into(),
+    })?;
+    let len = u32::from_le_bytes(prefix);
+    if len > max {
+        return Err(WireError::Malformed(format!(
+            "a request frame of {len} bytes, past the {} limit",
+            if max.is_multiple_of(1 << 20) {
+                format!("{} MiB", max >> 20)
+            } else {
+                format!("{max}-byte")
+            }
+        )));
+    }
+    let len = len as usize;
+    let mut body = Vec::new();
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(WireError::Malformed(format!(
+                    "the stream ended {} bytes into a request frame of {len} bytes",
+                    body.len()
+                )))
+            }
+            Err(quinn::ReadError::ConnectionLost(c)) => return Err(c.into()),
+            Err(e) => return Err(WireError::Stream(e.to_string())),
+        }
+    }
+    T::decode(&body).map_err(|e| {
+        WireError::Malformed(format!(
+            "a request frame of {len} bytes that is no {}: {e}",
+            T::NAME
+        ))
+    })
 }
 
 /// The body length a frame's prefix announces, refused past [`MAX_FRAME`].
