@@ -95,7 +95,11 @@ fn a_hostile_peer_on_the_allow_list_is_dropped_and_named_while_a_site_syncs() {
         assert_eq!(a.len(), n, "{kind}: {malformed:?}");
         assert!(a.iter().all(|a| a.contains(needle)), "{kind}: {a:?}");
     };
-    one_of("stalled", 2, "no whole request within 10 s");
+    one_of(
+        "stalled",
+        2,
+        "nothing more for 10 s, 2 bytes into a request",
+    );
     one_of(
         "garbage",
         2,

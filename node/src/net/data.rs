@@ -4,8 +4,8 @@
 //! What a caller can make the node hold is bounded where it enters: [`MAX_HANDSHAKES`] handshakes at once (each
 //! within [`HANDSHAKE_TIMEOUT`]), [`MAX_CONNECTIONS`] connections in all and [`CONNECTIONS_PER_PEER`] from one
 //! peer; on each connection [`STREAMS_PER_CONNECTION`] requests answered at once (more wait, unread) and requests
-//! paced per peer ([`super::conduct::REQUESTS_PER_SEC`]); each request whole within [`REQUEST_TIMEOUT`] and at
-//! most [`MAX_REQUEST`] bytes, held only as they arrive; each answer done within [`ANSWER_TIMEOUT`]. A request
+//! paced per peer ([`super::conduct::REQUESTS_PER_SEC`]); each request's bytes never idle for [`REQUEST_IDLE`],
+//! whole within [`REQUEST_TIMEOUT`], at most [`MAX_REQUEST`] bytes, held only as they arrive; each answer done within [`ANSWER_TIMEOUT`]. A request
 //! that breaks the protocol is refused on its stream and counted against the peer ([`super::conduct`]).
 
 use super::tls;
@@ -49,8 +49,11 @@ pub const STREAMS_PER_CONNECTION: usize = 32;
 /// Largest request frame (the largest a sync sends, a delta request of 16 Ki chunks against 64 Ki ranges, is
 /// under 2 MiB).
 pub const MAX_REQUEST: u32 = 4 << 20;
-/// A request must arrive whole within this of its stream's first bytes.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request whose stream brings nothing for this long, the request unfinished, is a violation…
+pub const REQUEST_IDLE: Duration = Duration::from_secs(10);
+/// …and so is one not whole this long after the node took it up (the largest honest request, under 2 MiB, takes
+/// 16 s at 1 Mbit/s; most are a few KiB).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// An answer still being written after this is abandoned (askers give up on a batch after a minute and on a delta
 /// after three).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -317,9 +320,8 @@ async fn answer(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), WireError> {
-    let req = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut recv, MAX_REQUEST))
-        .await
-    {
+    let read = read_request(&mut recv, MAX_REQUEST, REQUEST_IDLE);
+    let req = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
         Ok(Ok(req)) => req,
         Ok(Err(WireError::Malformed(what))) => return violation(net, peer, send, recv, what).await,
         Ok(Err(e)) => return Err(e),

@@ -73,19 +73,34 @@ pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, Wi
 
 /// Read one length-prefixed request holding a `T` from a peer that may be hostile: a prefix past `max` is refused
 /// before another byte is read, and the body is held only as it arrives, so a prefix that promises more than is
-/// sent costs what was sent. A stream that ends inside the frame, and a body that does not decode, are
-/// [`WireError::Malformed`] (protocol violations); a stream reset or a connection lost are stream errors.
+/// sent costs what was sent. A stream that ends inside the frame, goes `idle` with the frame unfinished, or
+/// whose body does not decode, is [`WireError::Malformed`] (a protocol violation); a stream reset or a
+/// connection lost are stream errors.
 pub async fn read_request<T: Object>(
     recv: &mut quinn::RecvStream,
     max: u32,
+    idle: std::time::Duration,
 ) -> Result<T, WireError> {
+    let stalled = |at: usize| {
+        WireError::Malformed(format!(
+            "nothing more for {} s, {at} bytes into a request",
+            idle.as_secs()
+        ))
+    };
     let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(n) => WireError::Malformed(format!(
-            "the stream ended {n} bytes into a request's 4-byte length prefix"
-        )),
-        e => e.into(),
-    })?;
+    let mut got = 0;
+    while got < prefix.len() {
+        match tokio::time::timeout(idle, recv.read(&mut prefix[got..])).await {
+            Err(_) => return Err(stalled(got)),
+            Ok(Ok(Some(n))) => got += n,
+            Ok(Ok(None)) => {
+                return Err(WireError::Malformed(format!(
+                    "the stream ended {got} bytes into a request's 4-byte length prefix"
+                )))
+            }
+            Ok(Err(e)) => return Err(read_error(e)),
+        }
+    }
     let len = u32::from_le_bytes(prefix);
     if len > max {
         return Err(WireError::Malformed(format!(
@@ -100,16 +115,16 @@ pub async fn read_request<T: Object>(
     let len = len as usize;
     let mut body = Vec::new();
     while body.len() < len {
-        match recv.read_chunk(len - body.len(), true).await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
-            Ok(None) => {
+        match tokio::time::timeout(idle, recv.read_chunk(len - body.len(), true)).await {
+            Err(_) => return Err(stalled(4 + body.len())),
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk.bytes),
+            Ok(Ok(None)) => {
                 return Err(WireError::Malformed(format!(
                     "the stream ended {} bytes into a request frame of {len} bytes",
                     body.len()
                 )))
             }
-            Err(quinn::ReadError::ConnectionLost(c)) => return Err(c.into()),
-            Err(e) => return Err(WireError::Stream(e.to_string())),
+            Ok(Err(e)) => return Err(read_error(e)),
         }
     }
     T::decode(&body).map_err(|e| {
@@ -118,6 +133,13 @@ pub async fn read_request<T: Object>(
             T::NAME
         ))
     })
+}
+
+fn read_error(e: quinn::ReadError) -> WireError {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => c.into(),
+        e => WireError::Stream(e.to_string()),
+    }
 }
 
 /// The body length a frame's prefix announces, refused past [`MAX_FRAME`].
