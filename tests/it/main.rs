@@ -24,6 +24,9 @@
 //! - `hardening`: what a stranger can make a node hold is bounded — half-open and idle connections dropped,
 //!   connections capped in all and per client (503), deep request paths answered in linear time, a loop of
 //!   errors from one address slowed, ranges past 64 bits, a gzip bomb pushed and added in bounded memory.
+//! - `hostile`: a peer on the allow-list that breaks the protocol (`ferry-hostile`: stalled, garbage, truncated,
+//!   undecodable and oversized requests; a flood of requests and connections; a gossip flood) is answered, dropped
+//!   on both planes after ten violations and named by `ferry status`, while a site syncs from the same node.
 //! - `push`: pushing into `ferry serve` with skopeo and podman, uploads and manifests by hand, tokens, bad
 //!   input; pushed images named into a release with `pushed:`.
 //! - `uploads_bounds`: what pushers can make a node hold is bounded — the upload spool capped, a free-space
@@ -66,6 +69,7 @@ mod files;
 mod gc;
 mod gzip;
 mod hardening;
+mod hostile;
 mod netns;
 mod oci;
 mod peers;

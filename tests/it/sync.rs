@@ -29,7 +29,7 @@ pub(crate) fn noise(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, out).expect("write test content");
 }
 
-fn peer_id(s: &Store) -> String {
+pub(crate) fn peer_id(s: &Store) -> String {
     s.run(["id"]).ok().stdout.trim().to_string()
 }
 
@@ -83,13 +83,13 @@ fn serve_on(lan: &Lan, name: &str, store: &Store, extra: &[&str]) -> Node {
 
 /// `ferry sync RELEASE --json` through the node; the report.
 #[track_caller]
-fn sync(store: &Store, release: &str, extra: &[&str]) -> Value {
+pub(crate) fn sync(store: &Store, release: &str, extra: &[&str]) -> Value {
     let mut args = vec!["sync", release, "--timeout", "240"];
     args.extend_from_slice(extra);
     store.json(args)
 }
 
-fn status(store: &Store) -> Value {
+pub(crate) fn status(store: &Store) -> Value {
     store.json(["status"])
 }
 

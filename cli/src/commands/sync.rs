@@ -326,10 +326,11 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
             p.releases.len(),
             output::bytes(p.received_bytes),
             output::bytes(p.sent_bytes),
-            p.dropped
-                .as_deref()
-                .map(|d| format!("  DROPPED: {d}"))
-                .unwrap_or_default(),
+            match (&p.dropped, p.refused_for_secs) {
+                (Some(d), Some(s)) => format!("  DROPPED: {d} ({s} s left)"),
+                (Some(d), None) => format!("  DROPPED: {d}"),
+                (None, _) => String::new(),
+            },
         ));
     }
     for s in &net.syncs {
@@ -346,8 +347,8 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
     }
     for r in &net.refused {
         output::line(format!(
-            "refused   {} from {} ({} plane): not on the allow-list",
-            r.peer, r.addr, r.plane
+            "refused   {} from {} ({} plane): {}",
+            r.peer, r.addr, r.plane, r.why
         ));
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! The control plane on libp2p: who is there and what they hold.
 //!
 //! - Transport: TCP with noise and yamux, so the node key that names a peer also authenticates it.
-//! - [`Gate`]: connections from (or to) a peer id outside the allow-list are refused once its identity is known.
+//! - [`Gate`]: connections from (or to) a peer id outside the allow-list, or dropped a moment ago for protocol
+//!   violations, are refused once its identity is known; at most [`MAX_PENDING`] inbound handshakes,
+//!   [`MAX_CONNECTIONS`] connections and [`CONNECTIONS_PER_PEER`] with one peer are held.
 //! - mDNS finds site peers on the local network (on unless `mdns = false`); static peers are dialled and
 //!   re-dialled while unreachable, so a partition that heals reconnects by itself.
 //! - identify tells each side the other's listen addresses, which go into Kademlia.
@@ -12,6 +14,11 @@
 //!   releases held, names followed.
 //!
 //! A node that follows a name and hears of a newer version of it (by hello or gossip) starts syncing it.
+//!
+//! Gossip and hellos are paced per sender ([`super::conduct::CONTROL_PER_SEC`]); a message past the rate is
+//! ignored and, like unreadable gossip, counted as a protocol violation. yamux (512 streams a connection),
+//! gossipsub (64 KiB messages, signed, duplicates dropped) and request-response (hellos of 1 MiB, 20 s) bound the
+//! rest of what a connection can make this node hold.
 
 use super::{NetConfig, NetError, Network};
 use ferry_protocol::sync::{Announced, Gossip, Hello};
@@ -41,7 +48,16 @@ pub enum Command {
     Announce(Announced),
     /// Look for providers of a release and dial them.
     FindProviders(String),
+    /// Close every connection with a peer (dropped for protocol violations; the [`Gate`] refuses it a while).
+    Disconnect(PeerId),
 }
+
+/// Inbound connections in their handshake at once; more are refused before any cryptography.
+pub const MAX_PENDING: usize = 64;
+/// Connections held at once, in all.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections held at once with one peer (two nodes dialling each other at once hold two).
+pub const CONNECTIONS_PER_PEER: usize = 4;
 
 const GOSSIP_TOPIC: &str = "ferry/announce/1";
 
@@ -57,38 +73,71 @@ pub struct Behaviour {
     hello: request_response::json::Behaviour<Hello, Hello>,
 }
 
-/// Refuses connections with peers outside the allow-list.
+/// Refuses connections with peers outside the allow-list or dropped a moment ago, and past the connection caps.
 pub struct Gate {
     net: Network,
+    /// Inbound connections in their handshake.
+    pending: HashSet<ConnectionId>,
+    /// Connections established, by peer.
+    established: HashMap<PeerId, HashSet<ConnectionId>>,
 }
 
 impl Gate {
     fn check(&self, peer: &PeerId, addr: &Multiaddr) -> Result<(), ConnectionDenied> {
-        if self.net.allowed(peer) {
-            Ok(())
+        let why = if !self.net.allowed(peer) {
+            "not on the allow-list".to_string()
+        } else if let Some(left) = self.net.dropped(peer) {
+            format!(
+                "dropped for protocol violations; refused for {} s more",
+                left.as_secs().max(1)
+            )
+        } else if self.established.get(peer).map_or(0, HashSet::len) >= CONNECTIONS_PER_PEER {
+            format!("{CONNECTIONS_PER_PEER} connections with this peer already")
+        } else if self.established.values().map(HashSet::len).sum::<usize>() >= MAX_CONNECTIONS {
+            format!("{MAX_CONNECTIONS} connections already")
         } else {
-            self.net.refuse(*peer, addr.to_string(), "control");
-            Err(ConnectionDenied::new(NotAllowed(*peer)))
-        }
+            return Ok(());
+        };
+        self.net.refuse(*peer, addr.to_string(), "control", &why);
+        Err(ConnectionDenied::new(Refused(*peer, why)))
     }
 }
 
-/// A connection refused by the [`Gate`].
+/// A connection refused by the [`Gate`], and why.
 #[derive(Debug, thiserror::Error)]
-#[error("peer {0} is not on this node's allow-list")]
-pub struct NotAllowed(PeerId);
+#[error("peer {0} refused: {1}")]
+pub struct Refused(PeerId, String);
+
+/// Too many inbound handshakes at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{MAX_PENDING} inbound handshakes already")]
+pub struct Busy;
 
 impl NetworkBehaviour for Gate {
     type ConnectionHandler = dummy::ConnectionHandler;
     type ToSwarm = Infallible;
 
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        if self.pending.len() >= MAX_PENDING {
+            return Err(ConnectionDenied::new(Busy));
+        }
+        self.pending.insert(id);
+        Ok(())
+    }
+
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.pending.remove(&id);
         self.check(&peer, remote)?;
         Ok(dummy::ConnectionHandler)
     }
@@ -105,7 +154,29 @@ impl NetworkBehaviour for Gate {
         Ok(dummy::ConnectionHandler)
     }
 
-    fn on_swarm_event(&mut self, _: FromSwarm) {}
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        // Counted once every behaviour took the connection (the swarm says so only then).
+        match event {
+            FromSwarm::ConnectionEstablished(e) => {
+                self.established
+                    .entry(e.peer_id)
+                    .or_default()
+                    .insert(e.connection_id);
+            }
+            FromSwarm::ConnectionClosed(e) => {
+                if let Some(ids) = self.established.get_mut(&e.peer_id) {
+                    ids.remove(&e.connection_id);
+                    if ids.is_empty() {
+                        self.established.remove(&e.peer_id);
+                    }
+                }
+            }
+            FromSwarm::ListenFailure(e) => {
+                self.pending.remove(&e.connection_id);
+            }
+            _ => {}
+        }
+    }
 
     fn on_connection_handler_event(
         &mut self,
@@ -157,7 +228,11 @@ pub(crate) fn build(
                 gossip_config,
             )?;
             Ok(Behaviour {
-                gate: Gate { net: net.clone() },
+                gate: Gate {
+                    net: net.clone(),
+                    pending: HashSet::new(),
+                    established: HashMap::new(),
+                },
                 identify: identify::Behaviour::new(
                     identify::Config::new("/ferry/id/1.0.0".into(), key.public())
                         .with_agent_version(format!("ferry/{}", env!("CARGO_PKG_VERSION"))),
@@ -294,6 +369,9 @@ pub(crate) async fn run(
                 Some(Command::FindProviders(id)) => {
                     swarm.behaviour_mut().kad.get_providers(release_key(&id));
                 }
+                Some(Command::Disconnect(peer)) => {
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
             },
             event = swarm.select_next_some() => on_event(&net, &mut swarm, &mut static_peer, &statics, event),
         }
@@ -427,7 +505,7 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
         BehaviourEvent::Kad(_) => {}
         BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
             let Some(source) = message.source else { return };
-            if !net.allowed(&source) {
+            if !net.allowed(&source) || !net.control_message(source, "gossip") {
                 return;
             }
             match serde_json::from_slice::<Gossip>(&message.data) {
@@ -438,15 +516,21 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
                             p.releases.push(a.clone());
                         }
                     });
-                    net.consider_following(std::slice::from_ref(&a));
+                    net.follow_new(vec![a]);
                 }
                 Ok(Gossip::Follows(names)) => net.update_peer(source, |p| p.follows = names),
                 Ok(Gossip::Pin(pin)) => net.take_pins(source, vec![pin]),
-                Err(e) => tracing::debug!(peer = %source, error = %e, "unreadable gossip"),
+                Err(e) => {
+                    tracing::debug!(peer = %source, error = %e, "unreadable gossip");
+                    net.violation(source, "control", &format!("unreadable gossip: {e}"));
+                }
             }
         }
         BehaviourEvent::Gossip(_) => {}
         BehaviourEvent::Hello(request_response::Event::Message { peer, message, .. }) => {
+            if !net.control_message(peer, "hellos") {
+                return;
+            }
             let hello = match message {
                 request_response::Message::Request {
                     request, channel, ..
@@ -467,7 +551,7 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
                 p.releases = hello.releases;
                 p.follows = hello.follows;
             });
-            net.consider_following(&releases);
+            net.follow_new(releases);
         }
         BehaviourEvent::Hello(request_response::Event::OutboundFailure { peer, error, .. }) => {
             tracing::debug!(%peer, %error, "hello failed");
@@ -478,6 +562,15 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
 }
 
 impl Network {
+    /// [`Network::consider_following`] on the blocking pool (it lists the store's releases).
+    fn follow_new(&self, announced: Vec<Announced>) {
+        if announced.is_empty() || self.0.follow.is_empty() {
+            return;
+        }
+        let net = self.clone();
+        tokio::task::spawn_blocking(move || net.consider_following(&announced));
+    }
+
     /// Start syncing any release in `announced` whose name this node follows and that is newer than every
     /// version of that name it holds.
     pub(crate) fn consider_following(&self, announced: &[Announced]) {

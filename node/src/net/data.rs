@@ -1,8 +1,15 @@
 //! The data plane: a quinn endpoint that answers peers' requests from the store (and from syncs in progress),
 //! and opens connections to peers for [`super::sync`].
+//!
+//! What a caller can make the node hold is bounded where it enters: [`MAX_HANDSHAKES`] handshakes at once (each
+//! within [`HANDSHAKE_TIMEOUT`]), [`MAX_CONNECTIONS`] connections in all and [`CONNECTIONS_PER_PEER`] from one
+//! peer; on each connection [`STREAMS_PER_CONNECTION`] requests answered at once (more wait, unread) and requests
+//! paced per peer ([`super::conduct::REQUESTS_PER_SEC`]); each request's bytes never idle for [`REQUEST_IDLE`],
+//! whole within [`REQUEST_TIMEOUT`], at most [`MAX_REQUEST`] bytes, held only as they arrive; each answer done within [`ANSWER_TIMEOUT`]. A request
+//! that breaks the protocol is refused on its stream and counted against the peer ([`super::conduct`]).
 
 use super::tls;
-use super::wire::{read_frame, write_frame, WireError};
+use super::wire::{read_frame, read_request, write_frame, WireError};
 use super::Network;
 use ferry_protocol::sync::{ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS};
 use ferry_protocol::{ChunkId, RecipeId};
@@ -10,13 +17,44 @@ use libp2p::PeerId;
 use libp2p_identity::Keypair;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Close code: the caller is not on this node's allow-list.
 pub const NOT_ALLOWED: u32 = 1;
-/// Close code: the node is shutting down, or dropped the peer.
+/// Close code: the node is shutting down, or a sync dropped the peer.
 pub const GOING_AWAY: u32 = 2;
+/// Close code: the node dropped the peer for protocol violations, or refuses it for a while after that (the close
+/// reason says why).
+pub const DROPPED: u32 = 3;
+/// Close code: the node holds as many connections as it takes (from this peer, or in all).
+pub const BUSY: u32 = 4;
+/// Stream stop code: the request broke the protocol; the node reads no more of it.
+pub const VIOLATION: u32 = 5;
+
+/// Handshakes in progress at once; callers past it are refused before any cryptography.
+pub const MAX_HANDSHAKES: usize = 64;
+/// A handshake not done by then is abandoned.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted and held at once, from all peers.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections held at once from one peer (a sync uses one; a restarted peer may briefly hold two).
+pub const CONNECTIONS_PER_PEER: usize = 4;
+/// Requests answered at once on one connection; streams past it wait, unread, until one is done (a sync keeps
+/// about a dozen in flight).
+pub const STREAMS_PER_CONNECTION: usize = 32;
+/// Largest request frame (the largest a sync sends, a delta request of 16 Ki chunks against 64 Ki ranges, is
+/// under 2 MiB).
+pub const MAX_REQUEST: u32 = 4 << 20;
+/// A request whose stream brings nothing for this long, the request unfinished, is a violation…
+pub const REQUEST_IDLE: Duration = Duration::from_secs(10);
+/// …and so is one not whole this long after the node took it up (the largest honest request, under 2 MiB, takes
+/// 16 s at 1 Mbit/s; most are a few KiB).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// An answer still being written after this is abandoned (askers give up on a batch after a minute and on a delta
+/// after three).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Deltas encoded for peers at once (each holds a reference of up to 64 MiB and zstd's tables for it).
 pub const DELTA_JOBS: usize = 2;
@@ -26,6 +64,27 @@ pub struct DataPlane {
     endpoint: quinn::Endpoint,
     key: Keypair,
     conns: Mutex<HashMap<PeerId, quinn::Connection>>,
+    /// Connections peers opened to this node, by peer.
+    inbound: Arc<Mutex<HashMap<PeerId, Vec<quinn::Connection>>>>,
+}
+
+/// An accepted connection counted in [`DataPlane`]'s inbound connections until dropped.
+struct Inbound {
+    inbound: Arc<Mutex<HashMap<PeerId, Vec<quinn::Connection>>>>,
+    peer: PeerId,
+    id: usize,
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        let mut inbound = self.inbound.lock().expect("poisoned");
+        if let Some(conns) = inbound.get_mut(&self.peer) {
+            conns.retain(|c| c.stable_id() != self.id);
+            if conns.is_empty() {
+                inbound.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl DataPlane {
@@ -41,6 +100,7 @@ impl DataPlane {
             endpoint,
             key: key.clone(),
             conns: Mutex::new(HashMap::new()),
+            inbound: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -77,6 +137,14 @@ impl DataPlane {
                         "{peer} at {addr} refused this node: not on its allow-list"
                     ))
                 }
+                quinn::ConnectionError::ApplicationClosed(c)
+                    if c.error_code == DROPPED.into() || c.error_code == BUSY.into() =>
+                {
+                    WireError::Stream(format!(
+                        "{peer} at {addr} refused this node: {}",
+                        String::from_utf8_lossy(&c.reason)
+                    ))
+                }
                 e => WireError::Stream(format!("connecting to {peer} at {addr}: {e}")),
             })?;
         self.conns
@@ -92,6 +160,47 @@ impl DataPlane {
             c.close(GOING_AWAY.into(), why.as_bytes());
         }
     }
+
+    /// Close every connection with `peer`, both ways, saying `why` (a peer dropped for protocol violations).
+    pub(crate) fn drop_peer(&self, peer: &PeerId, why: &str) {
+        let outbound = self.conns.lock().expect("poisoned").remove(peer);
+        let inbound = self.inbound.lock().expect("poisoned").remove(peer);
+        for c in outbound.into_iter().chain(inbound.into_iter().flatten()) {
+            c.close(DROPPED.into(), why.as_bytes());
+        }
+    }
+
+    /// Count `conn` from `peer` among the inbound connections, unless that would pass [`CONNECTIONS_PER_PEER`]
+    /// or [`MAX_CONNECTIONS`] (then why not).
+    fn admit(&self, peer: PeerId, conn: &quinn::Connection) -> Result<Inbound, String> {
+        let mut inbound = self.inbound.lock().expect("poisoned");
+        let all: usize = inbound.values().map(Vec::len).sum();
+        let mine = inbound.entry(peer).or_default();
+        if mine.len() >= CONNECTIONS_PER_PEER {
+            return Err(format!(
+                "{CONNECTIONS_PER_PEER} connections from this peer already"
+            ));
+        }
+        if all >= MAX_CONNECTIONS {
+            return Err(format!("{MAX_CONNECTIONS} connections already"));
+        }
+        mine.push(conn.clone());
+        Ok(Inbound {
+            inbound: self.inbound.clone(),
+            peer,
+            id: conn.stable_id(),
+        })
+    }
+
+    /// Inbound connections held.
+    fn inbound_count(&self) -> usize {
+        self.inbound
+            .lock()
+            .expect("poisoned")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
 }
 
 /// One request, one answer, on a new stream of `conn`.
@@ -105,52 +214,102 @@ pub async fn request(
     read_frame(&mut recv).await
 }
 
-/// Accept connections until `stop`; each connection's streams are answered side by side.
+/// Accept connections until `stop`; each connection's streams are answered side by side, within the bounds above.
 pub async fn serve(net: Network, mut stop: watch::Receiver<bool>) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let incoming = tokio::select! {
             i = net.0.data.endpoint.accept() => i,
             _ = stop.wait_for(|s| *s) => break,
         };
         let Some(incoming) = incoming else { break };
-        let net = net.clone();
-        tokio::spawn(async move {
-            let from = incoming.remote_address();
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(%from, error = %e, "data plane handshake failed");
-                    return;
-                }
-            };
-            let peer = match tls::remote_peer(&conn) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(%from, error = %e, "data plane: bad peer certificate");
-                    conn.close(NOT_ALLOWED.into(), b"bad certificate");
-                    return;
-                }
-            };
-            if !net.allowed(&peer) {
-                net.refuse(peer, from.to_string(), "data");
-                conn.close(NOT_ALLOWED.into(), b"not on this site's allow-list");
-                return;
+        let permit = match handshakes.clone().try_acquire_owned() {
+            Ok(p) if net.0.data.inbound_count() < MAX_CONNECTIONS => p,
+            _ => {
+                tracing::debug!(from = %incoming.remote_address(), "data plane full: refused a connection");
+                incoming.refuse();
+                continue;
             }
-            tracing::debug!(%peer, %from, "data plane connection");
-            while let Ok((send, recv)) = conn.accept_bi().await {
-                let net = net.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(&net, peer, send, recv).await {
-                        tracing::debug!(%peer, error = %e, "data plane request failed");
-                    }
-                });
-            }
-        });
+        };
+        tokio::spawn(connection(net.clone(), incoming, permit));
     }
     net.0
         .data
         .endpoint
         .close(GOING_AWAY.into(), b"node stopping");
+}
+
+/// One caller's connection: the handshake, who it is, then its streams until it closes.
+async fn connection(net: Network, incoming: quinn::Incoming, handshake: OwnedSemaphorePermit) {
+    let from = incoming.remote_address();
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%from, error = %e, "data plane handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%from, "data plane handshake timed out");
+            return;
+        }
+    };
+    drop(handshake);
+    let peer = match tls::remote_peer(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%from, error = %e, "data plane: bad peer certificate");
+            conn.close(NOT_ALLOWED.into(), b"bad certificate");
+            return;
+        }
+    };
+    if !net.allowed(&peer) {
+        net.refuse(peer, from.to_string(), "data", "not on the allow-list");
+        conn.close(NOT_ALLOWED.into(), b"not on this site's allow-list");
+        return;
+    }
+    let _counted = match net.0.data.admit(peer, &conn) {
+        Ok(c) => c,
+        Err(why) => {
+            net.refuse(peer, from.to_string(), "data", &why);
+            conn.close(BUSY.into(), why.as_bytes());
+            return;
+        }
+    };
+    // Looked at once counted, so a drop that comes between closes this connection either way.
+    if let Some(left) = net.dropped(&peer) {
+        let why = format!(
+            "dropped for protocol violations; refused for {} s more",
+            left.as_secs().max(1)
+        );
+        net.refuse(peer, from.to_string(), "data", &why);
+        conn.close(DROPPED.into(), why.as_bytes());
+        return;
+    }
+    tracing::debug!(%peer, %from, "data plane connection");
+    let streams = Arc::new(Semaphore::new(STREAMS_PER_CONNECTION));
+    loop {
+        let Ok(slot) = streams.clone().acquire_owned().await else {
+            break;
+        };
+        let Ok((send, recv)) = conn.accept_bi().await else {
+            break;
+        };
+        let wait = net.0.conduct.pace_request(peer, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let net = net.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tokio::time::timeout(ANSWER_TIMEOUT, answer(&net, peer, send, recv)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "data plane request failed"),
+                Err(_) => {
+                    tracing::debug!(%peer, "data plane answer abandoned after {ANSWER_TIMEOUT:?}")
+                }
+            }
+        });
+    }
 }
 
 async fn answer(
@@ -159,7 +318,16 @@ async fn answer(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), WireError> {
-    let req: SyncRequest = read_frame(&mut recv).await?;
+    let read = read_request(&mut recv, MAX_REQUEST, REQUEST_IDLE);
+    let req = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(req)) => req,
+        Ok(Err(WireError::Malformed(what))) => return violation(net, peer, send, recv, what).await,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let what = format!("no whole request within {} s", REQUEST_TIMEOUT.as_secs());
+            return violation(net, peer, send, recv, what).await;
+        }
+    };
     let response = match req {
         SyncRequest::Chunks { ids } if ids.len() <= MAX_BATCH_CHUNKS => {
             let sent = send_chunks(&net.0.store, &ids, &mut send).await?;
@@ -167,10 +335,13 @@ async fn answer(
             let _ = send.finish();
             return Ok(());
         }
-        SyncRequest::Chunks { ids } => SyncResponse::Refused(format!(
-            "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
-            ids.len()
-        )),
+        SyncRequest::Chunks { ids } => {
+            let what = format!(
+                "{} chunks in one batch (at most {MAX_BATCH_CHUNKS})",
+                ids.len()
+            );
+            return violation(net, peer, send, recv, what).await;
+        }
         SyncRequest::Delta {
             ids,
             reference,
@@ -201,6 +372,27 @@ async fn answer(
     write_frame(&mut send, &response).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// A request that broke the protocol (`what`): refused on its stream, which is read no further, then counted
+/// against `peer` (which may drop it).
+async fn violation(
+    net: &Network,
+    peer: PeerId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    what: String,
+) -> Result<(), WireError> {
+    let _ = recv.stop(VIOLATION.into());
+    let refused = SyncResponse::Refused(format!("protocol violation: {what}"));
+    // A small frame fits the stream's window: the write does not wait on the peer, unless it is gone.
+    if let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_secs(1), write_frame(&mut send, &refused)).await
+    {
+        let _ = send.finish();
+    }
+    net.violation(peer, "data", &what);
+    Err(WireError::Malformed(what))
 }
 
 /// `work` on the blocking pool once one of the node's few heavy-answer slots (deltas, sketches) is free.

@@ -12,12 +12,17 @@
 //! [`schedule`] decides which chunks to ask which peer for, and how many at once, with no I/O; [`sync`]'s driver
 //! does the I/O around it.
 //!
+//! [`conduct`] keeps each peer's record: protocol violations on either plane past a small budget drop the peer
+//! (both planes close its connections and refuse it for a minute, `ferry status` says why), and its data-plane
+//! requests are paced.
+//!
 //! [`sync`] fetches a release: the signed manifest (checked against the trusted publisher keys, whoever sent it),
 //! the recipes it lacks, then every chunk it lacks in batches from every peer that holds them, each chunk checked
 //! against its BLAKE3 id before it is stored. A peer that sends bad bytes is dropped for the rest of the sync and its
 //! batch fetched elsewhere. Interrupted, a sync starts from what the store holds, so verified chunks are never
 //! fetched twice.
 
+pub mod conduct;
 pub mod control;
 pub mod data;
 pub mod schedule;
@@ -35,7 +40,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
 pub use sync::{SyncError, SyncProgress, SyncReport};
@@ -99,8 +104,11 @@ pub struct PeerInfo {
     pub received_chunks: u64,
     /// Chunk bytes (as stored) sent to it.
     pub sent_bytes: u64,
-    /// Why it was dropped, if a sync dropped it.
+    /// Why it was dropped, the last time: by a sync, for bytes that failed verification (for the rest of that
+    /// sync), or by this node, for protocol violations ([`conduct`]).
     pub dropped: Option<String>,
+    /// Seconds this node still refuses it on both planes, after dropping it for protocol violations.
+    pub refused_for_secs: Option<u64>,
 }
 
 impl PeerInfo {
@@ -124,6 +132,8 @@ pub struct Refusal {
     pub addr: String,
     /// Which plane refused it.
     pub plane: &'static str,
+    /// Why: not on the allow-list, dropped a moment ago, too many connections.
+    pub why: String,
 }
 
 /// The state the planes and syncs share.
@@ -145,6 +155,8 @@ pub(crate) struct Shared {
     /// Deltas being encoded for peers (level-19 zstd over references of up to 64 MiB): at most
     /// [`data::DELTA_JOBS`] at once; more wait.
     pub(crate) delta_jobs: tokio::sync::Semaphore,
+    /// Each peer's violations, drops and request pacing.
+    pub(crate) conduct: conduct::Conduct,
 }
 
 /// The network side of a running node. Cheap to clone.
@@ -201,6 +213,7 @@ impl Network {
             started: Instant::now(),
             listening: Mutex::new(Vec::new()),
             delta_jobs: tokio::sync::Semaphore::new(data::DELTA_JOBS),
+            conduct: conduct::Conduct::default(),
         }));
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -305,6 +318,7 @@ impl Network {
             .map(|s| s.progress())
             .collect();
         syncs.sort_by(|a, b| a.release.cmp(&b.release));
+        let now = Instant::now();
         NetStatus {
             peer_id: self.0.local.to_string(),
             listening: self.listening().iter().map(|a| a.to_string()).collect(),
@@ -312,7 +326,11 @@ impl Network {
             follows: self.0.follow.clone(),
             peers: peers
                 .iter()
-                .map(|(p, i)| (p.to_string(), i.clone()))
+                .map(|(p, i)| {
+                    let mut i = i.clone();
+                    i.refused_for_secs = self.0.conduct.dropped(p, now).map(|d| d.as_secs().max(1));
+                    (p.to_string(), i)
+                })
                 .collect(),
             syncs,
             refused: self.0.refused.lock().expect("poisoned").clone(),
@@ -321,8 +339,8 @@ impl Network {
     }
 
     /// Note a refused connection.
-    pub(crate) fn refuse(&self, peer: PeerId, addr: String, plane: &'static str) {
-        tracing::warn!(%peer, %addr, plane, "refused a peer that is not on the allow-list");
+    pub(crate) fn refuse(&self, peer: PeerId, addr: String, plane: &'static str, why: &str) {
+        tracing::warn!(%peer, %addr, plane, why, "refused a peer");
         let mut r = self.0.refused.lock().expect("poisoned");
         if r.len() >= 32 {
             r.remove(0);
@@ -331,7 +349,44 @@ impl Network {
             peer: peer.to_string(),
             addr,
             plane,
+            why: why.to_string(),
         });
+    }
+
+    /// Count a protocol violation by `peer` (`what` names it), and drop the peer if that spends its budget.
+    pub(crate) fn violation(&self, peer: PeerId, plane: &'static str, what: &str) {
+        tracing::debug!(%peer, plane, what, "protocol violation");
+        if let Some(reason) = self.0.conduct.violation(peer, what, Instant::now()) {
+            self.drop_peer(peer, reason);
+        }
+    }
+
+    /// Close every connection with `peer` on both planes, saying `reason`, and note it for `ferry status`; the
+    /// planes refuse it until [`conduct::DROP_FOR`] has passed.
+    fn drop_peer(&self, peer: PeerId, reason: String) {
+        tracing::warn!(%peer, %reason, "dropped a peer");
+        self.0.data.drop_peer(&peer, &reason);
+        let _ = self.0.control.send(control::Command::Disconnect(peer));
+        self.update_peer(peer, |p| p.dropped = Some(reason));
+    }
+
+    /// Whether to take a control-plane message (gossip, a hello) from `peer`: not while it is dropped, nor past
+    /// its rate — then the message is counted as a violation (`what` names the kind).
+    pub(crate) fn control_message(&self, peer: PeerId, what: &str) -> bool {
+        if self.dropped(&peer).is_some() {
+            return false;
+        }
+        if self.0.conduct.control_message(peer, Instant::now()) {
+            return true;
+        }
+        let why = format!("{what} past {} messages a second", conduct::CONTROL_PER_SEC);
+        self.violation(peer, "control", &why);
+        false
+    }
+
+    /// How much longer `peer` is refused, if it was dropped for protocol violations.
+    pub(crate) fn dropped(&self, peer: &PeerId) -> Option<Duration> {
+        self.0.conduct.dropped(peer, Instant::now())
     }
 
     /// Whether `peer` may talk to this node.
@@ -410,19 +465,27 @@ mod tests {
     use crate::config::StoreConfig;
     use ferry_protocol::sync::{SyncRequest, SyncResponse};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_data_plane_answers_only_allowed_peers_and_proves_who_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::create(&dir.path().join("s"), StoreConfig::default()).unwrap();
-        let root = store.root().to_path_buf();
+    /// A node on loopback with a fresh store in `dir` whose allow-list holds `allowed`.
+    async fn node(dir: &std::path::Path, allowed: &[PeerId]) -> Network {
+        let store = Store::create(&dir.join("s"), StoreConfig::default()).unwrap();
+        for peer in allowed {
+            AllowList::of(store.root()).allow(peer, None).unwrap();
+        }
         let config = NetConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             mdns: false,
             ..NetConfig::default()
         };
-        let net = Network::start(store, config, std::future::pending())
+        Network::start(store, config, std::future::pending())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_data_plane_answers_only_allowed_peers_and_proves_who_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = node(dir.path(), &[]).await;
+        let root = net.0.store.root().to_path_buf();
         let stranger = Keypair::generate_ed25519();
         let plane = data::DataPlane::bind(&stranger, "127.0.0.1:0".parse().unwrap()).unwrap();
         let ask = || async {
@@ -450,5 +513,57 @@ mod tests {
         let impostor = PeerId::random();
         let err = plane.connect(impostor, net.data_addr()).await.unwrap_err();
         assert!(err.to_string().contains(&impostor.to_string()), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allowed_peer_that_breaks_the_protocol_is_refused_then_dropped_then_refused_a_while()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = Keypair::generate_ed25519();
+        let net = node(dir.path(), &[peer.public().to_peer_id()]).await;
+        let plane = data::DataPlane::bind(&peer, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = plane.connect(net.peer_id(), net.data_addr()).await.unwrap();
+        let oversized = async |conn: &quinn::Connection| {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            send.write_all(&u32::MAX.to_le_bytes()).await?;
+            wire::read_frame::<SyncResponse>(&mut recv).await
+        };
+        for _ in 1..conduct::VIOLATION_BUDGET {
+            match oversized(&conn).await.unwrap() {
+                SyncResponse::Refused(why) => assert_eq!(
+                    why,
+                    "protocol violation: a request frame of 4294967295 bytes, past the 4 MiB limit"
+                ),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        let _ = oversized(&conn).await;
+        let closed = conn.closed().await.to_string();
+        assert!(closed.contains("10 protocol violations"), "{closed}");
+        let info = net.status().peers[&peer.public().to_peer_id().to_string()].clone();
+        let dropped = info.dropped.clone().unwrap();
+        assert!(
+            dropped.starts_with("10 protocol violations in "),
+            "{dropped}"
+        );
+        assert!(
+            dropped.ends_with("past the 4 MiB limit); refused for 60 s"),
+            "{dropped}"
+        );
+        assert!(info.refused_for_secs.is_some_and(|s| s > 50), "{info:?}");
+
+        // Refused on the next connection, saying why.
+        plane.disconnect(&net.peer_id(), "retry");
+        let err = match plane.connect(net.peer_id(), net.data_addr()).await {
+            Ok(c) => data::request(&c, &SyncRequest::Release { id: "a@1".into() })
+                .await
+                .unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(
+            err.to_string().contains("dropped for protocol violations"),
+            "{err}"
+        );
+        assert_eq!(net.status().refused[0].plane, "data");
     }
 }

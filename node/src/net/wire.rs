@@ -9,8 +9,8 @@ pub enum WireError {
     /// The stream or connection broke.
     #[error("{0}")]
     Stream(String),
-    /// The peer sent something that is not a valid frame.
-    #[error("malformed answer: {0}")]
+    /// The peer sent something that is not a valid frame (an answer, or a request: then a protocol violation).
+    #[error("malformed frame: {0}")]
     Malformed(String),
     /// This node could not store what arrived (its disk is full): no other peer would do better, so the sync
     /// stops with this error.
@@ -69,6 +69,77 @@ pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, Wi
     let mut body = vec![0u8; frame_len(len)?];
     recv.read_exact(&mut body).await?;
     decode_frame(&body)
+}
+
+/// Read one length-prefixed request holding a `T` from a peer that may be hostile: a prefix past `max` is refused
+/// before another byte is read, and the body is held only as it arrives, so a prefix that promises more than is
+/// sent costs what was sent. A stream that ends inside the frame, goes `idle` with the frame unfinished, or
+/// whose body does not decode, is [`WireError::Malformed`] (a protocol violation); a stream reset or a
+/// connection lost are stream errors.
+pub async fn read_request<T: Object>(
+    recv: &mut quinn::RecvStream,
+    max: u32,
+    idle: std::time::Duration,
+) -> Result<T, WireError> {
+    let stalled = |at: usize| {
+        WireError::Malformed(format!(
+            "nothing more for {} s, {at} bytes into a request",
+            idle.as_secs()
+        ))
+    };
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < prefix.len() {
+        match tokio::time::timeout(idle, recv.read(&mut prefix[got..])).await {
+            Err(_) => return Err(stalled(got)),
+            Ok(Ok(Some(n))) => got += n,
+            Ok(Ok(None)) => {
+                return Err(WireError::Malformed(format!(
+                    "the stream ended {got} bytes into a request's 4-byte length prefix"
+                )))
+            }
+            Ok(Err(e)) => return Err(read_error(e)),
+        }
+    }
+    let len = u32::from_le_bytes(prefix);
+    if len > max {
+        return Err(WireError::Malformed(format!(
+            "a request frame of {len} bytes, past the {} limit",
+            if max.is_multiple_of(1 << 20) {
+                format!("{} MiB", max >> 20)
+            } else {
+                format!("{max}-byte")
+            }
+        )));
+    }
+    let len = len as usize;
+    let mut body = Vec::new();
+    while body.len() < len {
+        match tokio::time::timeout(idle, recv.read_chunk(len - body.len(), true)).await {
+            Err(_) => return Err(stalled(4 + body.len())),
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk.bytes),
+            Ok(Ok(None)) => {
+                return Err(WireError::Malformed(format!(
+                    "the stream ended {} bytes into a request frame of {len} bytes",
+                    body.len()
+                )))
+            }
+            Ok(Err(e)) => return Err(read_error(e)),
+        }
+    }
+    T::decode(&body).map_err(|e| {
+        WireError::Malformed(format!(
+            "a request frame of {len} bytes that is no {}: {e}",
+            T::NAME
+        ))
+    })
+}
+
+fn read_error(e: quinn::ReadError) -> WireError {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => c.into(),
+        e => WireError::Stream(e.to_string()),
+    }
 }
 
 /// The body length a frame's prefix announces, refused past [`MAX_FRAME`].

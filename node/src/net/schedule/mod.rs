@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 /// Chunks in one segment of the list (about 2 MiB); segments are walked in a per-node order.
 pub const SEGMENT: usize = 32;
 /// Most raw bytes asked for in one batch.
-pub const MAX_BATCH: u64 = 4 << 20;
+pub const MAX_BATCH: u64 = 8 << 20;
 /// Fewest raw bytes asked for in one batch (unless fewer are left).
 pub const MIN_BATCH: u64 = 256 << 10;
 /// Most chunks in one batch.
