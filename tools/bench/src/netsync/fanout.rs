@@ -20,6 +20,8 @@ use crate::{mb, verdict, Bench};
 /// N nodes together vs one alone: time, and bytes the seed sent.
 const TARGET_TIME: f64 = 1.5;
 const TARGET_BYTES: f64 = 1.2;
+/// How long the machine's CPU use is sampled with the N nodes connected and idle.
+const IDLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct FanRun {
     alone: Synced,
@@ -29,6 +31,8 @@ struct FanRun {
     together_tx: u64,
     /// CPU seconds the whole machine used during the N syncs (all nodes, and anything else running).
     together_cpu: f64,
+    /// CPUs the machine kept busy while the N nodes sat connected and idle, just before the syncs.
+    idle_cpus: f64,
     /// Nodes found exact (fsck ok, the release's chunks all there), and what was wrong with the others.
     exact: usize,
     wrong: Vec<String>,
@@ -147,6 +151,9 @@ pub(super) fn run(
             }
             sync()?;
             measure::wait_quiet(b.quiet_wait)?;
+            let idle0 = measure::busy_seconds()?;
+            std::thread::sleep(IDLE_WINDOW);
+            let idle_cpus = (measure::busy_seconds()? - idle0) / IDLE_WINDOW.as_secs_f64();
             eprintln!("ferry-bench: sync: fanout rep {rep}: {n} sites together");
             let tx0 = tx_bytes(sh.ns(), sh.dev())?;
             let barrier = Arc::new(Barrier::new(nodes.len()));
@@ -190,6 +197,7 @@ pub(super) fn run(
                 together_wall,
                 together_tx,
                 together_cpu,
+                idle_cpus,
                 exact: n + 1 - wrong.len(),
                 wrong,
             });
@@ -227,15 +235,20 @@ fn report(md: &mut String, seed: &Seed, what: &str, n: usize, runs: &[FanRun]) -
          seed sent for the site alone in the same rep. *exact*: after the syncs, with the nodes stopped, `ferry \
          fsck` passes on every store (every chunk, blob and release re-verified) and `ferry --json show {TREE}` \
          counts the seed's chunks. *machine CPU s*: CPU time of the whole machine during the {n} syncs (from \
-         `/proc/stat`: every node, and whatever else ran).\n"
+         `/proc/stat`: every node, and whatever else ran); *machine CPUs busy before*: the same over {} s right before the \
+         barrier, the {n} nodes connected and idle.\n",
+        IDLE_WINDOW.as_secs()
     )?;
     writeln!(
         md,
         "| rep | alone wall s | alone seed tx | together wall s | each site's wall s (min / median / max) | \
          together seed tx | time ratio | seed bytes ratio | wire from the seed per site (min / median / max) | \
-         machine CPU s (together) | exact |"
+         machine CPU s (together) | machine CPUs busy before, nodes idle | exact |"
     )?;
-    writeln!(md, "|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|")?;
+    writeln!(
+        md,
+        "|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|"
+    )?;
     for (i, r) in runs.iter().enumerate() {
         let walls: Vec<f64> = r.together.iter().map(|s| s.m.wall).collect();
         let from_seed: Vec<f64> = r
@@ -248,7 +261,7 @@ fn report(md: &mut String, seed: &Seed, what: &str, n: usize, runs: &[FanRun]) -
             .collect();
         writeln!(
             md,
-            "| {i} | {:.1} | {} | {:.1} | {} | {} | {:.2} | {:.2} | {} | {:.1} | {}/{} |",
+            "| {i} | {:.1} | {} | {:.1} | {} | {} | {:.2} | {:.2} | {} | {:.1} | {:.2} | {}/{} |",
             r.alone.m.wall,
             mb(r.alone_tx),
             r.together_wall,
@@ -258,6 +271,7 @@ fn report(md: &mut String, seed: &Seed, what: &str, n: usize, runs: &[FanRun]) -
             r.together_tx as f64 / r.alone_tx as f64,
             spread(&from_seed, |x| mb(x as u64)),
             r.together_cpu,
+            r.idle_cpus,
             r.exact,
             n + 1
         )?;
