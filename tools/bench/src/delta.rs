@@ -26,7 +26,7 @@ use crate::bundle::{file_len, json_of, mib, names, num, patch, sh_line, Patch};
 use crate::fixtures::{blob_path, OciImage};
 use crate::gzip::{geomean, short};
 use crate::measure::{self, median, sync, warm_tree, Cmd, Measured};
-use crate::netsync::{allow, free_port, peer_id, synced, Node, Synced};
+use crate::netsync::{allow, peer_id, synced, Node, Synced};
 use crate::{environment, verdict, Bench};
 
 pub const BEGIN: &str = "<!-- BEGIN ferry-bench delta (generated; edit outside these markers) -->";
@@ -811,24 +811,14 @@ fn sync_pair(
     let site_id = peer_id(b, &site)?;
     allow(b, &seed_store, &site_id)?;
     allow(b, &site, &seed_id)?;
-    let seed_port = free_port()?;
-    let seed_node = Node::start(
-        b,
-        &seed_store,
-        None,
-        "127.0.0.1",
-        seed_port,
-        &[],
-        &dir.join("seed.log"),
-    )?;
+    let (seed_node, seed_peer) =
+        Node::loopback(b, &seed_store, &seed_id, &[], &dir.join("seed.log"))?;
     let res = (|| -> Result<(Synced, Synced)> {
-        let node = Node::start(
+        let (node, _) = Node::loopback(
             b,
             &site,
-            None,
-            "127.0.0.1",
-            free_port()?,
-            &[("127.0.0.1".into(), seed_port, seed_id.clone())],
+            &site_id,
+            std::slice::from_ref(&seed_peer),
             &dir.join("site.log"),
         )?;
         let r = (|| -> Result<(Synced, Synced)> {

@@ -82,13 +82,13 @@ pub struct FatArgs {
 }
 
 /// A docker-registry on a free port over `data`.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    host: String,
+    pub(crate) host: String,
 }
 
 impl Registry {
-    fn start(dir: &Path) -> Result<Registry> {
+    pub(crate) fn start(dir: &Path) -> Result<Registry> {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let port = free_port()?;
         let data = dir.join("data");
@@ -151,15 +151,11 @@ impl Node {
 
     /// Peak and current resident set (KiB) of the node's process.
     fn rss(&self) -> Result<(u64, u64)> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| -> Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("no {name} in /proc/PID/status"))?;
-            Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-        };
-        Ok((field("VmHWM:")?, field("VmRSS:")?))
+        let pid = self.child.id();
+        Ok((
+            measure::proc_status_kib(pid, "VmHWM")?,
+            measure::proc_status_kib(pid, "VmRSS")?,
+        ))
     }
 }
 
@@ -184,7 +180,7 @@ fn wait_http(url: &str) -> Result<()> {
 }
 
 /// `skopeo copy` from `src` to `dst`, measured.
-fn skopeo(src: &str, dst: &str) -> Result<Measured> {
+pub(crate) fn skopeo(src: &str, dst: &str) -> Result<Measured> {
     Cmd::new("skopeo")
         .args([
             "copy",
@@ -197,7 +193,7 @@ fn skopeo(src: &str, dst: &str) -> Result<Measured> {
         .measure()
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 

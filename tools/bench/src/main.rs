@@ -14,9 +14,11 @@
 //! `docker-registry` serving the same image: one blob GET, `skopeo copy` of the image, and 64 concurrent pulls
 //! (errors, every layer's sha256, the server's peak RSS).
 //!
-//! `ferry-bench sync --work DIR` measures network sync (see `netsync.rs`): two nodes on loopback next to curl
-//! and docker-registry, a 100 Mbit/s link with added delay next to iperf3, three sites behind one seed link next
-//! to one alone, and a version update next to its bundle. It makes and removes its own network namespaces.
+//! `ferry-bench sync --work DIR` measures network sync (see `netsync/`, issue 21): a fat image between two nodes
+//! on loopback next to `skopeo copy` between two docker-registries, a 100 Mbit/s link with added delay next to
+//! iperf3, N sites behind one seed link next to one alone, the peak RSS of a node syncing a million chunks, and
+//! a soak of hundreds of syncs (opt-in: a tree next to curl, a version update next to its bundle). It makes and
+//! removes its own network namespaces.
 //!
 //! `ferry-bench gzip --work DIR` measures compressed artifacts (see `gzip.rs`): a corpus of real gzip version
 //! pairs (`tools/fixtures/gzip-corpus.sh`), Ferry's bundle delta next to the layer-level delta and
@@ -89,8 +91,8 @@ enum Sub {
     Bundle(bundle::BundleArgs),
     /// Measure `ferry serve` next to docker-registry: blob GET, skopeo copy, concurrent pulls and server memory.
     Serve(serve::ServeArgs),
-    /// Measure network sync: loopback speed vs curl, a 100 Mbit/s delayed link vs iperf3, three sites behind one
-    /// seed link, and a version update vs its bundle.
+    /// Measure network sync (issue 21): a fat image on loopback vs skopeo between two registries, a 100 Mbit/s
+    /// delayed link vs iperf3, N sites behind one seed link, a million-chunk release's peak RSS, a soak.
     Sync(netsync::SyncArgs),
     /// Measure compressed artifacts on a corpus of real gzip version pairs: bundle delta vs layer-level delta and
     /// `zstd --patch-from`, and the ingest cost of `ferry add`.

@@ -268,6 +268,16 @@ pub fn wait_quiet(max_s: u64) -> Result<f64> {
     }
 }
 
+/// A `KEY:` figure of `/proc/PID/status` in KiB (`VmHWM`: peak resident set, `VmRSS`: resident set now).
+pub fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
 /// Flushes dirty pages (so one run's writeback is not charged to the next) and times the flush.
 pub fn sync() -> Result<f64> {
     let start = Instant::now();

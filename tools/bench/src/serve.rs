@@ -112,12 +112,7 @@ impl Server {
 
     /// A `VmXXX:` line of /proc/PID/status, in KiB.
     pub(crate) fn vm_kib(&self, key: &str) -> Result<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .with_context(|| format!("no {key} in /proc/{}/status", self.pid()))
+        crate::measure::proc_status_kib(self.pid(), key)
     }
 
     /// CPU seconds (user + system, all threads) the server has used so far.
