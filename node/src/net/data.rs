@@ -34,11 +34,10 @@ impl DataPlane {
     /// Bind the UDP socket at `addr`.
     pub fn bind(key: &Keypair, addr: SocketAddr) -> Result<DataPlane, super::NetError> {
         let config = tls::server_config(key)?;
-        let endpoint =
-            quinn::Endpoint::server(config, addr).map_err(|e| super::NetError::Listen {
-                addr: format!("udp {addr}"),
-                reason: e.to_string(),
-            })?;
+        let endpoint = tls::endpoint(config, addr).map_err(|e| super::NetError::Listen {
+            addr: format!("udp {addr}"),
+            reason: e.to_string(),
+        })?;
         Ok(DataPlane {
             endpoint,
             key: key.clone(),

@@ -8,6 +8,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::SignatureScheme;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,37 @@ fn transport() -> Arc<quinn::TransportConfig> {
                 .expect("10 s is a valid idle timeout"),
         ));
     Arc::new(t)
+}
+
+/// The UDP socket's buffers (asked for; the kernel caps them at `net.core.rmem_max` / `wmem_max`). The
+/// default ~208 KiB holds a few milliseconds at line rate, and datagrams a busy receiver has not read in time
+/// are dropped, which QUIC's congestion control takes for a congested path.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// A quinn endpoint on `addr` accepting with `server` (and calling out with per-connection client configs).
+pub fn endpoint(server: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    for (what, r) in [
+        (
+            "receive",
+            state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER),
+        ),
+        (
+            "send",
+            state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER),
+        ),
+    ] {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "data plane: the UDP {what} buffer keeps its size");
+        }
+    }
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// The accepting side: presents `key`'s certificate and requires one from every caller.
@@ -237,7 +269,7 @@ mod tests {
     /// A server endpoint for `key` on loopback, accepting connections until dropped.
     fn listener(key: &Keypair) -> quinn::Endpoint {
         let server = server_config(key).unwrap();
-        quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap()
+        endpoint(server, "127.0.0.1:0".parse().unwrap()).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
