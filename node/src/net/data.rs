@@ -11,7 +11,10 @@
 use super::tls;
 use super::wire::{read_frame, read_request, write_frame, WireError};
 use super::Network;
-use ferry_protocol::sync::{ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS};
+use bytes::Bytes;
+use ferry_protocol::sync::{
+    ChunkRecordHeader, SyncRequest, SyncResponse, MAX_BATCH_CHUNKS, RECORD_HEADER_LEN,
+};
 use ferry_protocol::{ChunkId, RecipeId};
 use libp2p::PeerId;
 use libp2p_identity::Keypair;
@@ -91,11 +94,10 @@ impl DataPlane {
     /// Bind the UDP socket at `addr`.
     pub fn bind(key: &Keypair, addr: SocketAddr) -> Result<DataPlane, super::NetError> {
         let config = tls::server_config(key)?;
-        let endpoint =
-            quinn::Endpoint::server(config, addr).map_err(|e| super::NetError::Listen {
-                addr: format!("udp {addr}"),
-                reason: e.to_string(),
-            })?;
+        let endpoint = tls::endpoint(config, addr).map_err(|e| super::NetError::Listen {
+            addr: format!("udp {addr}"),
+            reason: e.to_string(),
+        })?;
         Ok(DataPlane {
             endpoint,
             key: key.clone(),
@@ -564,8 +566,9 @@ fn have_answer(
 }
 
 /// Send the records for `ids`, reading them from packs a group at a time on a blocking thread while the
-/// previous group is written (so memory per stream stays at two groups, whatever the batch). Returns the bytes
-/// sent.
+/// previous group is written (so memory per stream stays at two groups, whatever the batch). Each group is read
+/// with one read per run of adjacent records and handed to quinn as it was read: record headers and payloads
+/// go out as slices of the group's buffers, not copied again. Returns the bytes sent.
 async fn send_chunks(
     store: &crate::Store,
     ids: &[ChunkId],
@@ -574,33 +577,24 @@ async fn send_chunks(
     const GROUP: usize = 32;
     let read_group = |ids: Vec<ChunkId>| {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || -> Vec<u8> {
-            let mut out = Vec::new();
-            for id in ids {
-                // A chunk this node cannot read (a damaged pack) is answered as lacking, so the asker goes
-                // elsewhere for it while the rest of the batch still arrives.
-                let stored = store.read_chunk_stored(&id).unwrap_or_else(|e| {
-                    tracing::error!(chunk = %id, error = %e, "cannot read a chunk a peer asked for");
-                    None
-                });
-                match stored {
-                    Some((loc, record)) => {
-                        let header = ChunkRecordHeader {
-                            id,
-                            raw_len: loc.raw_len,
-                            stored_len: Some(loc.comp_len),
-                        };
-                        out.extend_from_slice(&header.encode());
-                        out.extend_from_slice(&record[crate::store::packs::HEADER_LEN as usize..]);
-                    }
-                    None => {
-                        let header = ChunkRecordHeader {
-                            id,
-                            raw_len: 0,
-                            stored_len: None,
-                        };
-                        out.extend_from_slice(&header.encode());
-                    }
+        tokio::task::spawn_blocking(move || -> Vec<Bytes> {
+            let group = store.read_chunks_stored(&ids);
+            let mut headers = Vec::with_capacity(ids.len() * RECORD_HEADER_LEN);
+            for (id, chunk) in ids.iter().zip(&group.chunks) {
+                let header = ChunkRecordHeader {
+                    id: *id,
+                    raw_len: chunk.as_ref().map_or(0, |(loc, _)| loc.raw_len),
+                    stored_len: chunk.as_ref().map(|(loc, _)| loc.comp_len),
+                };
+                headers.extend_from_slice(&header.encode());
+            }
+            let headers = Bytes::from(headers);
+            let buf = Bytes::from(group.buf);
+            let mut out = Vec::with_capacity(2 * ids.len());
+            for (k, chunk) in group.chunks.into_iter().enumerate() {
+                out.push(headers.slice(k * RECORD_HEADER_LEN..(k + 1) * RECORD_HEADER_LEN));
+                if let Some((_, body)) = chunk {
+                    out.push(buf.slice(body));
                 }
             }
             out
@@ -610,12 +604,12 @@ async fn send_chunks(
     let mut next = groups.next().map(read_group);
     let mut sent = 0u64;
     while let Some(pending) = next.take() {
-        let buf = pending
+        let mut bufs = pending
             .await
             .map_err(|e| WireError::Stream(e.to_string()))?;
         next = groups.next().map(read_group);
-        send.write_all(&buf).await?;
-        sent += buf.len() as u64;
+        sent += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
+        send.write_all_chunks(&mut bufs).await?;
     }
     Ok(sent)
 }

@@ -8,6 +8,7 @@
 //!   signed releases, each made visible only once what it needs is present.
 //! - [`sites`]: the seed's ledger of what it shipped to each site.
 //! - [`pushed`]: what clients pushed to the node's registry (repository tags and blobs), outside any release.
+//! - [`stored`]: chunks as stored, read a run of adjacent records at a time, for peers.
 //! - [`gc`]: retention, and collecting what no kept release or push needs while the node runs.
 //!
 //! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
@@ -26,6 +27,7 @@ pub mod pins;
 pub mod pushed;
 pub mod reader;
 pub mod sites;
+pub mod stored;
 pub mod stream;
 pub mod writer;
 
