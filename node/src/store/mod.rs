@@ -461,23 +461,24 @@ impl Store {
                 }
             })
             .map_err(StoreError::io(&path))?;
-            let mut batch = sled::Batch::default();
-            let mut kept = 0;
-            for (id, loc) in &found {
-                if !self.0.chunks.contains_key(id.as_bytes())? {
-                    batch.insert(id.as_bytes().as_slice(), loc.to_bytes().as_slice());
-                    kept += 1;
-                }
-            }
             if good_end < len {
                 file.set_len(good_end).map_err(StoreError::io(&path))?;
             }
             file.sync_all().map_err(StoreError::io(&path))?;
-            batch.insert(
+            // Keys one by one and the committed length last, as a commit writes them (see `commit_locked`).
+            let mut kept = 0;
+            for (id, loc) in &found {
+                if !self.0.chunks.contains_key(id.as_bytes())? {
+                    self.0
+                        .chunks
+                        .insert(id.as_bytes().as_slice(), loc.to_bytes().as_slice())?;
+                    kept += 1;
+                }
+            }
+            self.0.chunks.insert(
                 pack_len_key(n).as_slice(),
                 good_end.to_le_bytes().as_slice(),
-            );
-            self.0.chunks.apply_batch(batch)?;
+            )?;
             self.0.db.flush()?;
             tracing::info!(
                 pack = n,

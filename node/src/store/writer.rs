@@ -774,15 +774,22 @@ impl Store {
             open.flush_buf(self)?;
             let path = packs::pack_path(&self.0.packs_dir, open.n);
             open.file.sync_data().map_err(StoreError::io(&path))?;
-            let mut batch = sled::Batch::default();
+            // Single inserts, the pack's committed length last, not one sled batch: sled 0.34 keeps memory in
+            // proportion to the batch's length times the keys it holds, and does not give it back (measured:
+            // 1.5 M chunk keys committed 20,000 to a batch grew a process to 6.6 GiB, one by one to 165 MiB).
+            // No batch is needed for safety: the pack bytes are durable before any key names them, so no key can
+            // point at bytes a crash lost; keys whose length update was lost are found again by `recover`, which
+            // scans the pack's tail from the committed length; and a key lost while its length was kept (sled
+            // writes its log in order, so this should not happen) leaves only a chunk to be stored again.
             for (id, loc) in &w.pending {
-                batch.insert(id.as_bytes().as_slice(), loc.to_bytes().as_slice());
+                self.0
+                    .chunks
+                    .insert(id.as_bytes().as_slice(), loc.to_bytes().as_slice())?;
             }
-            batch.insert(
+            self.0.chunks.insert(
                 pack_len_key(open.n).as_slice(),
                 open.len.to_le_bytes().as_slice(),
-            );
-            self.0.chunks.apply_batch(batch)?;
+            )?;
             w.pending.clear();
             w.pending_bytes = 0;
             if open.len >= self.0.config.pack_target_bytes {
