@@ -179,6 +179,17 @@ impl Running {
         f(&mut self.progress.lock().expect("poisoned"));
     }
 
+    /// The store holds these recipes now: peers are answered from it.
+    fn forget_recipes(&self, ids: &[RecipeId]) {
+        let mut recipes = self.recipes.lock().expect("poisoned");
+        for id in ids {
+            recipes.remove(id);
+        }
+        if recipes.len() < recipes.capacity() / 4 {
+            recipes.shrink_to_fit();
+        }
+    }
+
     /// Chunks `positions` of the list are committed: peers may be told.
     fn show_held(&self, positions: &[usize]) {
         if let Some(h) = self.held.lock().expect("poisoned").as_mut() {
@@ -384,13 +395,31 @@ async fn run(
     let blobs = manifest.blobs();
     let blobs_for_deltas = blobs.clone();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
-    let (recipes, unnamed) = fetch_recipes(net, id, from, &manifest, running).await?;
+    let (mut recipes, unnamed) = fetch_recipes(net, id, from, &manifest, running).await?;
     tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
     let sketches = fetch_sketches(net, id, from, &unnamed, &recipes).await;
 
-    // The chunk list, in order of first use, as every node computes it.
-    let mut list = Vec::new();
-    let mut index = HashMap::new();
+    // The chunk list, in order of first use, as every node computes it. Its length is at most the parts of the
+    // release's distinct recipes; reserved once, trimmed after (a list grown by doubling holds up to twice).
+    let most = {
+        let mut seen = HashSet::new();
+        blobs
+            .iter()
+            .filter(|b| seen.insert(b.recipe))
+            .map(|b| recipes[&b.recipe].parts().len())
+            .sum()
+    };
+    // With no version of the name held there is nothing to ask deltas against, and each recipe can go as soon
+    // as its chunks are listed (a release of 1.5 M chunks: 180 MB of recipes).
+    let deltas_possible = {
+        let name = manifest.name.clone();
+        !store
+            .blocking(move |s| held_versions(s, &name))
+            .await?
+            .is_empty()
+    };
+    let mut list = Vec::with_capacity(most);
+    let mut index = Positions::default();
     let mut accepting = Accepting::default();
     for b in &blobs {
         if let Some(&r) = accepting.recipe_index.get(&b.recipe) {
@@ -403,20 +432,24 @@ async fn run(
         accepting.blobs_of.push(vec![*b]);
         accepting.left.push(0);
         let mut seen_here = HashSet::new();
-        for part in recipes[&b.recipe].parts() {
+        let taken;
+        let recipe = if deltas_possible {
+            &recipes[&b.recipe]
+        } else {
+            taken = recipes.remove(&b.recipe).expect("every recipe was fetched");
+            &taken
+        };
+        for part in recipe.parts() {
             if let Part::Chunk { id: c, len } = *part {
-                let i = *index.entry(c).or_insert_with(|| {
-                    list.push((c, len));
-                    accepting.users.push(Vec::new());
-                    list.len() - 1
-                });
+                let (i, new) = index.insert(&mut list, c, len);
                 if seen_here.insert(i) {
-                    accepting.users[i].push(r);
+                    accepting.users.add(i, new, r);
                     accepting.left[r] += 1;
                 }
             }
         }
     }
+    list.shrink_to_fit();
     let list = Arc::new(list);
     let held: Vec<bool> = {
         let list = list.clone();
@@ -434,8 +467,11 @@ async fn run(
     }
     *running.held.lock().expect("poisoned") = Some(Held::new(bits));
     // Runs of the chunks this node lacks to ask for as deltas against what it holds (the planner bundles use).
-    let (runs, recipes) = {
+    let (runs, recipes) = if !deltas_possible {
+        (Ok(Vec::new()), recipes)
+    } else {
         let store = store.clone();
+        let list_for_deltas = list.clone();
         let signed = signed.clone();
         let name = manifest.name.clone();
         tokio::task::spawn_blocking(move || {
@@ -444,7 +480,7 @@ async fn run(
                 &signed,
                 &name,
                 (&blobs_for_deltas, &recipes, &sketches),
-                &index,
+                (&index, &list_for_deltas),
             );
             (runs, recipes)
         })
@@ -811,12 +847,32 @@ struct Outcome {
 }
 
 /// Record `blobs` (with the recipes the sync fetched) on a blocking thread; returns those still incomplete.
+/// [`ACCEPT_BATCH`] blobs at a time, so the copies of their recipes are made a group at a time and the sync's own
+/// copies go as the store takes them.
 async fn accept_blobs(
     store: Store,
     running: &Running,
     blobs: Vec<BlobRef>,
 ) -> Result<Vec<BlobRef>, SyncError> {
-    accept_blobs_with(store, fetched_recipes(running, &blobs), blobs).await
+    let mut missing = Vec::new();
+    for group in blobs.chunks(ACCEPT_BATCH) {
+        let encoded = fetched_recipes(running, group);
+        let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
+        let still = accept_blobs_with(store.clone(), encoded, group.to_vec()).await?;
+        running.forget_recipes(&recorded(recipes, &still));
+        missing.extend(still);
+    }
+    Ok(missing)
+}
+
+/// Of `recipes` given to [`accept_blobs_with`], those the store holds now: all but the recipes of blobs it
+/// returned incomplete.
+fn recorded(recipes: Vec<RecipeId>, incomplete: &[BlobRef]) -> Vec<RecipeId> {
+    let incomplete: HashSet<RecipeId> = incomplete.iter().map(|b| b.recipe).collect();
+    recipes
+        .into_iter()
+        .filter(|r| !incomplete.contains(r))
+        .collect()
 }
 
 /// The recipes of `blobs` this sync fetched (those the store holds are not among them).
@@ -858,7 +914,7 @@ struct Accepting {
     /// Per recipe, how many of its distinct chunks are not stored yet.
     left: Vec<u32>,
     /// Per chunk of the list, the recipes that use it.
-    users: Vec<Vec<usize>>,
+    users: Users,
     /// Recipes whose chunks are all stored and whose blobs are not yet recorded.
     ready: Vec<usize>,
     /// Recipes whose blobs are recorded (or being recorded).
@@ -871,10 +927,88 @@ struct Accepting {
     not_before: Option<Instant>,
 }
 
+/// Positions in the chunk list by chunk id, in about 17 bytes a chunk where a map of whole ids takes 41 (a
+/// release of a million chunks: 36 MB against 86 MB): keyed by the id's first eight bytes, each hit checked
+/// against the list; an id whose first eight bytes another chunk of the list has already (by chance, or made so
+/// by whoever cut the chunks) is kept whole aside.
+#[derive(Default)]
+struct Positions {
+    by_prefix: HashMap<u64, u32>,
+    whole: HashMap<ChunkId, u32>,
+}
+
+fn prefix(id: &ChunkId) -> u64 {
+    let b = id.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl Positions {
+    /// The position of `id` in `list`.
+    fn get(&self, list: &[(ChunkId, u32)], id: &ChunkId) -> Option<usize> {
+        match self.by_prefix.get(&prefix(id)) {
+            Some(&i) if list[i as usize].0 == *id => Some(i as usize),
+            Some(_) => self.whole.get(id).map(|&i| i as usize),
+            None => None,
+        }
+    }
+
+    /// The position of `id`, appended to `list` (with `len`) when it is not there yet; and whether it was new.
+    fn insert(&mut self, list: &mut Vec<(ChunkId, u32)>, id: ChunkId, len: u32) -> (usize, bool) {
+        if let Some(i) = self.get(list, &id) {
+            return (i, false);
+        }
+        // Positions go to peers as u32 (`HaveChanges`); a list that long (4 Gi chunks) would not fit in memory.
+        let i = u32::try_from(list.len()).expect("a chunk list under 4 Gi chunks");
+        list.push((id, len));
+        match self.by_prefix.entry(prefix(&id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.whole.insert(id, i);
+            }
+        }
+        (i as usize, true)
+    }
+}
+
+/// Per chunk of the list, the recipes that use it: nearly every chunk has one only, so the first is kept in
+/// line (4 bytes a chunk) and the others aside, where a vector per chunk took about 40.
+#[derive(Default)]
+struct Users {
+    first: Vec<u32>,
+    more: HashMap<u32, Vec<u32>>,
+}
+
+impl Users {
+    /// Recipe `r` uses chunk `i`; `new`: `i` is the list's latest chunk and this its first user.
+    fn add(&mut self, i: usize, new: bool, r: usize) {
+        let r = u32::try_from(r).expect("under 4 Gi recipes");
+        if new {
+            debug_assert_eq!(i, self.first.len());
+            self.first.push(r);
+        } else {
+            let i = u32::try_from(i).expect("a chunk list under 4 Gi chunks");
+            self.more.entry(i).or_default().push(r);
+        }
+    }
+
+    /// The recipes that use chunk `i`.
+    fn of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let more = u32::try_from(i)
+            .ok()
+            .and_then(|i| self.more.get(&i))
+            .map_or(&[][..], |v| v.as_slice());
+        std::iter::once(self.first[i])
+            .chain(more.iter().copied())
+            .map(|r| r as usize)
+    }
+}
+
 impl Accepting {
     /// Chunk `i` of the list is stored.
     fn stored(&mut self, i: usize) {
-        for &r in &self.users[i] {
+        for r in self.users.of(i) {
             self.left[r] -= 1;
             if self.left[r] == 0 {
                 self.ready.push(r);
@@ -1025,7 +1159,7 @@ fn plan_deltas(
     signed: &SignedRelease,
     name: &str,
     (blobs, recipes, sketches): (&[BlobRef], &HashMap<RecipeId, Recipe>, &Sketches),
-    index: &HashMap<ChunkId, usize>,
+    (index, list): (&Positions, &[(ChunkId, u32)]),
 ) -> Result<Vec<DeltaRun>, StoreError> {
     let held = held_versions(store, name)?;
     if held.is_empty() {
@@ -1041,7 +1175,11 @@ fn plan_deltas(
         .map(|run| DeltaRun {
             chunks: plan.chunks[run.chunks]
                 .iter()
-                .map(|c| index[&c.id])
+                .map(|c| {
+                    index
+                        .get(list, &c.id)
+                        .expect("a planned chunk is in the list")
+                })
                 .collect(),
             reference: ferry_protocol::delta::Reference {
                 recipe: deltas.bases[run.base as usize].0,

@@ -80,8 +80,13 @@ pub(super) enum Event {
         outcome: Result<Outcome, WireError>,
     },
     /// A batch of blobs was recorded (with the chunks stored before it: `committed`); these were still
-    /// incomplete.
-    Accepted(Result<Vec<BlobRef>, SyncError>, Duration, Vec<usize>),
+    /// incomplete; the store holds these recipes now.
+    Accepted(
+        Result<Vec<BlobRef>, SyncError>,
+        Duration,
+        Vec<usize>,
+        Vec<RecipeId>,
+    ),
     /// A delta came back (or did not).
     Delta {
         peer: PeerId,
@@ -337,10 +342,16 @@ impl<'a> Fetch<'a> {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let n = blobs.len();
+                    let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
                     let r = accept_blobs_with(store, encoded, blobs).await;
                     let took = started.elapsed();
                     tracing::debug!(blobs = n, ?took, "blobs recorded while fetching");
-                    let _ = tx.send(Event::Accepted(r, took, committed));
+                    // The recipes of blobs recorded are the store's now: the copies kept for peers can go.
+                    let stored = match &r {
+                        Ok(missing) => recorded(recipes, missing),
+                        Err(_) => Vec::new(),
+                    };
+                    let _ = tx.send(Event::Accepted(r, took, committed, stored));
                 });
             }
         }
@@ -376,11 +387,12 @@ impl<'a> Fetch<'a> {
                 }
             }
             Event::Have(peer, r) => self.on_have(peer, r),
-            Event::Accepted(r, took, committed) => {
+            Event::Accepted(r, took, committed, stored) => {
                 self.accepting.busy = false;
                 self.accepting.not_before = Some(Instant::now() + 4 * took);
                 let missing = r?;
                 self.running.show_held(&committed);
+                self.running.forget_recipes(&stored);
                 self.accepting.give_back(&missing);
             }
             // This node's own store failing (a full disk) ends the sync: asking other peers cannot help.
@@ -476,7 +488,9 @@ impl<'a> Fetch<'a> {
 
     /// Owners that showed nothing new for [`STALL`] while owning segments lose them.
     fn check_stalls(&mut self, now: Instant) {
-        for l in self.links.values_mut() {
+        // A sibling that holds the whole release shows nothing new because it has nothing left to show: it
+        // keeps its segments (it can serve every one of them).
+        for l in self.links.values_mut().filter(|l| !l.whole) {
             if let Some(s) = &mut l.sibling {
                 if !s.stalled && now.saturating_duration_since(s.grew) > STALL {
                     s.stalled = true;
