@@ -641,6 +641,10 @@ fn wanted_index(path: &str, comps: &[String], archs: &[String], languages: &[Str
     }
 }
 
+/// Most memory an xz or lzma index may make its decoder take: `xz -9` needs 65 MiB; a header asking for more is
+/// refused by name rather than obeyed.
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
 /// Decompress `bytes` (by `path`'s suffix) into `sink`, then finish it.
 fn decompress_into<F>(path: &str, bytes: &[u8], mut sink: Paragraphs<F>) -> Result<(), String>
 where
@@ -658,10 +662,30 @@ where
             .and_then(|mut d| std::io::copy(&mut d, &mut sink))
             .map(drop)
             .map_err(io),
-        "xz" => lzma_rs::xz_decompress(&mut std::io::BufReader::new(bytes), &mut sink)
-            .map_err(|e| e.to_string()),
-        "lzma" => lzma_rs::lzma_decompress(&mut std::io::BufReader::new(bytes), &mut sink)
-            .map_err(|e| e.to_string()),
+        // liblzma, the reference decoder, with a bound on its memory: lzma-rs overflowed an integer on a
+        // damaged xz stream (found by the fuzzer; `testdata/overflowing.xz`).
+        "xz" => {
+            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
+                .map_err(std::io::Error::from)
+                .and_then(|s| {
+                    std::io::copy(
+                        &mut liblzma::read::XzDecoder::new_stream(bytes, s),
+                        &mut sink,
+                    )
+                })
+                .map(drop)
+                .map_err(io)
+        }
+        "lzma" => liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT)
+            .map_err(std::io::Error::from)
+            .and_then(|s| {
+                std::io::copy(
+                    &mut liblzma::read::XzDecoder::new_stream(bytes, s),
+                    &mut sink,
+                )
+            })
+            .map(drop)
+            .map_err(io),
         other => Err(format!("cannot read .{other} indexes")),
     };
     // A parse error inside the sink is the better message; a decoder error otherwise.
@@ -746,16 +770,20 @@ mod tests {
             e.write_all(text).unwrap();
             e.finish().unwrap()
         };
-        let xz = {
-            let mut out = Vec::new();
-            lzma_rs::xz_compress(&mut &text[..], &mut out).unwrap();
-            out
+        let xz = liblzma::encode_all(&text[..], 6).unwrap();
+        let lzma = {
+            let options = liblzma::stream::LzmaOptions::new_preset(6).unwrap();
+            let stream = liblzma::stream::Stream::new_lzma_encoder(&options).unwrap();
+            let mut e = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
         };
         let zst = zstd::encode_all(&text[..], 3).unwrap();
         for (name, bytes) in [
             ("Packages", text.to_vec()),
             ("Packages.gz", gz),
             ("Packages.xz", xz),
+            ("Packages.lzma", lzma),
             ("Packages.zst", zst),
         ] {
             let mut n = 0;
@@ -773,6 +801,14 @@ mod tests {
         }
         let err =
             decompress_into("Packages.xz", b"garbage", Paragraphs::new(|_| Ok(()))).unwrap_err();
+        assert!(err.contains("decompress"), "{err}");
+    }
+
+    /// A damaged xz index the fuzzer found (lzma-rs overflowed an integer on it) is refused, not a panic.
+    #[test]
+    fn a_damaged_xz_index_is_refused() {
+        let bytes = include_bytes!("testdata/overflowing.xz");
+        let err = decompress_into("Packages.xz", bytes, Paragraphs::new(|_| Ok(()))).unwrap_err();
         assert!(err.contains("decompress"), "{err}");
     }
 }
