@@ -18,7 +18,7 @@ use clap::Parser;
 
 /// jemalloc, not glibc's malloc: a node allocates on many threads (the async workers, the blocking pool, rayon)
 /// and glibc gave each its own arena and kept what they freed. Measured on a sync of 1.5 M chunks (see
-/// docs/benchmarks.md, issue 21): the syncing node peaked at 1.49 GiB with glibc's malloc and 0.91 GiB with
+/// docs/benchmarks.md, issue 21): the syncing node peaked at 1.42 GiB with glibc's malloc and 0.87 GiB with
 /// jemalloc, and took 64 s against 54 s. Its own threads give freed memory back to the system after a second
 /// (`.cargo/config.toml` sets that when jemalloc is built), so a node shrinks when a large sync ends.
 #[global_allocator]
