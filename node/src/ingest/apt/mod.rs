@@ -645,6 +645,16 @@ fn wanted_index(path: &str, comps: &[String], archs: &[String], languages: &[Str
 /// refused by name rather than obeyed.
 const XZ_MEMLIMIT: u64 = 256 << 20;
 
+/// Decode `bytes` with liblzma's `decoder` (xz or lzma) into `sink`.
+fn liblzma_into(
+    decoder: Result<liblzma::stream::Stream, liblzma::stream::Error>,
+    bytes: &[u8],
+    sink: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut decoded = liblzma::read::XzDecoder::new_stream(bytes, decoder?);
+    std::io::copy(&mut decoded, sink).map(drop)
+}
+
 /// Decompress `bytes` (by `path`'s suffix) into `sink`, then finish it.
 fn decompress_into<F>(path: &str, bytes: &[u8], mut sink: Paragraphs<F>) -> Result<(), String>
 where
@@ -664,28 +674,18 @@ where
             .map_err(io),
         // liblzma, the reference decoder, with a bound on its memory: lzma-rs overflowed an integer on a
         // damaged xz stream (found by the fuzzer; `testdata/overflowing.xz`).
-        "xz" => {
-            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
-                .map_err(std::io::Error::from)
-                .and_then(|s| {
-                    std::io::copy(
-                        &mut liblzma::read::XzDecoder::new_stream(bytes, s),
-                        &mut sink,
-                    )
-                })
-                .map(drop)
-                .map_err(io)
-        }
-        "lzma" => liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT)
-            .map_err(std::io::Error::from)
-            .and_then(|s| {
-                std::io::copy(
-                    &mut liblzma::read::XzDecoder::new_stream(bytes, s),
-                    &mut sink,
-                )
-            })
-            .map(drop)
-            .map_err(io),
+        "xz" => liblzma_into(
+            liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED),
+            bytes,
+            &mut sink,
+        )
+        .map_err(io),
+        "lzma" => liblzma_into(
+            liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT),
+            bytes,
+            &mut sink,
+        )
+        .map_err(io),
         other => Err(format!("cannot read .{other} indexes")),
     };
     // A parse error inside the sink is the better message; a decoder error otherwise.
