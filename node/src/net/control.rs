@@ -7,7 +7,8 @@
 //! - mDNS finds site peers on the local network (on unless `mdns = false`); static peers are dialled and
 //!   re-dialled while unreachable, so a partition that heals reconnects by itself.
 //! - identify tells each side the other's listen addresses, which go into Kademlia.
-//! - Kademlia: every node provides a record per release it holds (`ferry/release/NAME@VERSION`); a sync that finds
+//! - Kademlia: every node provides a record per release it holds (`ferry/release/NAME@VERSION`, kept by
+//!   [`super::providers::Providers`]: its own as keys, other peers' bounded, no values); a sync that finds
 //!   no connected holder asks for providers and dials them.
 //! - gossipsub, one topic: "I now hold this release" and "I follow these names".
 //! - `/ferry/hello/1` (request-response, JSON): on every new connection both sides exchange a [`Hello`] — data port,
@@ -20,6 +21,7 @@
 //! gossipsub (64 KiB messages, signed, duplicates dropped) and request-response (hellos of 1 MiB, 20 s) bound the
 //! rest of what a connection can make this node hold.
 
+use super::providers::Providers;
 use super::{NetConfig, NetError, Network};
 use ferry_protocol::sync::{Announced, Gossip, Hello};
 use futures::StreamExt;
@@ -68,7 +70,7 @@ pub struct Behaviour {
     gate: Gate,
     identify: identify::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
+    kad: kad::Behaviour<Providers>,
     gossip: gossipsub::Behaviour,
     hello: request_response::json::Behaviour<Hello, Hello>,
 }
@@ -215,7 +217,7 @@ pub(crate) fn build(
             };
             let mut kad = kad::Behaviour::with_config(
                 local,
-                kad::store::MemoryStore::new(local),
+                Providers::new(local),
                 kad::Config::new(StreamProtocol::new("/ferry/kad/1.0.0")),
             );
             kad.set_mode(Some(kad::Mode::Server));
@@ -427,12 +429,16 @@ fn on_event(
                     .behaviour_mut()
                     .hello
                     .send_request(&peer_id, hello.clone());
-                // Provider records made while this node knew nobody went nowhere; now they have a home.
-                for held in &hello.releases {
-                    let _ = swarm
-                        .behaviour_mut()
-                        .kad
-                        .start_providing(release_key(&held.id));
+                // Provider records made while this node knew nobody went nowhere; now they have a home. Only
+                // for the first peer: once one was known they reached the DHT, and a query per release for
+                // every new connection would grow with the store.
+                if swarm.connected_peers().count() == 1 {
+                    for held in &hello.releases {
+                        let _ = swarm
+                            .behaviour_mut()
+                            .kad
+                            .start_providing(release_key(&held.id));
+                    }
                 }
             }
         }

@@ -25,6 +25,7 @@
 pub mod conduct;
 pub mod control;
 pub mod data;
+pub mod providers;
 pub mod schedule;
 pub mod sync;
 pub mod tls;
