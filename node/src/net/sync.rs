@@ -393,11 +393,21 @@ async fn run(
     }
     let (signed, manifest) = fetch_release(net, id, from, running).await?;
     let blobs = manifest.blobs();
-    let blobs_for_deltas = blobs.clone();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
-    let (mut recipes, unnamed) = fetch_recipes(net, id, from, &manifest, running).await?;
-    tracing::debug!(release = id, at = ?started.elapsed(), recipes = recipes.len(), "recipes fetched");
-    let sketches = fetch_sketches(net, id, from, &unnamed, &recipes).await;
+    // With no version of the name held there is nothing to ask deltas against: recipes fetched stay encoded
+    // and each goes as soon as its chunks are listed (a release of 1.5 M chunks: 90 MB of recipes encoded,
+    // 180 MB more parsed).
+    let deltas_possible = {
+        let name = manifest.name.clone();
+        !store
+            .blocking(move |s| held_versions(s, &name))
+            .await?
+            .is_empty()
+    };
+    let (mut recipes, unnamed) =
+        fetch_recipes(net, id, from, &manifest, running, deltas_possible).await?;
+    tracing::debug!(release = id, at = ?started.elapsed(), "recipes fetched");
+    let sketches = fetch_sketches(net, id, from, &unnamed, &recipes.parsed).await;
 
     // The chunk list, in order of first use, as every node computes it. Its length is at most the parts of the
     // release's distinct recipes; reserved once, trimmed after (a list grown by doubling holds up to twice).
@@ -406,18 +416,13 @@ async fn run(
         blobs
             .iter()
             .filter(|b| seen.insert(b.recipe))
-            .map(|b| recipes[&b.recipe].parts().len())
+            .map(|b| recipes.parts(&b.recipe))
             .sum()
     };
-    // With no version of the name held there is nothing to ask deltas against, and each recipe can go as soon
-    // as its chunks are listed (a release of 1.5 M chunks: 180 MB of recipes).
-    let deltas_possible = {
-        let name = manifest.name.clone();
-        !store
-            .blocking(move |s| held_versions(s, &name))
-            .await?
-            .is_empty()
-    };
+    let (name, sequence) = (manifest.name.clone(), manifest.sequence);
+    // From here the manifest is not needed (accepting the release reads `signed`): a release of 100,000 files
+    // keeps ~70 MB of parsed entries.
+    drop(manifest);
     let mut list = Vec::with_capacity(most);
     let mut index = Positions::default();
     let mut accepting = Accepting::default();
@@ -434,9 +439,9 @@ async fn run(
         let mut seen_here = HashSet::new();
         let taken;
         let recipe = if deltas_possible {
-            &recipes[&b.recipe]
+            &recipes.parsed[&b.recipe]
         } else {
-            taken = recipes.remove(&b.recipe).expect("every recipe was fetched");
+            taken = recipes.take(&b.recipe, running);
             &taken
         };
         for part in recipe.parts() {
@@ -468,18 +473,18 @@ async fn run(
     *running.held.lock().expect("poisoned") = Some(Held::new(bits));
     // Runs of the chunks this node lacks to ask for as deltas against what it holds (the planner bundles use).
     let (runs, recipes) = if !deltas_possible {
+        drop(blobs);
         (Ok(Vec::new()), recipes)
     } else {
         let store = store.clone();
         let list_for_deltas = list.clone();
         let signed = signed.clone();
-        let name = manifest.name.clone();
         tokio::task::spawn_blocking(move || {
             let runs = plan_deltas(
                 &store,
                 &signed,
                 &name,
-                (&blobs_for_deltas, &recipes, &sketches),
+                (&blobs, &recipes.parsed, &sketches),
                 (&index, &list_for_deltas),
             );
             (runs, recipes)
@@ -525,7 +530,7 @@ async fn run(
     tracing::debug!(release = id, at = ?started.elapsed(), "release accepted");
     net.announce(Announced {
         id: id.to_string(),
-        sequence: manifest.sequence,
+        sequence,
         envelope: crate::plan::envelope_hash(&signed),
     });
     let p = running.progress();
@@ -621,20 +626,55 @@ async fn fetch_release(
     }
 }
 
-/// The recipes of `blobs`: from the store, else from peers (each checked against its id).
 /// Recipes asked for in one request.
 const RECIPES_PER_REQUEST: usize = 4096;
 
+/// A release's recipes during a sync: parsed, or — fetched while no delta can be planned — left encoded in
+/// [`Running::recipes`] (kept there for peers anyway) and parsed again when the chunk list is made, so they
+/// are not held twice.
+struct Recipes {
+    parsed: HashMap<RecipeId, Recipe>,
+    /// The parts of each recipe left encoded.
+    encoded: HashMap<RecipeId, usize>,
+}
+
+impl Recipes {
+    fn contains(&self, id: &RecipeId) -> bool {
+        self.parsed.contains_key(id) || self.encoded.contains_key(id)
+    }
+
+    fn parts(&self, id: &RecipeId) -> usize {
+        self.parsed
+            .get(id)
+            .map_or_else(|| self.encoded[id], |r| r.parts().len())
+    }
+
+    /// Recipe `id`, taken out: parsed, or parsed from its encoded copy (which stays for peers).
+    fn take(&mut self, id: &RecipeId, running: &Running) -> Recipe {
+        if let Some(r) = self.parsed.remove(id) {
+            return r;
+        }
+        self.encoded.remove(id);
+        let recipes = running.recipes.lock().expect("poisoned");
+        let bytes = recipes.get(id).expect("every recipe was fetched");
+        Recipe::decode(bytes).expect("encoded here from a recipe checked against its id")
+    }
+}
+
+/// The recipes of `manifest`'s blobs: from the store, else from peers (each checked against its id, on the
+/// blocking pool, answer by answer as they come). `keep_parsed`: keep fetched recipes parsed too (deltas are
+/// planned over them).
 async fn fetch_recipes(
     net: &Network,
     id: &str,
     from: Option<PeerId>,
     manifest: &ferry_protocol::ReleaseManifest,
     running: &Running,
-) -> Result<(HashMap<RecipeId, Recipe>, Vec<RecipeId>), SyncError> {
+    keep_parsed: bool,
+) -> Result<(Recipes, Vec<RecipeId>), SyncError> {
     let store = &net.0.store;
     let blobs = manifest.blobs();
-    let (mut out, lacking, lacking_set) = store
+    let (parsed, lacking, lacking_set) = store
         .blocking(move |store| {
             let mut out = HashMap::new();
             let mut lacking = Vec::new();
@@ -657,6 +697,10 @@ async fn fetch_recipes(
             Ok::<_, StoreError>((out, lacking, lacking_set))
         })
         .await?;
+    let mut out = Recipes {
+        parsed,
+        encoded: HashMap::new(),
+    };
     let mut lacking = lacking;
     // The recipes this node lacks come as differences against the recipe of the same entry in a version it
     // holds, when it holds one.
@@ -684,15 +728,16 @@ async fn fetch_recipes(
             .collect(),
         None => Vec::new(),
     };
-    let bases = bases.unwrap_or_default();
+    let bases = Arc::new(bases.unwrap_or_default());
     let mut round = 0;
     while !lacking.is_empty() {
         let before = lacking.len();
         round += 1;
         // Every group at once, spread over the peers (holders first): one request after another would pay a
-        // round trip per group, seconds of an idle link on a WAN before the first chunk is asked for.
+        // round trip per group, seconds of an idle link on a WAN before the first chunk is asked for. Each
+        // answer is taken as it comes, so they are not all held at once.
         let sources = net.sources(id, from);
-        let asks = lacking
+        let mut asks: futures::stream::FuturesUnordered<_> = lacking
             .chunks(RECIPES_PER_REQUEST)
             .zip(sources.iter().cycle().skip(round % sources.len().max(1)))
             .map(|(ids, &(peer, addr, _))| {
@@ -711,46 +756,32 @@ async fn fetch_recipes(
                     .await?;
                     Ok::<_, WireError>((peer, wanted, answer))
                 }
-            });
-        for answer in futures::future::join_all(asks).await {
+            })
+            .collect();
+        while let Some(answer) = futures::StreamExt::next(&mut asks).await {
             let Ok((peer, wanted, answer)) = answer else {
                 continue;
             };
-            let size = answer.encode().len() as u64;
-            let SyncResponse::RecipeDiffs(got) = answer else {
+            let bases = bases.clone();
+            let rebuilt =
+                tokio::task::spawn_blocking(move || rebuild_recipes(peer, &wanted, answer, &bases))
+                    .await
+                    .expect("rebuilding recipes panicked");
+            let Some((size, rebuilt)) = rebuilt else {
                 continue;
             };
             running.set(|p| p.recipe_bytes += size);
-            for ((rid, _), diff) in wanted.iter().zip(got) {
-                let Some(diff) = diff else { continue };
-                let base = match diff.base {
-                    None => None,
-                    Some(0) => bases.get(rid).map(|(_, r)| r),
-                    Some(_) => {
-                        tracing::warn!(%peer, recipe = %rid, "a peer sent a recipe against a base not asked for");
-                        continue;
-                    }
-                };
-                if diff.id != *rid {
-                    tracing::warn!(%peer, recipe = %rid, "a peer sent another recipe than the one asked for");
-                    continue;
+            let mut kept = running.recipes.lock().expect("poisoned");
+            for (rid, recipe, bytes) in rebuilt {
+                kept.insert(rid, bytes);
+                if keep_parsed {
+                    out.parsed.insert(rid, recipe);
+                } else {
+                    out.encoded.insert(rid, recipe.parts().len());
                 }
-                let (recipe, bytes) = match diff.rebuild_checked(base, |_| None) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(%peer, recipe = %rid, error = %e, "a peer sent a recipe that does not rebuild to its id");
-                        continue;
-                    }
-                };
-                running
-                    .recipes
-                    .lock()
-                    .expect("poisoned")
-                    .insert(*rid, bytes);
-                out.insert(*rid, recipe);
             }
         }
-        lacking.retain(|r| !out.contains_key(r));
+        lacking.retain(|r| !out.contains(r));
         // Wait for peers only when a whole round of asking brought nothing; otherwise ask for the next group
         // at once.
         if !lacking.is_empty() && lacking.len() == before {
@@ -761,6 +792,45 @@ async fn fetch_recipes(
         }
     }
     Ok((out, unnamed))
+}
+
+/// The recipes of `peer`'s `answer` to a request for `wanted`, each rebuilt from its difference and checked
+/// against its id (those that fail are left out, with a warning), with their encoded bytes; and the answer's
+/// size. `None` if it is not an answer to that request.
+#[allow(clippy::type_complexity)]
+fn rebuild_recipes(
+    peer: PeerId,
+    wanted: &[(RecipeId, Option<RecipeId>)],
+    answer: SyncResponse,
+    bases: &RecipeBases,
+) -> Option<(u64, Vec<(RecipeId, Recipe, Vec<u8>)>)> {
+    let size = answer.encode().len() as u64;
+    let SyncResponse::RecipeDiffs(got) = answer else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(got.len());
+    for ((rid, _), diff) in wanted.iter().zip(got) {
+        let Some(diff) = diff else { continue };
+        let base = match diff.base {
+            None => None,
+            Some(0) => bases.get(rid).map(|(_, r)| r),
+            Some(_) => {
+                tracing::warn!(%peer, recipe = %rid, "a peer sent a recipe against a base not asked for");
+                continue;
+            }
+        };
+        if diff.id != *rid {
+            tracing::warn!(%peer, recipe = %rid, "a peer sent another recipe than the one asked for");
+            continue;
+        }
+        match diff.rebuild_checked(base, |_| None) {
+            Ok((recipe, bytes)) => out.push((*rid, recipe, bytes)),
+            Err(e) => {
+                tracing::warn!(%peer, recipe = %rid, error = %e, "a peer sent a recipe that does not rebuild to its id");
+            }
+        }
+    }
+    Some((size, out))
 }
 
 /// The sketches of `wanted` (recipes of release `id`, in `recipes`) from a peer that holds them whole: the
