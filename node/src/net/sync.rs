@@ -473,7 +473,8 @@ async fn run(
     *running.held.lock().expect("poisoned") = Some(Held::new(bits));
     // Runs of the chunks this node lacks to ask for as deltas against what it holds (the planner bundles use).
     let (runs, recipes) = if !deltas_possible {
-        drop(blobs);
+        // Chunks are found by position from here: the map by id (36 MB at 1.5 M chunks) can go.
+        drop((blobs, index));
         (Ok(Vec::new()), recipes)
     } else {
         let store = store.clone();
@@ -511,8 +512,10 @@ async fn run(
     tracing::debug!(release = id, at = ?started.elapsed(), chunks = list.len(), "chunks fetched");
 
     // Blobs not made visible while the chunks arrived, then the release.
-    let left = fetch.accepting.unaccepted();
-    let missing = accept_blobs(store.clone(), running, left).await?;
+    let (whole, partial) = fetch.accepting.unaccepted();
+    drop(fetch);
+    let mut missing = accept_blobs(store.clone(), running, whole, true).await?;
+    missing.extend(accept_blobs(store.clone(), running, partial, false).await?);
     if !missing.is_empty() {
         return Err(SyncError::Incomplete {
             id: id.to_string(),
@@ -918,17 +921,19 @@ struct Outcome {
 
 /// Record `blobs` (with the recipes the sync fetched) on a blocking thread; returns those still incomplete.
 /// [`ACCEPT_BATCH`] blobs at a time, so the copies of their recipes are made a group at a time and the sync's own
-/// copies go as the store takes them.
+/// copies go as the store takes them. `stored`: every chunk of these blobs is known stored (see
+/// [`accept_blobs_with`]).
 async fn accept_blobs(
     store: Store,
     running: &Running,
     blobs: Vec<BlobRef>,
+    stored: bool,
 ) -> Result<Vec<BlobRef>, SyncError> {
     let mut missing = Vec::new();
     for group in blobs.chunks(ACCEPT_BATCH) {
         let encoded = fetched_recipes(running, group);
         let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
-        let still = accept_blobs_with(store.clone(), encoded, group.to_vec()).await?;
+        let still = accept_blobs_with(store.clone(), encoded, group.to_vec(), stored).await?;
         running.forget_recipes(&recorded(recipes, &still));
         missing.extend(still);
     }
@@ -954,23 +959,35 @@ fn fetched_recipes(running: &Running, blobs: &[BlobRef]) -> HashMap<RecipeId, Ve
         .collect()
 }
 
+/// Record `blobs` on a blocking thread. `stored`: the sync counted every chunk of them stored, found in the
+/// store when it began (looked up then) or stored by it since ([`Accepting::stored`]), so the store need not look
+/// each up again; a collection that began noting after the sync did saw those lookups and writes, and one that
+/// began before waits for the sync to end.
 async fn accept_blobs_with(
     store: Store,
     encoded: HashMap<RecipeId, Vec<u8>>,
     blobs: Vec<BlobRef>,
+    stored: bool,
 ) -> Result<Vec<BlobRef>, SyncError> {
     if blobs.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(
-        tokio::task::spawn_blocking(move || store.accept_blobs(&encoded, &blobs))
-            .await
-            .expect("accept_blobs panicked")?,
-    )
+    Ok(tokio::task::spawn_blocking(move || {
+        if stored {
+            store.accept_stored_blobs(&encoded, &blobs)
+        } else {
+            store.accept_blobs(&encoded, &blobs)
+        }
+    })
+    .await
+    .expect("accept_blobs panicked")?)
 }
 
-/// At most this many blobs are recorded at a time while chunks arrive.
-const ACCEPT_BATCH: usize = 2000;
+/// At most this many blobs are recorded at a time. While chunks arrive, a batch every 500 ms at most, and after
+/// one that took T (its commit of the chunks stored since the last included) not before 4T: with 2,000 a batch a
+/// loopback sync of 1.5 M chunks recorded 19,000 of its 117,000 blobs on the way and kept the rest's recipes to
+/// the end. A batch's recipes are copied once more while it is recorded (~8 MB at this size).
+const ACCEPT_BATCH: usize = 10_000;
 
 /// Which blobs can be made visible: a recipe's blobs are recorded as soon as its last chunk is stored, while
 /// the rest arrive, instead of tens of thousands of records at the end.
@@ -1109,12 +1126,18 @@ impl Accepting {
         }
     }
 
-    /// Every blob not recorded yet.
-    fn unaccepted(&self) -> Vec<BlobRef> {
-        (0..self.recipes.len())
-            .filter(|&r| !self.taken.get(r).copied().unwrap_or(false))
-            .flat_map(|r| self.blobs_of[r].iter().copied())
-            .collect()
+    /// Every blob not recorded yet: those whose chunks are all stored, and the others.
+    fn unaccepted(&self) -> (Vec<BlobRef>, Vec<BlobRef>) {
+        let (mut whole, mut partial) = (Vec::new(), Vec::new());
+        for r in (0..self.recipes.len()).filter(|&r| !self.taken.get(r).copied().unwrap_or(false)) {
+            let to = if self.left[r] == 0 {
+                &mut whole
+            } else {
+                &mut partial
+            };
+            to.extend_from_slice(&self.blobs_of[r]);
+        }
+        (whole, partial)
     }
 }
 

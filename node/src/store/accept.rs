@@ -49,6 +49,27 @@ impl Store {
         recipes: &HashMap<RecipeId, Vec<u8>>,
         blobs: &[BlobRef],
     ) -> Result<Vec<BlobRef>, StoreError> {
+        self.accept_blobs_checked(recipes, blobs, true)
+    }
+
+    /// [`Store::accept_blobs`] for blobs whose every chunk the caller stored in this store (or found in it) and
+    /// counted: a sync, which tracks each chunk of its list. Their chunks are not looked up one by one again —
+    /// on a release of 1.5 M chunks that was two thirds of the time spent recording its blobs, in index pages
+    /// read back from disk.
+    pub fn accept_stored_blobs(
+        &self,
+        recipes: &HashMap<RecipeId, Vec<u8>>,
+        blobs: &[BlobRef],
+    ) -> Result<Vec<BlobRef>, StoreError> {
+        self.accept_blobs_checked(recipes, blobs, false)
+    }
+
+    fn accept_blobs_checked(
+        &self,
+        recipes: &HashMap<RecipeId, Vec<u8>>,
+        blobs: &[BlobRef],
+        look_up_chunks: bool,
+    ) -> Result<Vec<BlobRef>, StoreError> {
         self.commit()?;
         let mut missing = Vec::new();
         let mut new_recipes = Vec::new();
@@ -84,10 +105,12 @@ impl Store {
                 )));
             }
             let mut whole = true;
-            for (id, _) in recipe.chunks() {
-                if !self.has_chunk(&id)? {
-                    whole = false;
-                    break;
+            if look_up_chunks {
+                for (id, _) in recipe.chunks() {
+                    if !self.has_chunk(&id)? {
+                        whole = false;
+                        break;
+                    }
                 }
             }
             if !whole {

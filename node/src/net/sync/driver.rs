@@ -343,7 +343,8 @@ impl<'a> Fetch<'a> {
                     let started = Instant::now();
                     let n = blobs.len();
                     let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
-                    let r = accept_blobs_with(store, encoded, blobs).await;
+                    // `take_ready` gives only blobs whose chunks are all stored.
+                    let r = accept_blobs_with(store, encoded, blobs, true).await;
                     let took = started.elapsed();
                     tracing::debug!(blobs = n, ?took, "blobs recorded while fetching");
                     // The recipes of blobs recorded are the store's now: the copies kept for peers can go.
