@@ -18,7 +18,7 @@
 //!
 //! Gossip and hellos are paced per sender ([`super::conduct::CONTROL_PER_SEC`]); a message past the rate is
 //! ignored and, like unreadable gossip, counted as a protocol violation. yamux (512 streams a connection),
-//! gossipsub (64 KiB messages, signed, duplicates dropped) and request-response (hellos of 1 MiB, 20 s) bound the
+//! gossipsub (64 KiB messages, signed, duplicates dropped) and request-response (hellos of [`HELLO_MAX_BYTES`], 20 s) bound the
 //! rest of what a connection can make this node hold.
 
 use super::providers::Providers;
@@ -62,6 +62,15 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const CONNECTIONS_PER_PEER: usize = 4;
 
 const GOSSIP_TOPIC: &str = "ferry/announce/1";
+
+/// A hello's size at most, either way. It lists every release the node holds (about 170 bytes each in JSON):
+/// request-response's default of 1 MiB for a request refused the hello of a node holding some 6,000 releases,
+/// so its peers never learnt what it held from it.
+pub const HELLO_MAX_BYTES: u64 = 16 << 20;
+/// Hello streams open at once on one connection (request-response's default is 100): a connection carries one
+/// hello each way, so what a peer can make this node hold in hellos is at most [`CONNECTIONS_PER_PEER`] times
+/// this times [`HELLO_MAX_BYTES`] (256 MiB; with the defaults, 1 MiB and 100 streams, it was 400 MiB).
+pub const HELLO_STREAMS: usize = 4;
 
 /// The behaviours, combined.
 #[derive(NetworkBehaviour)]
@@ -242,10 +251,14 @@ pub(crate) fn build(
                 mdns: mdns.into(),
                 kad,
                 gossip,
-                hello: request_response::json::Behaviour::new(
+                hello: request_response::json::Behaviour::with_codec(
+                    request_response::json::codec::Codec::default()
+                        .set_request_size_maximum(HELLO_MAX_BYTES)
+                        .set_response_size_maximum(HELLO_MAX_BYTES),
                     [(StreamProtocol::new("/ferry/hello/1"), ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(20)),
+                        .with_request_timeout(Duration::from_secs(20))
+                        .with_max_concurrent_streams(HELLO_STREAMS),
                 ),
             })
         })
@@ -609,5 +622,36 @@ impl Network {
                 tracing::warn!(release = %a.id, error = %e, "cannot follow");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_protocol::Hash32;
+
+    #[test]
+    fn the_hello_of_a_node_holding_fifty_thousand_releases_fits() {
+        let releases = (0..50_000u32)
+            .map(|i| Announced {
+                id: format!("python3-package-number-{i}@1:2.{i}.4-1+deb12u1"),
+                sequence: u64::from(i) + 1_000_000,
+                envelope: Hash32([0xff; 32]),
+            })
+            .collect();
+        let hello = Hello {
+            data_port: 65535,
+            releases,
+            follows: (0..100).map(|i| format!("name-{i}")).collect(),
+            pins: Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&hello).expect("a hello serialises");
+        assert!(
+            bytes.len() as u64 <= HELLO_MAX_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        // The old bound, request-response's default, did not hold it.
+        assert!(bytes.len() > 1 << 20);
     }
 }
