@@ -394,18 +394,16 @@ async fn run(
     let (signed, manifest) = fetch_release(net, id, from, running).await?;
     let blobs = manifest.blobs();
     tracing::debug!(release = id, at = ?started.elapsed(), "signed release fetched");
-    // With no version of the name held there is nothing to ask deltas against: recipes fetched stay encoded
-    // and each goes as soon as its chunks are listed (a release of 1.5 M chunks: 90 MB of recipes encoded,
-    // 180 MB more parsed).
-    let deltas_possible = {
+    // The versions of the name held: the bases of recipes and deltas. With none there is nothing to ask deltas
+    // against: recipes fetched stay encoded and each goes as soon as its chunks are listed (a release of 1.5 M
+    // chunks: 90 MB of recipes encoded, 180 MB more parsed).
+    let held_versions = {
         let name = manifest.name.clone();
-        !store
-            .blocking(move |s| held_versions(s, &name))
-            .await?
-            .is_empty()
+        store.blocking(move |s| held_versions(s, &name)).await?
     };
+    let deltas_possible = !held_versions.is_empty();
     let (mut recipes, unnamed) =
-        fetch_recipes(net, id, from, &manifest, running, deltas_possible).await?;
+        fetch_recipes(net, id, from, &manifest, running, &held_versions).await?;
     tracing::debug!(release = id, at = ?started.elapsed(), "recipes fetched");
     let sketches = fetch_sketches(net, id, from, &unnamed, &recipes.parsed).await;
 
@@ -419,7 +417,7 @@ async fn run(
             .map(|b| recipes.parts(&b.recipe))
             .sum()
     };
-    let (name, sequence) = (manifest.name.clone(), manifest.sequence);
+    let sequence = manifest.sequence;
     // From here the manifest is not needed (accepting the release reads `signed`): a release of 100,000 files
     // keeps ~70 MB of parsed entries.
     drop(manifest);
@@ -484,7 +482,7 @@ async fn run(
             let runs = plan_deltas(
                 &store,
                 &signed,
-                &name,
+                &held_versions,
                 (&blobs, &recipes.parsed, &sketches),
                 (&index, &list_for_deltas),
             );
@@ -665,16 +663,17 @@ impl Recipes {
 }
 
 /// The recipes of `manifest`'s blobs: from the store, else from peers (each checked against its id, on the
-/// blocking pool, answer by answer as they come). `keep_parsed`: keep fetched recipes parsed too (deltas are
-/// planned over them).
+/// blocking pool, answer by answer as they come), as differences against `held` versions of the name when there
+/// are any — and then kept parsed too, as deltas are planned over them.
 async fn fetch_recipes(
     net: &Network,
     id: &str,
     from: Option<PeerId>,
     manifest: &ferry_protocol::ReleaseManifest,
     running: &Running,
-    keep_parsed: bool,
+    held: &[String],
 ) -> Result<(Recipes, Vec<RecipeId>), SyncError> {
+    let keep_parsed = !held.is_empty();
     let store = &net.0.store;
     let blobs = manifest.blobs();
     let (parsed, lacking, lacking_set) = store
@@ -713,7 +712,8 @@ async fn fetch_recipes(
         let store = store.clone();
         let manifest = manifest.clone();
         let lacking = lacking_set.clone();
-        tokio::task::spawn_blocking(move || recipe_bases(&store, &manifest, &lacking))
+        let held = held.to_vec();
+        tokio::task::spawn_blocking(move || recipe_bases(&store, &manifest, &held, &lacking))
             .await
             .expect("choosing recipe bases panicked")
             .unwrap_or_else(|e| {
@@ -880,20 +880,20 @@ type RecipeBases = HashMap<RecipeId, (RecipeId, Recipe)>;
 /// Sketches of recipes, by id.
 type Sketches = HashMap<RecipeId, Vec<crate::sketch::Sketch>>;
 
-/// For each recipe of `lacking`, the recipe of the same entry in a release of the same name this node holds;
-/// `None` when it holds none of that name.
+/// For each recipe of `lacking`, the recipe of the same entry in one of the `held` releases of the same name;
+/// `None` when none is held.
 fn recipe_bases(
     store: &Store,
     manifest: &ferry_protocol::ReleaseManifest,
+    held: &[String],
     lacking: &HashSet<RecipeId>,
 ) -> Result<Option<RecipeBases>, StoreError> {
-    let held = held_versions(store, &manifest.name)?;
     let mut out = HashMap::new();
     if held.is_empty() {
         return Ok(None);
     }
     let names = HashSet::from([manifest.name.clone()]);
-    let index = crate::delta::BaseIndex::new(store, &held, &names)?;
+    let index = crate::delta::BaseIndex::new(store, held, &names)?;
     let single = crate::delta::only_file(&manifest.entries).map(|b| b.recipe);
     for (blob, keys) in crate::delta::blob_keys(&manifest.entries) {
         if !lacking.contains(&blob.recipe) || out.contains_key(&blob.recipe) {
@@ -1250,18 +1250,17 @@ const DELTA_TIMEOUT: Duration = Duration::from_secs(180);
 fn plan_deltas(
     store: &Store,
     signed: &SignedRelease,
-    name: &str,
+    held: &[String],
     (blobs, recipes, sketches): (&[BlobRef], &HashMap<RecipeId, Recipe>, &Sketches),
     (index, list): (&Positions, &[(ChunkId, u32)]),
 ) -> Result<Vec<DeltaRun>, StoreError> {
-    let held = held_versions(store, name)?;
     if held.is_empty() {
         return Ok(Vec::new());
     }
     let plan = crate::plan::plan_received(signed, blobs, recipes, |c| {
         store.has_chunk(c).unwrap_or(false)
     })?;
-    let deltas = crate::delta::Deltas::plan(store, &plan, &held, sketches)?;
+    let deltas = crate::delta::Deltas::plan(store, &plan, held, sketches)?;
     Ok(deltas
         .runs
         .into_iter()
