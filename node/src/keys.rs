@@ -28,20 +28,28 @@ pub enum KeyError {
 
 /// Create a new random key at `path`; fails if the file exists.
 pub fn create(path: &Path) -> Result<SigningKey, KeyError> {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    write_new_private(
+        path,
+        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
+    )?;
+    Ok(key)
+}
+
+/// Write `bytes` to a new file at `path` readable by its owner only (mode 0600), synced; fails if it exists.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.display().to_string(),
         source,
     };
-    let key = SigningKey::generate(&mut rand_core::OsRng);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    writeln!(f, "{}", hex::encode(key.to_bytes())).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    Ok(key)
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 /// Load the key at `path`.

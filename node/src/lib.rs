@@ -35,6 +35,7 @@ pub mod membership;
 pub mod mirror;
 pub mod net;
 pub mod node_config;
+pub mod openpgp;
 pub mod plan;
 pub mod prewarm;
 pub mod progress;

@@ -15,8 +15,10 @@
 //! the same way. The gpg signature is
 //! not checked here: ferry carries the bytes unchanged and apt on the site checks it.
 
+pub mod closure;
 pub mod fetch;
 pub mod release;
+pub mod version;
 
 use super::image::{already_stored, store_stream, Context};
 use super::IngestError;
