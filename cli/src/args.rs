@@ -365,8 +365,13 @@ pub struct InitArgs {
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum KeysCommand {
-    /// Write the publisher's public key to stdout.
-    Export,
+    /// Write the publisher's public key to stdout (what sites `ferry trust add`).
+    Export {
+        /// Write the store's OpenPGP repository key instead (ASCII-armored): the key partial apt mirrors are
+        /// signed with, for apt's `signed-by`. Its fingerprint goes to stderr.
+        #[arg(long)]
+        openpgp: bool,
+    },
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

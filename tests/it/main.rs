@@ -72,6 +72,7 @@ mod hardening;
 mod hostile;
 mod netns;
 mod oci;
+mod partial;
 mod peers;
 mod pins;
 mod pkgs;

@@ -348,3 +348,81 @@ pub fn apt_repo() -> &'static AptRepo {
         }
     })
 }
+
+/// Debian bookworm's own signed index (main, amd64, ~63,000 stanzas) with the pool files of one package set:
+/// `tools/fixtures/apt-partial.sh`.
+pub struct DebianPartial {
+    /// The repository root (`dists/bookworm/…`, `pool/…`).
+    pub root: PathBuf,
+    /// A private apt configuration whose lists are the repository's whole index (`sources.list`, `status`
+    /// empty, `state/`, `cache/`).
+    pub apt: PathBuf,
+    /// The packages the pool was made for (with their Recommends).
+    pub packages: &'static [&'static str],
+}
+
+impl DebianPartial {
+    /// The pool paths (relative to the root) `apt-get install` of `packages` fetches on an empty system, over
+    /// the whole index: what apt itself resolves.
+    pub fn apt_would_fetch(
+        &self,
+        packages: &[&str],
+        recommends: bool,
+    ) -> std::collections::BTreeSet<String> {
+        let d = |p: &str| self.apt.join(p).display().to_string();
+        let mut c = Command::new("apt-get");
+        for o in [
+            format!("Dir::Etc::sourcelist={}", d("sources.list")),
+            format!("Dir::Etc::sourceparts={}", d("empty.d")),
+            format!("Dir::State={}", d("state")),
+            format!("Dir::State::status={}", d("status")),
+            format!("Dir::Cache={}", d("cache")),
+            "Debug::NoLocking=1".into(),
+            "APT::Architecture=amd64".into(),
+            "APT::Architectures=amd64".into(),
+            format!("APT::Install-Recommends={recommends}"),
+        ] {
+            c.arg("-o").arg(o);
+        }
+        c.args(["install", "--print-uris", "-qq"]).args(packages);
+        let out = cmd::run(&mut c).ok();
+        let prefix = format!("'file:{}/", self.root.display());
+        out.stdout
+            .lines()
+            .map(|l| {
+                let uri = l.split('\'').nth(1).unwrap_or_default();
+                let path = uri
+                    .strip_prefix(&prefix[1..])
+                    .unwrap_or_else(|| panic!("{l}"));
+                percent_encoding::percent_decode_str(path)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+/// Builds (once per run; cached across runs) the Debian partial-mirror fixture for curl, jq and nginx.
+pub fn debian_partial() -> &'static DebianPartial {
+    static REPO: OnceLock<DebianPartial> = OnceLock::new();
+    const PACKAGES: &[&str] = &["curl", "jq", "nginx"];
+    REPO.get_or_init(|| {
+        let out = cache_dir().join("apt-partial");
+        let script = scripts_dir().join("apt-partial.sh");
+        let run = cmd::run_timeout(
+            Command::new(&script).arg(&out).args(PACKAGES),
+            Duration::from_secs(900),
+        );
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the Debian partial-mirror fixture failed:\n{run}"
+        );
+        DebianPartial {
+            root: out.join("repo"),
+            apt: out.join("apt"),
+            packages: PACKAGES,
+        }
+    })
+}

@@ -30,6 +30,9 @@ struct Repository {
     path: String,
     #[serde(default)]
     suites: Vec<Suite>,
+    /// apt: the node's path of the OpenPGP key a partial mirror's Release files are signed with.
+    #[serde(default)]
+    signing_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,13 +297,30 @@ fn apt(
     a: &ClientConfigArgs,
     pinned: bool,
 ) -> anyhow::Result<String> {
-    let options = match &a.signed_by {
+    let upstream = match &a.signed_by {
         Some(key) => format!("[signed-by={}] ", key.display()),
         None => String::new(),
     };
     let mut text = String::new();
+    let mut keys = Vec::new();
+    let mut whole = false;
     for (r, repo) in of_kind(releases, "apt") {
         let url = repo_url(node, r, repo, pinned);
+        // A partial mirror is signed by the seed's repository key, which it carries: name where it goes.
+        let options = match &repo.signing_key {
+            Some(key) => {
+                let file = format!("/etc/apt/keyrings/ferry-{}.asc", r.release);
+                let fetch = format!("curl -fsSL {}{key} -o {file}", base(node));
+                if !keys.contains(&fetch) {
+                    keys.push(fetch);
+                }
+                format!("[signed-by={file}] ")
+            }
+            None => {
+                whole = true;
+                upstream.clone()
+            }
+        };
         for s in &repo.suites {
             let _ = writeln!(
                 text,
@@ -313,10 +333,23 @@ fn apt(
     if text.is_empty() {
         return Err(none_served("apt", releases));
     }
-    output::note(
-        "apt: put these lines in /etc/apt/sources.list.d/ferry.list; Release and InRelease are the upstream's own, \
-         so apt checks them with the upstream's key (--signed-by FILE names it)",
-    );
+    let mut note = String::from("apt: put these lines in /etc/apt/sources.list.d/ferry.list");
+    if whole {
+        note.push_str(
+            "; a whole mirror's Release and InRelease are the upstream's own, so apt checks them with the \
+             upstream's key (--signed-by FILE names it)",
+        );
+    }
+    if !keys.is_empty() {
+        let _ = write!(
+            note,
+            "; a partial mirror is signed by the seed store's repository key (`ferry keys export --openpgp` on \
+             the seed prints it), which it carries: check its fingerprint against the seed's, then put it where \
+             signed-by says:\n  {}",
+            keys.join("\n  ")
+        );
+    }
+    output::note(&note);
     Ok(text)
 }
 

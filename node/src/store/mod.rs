@@ -11,7 +11,8 @@
 //! - [`stored`]: chunks as stored, read a run of adjacent records at a time, for peers.
 //! - [`gc`]: retention, and collecting what no kept release or push needs while the node runs.
 //!
-//! Layout of a store directory: `config.toml`, `keys/publisher.key`, `packs/pack-NNNNNN.pack`, `index/` (sled).
+//! Layout of a store directory: `config.toml`, `keys/publisher.key`, `keys/repository.asc` (the OpenPGP key
+//! partial apt mirrors are signed with), `packs/pack-NNNNNN.pack`, `index/` (sled).
 //!
 //! Order of writes makes crashes harmless: pack bytes are fsync'd before the index entries that point at them are
 //! committed; a blob's record is written only after its chunks are committed; a release only after every blob it
@@ -46,6 +47,9 @@ use std::sync::{Arc, Mutex};
 
 pub use reader::BlobReader;
 pub use writer::{Ingested, WriteStats};
+
+/// The OpenPGP repository key, relative to the store root.
+pub const REPOSITORY_KEY: &str = "keys/repository.asc";
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +377,7 @@ impl Store {
             std::fs::create_dir_all(&d).map_err(StoreError::io(&d))?;
         }
         keys::create(&root.join("keys/publisher.key"))?;
+        crate::openpgp::RepoKey::create(&root.join(REPOSITORY_KEY))?;
         // config.toml last: its presence marks a complete store.
         let tmp = root.join("config.toml.tmp");
         std::fs::write(&tmp, config.to_toml()).map_err(StoreError::io(&tmp))?;
@@ -550,6 +555,13 @@ impl Store {
     /// The store's configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.0.config
+    }
+
+    /// The store's OpenPGP repository key (`keys/repository.asc`), made now for a store made before it existed.
+    pub fn repository_key(&self) -> Result<crate::openpgp::RepoKey, StoreError> {
+        Ok(crate::openpgp::RepoKey::load_or_create(
+            &self.root().join(REPOSITORY_KEY),
+        )?)
     }
 
     /// The publisher's public key.

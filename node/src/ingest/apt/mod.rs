@@ -17,6 +17,7 @@
 
 pub mod closure;
 pub mod fetch;
+pub mod partial;
 pub mod release;
 pub mod version;
 
@@ -61,6 +62,29 @@ pub struct AptSource {
     pub languages: Vec<String>,
     /// A directory inside the release to put the repository under; the release root when `None`.
     pub into: Option<String>,
+    /// A keyring of upstream keys: each suite's `InRelease` (or `Release` with `Release.gpg`) must carry a
+    /// good signature by one of them, or the ingest is refused.
+    pub keyring: Option<PathBuf>,
+    /// A partial mirror: these packages and their dependency closure, re-signed with the store's repository
+    /// key ([`partial`]); `None` carries the repository whole.
+    pub partial: Option<Partial>,
+}
+
+/// What a partial mirror takes (`packages=`, `packages-file=` and the closure's options).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Partial {
+    /// The packages asked for in the source string.
+    pub packages: Vec<closure::Request>,
+    /// A file listing more (one per line, `#` comments, or `dpkg --get-selections` output).
+    pub packages_file: Option<PathBuf>,
+    /// `recommends=yes`.
+    pub recommends: bool,
+    /// `alternatives=all`.
+    pub all_alternatives: bool,
+    /// `essential=yes`.
+    pub essential: bool,
+    /// `allow-missing=yes`.
+    pub allow_missing: bool,
 }
 
 impl AptSource {
@@ -89,7 +113,11 @@ impl AptSource {
             architectures: vec![],
             languages: vec!["en".into()],
             into: None,
+            keyring: None,
+            partial: None,
         };
+        let mut partial = Partial::default();
+        let mut languages_given = false;
         for pair in query
             .unwrap_or_default()
             .split('&')
@@ -103,19 +131,61 @@ impl AptSource {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect();
+            let yes = || match v {
+                "yes" | "true" | "1" => Ok(true),
+                "no" | "false" | "0" => Ok(false),
+                _ => Err(format!("{k}={v}: say yes or no")),
+            };
             match k {
                 "suites" => src.suites = list,
                 "components" => src.components = list,
                 "architectures" => src.architectures = list,
-                "languages" if v == "none" => src.languages = vec![],
-                "languages" => src.languages = list,
+                "languages" if v == "none" => (src.languages, languages_given) = (vec![], true),
+                "languages" => (src.languages, languages_given) = (list, true),
                 "into" => src.into = Some(v.trim_matches('/').to_string()),
+                "keyring" => src.keyring = Some(PathBuf::from(v)),
+                "packages" => {
+                    for p in &list {
+                        partial.packages.push(closure::Request::parse(p)?);
+                    }
+                    src.partial = Some(Partial::default());
+                }
+                "packages-file" => {
+                    partial.packages_file = Some(PathBuf::from(v));
+                    src.partial = Some(Partial::default());
+                }
+                "recommends" => partial.recommends = yes()?,
+                "alternatives" if v == "all" => partial.all_alternatives = true,
+                "alternatives" if v == "first" => partial.all_alternatives = false,
+                "alternatives" => return Err(format!("alternatives={v}: say first or all")),
+                "essential" => partial.essential = yes()?,
+                "allow-missing" => partial.allow_missing = yes()?,
                 _ => {
                     return Err(format!(
-                        "unknown option {k:?}: use suites, components, architectures, languages or into"
+                        "unknown option {k:?}: use suites, components, architectures, languages, into, keyring, \
+                         packages, packages-file, recommends, alternatives, essential or allow-missing"
                     ))
                 }
             }
+        }
+        if src.partial.is_some() {
+            if languages_given && !src.languages.is_empty() {
+                return Err(
+                    "a partial mirror (packages=) carries no translations: drop languages=".into(),
+                );
+            }
+            if src.architectures.iter().any(|a| a == "source") {
+                return Err(
+                    "a partial mirror (packages=) carries binary packages, not source".into(),
+                );
+            }
+            src.languages = vec![];
+            src.partial = Some(partial);
+        } else if partial != Partial::default() {
+            return Err(
+                "recommends, alternatives, essential and allow-missing shape a partial mirror: name its packages= or packages-file="
+                    .into(),
+            );
         }
         for s in src.suites.iter().chain(src.components.iter()) {
             ferry_protocol::validate_rel_path(s).map_err(|e| e.to_string())?;
@@ -185,10 +255,14 @@ pub fn ingest(
     };
     let mut used_components = Vec::new();
     let mut used_archs = Vec::new();
-    for suite in &suites {
-        let (comps, archs) = c.suite(src, suite)?;
-        used_components.extend(comps);
-        used_archs.extend(archs);
+    if let Some(partial) = &src.partial {
+        (used_components, used_archs) = c.partial(src, partial, &suites)?;
+    } else {
+        for suite in &suites {
+            let (comps, archs) = c.suite(src, suite)?;
+            used_components.extend(comps);
+            used_archs.extend(archs);
+        }
     }
     for (wanted, used, what) in [
         (&src.components, &used_components, "component"),
@@ -257,6 +331,60 @@ fn index_kind(path: &str) -> IndexKind {
     IndexKind::Other
 }
 
+/// A suite's Release files as read.
+struct SuiteRelease {
+    /// `(path, bytes)` of `InRelease`, `Release` and `Release.gpg`, those present.
+    files: Vec<(String, Vec<u8>)>,
+    /// The Release text (inside `InRelease`'s signature when that is what was read).
+    text: String,
+    /// It, parsed.
+    release: release::Release,
+    /// The fingerprint of the upstream key whose signature was checked, with a keyring.
+    signer: Option<String>,
+}
+
+/// The components and architectures of `rel` the source chose (all it lists when it names none), with `all`
+/// whenever the Release lists it, and `source` when asked for.
+fn choose(src: &AptSource, rel: &release::Release) -> (Vec<String>, Vec<String>) {
+    let listed_archs: Vec<String> = if rel.architectures.is_empty() {
+        let mut v: Vec<String> = rel
+            .sha256
+            .iter()
+            .filter_map(|l| {
+                l.path
+                    .split('/')
+                    .find_map(|s| s.strip_prefix("binary-"))
+                    .map(str::to_string)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    } else {
+        rel.architectures.clone()
+    };
+    let pick = |wanted: &[String], listed: &[String]| -> Vec<String> {
+        if wanted.is_empty() {
+            listed.to_vec()
+        } else {
+            wanted
+                .iter()
+                .filter(|w| listed.contains(w))
+                .cloned()
+                .collect()
+        }
+    };
+    let comps = pick(&src.components, &rel.components);
+    let mut archs = pick(&src.architectures, &listed_archs);
+    if src.architectures.iter().any(|a| a == "source") && !archs.iter().any(|a| a == "source") {
+        archs.push("source".into());
+    }
+    if listed_archs.iter().any(|a| a == "all") && !archs.iter().any(|a| a == "all") {
+        archs.push("all".into());
+    }
+    (comps, archs)
+}
+
 impl Collected<'_, '_> {
     /// Read a small file whole (None if absent), refusing one larger than `max`.
     fn read_small(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, IngestError> {
@@ -297,6 +425,82 @@ impl Collected<'_, '_> {
         Ok(blob)
     }
 
+    /// A suite's `InRelease`, `Release` and `Release.gpg` (those present), checked against the source's
+    /// keyring when it has one, and the Release they hold, parsed.
+    fn read_release(&self, src: &AptSource, suite: &str) -> Result<SuiteRelease, IngestError> {
+        let base = format!("dists/{suite}");
+        let mut files = Vec::new();
+        for name in ["InRelease", "Release", "Release.gpg"] {
+            let path = format!("{base}/{name}");
+            if let Some(bytes) = self.read_small(&path, MAX_RELEASE)? {
+                files.push((path, bytes));
+            }
+        }
+        let get = |name: &str| {
+            files
+                .iter()
+                .find(|(p, _)| p.ends_with(&format!("/{name}")))
+                .map(|(p, b)| (p.clone(), b.as_slice()))
+        };
+        let utf8 = |path: &str, bytes: &[u8]| {
+            String::from_utf8(bytes.to_vec()).map_err(|_| IngestError::Malformed {
+                what: self.fetch.describe(path),
+                reason: "not UTF-8 text".into(),
+            })
+        };
+        let (release_path, raw) = get("InRelease").or_else(|| get("Release")).ok_or_else(|| {
+            IngestError::NotFound(format!(
+                "{}: suite {suite:?} has neither {base}/InRelease nor {base}/Release",
+                src.describe()
+            ))
+        })?;
+        let raw = utf8(&release_path, raw)?;
+        let (text, signer) = match &src.keyring {
+            None => (
+                release::signed_text(&raw).map_err(|reason| IngestError::Malformed {
+                    what: self.fetch.describe(&release_path),
+                    reason,
+                })?,
+                None,
+            ),
+            Some(path) => {
+                let ring = crate::openpgp::Keyring::load(path).map_err(|reason| {
+                    IngestError::BadSource {
+                        source_text: src.describe(),
+                        reason,
+                    }
+                })?;
+                let checked = if release_path.ends_with("/InRelease") {
+                    ring.verify_cleartext(&raw)
+                } else {
+                    match get("Release.gpg") {
+                        Some((_, sig)) => ring
+                            .verify_detached(raw.as_bytes(), sig)
+                            .map(|fp| (raw.clone(), fp)),
+                        None => {
+                            Err("no InRelease and no Release.gpg: nothing signed to check".into())
+                        }
+                    }
+                };
+                let (text, fp) = checked.map_err(|reason| IngestError::Malformed {
+                    what: self.fetch.describe(&release_path),
+                    reason: format!("upstream signature refused: {reason}"),
+                })?;
+                (text, Some(fp))
+            }
+        };
+        let release = release::parse_release(&text).map_err(|reason| IngestError::Malformed {
+            what: self.fetch.describe(&release_path),
+            reason,
+        })?;
+        Ok(SuiteRelease {
+            files,
+            text,
+            release,
+            signer,
+        })
+    }
+
     /// One suite: its Release files, the chosen indexes, and the pool files they name (collected, not yet
     /// fetched). Returns the components and architectures it had of those asked for.
     fn suite(
@@ -305,72 +509,12 @@ impl Collected<'_, '_> {
         suite: &str,
     ) -> Result<(Vec<String>, Vec<String>), IngestError> {
         let base = format!("dists/{suite}");
-        let mut text = None;
-        for name in ["InRelease", "Release", "Release.gpg"] {
-            let path = format!("{base}/{name}");
-            let Some(bytes) = self.read_small(&path, MAX_RELEASE)? else {
-                continue;
-            };
-            self.store_bytes(&path, &bytes, None)?;
-            if text.is_none() && name != "Release.gpg" {
-                let t = String::from_utf8(bytes).map_err(|_| IngestError::Malformed {
-                    what: self.fetch.describe(&path),
-                    reason: "not UTF-8 text".into(),
-                })?;
-                let t = release::signed_text(&t).map_err(|reason| IngestError::Malformed {
-                    what: self.fetch.describe(&path),
-                    reason,
-                })?;
-                text = Some((path, t));
-            }
+        let sr = self.read_release(src, suite)?;
+        for (path, bytes) in &sr.files {
+            self.store_bytes(path, bytes, None)?;
         }
-        let (release_path, text) = text.ok_or_else(|| {
-            IngestError::NotFound(format!(
-                "{}: suite {suite:?} has neither {base}/InRelease nor {base}/Release",
-                src.describe()
-            ))
-        })?;
-        let rel = release::parse_release(&text).map_err(|reason| IngestError::Malformed {
-            what: self.fetch.describe(&release_path),
-            reason,
-        })?;
-
-        let listed_archs: Vec<String> = if rel.architectures.is_empty() {
-            let mut v: Vec<String> = rel
-                .sha256
-                .iter()
-                .filter_map(|l| {
-                    l.path
-                        .split('/')
-                        .find_map(|s| s.strip_prefix("binary-"))
-                        .map(str::to_string)
-                })
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        } else {
-            rel.architectures.clone()
-        };
-        let pick = |wanted: &[String], listed: &[String]| -> Vec<String> {
-            if wanted.is_empty() {
-                listed.to_vec()
-            } else {
-                wanted
-                    .iter()
-                    .filter(|w| listed.contains(w))
-                    .cloned()
-                    .collect()
-            }
-        };
-        let comps = pick(&src.components, &rel.components);
-        let mut archs = pick(&src.architectures, &listed_archs);
-        if src.architectures.iter().any(|a| a == "source") && !archs.iter().any(|a| a == "source") {
-            archs.push("source".into());
-        }
-        if listed_archs.iter().any(|a| a == "all") && !archs.iter().any(|a| a == "all") {
-            archs.push("all".into());
-        }
+        let rel = sr.release;
+        let (comps, archs) = choose(src, &rel);
 
         // The chosen index files, grouped so each Packages/Sources directory's variants come together.
         let mut chosen: Vec<&Listed> = rel
@@ -662,16 +806,27 @@ fn decompress_into<F>(path: &str, bytes: &[u8], mut sink: Paragraphs<F>) -> Resu
 where
     F: FnMut(Paragraph) -> Result<(), String>,
 {
-    let io = |e: std::io::Error| e.to_string();
+    let result = decompress(path, bytes, &mut sink);
+    // A parse error inside the sink is the better message; a decoder error otherwise.
+    match (result, sink.finish()) {
+        (_, Err(parse)) => Err(parse),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Decompress `bytes` (by `path`'s suffix: none, `.gz`, `.zst`, `.xz`, `.lzma`) into `sink`.
+fn decompress(path: &str, bytes: &[u8], sink: &mut impl Write) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("cannot decompress: {e}");
     let suffix = path.rsplit_once('.').map(|(_, s)| s).unwrap_or_default();
     let name = path.rsplit('/').next().unwrap_or(path);
-    let result = match suffix {
+    match suffix {
         _ if !name.contains('.') => sink.write_all(bytes).map_err(io),
-        "gz" => std::io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), &mut sink)
+        "gz" => std::io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), sink)
             .map(drop)
             .map_err(io),
         "zst" => zstd::stream::read::Decoder::new(bytes)
-            .and_then(|mut d| std::io::copy(&mut d, &mut sink))
+            .and_then(|mut d| std::io::copy(&mut d, sink))
             .map(drop)
             .map_err(io),
         // liblzma, the reference decoder, with a bound on its memory: lzma-rs overflowed an integer on a
@@ -679,22 +834,16 @@ where
         "xz" => liblzma_into(
             liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED),
             bytes,
-            &mut sink,
+            sink,
         )
         .map_err(io),
         "lzma" => liblzma_into(
             liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT),
             bytes,
-            &mut sink,
+            sink,
         )
         .map_err(io),
         other => Err(format!("cannot read .{other} indexes")),
-    };
-    // A parse error inside the sink is the better message; a decoder error otherwise.
-    match (result, sink.finish()) {
-        (_, Err(parse)) => Err(parse),
-        (Err(e), Ok(())) => Err(format!("cannot decompress: {e}")),
-        (Ok(()), Ok(())) => Ok(()),
     }
 }
 

@@ -32,6 +32,9 @@ pub enum Repository {
         dir: String,
         /// Its suites.
         suites: Vec<AptSuite>,
+        /// The OpenPGP key its Release files are signed with, when ferry signed them (a partial mirror):
+        /// the key file's path relative to the root.
+        signing_key: Option<String>,
     },
     /// A PyPI simple index (`dir` is the `simple/` directory).
     Pypi {
@@ -126,10 +129,16 @@ pub fn detect(store: &Store, tree: &Tree) -> Vec<Repository> {
         let described = describe_suite(store, tree, &root, &suite, &files);
         apt.entry(root).or_default().push(described);
     }
-    found.extend(
-        apt.into_iter()
-            .map(|(dir, suites)| Repository::Apt { dir, suites }),
-    );
+    found.extend(apt.into_iter().map(|(dir, suites)| {
+        let key = format!("{dir}{}", crate::ingest::apt::partial::KEY_FILE);
+        let signing_key = matches!(tree.get(&key), Some(Item::File(_)))
+            .then(|| crate::ingest::apt::partial::KEY_FILE.to_string());
+        Repository::Apt {
+            dir,
+            suites,
+            signing_key,
+        }
+    }));
     found.sort_by(|a, b| a.dir().cmp(b.dir()).then(a.kind().cmp(b.kind())));
     found
 }

@@ -428,8 +428,20 @@ async fn repos_json(State(m): State<Mirror>) -> Response {
                             "kind": r.kind(),
                             "path": format!("{base}{}", encode_path(r.dir())),
                         });
-                        if let Repository::Apt { suites, .. } = r {
+                        if let Repository::Apt {
+                            suites,
+                            signing_key,
+                            ..
+                        } = r
+                        {
                             v["suites"] = serde_json::json!(suites);
+                            if let Some(key) = signing_key {
+                                v["signing_key"] = serde_json::json!(format!(
+                                    "{base}{}{}",
+                                    encode_path(r.dir()),
+                                    encode_path(key)
+                                ));
+                            }
                         }
                         v
                     })

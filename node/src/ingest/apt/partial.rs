@@ -1,0 +1,631 @@
+//! Partial apt mirrors: the packages asked for and their dependency closure ([`super::closure`]), with indexes
+//! of their own, re-signed with the store's repository key.
+//!
+//! For each suite: the Release (checked against the source's keyring when it has one) and the best readable
+//! variant of every chosen `Packages` index (checked against the Release's SHA-256) are read, not carried. The
+//! closure is taken over every chosen index of every suite at once, as apt sees all its sources. Then each
+//! suite gets its own `Packages` per index directory — the chosen stanzas, verbatim, in the source's order —
+//! in plain text and every compression the source listed that ferry writes (`.gz`, `.xz`, `.zst`, `.bz2`), a
+//! `Release` (the source's fields but its hash lists, `Date` now, no `Valid-Until`, `Acquire-By-Hash` or
+//! translations), an `InRelease` and a `Release.gpg` signed with the repository key, and the pool files of the
+//! chosen packages. The repository root gets the public key, `ferry-repository-key.asc` (what `signed-by` names),
+//! and `ferry-closure.json`: every package with why it was taken, what nothing satisfied, and who signed what.
+
+use super::closure::{self, ClosureError, Options, Pkg, Reason, Request, Universe};
+use super::{
+    choose, index_kind, AptSource, Collected, IndexKind, Partial, PoolFile, SuiteRelease,
+    MAX_INDEX, READABLE,
+};
+use crate::ingest::IngestError;
+use serde::Serialize;
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// The name of the public key file at the repository root.
+pub const KEY_FILE: &str = "ferry-repository-key.asc";
+/// The name of the closure report at the repository root.
+pub const CLOSURE_FILE: &str = "ferry-closure.json";
+
+/// The compressions ferry writes `Packages` in (besides plain text), by suffix.
+const WRITTEN: [&str; 4] = [".gz", ".xz", ".zst", ".bz2"];
+
+/// One `Packages` index read from the source.
+struct Index {
+    suite: usize,
+    /// Its directory relative to the suite (`main/binary-amd64`).
+    dir: String,
+    /// The compressions the source's Release lists for it (`""`, `.gz`, …).
+    listed: Vec<String>,
+    text: String,
+}
+
+/// The report written as `ferry-closure.json`.
+#[derive(Serialize)]
+struct Report {
+    requests: Vec<String>,
+    options: ReportOptions,
+    /// The repository key's fingerprint.
+    signed_by: String,
+    /// Per suite, the fingerprint of the upstream key whose signature was checked (with `keyring=`).
+    upstream_signers: BTreeMap<String, String>,
+    packages: Vec<ReportPackage>,
+    missing: Vec<ReportMissing>,
+    unmet_recommends: Vec<ReportMissing>,
+}
+
+#[derive(Serialize)]
+struct ReportOptions {
+    architecture: String,
+    recommends: bool,
+    alternatives: &'static str,
+    essential: bool,
+    allow_missing: bool,
+}
+
+#[derive(Serialize)]
+struct ReportPackage {
+    package: String,
+    version: String,
+    architecture: String,
+    suite: String,
+    index: String,
+    filename: String,
+    /// `requested`, `essential`, or `Depends` (…) `of` another package.
+    reason: String,
+    /// The depending package, `name version (arch)`, for a dependency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    of: Option<String>,
+    /// The request or the dependency as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relation: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ReportMissing {
+    relation: String,
+    needed_by: String,
+}
+
+impl Collected<'_, '_> {
+    /// Collect a partial mirror of `suites`: generated files into `self.files`, the chosen packages' pool files
+    /// into `self.pool`. Returns the components and architectures the suites had of those asked for.
+    pub(super) fn partial(
+        &mut self,
+        src: &AptSource,
+        partial: &Partial,
+        suites: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), IngestError> {
+        let bad = |reason: String| IngestError::BadSource {
+            source_text: src.describe(),
+            reason,
+        };
+        let mut requests = partial.packages.clone();
+        if let Some(path) = &partial.packages_file {
+            let text = std::fs::read_to_string(path).map_err(|source| IngestError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            requests.extend(
+                Request::parse_list(&text)
+                    .map_err(|e| bad(format!("packages-file {}: {e}", path.display())))?,
+            );
+        }
+        if requests.is_empty() && !partial.essential {
+            return Err(bad("packages= names no package".into()));
+        }
+
+        let mut releases = Vec::new();
+        let mut indexes = Vec::new();
+        let (mut used_comps, mut used_archs) = (Vec::new(), Vec::new());
+        for (n, suite) in suites.iter().enumerate() {
+            let sr = self.read_release(src, suite)?;
+            let (comps, archs) = choose(src, &sr.release);
+            // `No-Support-for-Architecture-all: Packages`: the architecture-specific indexes hold the `all`
+            // packages too, and clients read no binary-all index.
+            let all_inside = sr.text.lines().any(|l| {
+                l.strip_prefix("No-Support-for-Architecture-all:")
+                    .is_some_and(|v| v.split_whitespace().any(|w| w == "Packages"))
+            }) && archs.iter().any(|a| a != "all" && a != "source");
+            for comp in &comps {
+                for arch in archs
+                    .iter()
+                    .filter(|a| *a != "source" && !(all_inside && *a == "all"))
+                {
+                    let dir = format!("{comp}/binary-{arch}");
+                    if let Some(index) = self.read_packages(suite, n, &dir, &sr)? {
+                        used_comps.push(comp.clone());
+                        used_archs.push(arch.clone());
+                        indexes.push(index);
+                    }
+                }
+            }
+            releases.push((sr, comps, archs));
+        }
+        let native = src
+            .architectures
+            .iter()
+            .chain(used_archs.iter())
+            .find(|a| *a != "all" && *a != "source")
+            .cloned()
+            .ok_or_else(|| bad("no architecture but all to resolve dependencies for".into()))?;
+
+        // The closure over every index of every suite.
+        let mut pkgs: Vec<Pkg<'_>> = Vec::new();
+        for (i, index) in indexes.iter().enumerate() {
+            let what = self.fetch.describe(&format!(
+                "dists/{}/{}/Packages",
+                suites[index.suite], index.dir
+            ));
+            closure::parse_index(&index.text, i, &what, &mut pkgs).map_err(|reason| {
+                IngestError::Malformed {
+                    what: src.describe(),
+                    reason,
+                }
+            })?;
+        }
+        let universe = Universe::new(pkgs).map_err(|reason| IngestError::Malformed {
+            what: src.describe(),
+            reason,
+        })?;
+        let opts = Options {
+            native: native.clone(),
+            recommends: partial.recommends,
+            all_alternatives: partial.all_alternatives,
+            essential: partial.essential,
+            allow_missing: partial.allow_missing,
+        };
+        let closure = closure::resolve(&universe, &requests, &opts).map_err(|e| {
+            let reason = match &e {
+                ClosureError::Missing(_) | ClosureError::Conflict(_) | ClosureError::Loop(_) => {
+                    format!("the closure of {} cannot be made: {e}", list(&requests))
+                }
+                ClosureError::Malformed(_) => e.to_string(),
+            };
+            IngestError::Malformed {
+                what: src.describe(),
+                reason,
+            }
+        })?;
+
+        // Which stanzas each index keeps, in its own order; their pool files.
+        let mut kept: Vec<Vec<&Pkg<'_>>> = vec![Vec::new(); indexes.len()];
+        for (q, _) in &closure.packages {
+            let p = &universe.pkgs[*q];
+            kept[p.index].push(p);
+            let (file, sha256, size) = pool_file(p).map_err(|reason| IngestError::Malformed {
+                what: self.fetch.describe(&format!(
+                    "dists/{}/{}/Packages",
+                    suites[indexes[p.index].suite], indexes[p.index].dir
+                )),
+                reason,
+            })?;
+            let listed_in = format!(
+                "dists/{}/{}/Packages",
+                suites[indexes[p.index].suite], indexes[p.index].dir
+            );
+            if let Some(prev) = self.pool.get(&file) {
+                if prev.sha256 != sha256 || prev.size != size {
+                    return Err(IngestError::Malformed {
+                        what: src.describe(),
+                        reason: format!(
+                            "{file} is listed with SHA256 {} in {listed_in} but {} in {}",
+                            sha256.0, prev.sha256.0, prev.listed_in
+                        ),
+                    });
+                }
+            }
+            self.pool.insert(
+                file,
+                PoolFile {
+                    sha256,
+                    size,
+                    listed_in,
+                },
+            );
+        }
+        for k in &mut kept {
+            k.sort_by_key(|p| p.line);
+        }
+
+        let key = self.ctx.store.repository_key()?;
+        let sign_err = |reason: String| IngestError::Malformed {
+            what: "the repository key".into(),
+            reason,
+        };
+        let mut upstream_signers = BTreeMap::new();
+        for (n, (sr, comps, archs)) in releases.iter().enumerate() {
+            let suite = &suites[n];
+            let mut listed = Vec::new();
+            for (i, index) in indexes.iter().enumerate().filter(|(_, x)| x.suite == n) {
+                let text: String = kept[i]
+                    .iter()
+                    .map(|p| format!("{}\n\n", p.stanza))
+                    .collect();
+                for suffix in std::iter::once("").chain(
+                    WRITTEN
+                        .iter()
+                        .copied()
+                        .filter(|s| index.listed.iter().any(|l| l == s)),
+                ) {
+                    let bytes = compress(suffix, text.as_bytes()).map_err(|e| IngestError::Io {
+                        path: format!("{}/Packages{suffix}", index.dir),
+                        source: e,
+                    })?;
+                    let rel = format!("{}/Packages{suffix}", index.dir);
+                    listed.push((
+                        rel.clone(),
+                        hex::encode(sha2::Sha256::digest(&bytes)),
+                        bytes.len(),
+                    ));
+                    self.store_bytes(&format!("dists/{suite}/{rel}"), &bytes, None)?;
+                }
+            }
+            let release = release_text(&sr.text, comps, archs, &listed, closure.packages.len());
+            let inrelease = key.clearsign(&release).map_err(sign_err)?;
+            let detached = key.detached(release.as_bytes()).map_err(sign_err)?;
+            self.store_bytes(&format!("dists/{suite}/Release"), release.as_bytes(), None)?;
+            self.store_bytes(
+                &format!("dists/{suite}/InRelease"),
+                inrelease.as_bytes(),
+                None,
+            )?;
+            self.store_bytes(
+                &format!("dists/{suite}/Release.gpg"),
+                detached.as_bytes(),
+                None,
+            )?;
+            if let Some(fp) = &sr.signer {
+                upstream_signers.insert(suite.clone(), fp.clone());
+            }
+        }
+        self.store_bytes(KEY_FILE, key.public_armored().as_bytes(), None)?;
+
+        let describe_at = |i: usize| closure::describe(&universe.pkgs[closure.packages[i].0]);
+        let report = Report {
+            requests: requests.iter().map(|r| r.to_string()).collect(),
+            options: ReportOptions {
+                architecture: native,
+                recommends: partial.recommends,
+                alternatives: if partial.all_alternatives {
+                    "all"
+                } else {
+                    "first"
+                },
+                essential: partial.essential,
+                allow_missing: partial.allow_missing,
+            },
+            signed_by: key.fingerprint(),
+            upstream_signers,
+            packages: closure
+                .packages
+                .iter()
+                .map(|(q, why)| {
+                    let p = &universe.pkgs[*q];
+                    let index = &indexes[p.index];
+                    let (reason, of, relation) = match why {
+                        Reason::Requested(r) => ("requested".to_string(), None, Some(r.clone())),
+                        Reason::Essential => ("essential".to_string(), None, None),
+                        Reason::Dependency {
+                            of,
+                            field,
+                            relation,
+                        } => (
+                            field.to_string(),
+                            Some(describe_at(*of)),
+                            Some(relation.clone()),
+                        ),
+                    };
+                    ReportPackage {
+                        package: p.name.to_string(),
+                        version: p.version.to_string(),
+                        architecture: p.arch.to_string(),
+                        suite: suites[index.suite].clone(),
+                        index: index.dir.clone(),
+                        filename: pool_file(p).map(|(f, ..)| f).unwrap_or_default(),
+                        reason,
+                        of,
+                        relation,
+                    }
+                })
+                .collect(),
+            missing: missing(&closure.missing),
+            unmet_recommends: missing(&closure.unmet_recommends),
+        };
+        let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+        self.store_bytes(CLOSURE_FILE, &json, None)?;
+        Ok((used_comps, used_archs))
+    }
+
+    /// The best readable variant of the `Packages` index in `dir` that the Release lists, checked against its
+    /// SHA-256 and size, decompressed. `None` when the Release lists none there.
+    fn read_packages(
+        &self,
+        suite: &str,
+        n: usize,
+        dir: &str,
+        sr: &SuiteRelease,
+    ) -> Result<Option<Index>, IngestError> {
+        let mut variants: Vec<(usize, &super::release::Listed, String)> = Vec::new();
+        for l in &sr.release.sha256 {
+            if let IndexKind::Packages { dir: d, rank } = index_kind(&l.path) {
+                if d == dir {
+                    let suffix = l
+                        .path
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("Packages")
+                        .to_string();
+                    variants.push((rank.unwrap_or(usize::MAX), l, suffix));
+                }
+            }
+        }
+        if variants.is_empty() {
+            return Ok(None);
+        }
+        let listed: Vec<String> = variants.iter().map(|(_, _, s)| s.clone()).collect();
+        variants.sort_by_key(|(rank, ..)| *rank);
+        for (_, l, _) in variants.iter().filter(|(rank, ..)| *rank < READABLE.len()) {
+            let path = format!("dists/{suite}/{}", l.path);
+            if l.size > MAX_INDEX {
+                return Err(IngestError::Malformed {
+                    what: self.fetch.describe(&path),
+                    reason: format!("the Release lists it as {} bytes, more than the {MAX_INDEX}-byte limit for an index", l.size),
+                });
+            }
+            let Some(bytes) = self.read_small(&path, l.size)? else {
+                continue;
+            };
+            let digest = hex::encode(sha2::Sha256::digest(&bytes));
+            if bytes.len() as u64 != l.size || format!("sha256:{digest}") != l.sha256.to_string() {
+                return Err(IngestError::Malformed {
+                    what: self.fetch.describe(&path),
+                    reason: format!(
+                        "{} bytes with SHA256 {digest}, but the Release lists {} bytes with {}",
+                        bytes.len(),
+                        l.size,
+                        l.sha256.0
+                    ),
+                });
+            }
+            let mut text = Vec::new();
+            super::decompress(&path, &bytes, &mut text).map_err(|reason| {
+                IngestError::Malformed {
+                    what: self.fetch.describe(&path),
+                    reason,
+                }
+            })?;
+            let text = String::from_utf8(text).map_err(|_| IngestError::Malformed {
+                what: self.fetch.describe(&path),
+                reason: "not UTF-8 text".into(),
+            })?;
+            return Ok(Some(Index {
+                suite: n,
+                dir: dir.to_string(),
+                listed,
+                text,
+            }));
+        }
+        Err(IngestError::NotFound(format!(
+            "{}: none of the Packages indexes the Release lists is in the repository in a form ferry reads (plain, .gz, .zst, .xz, .lzma)",
+            self.fetch.describe(&format!("dists/{suite}/{dir}"))
+        )))
+    }
+}
+
+fn list(requests: &[Request]) -> String {
+    let mut s: String = requests
+        .iter()
+        .take(8)
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if requests.len() > 8 {
+        s.push_str(&format!(" and {} more", requests.len() - 8));
+    }
+    if s.is_empty() {
+        s = "the essential packages".into();
+    }
+    s
+}
+
+fn missing(m: &[closure::Missing]) -> Vec<ReportMissing> {
+    m.iter()
+        .map(|m| ReportMissing {
+            relation: m.relation.clone(),
+            needed_by: m.needed_by.clone(),
+        })
+        .collect()
+}
+
+/// The pool file a stanza names: `Filename`, `SHA256`, `Size`.
+fn pool_file(p: &Pkg<'_>) -> Result<(String, ferry_protocol::Sha256Digest, u64), String> {
+    let field = |name: &str| {
+        p.stanza.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(str::trim)
+        })
+    };
+    let paragraph = vec![
+        ("Package".to_string(), p.name.to_string()),
+        (
+            "Filename".to_string(),
+            field("Filename").unwrap_or_default().to_string(),
+        ),
+        (
+            "SHA256".to_string(),
+            field("SHA256").unwrap_or_default().to_string(),
+        ),
+        (
+            "Size".to_string(),
+            field("Size").unwrap_or_default().to_string(),
+        ),
+    ];
+    let paragraph: Vec<(String, String)> = paragraph
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let mut entries = super::pool_entries(&paragraph, false)?;
+    Ok(entries.remove(0))
+}
+
+/// `bytes` compressed as `suffix` says (`""`: as they are).
+fn compress(suffix: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    match suffix {
+        ".gz" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(bytes)?;
+            e.finish()
+        }
+        ".xz" => liblzma::encode_all(bytes, 6),
+        ".zst" => zstd::encode_all(bytes, 19),
+        ".bz2" => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+            e.write_all(bytes)?;
+            e.finish()
+        }
+        _ => Ok(bytes.to_vec()),
+    }
+}
+
+/// The fields of the source Release a partial mirror's Release does not copy.
+const NOT_COPIED: [&str; 11] = [
+    "Date",
+    "Valid-Until",
+    "Acquire-By-Hash",
+    "Signed-By",
+    "Architectures",
+    "Components",
+    "Description",
+    "MD5Sum",
+    "SHA1",
+    "SHA256",
+    "SHA512",
+];
+
+/// A partial mirror's Release: the source's fields but those in [`NOT_COPIED`], then its own.
+fn release_text(
+    source: &str,
+    comps: &[String],
+    archs: &[String],
+    files: &[(String, String, usize)],
+    packages: usize,
+) -> String {
+    let mut out = String::new();
+    let mut copying = false;
+    let mut description = None;
+    for line in source.lines() {
+        if line.starts_with([' ', '\t']) {
+            if copying {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        let key = line.split(':').next().unwrap_or("");
+        if key == "Description" {
+            description = line.split_once(':').map(|(_, v)| v.trim().to_string());
+        }
+        copying =
+            !line.trim().is_empty() && !NOT_COPIED.iter().any(|k| k.eq_ignore_ascii_case(key));
+        if copying {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now()).replace("GMT", "UTC");
+    out.push_str(&format!("Date: {date}\n"));
+    let archs: Vec<&str> = archs
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "source")
+        .collect();
+    out.push_str(&format!("Architectures: {}\n", archs.join(" ")));
+    out.push_str(&format!("Components: {}\n", comps.join(" ")));
+    out.push_str(&format!(
+        "Description: {}partial mirror by ferry: {packages} packages and their dependencies\n",
+        description.map(|d| format!("{d}; ")).unwrap_or_default()
+    ));
+    out.push_str("SHA256:\n");
+    for (path, hex, size) in files {
+        out.push_str(&format!(" {hex} {size:>16} {path}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_keeps_the_sources_fields_but_hashes_dates_and_by_hash() {
+        let source = "Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\nDate: Sat, 11 Jul 2026 10:16:37 UTC\n\
+                      Valid-Until: Sat, 18 Jul 2026 10:16:37 UTC\nAcquire-By-Hash: yes\nArchitectures: amd64 arm64\n\
+                      Components: main contrib\nDescription: Debian 12\nMD5Sum:\n 00 1 main/x\nSHA256:\n 11 1 main/x\n";
+        let files = vec![(
+            "main/binary-amd64/Packages".to_string(),
+            "ab".repeat(32),
+            10,
+        )];
+        let r = release_text(
+            source,
+            &["main".into()],
+            &["amd64".into(), "all".into()],
+            &files,
+            3,
+        );
+        assert!(
+            r.starts_with(
+                "Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\nDate: "
+            ),
+            "{r}"
+        );
+        for gone in [
+            "Valid-Until",
+            "Acquire-By-Hash",
+            "MD5Sum",
+            " 00 1",
+            " 11 1",
+            "Jul 2026",
+        ] {
+            assert!(!r.contains(gone), "{gone} in {r}");
+        }
+        assert!(
+            r.contains("Architectures: amd64 all\nComponents: main\n"),
+            "{r}"
+        );
+        assert!(
+            r.contains("Description: Debian 12; partial mirror by ferry: 3 packages"),
+            "{r}"
+        );
+        assert!(
+            r.ends_with(&format!(
+                "SHA256:\n {}               10 main/binary-amd64/Packages\n",
+                "ab".repeat(32)
+            )),
+            "{r}"
+        );
+        let parsed = super::super::release::parse_release(&r).unwrap();
+        assert_eq!(parsed.sha256.len(), 1);
+        assert_eq!(parsed.components, ["main"]);
+    }
+
+    #[test]
+    fn compressions_round_trip() {
+        let text = b"Package: a\nVersion: 1\n\n".repeat(50);
+        for suffix in std::iter::once("").chain(WRITTEN) {
+            let bytes = compress(suffix, &text).unwrap();
+            let mut back = Vec::new();
+            if suffix == ".bz2" {
+                std::io::Read::read_to_end(&mut bzip2::read::BzDecoder::new(&bytes[..]), &mut back)
+                    .unwrap();
+            } else {
+                super::super::decompress(&format!("x/Packages{suffix}"), &bytes, &mut back)
+                    .unwrap();
+            }
+            assert_eq!(back, text, "{suffix}");
+        }
+    }
+}
