@@ -411,6 +411,9 @@ pub struct GetArgs {
 pub struct ShowArgs {
     /// The release, NAME@VERSION.
     pub release: String,
+    /// Why a partial apt mirror holds PACKAGE: the chain of dependencies from a requested package to it.
+    #[arg(long, value_name = "PACKAGE")]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -191,6 +191,54 @@ fn apt_installs_the_closure_from_a_partial_mirror_signed_by_the_store() {
         "{lines}"
     );
     assert_eq!(node.stop(), Some(0));
+
+    // `show --why`: the chain from a library up to what was asked for.
+    let why = s.run(["show", "part@1", "--why", "libssl3"]).ok();
+    let lines: Vec<&str> = why.stdout.lines().collect();
+    assert!(lines[0].starts_with("libssl3 "), "{why}");
+    assert!(lines.last().unwrap().contains("requested as "), "{why}");
+    assert!(lines.len() >= 2, "{why}");
+    let none = s.run(["show", "part@1", "--why", "emacs"]).expect_code(1);
+    assert!(
+        none.error_line().contains("holds no package \"emacs\""),
+        "{none}"
+    );
+
+    // The next version drops nginx and takes Recommends: `ferry diff` says which packages came and went, and
+    // why each new one is there.
+    s.add(
+        "part@2",
+        &[&source(&deb.root, "packages=curl,jq&recommends=yes")],
+    );
+    let diff = s.json(["diff", "part@1", "part@2"]);
+    let closure = &diff["apt_closure"];
+    let names = |kind: &str| -> BTreeSet<String> {
+        closure[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["package"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let gone = names("removed");
+    assert!(
+        gone.contains("nginx") && gone.contains("nginx-common"),
+        "{diff}"
+    );
+    assert!(!gone.contains("curl"), "{diff}");
+    let came: Vec<&Value> = closure["added"].as_array().unwrap().iter().collect();
+    let ca = came
+        .iter()
+        .find(|p| p["package"] == "ca-certificates")
+        .unwrap_or_else(|| panic!("{diff}"));
+    assert!(
+        ca["why"].as_str().unwrap().starts_with("Recommends of "),
+        "{diff}"
+    );
+    assert!(closure["upgraded"].as_array().unwrap().is_empty(), "{diff}");
+    let text = s.run(["diff", "part@1", "part@2"]).ok();
+    assert!(text.stdout.contains("  - apt nginx "), "{text}");
+    assert!(text.stdout.contains("  + apt ca-certificates "), "{text}");
 }
 
 #[test]

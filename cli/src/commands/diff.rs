@@ -121,6 +121,60 @@ fn file_diff(a: &ReleaseManifest, b: &ReleaseManifest, packages: bool) -> Value 
     json!({ "added": added, "removed": removed, "changed": changed })
 }
 
+/// Packages of partial apt mirrors (their closure reports) added, removed and upgraded, by name and
+/// architecture, with why each added one is there.
+fn closure_diff(
+    store: &ferry_node::store::Store,
+    a: &ReleaseManifest,
+    b: &ReleaseManifest,
+) -> anyhow::Result<Option<Value>> {
+    use ferry_node::ingest::apt::partial::{reports, ReportPackage};
+    let (ra, rb) = (reports(store, a)?, reports(store, b)?);
+    if ra.is_empty() && rb.is_empty() {
+        return Ok(None);
+    }
+    let index = |r: &[(String, ferry_node::ingest::apt::partial::Report)]| {
+        r.iter()
+            .flat_map(|(_, r)| r.packages.iter())
+            .map(|p| ((p.package.clone(), p.architecture.clone()), p.clone()))
+            .collect::<BTreeMap<(String, String), ReportPackage>>()
+    };
+    let (pa, pb) = (index(&ra), index(&rb));
+    let because = |p: &ReportPackage| match (&p.of, &p.relation) {
+        (Some(of), Some(rel)) => format!("{} of {of}: {rel}", p.reason),
+        (None, Some(rel)) => format!("{} as {rel}", p.reason),
+        _ => p.reason.clone(),
+    };
+    let added: Vec<Value> = pb
+        .iter()
+        .filter(|(k, _)| !pa.contains_key(*k))
+        .map(|(_, p)| json!({ "package": p.package, "architecture": p.architecture, "version": p.version, "why": because(p) }))
+        .collect();
+    let removed: Vec<Value> = pa
+        .iter()
+        .filter(|(k, _)| !pb.contains_key(*k))
+        .map(|(_, p)| json!({ "package": p.package, "architecture": p.architecture, "version": p.version }))
+        .collect();
+    let mut upgraded = Vec::new();
+    let mut downgraded = Vec::new();
+    for (k, new) in &pb {
+        let Some(old) = pa.get(k) else { continue };
+        let order = ferry_node::ingest::apt::version::compare(&new.version, &old.version);
+        let change = json!({ "package": new.package, "architecture": new.architecture, "from": old.version, "to": new.version });
+        match order {
+            std::cmp::Ordering::Greater => upgraded.push(change),
+            std::cmp::Ordering::Less => downgraded.push(change),
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+    Ok(Some(json!({
+        "added": added,
+        "removed": removed,
+        "upgraded": upgraded,
+        "downgraded": downgraded,
+    })))
+}
+
 pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
     let (from, to) = (&a.from, &a.to);
     let (fname, fver) = crate::args::parse_release(from)?;
@@ -147,9 +201,11 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
         opts,
         &NoProgress,
     )?;
+    let closure = closure_diff(&store, &old, &new)?;
     let report = json!({
         "from": from,
         "to": to,
+        "apt_closure": closure,
         "images": image_diff(&old, &new),
         "files": file_diff(&old, &new, false),
         "packages": file_diff(&old, &new, true),
@@ -190,6 +246,37 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
             }
         }
     };
+    if let Some(c) = &closure {
+        let rows = |kind: &str| c[kind].as_array().cloned().unwrap_or_default();
+        for p in rows("added") {
+            output::line(format!(
+                "  + apt {} {} ({}) — {}",
+                p["package"].as_str().unwrap_or("?"),
+                p["version"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?"),
+                p["why"].as_str().unwrap_or("?")
+            ));
+        }
+        for p in rows("removed") {
+            output::line(format!(
+                "  - apt {} {} ({})",
+                p["package"].as_str().unwrap_or("?"),
+                p["version"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            ));
+        }
+        for (kind, sign) in [("upgraded", "↑"), ("downgraded", "↓")] {
+            for p in rows(kind) {
+                output::line(format!(
+                    "  {sign} apt {} ({}) {} → {}",
+                    p["package"].as_str().unwrap_or("?"),
+                    p["architecture"].as_str().unwrap_or("?"),
+                    p["from"].as_str().unwrap_or("?"),
+                    p["to"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
     list("image", &report["images"]);
     list("package", &report["packages"]);
     list("file", &report["files"]);

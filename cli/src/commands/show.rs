@@ -8,6 +8,9 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
     let (name, version) = parse_release(&a.release)?;
     let store = super::open_store(g)?;
     let m = store.release(&name, &version)?;
+    if let Some(package) = &a.why {
+        return why(g, &store, &m, package);
+    }
     let mine = store.chunks_of(&m.blobs())?;
     let mut others = HashSet::new();
     for r in store.releases()? {
@@ -103,5 +106,59 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
         shared,
         mine.len() - shared
     ));
+    Ok(())
+}
+
+/// `ferry show NAME@VERSION --why PACKAGE`: the chain that pulled PACKAGE into the release's partial apt
+/// mirror(s), from the package up to what was requested.
+fn why(
+    g: &Global,
+    store: &ferry_node::store::Store,
+    m: &ferry_protocol::ReleaseManifest,
+    package: &str,
+) -> anyhow::Result<()> {
+    let reports = ferry_node::ingest::apt::partial::reports(store, m)?;
+    if reports.is_empty() {
+        anyhow::bail!(
+            "{} is not a partial apt mirror (it has no {}): it holds what its sources hold, whole",
+            m.id(),
+            ferry_node::ingest::apt::partial::CLOSURE_FILE
+        );
+    }
+    let mut found = Vec::new();
+    for (path, report) in &reports {
+        let chain = report.why(package);
+        if !chain.is_empty() {
+            found.push((path, chain));
+        }
+    }
+    if found.is_empty() {
+        anyhow::bail!("{} holds no package {package:?}", m.id());
+    }
+    if g.json {
+        output::json(&json!(found
+            .iter()
+            .map(|(path, chain)| json!({ "report": path, "chain": chain }))
+            .collect::<Vec<_>>()));
+        return Ok(());
+    }
+    for (path, chain) in found {
+        if reports.len() > 1 {
+            output::line(format!("{path}:"));
+        }
+        for (depth, p) in chain.iter().enumerate() {
+            let because = match (p.reason.as_str(), &p.of, &p.relation) {
+                ("requested", _, Some(r)) => format!("requested as {r}"),
+                ("essential", ..) => "Essential: yes (essential=yes)".to_string(),
+                (field, Some(of), Some(rel)) => format!("{field} of {of}: {rel}"),
+                (other, ..) => other.to_string(),
+            };
+            output::line(format!(
+                "{}{} — {because}",
+                "  ".repeat(depth),
+                p.describe()
+            ));
+        }
+    }
     Ok(())
 }

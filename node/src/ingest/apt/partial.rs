@@ -17,7 +17,7 @@ use super::{
     MAX_INDEX, READABLE,
 };
 use crate::ingest::IngestError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,51 +40,123 @@ struct Index {
     text: String,
 }
 
-/// The report written as `ferry-closure.json`.
-#[derive(Serialize)]
-struct Report {
-    requests: Vec<String>,
-    options: ReportOptions,
+/// The report written as `ferry-closure.json`: what a partial mirror holds and why.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// The requests as written.
+    pub requests: Vec<String>,
+    /// The closure's options.
+    pub options: ReportOptions,
     /// The repository key's fingerprint.
-    signed_by: String,
+    pub signed_by: String,
     /// Per suite, the fingerprint of the upstream key whose signature was checked (with `keyring=`).
-    upstream_signers: BTreeMap<String, String>,
-    packages: Vec<ReportPackage>,
-    missing: Vec<ReportMissing>,
-    unmet_recommends: Vec<ReportMissing>,
+    #[serde(default)]
+    pub upstream_signers: BTreeMap<String, String>,
+    /// Every package, in the order the closure took them.
+    pub packages: Vec<ReportPackage>,
+    /// Dependencies nothing satisfied (with `allow-missing=yes`).
+    #[serde(default)]
+    pub missing: Vec<ReportMissing>,
+    /// Recommendations nothing satisfied.
+    #[serde(default)]
+    pub unmet_recommends: Vec<ReportMissing>,
 }
 
-#[derive(Serialize)]
-struct ReportOptions {
-    architecture: String,
-    recommends: bool,
-    alternatives: &'static str,
-    essential: bool,
-    allow_missing: bool,
+/// The options a closure was taken with.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportOptions {
+    /// The native architecture.
+    pub architecture: String,
+    /// `recommends=yes`.
+    pub recommends: bool,
+    /// `first` or `all`.
+    pub alternatives: String,
+    /// `essential=yes`.
+    pub essential: bool,
+    /// `allow-missing=yes`.
+    pub allow_missing: bool,
 }
 
-#[derive(Serialize)]
-struct ReportPackage {
-    package: String,
-    version: String,
-    architecture: String,
-    suite: String,
-    index: String,
-    filename: String,
-    /// `requested`, `essential`, or `Depends` (…) `of` another package.
-    reason: String,
+/// One package of a partial mirror.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportPackage {
+    /// `Package:`.
+    pub package: String,
+    /// `Version:`.
+    pub version: String,
+    /// `Architecture:`.
+    pub architecture: String,
+    /// The suite it came from.
+    pub suite: String,
+    /// Its index directory in the suite (`main/binary-amd64`).
+    pub index: String,
+    /// Its pool path.
+    pub filename: String,
+    /// `requested`, `essential`, or the field (`Depends`, `Pre-Depends`, `Recommends`) of the package `of`.
+    pub reason: String,
     /// The depending package, `name version (arch)`, for a dependency.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
     /// The request or the dependency as written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    relation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ReportMissing {
-    relation: String,
-    needed_by: String,
+impl ReportPackage {
+    /// `name version (arch)`, as `of` names a package.
+    pub fn describe(&self) -> String {
+        format!("{} {} ({})", self.package, self.version, self.architecture)
+    }
+}
+
+/// A dependency nothing satisfied.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportMissing {
+    /// The dependency as written.
+    pub relation: String,
+    /// Who needs it.
+    pub needed_by: String,
+}
+
+impl Report {
+    /// Why `package` is in the mirror: it, then the package that pulled it in, and so on to a request (or to
+    /// `essential`). Empty when the mirror does not hold it.
+    pub fn why(&self, package: &str) -> Vec<&ReportPackage> {
+        let by_describe: BTreeMap<String, &ReportPackage> =
+            self.packages.iter().map(|p| (p.describe(), p)).collect();
+        let mut chain: Vec<&ReportPackage> = Vec::new();
+        let mut next = self.packages.iter().find(|p| p.package == package);
+        while let Some(p) = next {
+            if chain.iter().any(|c| c.describe() == p.describe()) {
+                break;
+            }
+            chain.push(p);
+            next = p.of.as_ref().and_then(|of| by_describe.get(of).copied());
+        }
+        chain
+    }
+}
+
+/// The closure reports of a release's partial apt mirrors: `(the report's path, it)`.
+pub fn reports(
+    store: &crate::store::Store,
+    manifest: &ferry_protocol::ReleaseManifest,
+) -> Result<Vec<(String, Report)>, IngestError> {
+    let mut out = Vec::new();
+    for e in &manifest.entries {
+        let ferry_protocol::Entry::File(f) = e else {
+            continue;
+        };
+        if f.path == CLOSURE_FILE || f.path.ends_with(&format!("/{CLOSURE_FILE}")) {
+            let bytes = store.read_blob(&f.blob)?;
+            let report = serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
+                what: format!("{} in {}", f.path, manifest.id()),
+                reason: e.to_string(),
+            })?;
+            out.push((f.path.clone(), report));
+        }
+    }
+    Ok(out)
 }
 
 impl Collected<'_, '_> {
@@ -291,7 +363,8 @@ impl Collected<'_, '_> {
                     "all"
                 } else {
                     "first"
-                },
+                }
+                .to_string(),
                 essential: partial.essential,
                 allow_missing: partial.allow_missing,
             },
