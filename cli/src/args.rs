@@ -396,6 +396,10 @@ pub struct AddArgs {
     /// A registry bearer token to send as is.
     #[arg(long, env = "FERRY_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<String>,
+    /// Only show what the partial apt mirrors among the sources (apt:…?packages=…) would carry: every package
+    /// of the closure with why, and the bytes; nothing is fetched from the pool or stored.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -298,6 +298,33 @@ fn partial_mirror_refusals_name_the_problem_and_store_nothing() {
     assert!(e.contains("dists/x/main/binary-amd64/Packages"), "{e}");
     assert!(e.contains("the stanza at line 5"), "{e}");
 
+    // --plan: the closure with sizes and reasons, nothing fetched or stored.
+    let plan = s.json([
+        "add",
+        "plan@1",
+        &source(&deb.root, "packages=curl,jq,nginx"),
+        "--plan",
+    ]);
+    let planned: BTreeSet<String> = plan[0]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["filename"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned, deb.apt_would_fetch(deb.packages, false));
+    let sizes: u64 = plan[0]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(plan[0]["bytes"].as_u64().unwrap(), sizes);
+    assert!(sizes > 1_000_000, "{plan}");
+    let e = s
+        .run(["add", "plan@1", "dir:/etc", "--plan"])
+        .expect_code(1);
+    assert!(e.error_line().contains("--plan"), "{e}");
+
     // Nothing of any of them was stored as a release.
     assert!(s.ls().is_empty(), "{:?}", s.ls());
 }

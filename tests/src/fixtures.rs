@@ -362,16 +362,11 @@ pub struct DebianPartial {
 }
 
 impl DebianPartial {
-    /// The pool paths (relative to the root) `apt-get install` of `packages` fetches on an empty system, over
-    /// the whole index: what apt itself resolves.
-    pub fn apt_would_fetch(
-        &self,
-        packages: &[&str],
-        recommends: bool,
-    ) -> std::collections::BTreeSet<String> {
+    /// The `-o` options of an apt-get whose configuration is the private one in `apt`: the repository's whole
+    /// index as its lists, an empty dpkg status, amd64, Recommends as `recommends` says.
+    pub fn apt_options(&self, recommends: bool) -> Vec<String> {
         let d = |p: &str| self.apt.join(p).display().to_string();
-        let mut c = Command::new("apt-get");
-        for o in [
+        [
             format!("Dir::Etc::sourcelist={}", d("sources.list")),
             format!("Dir::Etc::sourceparts={}", d("empty.d")),
             format!("Dir::State={}", d("state")),
@@ -381,10 +376,23 @@ impl DebianPartial {
             "APT::Architecture=amd64".into(),
             "APT::Architectures=amd64".into(),
             format!("APT::Install-Recommends={recommends}"),
-        ] {
-            c.arg("-o").arg(o);
-        }
-        c.args(["install", "--print-uris", "-qq"]).args(packages);
+        ]
+        .into_iter()
+        .flat_map(|o| ["-o".to_string(), o])
+        .collect()
+    }
+
+    /// The pool paths (relative to the root) `apt-get install` of `packages` fetches on an empty system, over
+    /// the whole index: what apt itself resolves.
+    pub fn apt_would_fetch(
+        &self,
+        packages: &[&str],
+        recommends: bool,
+    ) -> std::collections::BTreeSet<String> {
+        let mut c = Command::new("apt-get");
+        c.args(self.apt_options(recommends))
+            .args(["install", "--print-uris", "-qq"])
+            .args(packages);
         let out = cmd::run(&mut c).ok();
         let prefix = format!("'file:{}/", self.root.display());
         out.stdout

@@ -10,6 +10,9 @@ pub fn run(g: &Global, a: AddArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.parse::<Source>())
         .collect::<Result<Vec<_>, _>>()?;
+    if a.plan {
+        return plan(g, &sources);
+    }
     let platforms = a
         .platforms
         .iter()
@@ -48,6 +51,60 @@ pub fn run(g: &Global, a: AddArgs) -> anyhow::Result<()> {
             report.chunks_new,
             output::bytes(report.stored_bytes_new)
         ));
+    }
+    Ok(())
+}
+
+/// `ferry add --plan`: the closure of each partial apt mirror among `sources`.
+fn plan(g: &Global, sources: &[Source]) -> anyhow::Result<()> {
+    let mut plans = Vec::new();
+    for s in sources {
+        match s {
+            Source::Apt(apt) if apt.partial.is_some() => {
+                plans.push(ferry_node::ingest::apt::partial::plan(apt)?)
+            }
+            _ => anyhow::bail!(
+                "--plan shows the closure of a partial apt mirror (apt:…?packages=…); {s:?} is not one"
+            ),
+        }
+    }
+    if g.json {
+        output::json(&plans);
+        return Ok(());
+    }
+    for p in &plans {
+        output::line(format!(
+            "{}: {} packages, {} for {}",
+            p.source,
+            p.packages.len(),
+            output::bytes(p.bytes),
+            p.requests.join(", ")
+        ));
+        for pkg in &p.packages {
+            let because = match (&pkg.of, &pkg.relation) {
+                (Some(of), Some(rel)) => format!("{} of {of}: {rel}", pkg.reason),
+                _ => pkg.reason.clone(),
+            };
+            output::line(format!(
+                "  {} {} ({}) {} — {because}",
+                pkg.package,
+                pkg.version,
+                pkg.architecture,
+                output::bytes(pkg.size)
+            ));
+        }
+        for m in &p.missing {
+            output::line(format!(
+                "  missing: {} (needed by {})",
+                m.relation, m.needed_by
+            ));
+        }
+        for m in &p.unmet_recommends {
+            output::line(format!(
+                "  recommended, not found: {} (by {})",
+                m.relation, m.needed_by
+            ));
+        }
     }
     Ok(())
 }

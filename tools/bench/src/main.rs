@@ -37,6 +37,7 @@
 //! there.
 
 mod bundle;
+mod closure;
 mod delta;
 mod fat;
 mod fixtures;
@@ -111,6 +112,9 @@ enum Sub {
     /// Hardening (issue 20): a pull while 5,000 half-open connections and deep-path requests run, next to the
     /// same pull on an idle node; peak RSS through a gzip bomb push and 64 concurrent pulls.
     Hardening(hardening::HardeningArgs),
+    /// Partial mirrors (issue 22): resolving the dependency closure of 50 packages over Debian's whole
+    /// bookworm main/amd64 index with `ferry add --plan`, next to apt-get resolving the same over the same index.
+    Closure(closure::ClosureArgs),
     /// Only build (or check) the fixtures under WORK/fixtures.
     Fixtures {
         #[arg(long)]
@@ -187,6 +191,7 @@ fn real_main() -> Result<()> {
         Sub::Delta(args) => delta::run(args),
         Sub::Formats(args) => formats::run(args),
         Sub::Hardening(args) => hardening::run(args),
+        Sub::Closure(args) => closure::run(args),
     }
 }
 

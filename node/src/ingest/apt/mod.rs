@@ -235,17 +235,7 @@ pub fn ingest(
     stats: &mut WriteStats,
 ) -> Result<(), IngestError> {
     let fetch = Fetch::new(&src.root)?;
-    let (suites, links) = if src.suites.is_empty() {
-        fetch.suites()?
-    } else {
-        (src.suites.clone(), fetch.suite_links(&src.suites)?)
-    };
-    if suites.is_empty() {
-        return Err(IngestError::NotFound(format!(
-            "{}: no suite (a dists/ directory with InRelease or Release) found",
-            src.describe()
-        )));
-    }
+    let (suites, links) = suites_of(&fetch, src)?;
     let mut c = Collected {
         ctx,
         fetch: &fetch,
@@ -295,6 +285,25 @@ pub fn ingest(
         });
     }
     Ok(())
+}
+
+/// The suites of `src` (those named, else every one under `dists/`) and the links among them.
+fn suites_of(
+    fetch: &Fetch,
+    src: &AptSource,
+) -> Result<(Vec<String>, Vec<fetch::Link>), IngestError> {
+    let (suites, links) = if src.suites.is_empty() {
+        fetch.suites()?
+    } else {
+        (src.suites.clone(), fetch.suite_links(&src.suites)?)
+    };
+    if suites.is_empty() {
+        return Err(IngestError::NotFound(format!(
+            "{}: no suite (a dists/ directory with InRelease or Release) found",
+            src.describe()
+        )));
+    }
+    Ok((suites, links))
 }
 
 /// Readable `Packages`/`Sources` variants, best first (cheapest to decompress).
@@ -385,44 +394,22 @@ fn choose(src: &AptSource, rel: &release::Release) -> (Vec<String>, Vec<String>)
     (comps, archs)
 }
 
-impl Collected<'_, '_> {
+impl Fetch {
     /// Read a small file whole (None if absent), refusing one larger than `max`.
-    fn read_small(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, IngestError> {
-        let Some((r, _)) = self.fetch.open(path)? else {
+    pub(crate) fn read_small(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, IngestError> {
+        let Some((r, _)) = self.open(path)? else {
             return Ok(None);
         };
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(r, max + 1), &mut bytes).map_err(
-            |e| IngestError::Fetch(format!("reading {}: {e}", self.fetch.describe(path))),
-        )?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(r, max + 1), &mut bytes)
+            .map_err(|e| IngestError::Fetch(format!("reading {}: {e}", self.describe(path))))?;
         if bytes.len() as u64 > max {
             return Err(IngestError::Malformed {
-                what: self.fetch.describe(path),
+                what: self.describe(path),
                 reason: format!("larger than the {max} bytes expected"),
             });
         }
         Ok(Some(bytes))
-    }
-
-    /// Store `bytes` (checked against `expect` when given) as the file at `path`.
-    fn store_bytes(
-        &mut self,
-        path: &str,
-        bytes: &[u8],
-        expect: Option<&Listed>,
-    ) -> Result<BlobRef, IngestError> {
-        let what = self.fetch.describe(path);
-        let blob = store_stream(
-            self.ctx,
-            path,
-            &what,
-            bytes,
-            Some(expect.map_or(bytes.len() as u64, |l| l.size)),
-            expect.map(|l| l.sha256),
-            self.stats,
-        )?;
-        self.files.insert(path.to_string(), blob);
-        Ok(blob)
     }
 
     /// A suite's `InRelease`, `Release` and `Release.gpg` (those present), checked against the source's
@@ -444,7 +431,7 @@ impl Collected<'_, '_> {
         };
         let utf8 = |path: &str, bytes: &[u8]| {
             String::from_utf8(bytes.to_vec()).map_err(|_| IngestError::Malformed {
-                what: self.fetch.describe(path),
+                what: self.describe(path),
                 reason: "not UTF-8 text".into(),
             })
         };
@@ -458,7 +445,7 @@ impl Collected<'_, '_> {
         let (text, signer) = match &src.keyring {
             None => (
                 release::signed_text(&raw).map_err(|reason| IngestError::Malformed {
-                    what: self.fetch.describe(&release_path),
+                    what: self.describe(&release_path),
                     reason,
                 })?,
                 None,
@@ -483,14 +470,14 @@ impl Collected<'_, '_> {
                     }
                 };
                 let (text, fp) = checked.map_err(|reason| IngestError::Malformed {
-                    what: self.fetch.describe(&release_path),
+                    what: self.describe(&release_path),
                     reason: format!("upstream signature refused: {reason}"),
                 })?;
                 (text, Some(fp))
             }
         };
         let release = release::parse_release(&text).map_err(|reason| IngestError::Malformed {
-            what: self.fetch.describe(&release_path),
+            what: self.describe(&release_path),
             reason,
         })?;
         Ok(SuiteRelease {
@@ -499,6 +486,29 @@ impl Collected<'_, '_> {
             release,
             signer,
         })
+    }
+}
+
+impl Collected<'_, '_> {
+    /// Store `bytes` (checked against `expect` when given) as the file at `path`.
+    fn store_bytes(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        expect: Option<&Listed>,
+    ) -> Result<BlobRef, IngestError> {
+        let what = self.fetch.describe(path);
+        let blob = store_stream(
+            self.ctx,
+            path,
+            &what,
+            bytes,
+            Some(expect.map_or(bytes.len() as u64, |l| l.size)),
+            expect.map(|l| l.sha256),
+            self.stats,
+        )?;
+        self.files.insert(path.to_string(), blob);
+        Ok(blob)
     }
 
     /// One suite: its Release files, the chosen indexes, and the pool files they name (collected, not yet
@@ -509,7 +519,7 @@ impl Collected<'_, '_> {
         suite: &str,
     ) -> Result<(Vec<String>, Vec<String>), IngestError> {
         let base = format!("dists/{suite}");
-        let sr = self.read_release(src, suite)?;
+        let sr = self.fetch.read_release(src, suite)?;
         for (path, bytes) in &sr.files {
             self.store_bytes(path, bytes, None)?;
         }
@@ -580,7 +590,7 @@ impl Collected<'_, '_> {
                     ),
                 });
             }
-            let Some(bytes) = self.read_small(&path, l.size)? else {
+            let Some(bytes) = self.fetch.read_small(&path, l.size)? else {
                 continue;
             };
             present += 1;

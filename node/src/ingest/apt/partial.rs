@@ -12,6 +12,7 @@
 //! and `ferry-closure.json`: every package with why it was taken, what nothing satisfied, and who signed what.
 
 use super::closure::{self, ClosureError, Options, Pkg, Reason, Request, Universe};
+use super::fetch::Fetch;
 use super::{
     choose, index_kind, AptSource, Collected, IndexKind, Partial, PoolFile, SuiteRelease,
     MAX_INDEX, READABLE,
@@ -92,6 +93,9 @@ pub struct ReportPackage {
     pub index: String,
     /// Its pool path.
     pub filename: String,
+    /// Its pool file's size.
+    #[serde(default)]
+    pub size: u64,
     /// `requested`, `essential`, or the field (`Depends`, `Pre-Depends`, `Recommends`) of the package `of`.
     pub reason: String,
     /// The depending package, `name version (arch)`, for a dependency.
@@ -168,97 +172,17 @@ impl Collected<'_, '_> {
         partial: &Partial,
         suites: &[String],
     ) -> Result<(Vec<String>, Vec<String>), IngestError> {
-        let bad = |reason: String| IngestError::BadSource {
-            source_text: src.describe(),
-            reason,
-        };
-        let mut requests = partial.packages.clone();
-        if let Some(path) = &partial.packages_file {
-            let text = std::fs::read_to_string(path).map_err(|source| IngestError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            requests.extend(
-                Request::parse_list(&text)
-                    .map_err(|e| bad(format!("packages-file {}: {e}", path.display())))?,
-            );
-        }
-        if requests.is_empty() && !partial.essential {
-            return Err(bad("packages= names no package".into()));
-        }
-
-        let mut releases = Vec::new();
-        let mut indexes = Vec::new();
-        let (mut used_comps, mut used_archs) = (Vec::new(), Vec::new());
-        for (n, suite) in suites.iter().enumerate() {
-            let sr = self.read_release(src, suite)?;
-            let (comps, archs) = choose(src, &sr.release);
-            // `No-Support-for-Architecture-all: Packages`: the architecture-specific indexes hold the `all`
-            // packages too, and clients read no binary-all index.
-            let all_inside = sr.text.lines().any(|l| {
-                l.strip_prefix("No-Support-for-Architecture-all:")
-                    .is_some_and(|v| v.split_whitespace().any(|w| w == "Packages"))
-            }) && archs.iter().any(|a| a != "all" && a != "source");
-            for comp in &comps {
-                for arch in archs
-                    .iter()
-                    .filter(|a| *a != "source" && !(all_inside && *a == "all"))
-                {
-                    let dir = format!("{comp}/binary-{arch}");
-                    if let Some(index) = self.read_packages(suite, n, &dir, &sr)? {
-                        used_comps.push(comp.clone());
-                        used_archs.push(arch.clone());
-                        indexes.push(index);
-                    }
-                }
-            }
-            releases.push((sr, comps, archs));
-        }
-        let native = src
-            .architectures
-            .iter()
-            .chain(used_archs.iter())
-            .find(|a| *a != "all" && *a != "source")
-            .cloned()
-            .ok_or_else(|| bad("no architecture but all to resolve dependencies for".into()))?;
-
-        // The closure over every index of every suite.
-        let mut pkgs: Vec<Pkg<'_>> = Vec::new();
-        for (i, index) in indexes.iter().enumerate() {
-            let what = self.fetch.describe(&format!(
-                "dists/{}/{}/Packages",
-                suites[index.suite], index.dir
-            ));
-            closure::parse_index(&index.text, i, &what, &mut pkgs).map_err(|reason| {
-                IngestError::Malformed {
-                    what: src.describe(),
-                    reason,
-                }
-            })?;
-        }
-        let universe = Universe::new(pkgs).map_err(|reason| IngestError::Malformed {
-            what: src.describe(),
-            reason,
-        })?;
-        let opts = Options {
-            native: native.clone(),
-            recommends: partial.recommends,
-            all_alternatives: partial.all_alternatives,
-            essential: partial.essential,
-            allow_missing: partial.allow_missing,
-        };
-        let closure = closure::resolve(&universe, &requests, &opts).map_err(|e| {
-            let reason = match &e {
-                ClosureError::Missing(_) | ClosureError::Conflict(_) | ClosureError::Loop(_) => {
-                    format!("the closure of {} cannot be made: {e}", list(&requests))
-                }
-                ClosureError::Malformed(_) => e.to_string(),
-            };
-            IngestError::Malformed {
-                what: src.describe(),
-                reason,
-            }
-        })?;
+        let loaded = load(self.fetch, src, partial, suites)?;
+        let Loaded {
+            requests,
+            releases,
+            indexes,
+            used_comps,
+            used_archs,
+            native,
+        } = &loaded;
+        let universe = universe(self.fetch, src, suites, indexes)?;
+        let closure = resolve(src, partial, &loaded, &universe)?;
 
         // Which stanzas each index keeps, in its own order; their pool files.
         let mut kept: Vec<Vec<&Pkg<'_>>> = vec![Vec::new(); indexes.len()];
@@ -353,11 +277,10 @@ impl Collected<'_, '_> {
         }
         self.store_bytes(KEY_FILE, key.public_armored().as_bytes(), None)?;
 
-        let describe_at = |i: usize| closure::describe(&universe.pkgs[closure.packages[i].0]);
         let report = Report {
             requests: requests.iter().map(|r| r.to_string()).collect(),
             options: ReportOptions {
-                architecture: native,
+                architecture: native.clone(),
                 recommends: partial.recommends,
                 alternatives: if partial.all_alternatives {
                     "all"
@@ -370,121 +293,310 @@ impl Collected<'_, '_> {
             },
             signed_by: key.fingerprint(),
             upstream_signers,
-            packages: closure
-                .packages
-                .iter()
-                .map(|(q, why)| {
-                    let p = &universe.pkgs[*q];
-                    let index = &indexes[p.index];
-                    let (reason, of, relation) = match why {
-                        Reason::Requested(r) => ("requested".to_string(), None, Some(r.clone())),
-                        Reason::Essential => ("essential".to_string(), None, None),
-                        Reason::Dependency {
-                            of,
-                            field,
-                            relation,
-                        } => (
-                            field.to_string(),
-                            Some(describe_at(*of)),
-                            Some(relation.clone()),
-                        ),
-                    };
-                    ReportPackage {
-                        package: p.name.to_string(),
-                        version: p.version.to_string(),
-                        architecture: p.arch.to_string(),
-                        suite: suites[index.suite].clone(),
-                        index: index.dir.clone(),
-                        filename: pool_file(p).map(|(f, ..)| f).unwrap_or_default(),
-                        reason,
-                        of,
-                        relation,
-                    }
-                })
-                .collect(),
+            packages: report_packages(&universe, &closure, indexes, suites),
             missing: missing(&closure.missing),
             unmet_recommends: missing(&closure.unmet_recommends),
         };
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
         self.store_bytes(CLOSURE_FILE, &json, None)?;
-        Ok((used_comps, used_archs))
+        Ok((used_comps.clone(), used_archs.clone()))
     }
+}
 
-    /// The best readable variant of the `Packages` index in `dir` that the Release lists, checked against its
-    /// SHA-256 and size, decompressed. `None` when the Release lists none there.
-    fn read_packages(
-        &self,
-        suite: &str,
-        n: usize,
-        dir: &str,
-        sr: &SuiteRelease,
-    ) -> Result<Option<Index>, IngestError> {
-        let mut variants: Vec<(usize, &super::release::Listed, String)> = Vec::new();
-        for l in &sr.release.sha256 {
-            if let IndexKind::Packages { dir: d, rank } = index_kind(&l.path) {
-                if d == dir {
-                    let suffix = l
-                        .path
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start_matches("Packages")
-                        .to_string();
-                    variants.push((rank.unwrap_or(usize::MAX), l, suffix));
-                }
-            }
-        }
-        if variants.is_empty() {
-            return Ok(None);
-        }
-        let listed: Vec<String> = variants.iter().map(|(_, _, s)| s.clone()).collect();
-        variants.sort_by_key(|(rank, ..)| *rank);
-        for (_, l, _) in variants.iter().filter(|(rank, ..)| *rank < READABLE.len()) {
-            let path = format!("dists/{suite}/{}", l.path);
-            if l.size > MAX_INDEX {
-                return Err(IngestError::Malformed {
-                    what: self.fetch.describe(&path),
-                    reason: format!("the Release lists it as {} bytes, more than the {MAX_INDEX}-byte limit for an index", l.size),
-                });
-            }
-            let Some(bytes) = self.read_small(&path, l.size)? else {
-                continue;
-            };
-            let digest = hex::encode(sha2::Sha256::digest(&bytes));
-            if bytes.len() as u64 != l.size || format!("sha256:{digest}") != l.sha256.to_string() {
-                return Err(IngestError::Malformed {
-                    what: self.fetch.describe(&path),
-                    reason: format!(
-                        "{} bytes with SHA256 {digest}, but the Release lists {} bytes with {}",
-                        bytes.len(),
-                        l.size,
-                        l.sha256.0
-                    ),
-                });
-            }
-            let mut text = Vec::new();
-            super::decompress(&path, &bytes, &mut text).map_err(|reason| {
-                IngestError::Malformed {
-                    what: self.fetch.describe(&path),
-                    reason,
-                }
-            })?;
-            let text = String::from_utf8(text).map_err(|_| IngestError::Malformed {
-                what: self.fetch.describe(&path),
-                reason: "not UTF-8 text".into(),
-            })?;
-            return Ok(Some(Index {
-                suite: n,
-                dir: dir.to_string(),
-                listed,
-                text,
-            }));
-        }
-        Err(IngestError::NotFound(format!(
-            "{}: none of the Packages indexes the Release lists is in the repository in a form ferry reads (plain, .gz, .zst, .xz, .lzma)",
-            self.fetch.describe(&format!("dists/{suite}/{dir}"))
-        )))
+/// A partial mirror's requests and what its closure is taken over: each suite's Release and chosen indexes.
+struct Loaded {
+    requests: Vec<Request>,
+    /// Per suite: its Release, and the components and architectures chosen of it.
+    releases: Vec<(SuiteRelease, Vec<String>, Vec<String>)>,
+    indexes: Vec<Index>,
+    used_comps: Vec<String>,
+    used_archs: Vec<String>,
+    /// The architecture `all` packages and unqualified requests resolve in.
+    native: String,
+}
+
+/// Read the requests, and each suite's Release (checked against the keyring) and chosen `Packages` indexes.
+fn load(
+    fetch: &Fetch,
+    src: &AptSource,
+    partial: &Partial,
+    suites: &[String],
+) -> Result<Loaded, IngestError> {
+    let bad = |reason: String| IngestError::BadSource {
+        source_text: src.describe(),
+        reason,
+    };
+    let mut requests = partial.packages.clone();
+    if let Some(path) = &partial.packages_file {
+        let text = std::fs::read_to_string(path).map_err(|source| IngestError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        requests.extend(
+            Request::parse_list(&text)
+                .map_err(|e| bad(format!("packages-file {}: {e}", path.display())))?,
+        );
     }
+    if requests.is_empty() && !partial.essential {
+        return Err(bad("packages= names no package".into()));
+    }
+    let mut releases = Vec::new();
+    let mut indexes = Vec::new();
+    let (mut used_comps, mut used_archs) = (Vec::new(), Vec::new());
+    for (n, suite) in suites.iter().enumerate() {
+        let sr = fetch.read_release(src, suite)?;
+        let (comps, archs) = choose(src, &sr.release);
+        // `No-Support-for-Architecture-all: Packages`: the architecture-specific indexes hold the `all`
+        // packages too, and clients read no binary-all index.
+        let all_inside = sr.text.lines().any(|l| {
+            l.strip_prefix("No-Support-for-Architecture-all:")
+                .is_some_and(|v| v.split_whitespace().any(|w| w == "Packages"))
+        }) && archs.iter().any(|a| a != "all" && a != "source");
+        for comp in &comps {
+            for arch in archs
+                .iter()
+                .filter(|a| *a != "source" && !(all_inside && *a == "all"))
+            {
+                let dir = format!("{comp}/binary-{arch}");
+                if let Some(index) = read_packages(fetch, suite, n, &dir, &sr)? {
+                    used_comps.push(comp.clone());
+                    used_archs.push(arch.clone());
+                    indexes.push(index);
+                }
+            }
+        }
+        releases.push((sr, comps, archs));
+    }
+    let native = src
+        .architectures
+        .iter()
+        .chain(used_archs.iter())
+        .find(|a| *a != "all" && *a != "source")
+        .cloned()
+        .ok_or_else(|| bad("no architecture but all to resolve dependencies for".into()))?;
+    Ok(Loaded {
+        requests,
+        releases,
+        indexes,
+        used_comps,
+        used_archs,
+        native,
+    })
+}
+
+/// Every stanza of `indexes`, looked up by name and by what it provides.
+fn universe<'t>(
+    fetch: &Fetch,
+    src: &AptSource,
+    suites: &[String],
+    indexes: &'t [Index],
+) -> Result<Universe<'t>, IngestError> {
+    let mut pkgs: Vec<Pkg<'t>> = Vec::new();
+    for (i, index) in indexes.iter().enumerate() {
+        let what = fetch.describe(&format!(
+            "dists/{}/{}/Packages",
+            suites[index.suite], index.dir
+        ));
+        closure::parse_index(&index.text, i, &what, &mut pkgs).map_err(|reason| {
+            IngestError::Malformed {
+                what: src.describe(),
+                reason,
+            }
+        })?;
+    }
+    Universe::new(pkgs).map_err(|reason| IngestError::Malformed {
+        what: src.describe(),
+        reason,
+    })
+}
+
+/// The closure of the requests, or why there is none.
+fn resolve(
+    src: &AptSource,
+    partial: &Partial,
+    loaded: &Loaded,
+    universe: &Universe<'_>,
+) -> Result<closure::Closure, IngestError> {
+    let opts = Options {
+        native: loaded.native.clone(),
+        recommends: partial.recommends,
+        all_alternatives: partial.all_alternatives,
+        essential: partial.essential,
+        allow_missing: partial.allow_missing,
+    };
+    closure::resolve(universe, &loaded.requests, &opts).map_err(|e| {
+        let reason = match &e {
+            ClosureError::Missing(_) | ClosureError::Conflict(_) | ClosureError::Loop(_) => {
+                format!(
+                    "the closure of {} cannot be made: {e}",
+                    list(&loaded.requests)
+                )
+            }
+            ClosureError::Malformed(_) => e.to_string(),
+        };
+        IngestError::Malformed {
+            what: src.describe(),
+            reason,
+        }
+    })
+}
+
+/// The closure's packages as the report lists them.
+fn report_packages(
+    universe: &Universe<'_>,
+    closure: &closure::Closure,
+    indexes: &[Index],
+    suites: &[String],
+) -> Vec<ReportPackage> {
+    let describe_at = |i: usize| closure::describe(&universe.pkgs[closure.packages[i].0]);
+    closure
+        .packages
+        .iter()
+        .map(|(q, why)| {
+            let p = &universe.pkgs[*q];
+            let index = &indexes[p.index];
+            let (reason, of, relation) = match why {
+                Reason::Requested(r) => ("requested".to_string(), None, Some(r.clone())),
+                Reason::Essential => ("essential".to_string(), None, None),
+                Reason::Dependency {
+                    of,
+                    field,
+                    relation,
+                } => (
+                    field.to_string(),
+                    Some(describe_at(*of)),
+                    Some(relation.clone()),
+                ),
+            };
+            let (filename, size) = pool_file(p).map(|(f, _, n)| (f, n)).unwrap_or_default();
+            ReportPackage {
+                package: p.name.to_string(),
+                version: p.version.to_string(),
+                architecture: p.arch.to_string(),
+                suite: suites[index.suite].clone(),
+                index: index.dir.clone(),
+                filename,
+                size,
+                reason,
+                of,
+                relation,
+            }
+        })
+        .collect()
+}
+
+/// What `ferry add --plan` shows of a partial apt mirror: the closure, nothing fetched or stored.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    /// The source.
+    pub source: String,
+    /// The requests as written.
+    pub requests: Vec<String>,
+    /// Every package, in the order the closure took them.
+    pub packages: Vec<ReportPackage>,
+    /// Their pool files' bytes in all.
+    pub bytes: u64,
+    /// Dependencies nothing satisfies (with `allow-missing=yes`; otherwise the plan is refused with them).
+    pub missing: Vec<ReportMissing>,
+    /// Recommendations nothing satisfies.
+    pub unmet_recommends: Vec<ReportMissing>,
+}
+
+/// The closure a partial apt mirror of `src` would carry, read from the repository (its Release checked
+/// against the keyring when there is one) without fetching a pool file or storing anything.
+pub fn plan(src: &AptSource) -> Result<Plan, IngestError> {
+    let partial = src.partial.as_ref().ok_or_else(|| IngestError::BadSource {
+        source_text: src.describe(),
+        reason: "not a partial mirror: name its packages= or packages-file=".into(),
+    })?;
+    let fetch = Fetch::new(&src.root)?;
+    let suites = super::suites_of(&fetch, src)?.0;
+    let loaded = load(&fetch, src, partial, &suites)?;
+    let universe = universe(&fetch, src, &suites, &loaded.indexes)?;
+    let closure = resolve(src, partial, &loaded, &universe)?;
+    let packages = report_packages(&universe, &closure, &loaded.indexes, &suites);
+    Ok(Plan {
+        source: src.describe(),
+        requests: loaded.requests.iter().map(|r| r.to_string()).collect(),
+        bytes: packages.iter().map(|p| p.size).sum(),
+        packages,
+        missing: missing(&closure.missing),
+        unmet_recommends: missing(&closure.unmet_recommends),
+    })
+}
+
+/// The best readable variant of the `Packages` index in `dir` that the Release lists, checked against its
+/// SHA-256 and size, decompressed. `None` when the Release lists none there.
+fn read_packages(
+    fetch: &Fetch,
+    suite: &str,
+    n: usize,
+    dir: &str,
+    sr: &SuiteRelease,
+) -> Result<Option<Index>, IngestError> {
+    let mut variants: Vec<(usize, &super::release::Listed, String)> = Vec::new();
+    for l in &sr.release.sha256 {
+        if let IndexKind::Packages { dir: d, rank } = index_kind(&l.path) {
+            if d == dir {
+                let suffix = l
+                    .path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("Packages")
+                    .to_string();
+                variants.push((rank.unwrap_or(usize::MAX), l, suffix));
+            }
+        }
+    }
+    if variants.is_empty() {
+        return Ok(None);
+    }
+    let listed: Vec<String> = variants.iter().map(|(_, _, s)| s.clone()).collect();
+    variants.sort_by_key(|(rank, ..)| *rank);
+    for (_, l, _) in variants.iter().filter(|(rank, ..)| *rank < READABLE.len()) {
+        let path = format!("dists/{suite}/{}", l.path);
+        if l.size > MAX_INDEX {
+            return Err(IngestError::Malformed {
+                what: fetch.describe(&path),
+                reason: format!("the Release lists it as {} bytes, more than the {MAX_INDEX}-byte limit for an index", l.size),
+            });
+        }
+        let Some(bytes) = fetch.read_small(&path, l.size)? else {
+            continue;
+        };
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        if bytes.len() as u64 != l.size || format!("sha256:{digest}") != l.sha256.to_string() {
+            return Err(IngestError::Malformed {
+                what: fetch.describe(&path),
+                reason: format!(
+                    "{} bytes with SHA256 {digest}, but the Release lists {} bytes with {}",
+                    bytes.len(),
+                    l.size,
+                    l.sha256.0
+                ),
+            });
+        }
+        let mut text = Vec::new();
+        super::decompress(&path, &bytes, &mut text).map_err(|reason| IngestError::Malformed {
+            what: fetch.describe(&path),
+            reason,
+        })?;
+        let text = String::from_utf8(text).map_err(|_| IngestError::Malformed {
+            what: fetch.describe(&path),
+            reason: "not UTF-8 text".into(),
+        })?;
+        return Ok(Some(Index {
+            suite: n,
+            dir: dir.to_string(),
+            listed,
+            text,
+        }));
+    }
+    Err(IngestError::NotFound(format!(
+        "{}: none of the Packages indexes the Release lists is in the repository in a form ferry reads (plain, .gz, .zst, .xz, .lzma)",
+        fetch.describe(&format!("dists/{suite}/{dir}"))
+    )))
 }
 
 fn list(requests: &[Request]) -> String {
