@@ -99,7 +99,12 @@ fn half_open_and_surplus_connections_deep_paths_and_huge_ranges_are_bounded() {
     let busy: Vec<TcpStream> = (0..4)
         .map(|_| stalled_download(&addr, "/repos/f/1/big.bin"))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Each is busy once its answer has begun (a fixed wait was too short on a loaded machine: the fifth was
+    // served while the node had not yet taken up all four).
+    for c in &busy {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.peek(&mut [0u8; 1]).unwrap();
+    }
     let mut fifth = TcpStream::connect(&addr).unwrap();
     fifth
         .write_all(b"GET /repos/ HTTP/1.1\r\nHost: x\r\n\r\n")

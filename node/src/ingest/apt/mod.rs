@@ -886,6 +886,48 @@ mod tests {
     }
 
     #[test]
+    fn partial_options_parse() {
+        let s = AptSource::parse(
+            "/srv/repo?packages=curl,nginx (>= 1.22),jq=1.6-2&recommends=yes&alternatives=all&essential=yes&allow-missing=yes&keyring=/k.gpg",
+        )
+        .unwrap();
+        let p = s.partial.unwrap();
+        assert_eq!(
+            p.packages.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            ["curl", "nginx (>= 1.22)", "jq=1.6-2"]
+        );
+        assert!(p.recommends && p.all_alternatives && p.essential && p.allow_missing);
+        assert_eq!(s.keyring.as_deref(), Some(std::path::Path::new("/k.gpg")));
+        assert!(
+            s.languages.is_empty(),
+            "a partial mirror carries no translations"
+        );
+        let f = AptSource::parse("/srv/repo?packages-file=/l.txt").unwrap();
+        assert_eq!(
+            f.partial.unwrap().packages_file.as_deref(),
+            Some(std::path::Path::new("/l.txt"))
+        );
+        assert!(AptSource::parse("/srv/repo?suites=a")
+            .unwrap()
+            .partial
+            .is_none());
+        for (bad, says) in [
+            ("/srv/repo?recommends=yes", "packages="),
+            ("/srv/repo?packages=a&recommends=maybe", "yes or no"),
+            ("/srv/repo?packages=a&alternatives=some", "first or all"),
+            ("/srv/repo?packages=a&languages=en", "translations"),
+            (
+                "/srv/repo?packages=a&architectures=amd64,source",
+                "not source",
+            ),
+            ("/srv/repo?packages=a (~ 1)", "no relation"),
+        ] {
+            let e = AptSource::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn index_choice() {
         let comps = ["main".to_string(), "updates/main".to_string()];
         let archs = ["amd64".to_string(), "all".to_string()];
