@@ -640,25 +640,16 @@ impl Collected<'_, '_> {
     fn parse_index(&mut self, path: &str, bytes: &[u8], sources: bool) -> Result<(), IngestError> {
         let what = self.fetch.describe(path);
         let pool = &mut self.pool;
-        let mut add = |file: String, sha256: Sha256Digest, size: u64| -> Result<(), String> {
-            match pool.get(&file) {
-                Some(p) if p.sha256 != sha256 || p.size != size => Err(format!(
-                    "{file} is listed with SHA256 {} ({} bytes) here but {} ({} bytes) in {}",
-                    sha256.0, size, p.sha256.0, p.size, p.listed_in
-                )),
-                Some(_) => Ok(()),
-                None => {
-                    pool.insert(
-                        file,
-                        PoolFile {
-                            sha256,
-                            size,
-                            listed_in: path.to_string(),
-                        },
-                    );
-                    Ok(())
-                }
-            }
+        let mut add = |file: String, sha256: Sha256Digest, size: u64| {
+            add_pool(
+                pool,
+                file,
+                PoolFile {
+                    sha256,
+                    size,
+                    listed_in: path.to_string(),
+                },
+            )
         };
         let on_paragraph = |p: Paragraph| -> Result<(), String> {
             for (file, sha256, size) in pool_entries(&p, sources)? {
@@ -697,6 +688,25 @@ impl Collected<'_, '_> {
             self.files.insert(path, blob);
         }
         Ok(())
+    }
+}
+
+/// Note pool file `file` as `p` says; the same file named again must be listed alike (one file, one digest).
+fn add_pool(
+    pool: &mut BTreeMap<String, PoolFile>,
+    file: String,
+    p: PoolFile,
+) -> Result<(), String> {
+    match pool.get(&file) {
+        Some(held) if held.sha256 != p.sha256 || held.size != p.size => Err(format!(
+            "{file} is listed with SHA256 {} ({} bytes) in {} but {} ({} bytes) in {}",
+            p.sha256.0, p.size, p.listed_in, held.sha256.0, held.size, held.listed_in
+        )),
+        Some(_) => Ok(()),
+        None => {
+            pool.insert(file, p);
+            Ok(())
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 use super::closure::{self, ClosureError, Options, Pkg, Reason, Request, Universe};
 use super::fetch::Fetch;
 use super::{
-    choose, index_kind, AptSource, Collected, IndexKind, Partial, PoolFile, SuiteRelease,
+    add_pool, choose, index_kind, AptSource, Collected, IndexKind, Partial, PoolFile, SuiteRelease,
     MAX_INDEX, READABLE,
 };
 use crate::ingest::IngestError;
@@ -189,36 +189,23 @@ impl Collected<'_, '_> {
         for (q, _) in &closure.packages {
             let p = &universe.pkgs[*q];
             kept[p.index].push(p);
-            let (file, sha256, size) = pool_file(p).map_err(|reason| IngestError::Malformed {
-                what: self.fetch.describe(&format!(
-                    "dists/{}/{}/Packages",
-                    suites[indexes[p.index].suite], indexes[p.index].dir
-                )),
-                reason,
-            })?;
             let listed_in = format!(
                 "dists/{}/{}/Packages",
                 suites[indexes[p.index].suite], indexes[p.index].dir
             );
-            if let Some(prev) = self.pool.get(&file) {
-                if prev.sha256 != sha256 || prev.size != size {
-                    return Err(IngestError::Malformed {
-                        what: src.describe(),
-                        reason: format!(
-                            "{file} is listed with SHA256 {} in {listed_in} but {} in {}",
-                            sha256.0, prev.sha256.0, prev.listed_in
-                        ),
-                    });
-                }
-            }
-            self.pool.insert(
-                file,
-                PoolFile {
-                    sha256,
-                    size,
-                    listed_in,
-                },
-            );
+            let (file, sha256, size) = pool_file(p).map_err(|reason| IngestError::Malformed {
+                what: self.fetch.describe(&listed_in),
+                reason,
+            })?;
+            let entry = PoolFile {
+                sha256,
+                size,
+                listed_in,
+            };
+            add_pool(&mut self.pool, file, entry).map_err(|reason| IngestError::Malformed {
+                what: src.describe(),
+                reason,
+            })?;
         }
         for k in &mut kept {
             k.sort_by_key(|p| p.line);
