@@ -123,7 +123,8 @@ pub struct ClientConfigArgs {
     /// containerd: write DIR/<registry>/hosts.toml files instead of printing them.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// apt: the upstream's signing key file, added to each line as [signed-by=FILE].
+    /// apt: the upstream's signing key file, added to each line as [signed-by=FILE]. dnf: the upstream's key,
+    /// for gpgcheck of the rpms (and repo_gpgcheck of a whole mirror).
     #[arg(long)]
     pub signed_by: Option<PathBuf>,
     /// A file holding a pull token (its first), for a node that needs one to say what it serves.
@@ -146,6 +147,8 @@ pub enum ClientKind {
     Pip,
     /// helm repo add commands.
     Helm,
+    /// A .repo file for dnf and yum, one section per yum repository the node serves.
+    Dnf,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -367,8 +370,8 @@ pub struct InitArgs {
 pub enum KeysCommand {
     /// Write the publisher's public key to stdout (what sites `ferry trust add`).
     Export {
-        /// Write the store's OpenPGP repository key instead (ASCII-armored): the key partial apt mirrors are
-        /// signed with, for apt's `signed-by`. Its fingerprint goes to stderr.
+        /// Write the store's OpenPGP repository key instead (ASCII-armored): the key partial mirrors are
+        /// signed with, for apt's `signed-by` and dnf's `gpgkey`. Its fingerprint goes to stderr.
         #[arg(long)]
         openpgp: bool,
     },
@@ -380,8 +383,9 @@ pub struct AddArgs {
     pub release: String,
     /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
     /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
-    /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX), pushed:REPO[:TAG] (images pushed
-    /// to this node's registry).
+    /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX; apt: and yum: take
+    /// packages=P1,P2 for a partial mirror, and keyring=PATH), pushed:REPO[:TAG] (images pushed to this node's
+    /// registry).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.
@@ -396,8 +400,8 @@ pub struct AddArgs {
     /// A registry bearer token to send as is.
     #[arg(long, env = "FERRY_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<String>,
-    /// Only show what the partial apt mirrors among the sources (apt:…?packages=…) would carry: every package
-    /// of the closure with why, and the bytes; nothing is fetched from the pool or stored.
+    /// Only show what the partial mirrors among the sources (apt:…?packages=…, yum:…?packages=…) would carry:
+    /// every package of the closure with why, and the bytes; nothing is fetched from the pool or stored.
     #[arg(long)]
     pub plan: bool,
 }
@@ -415,7 +419,7 @@ pub struct GetArgs {
 pub struct ShowArgs {
     /// The release, NAME@VERSION.
     pub release: String,
-    /// Why a partial apt mirror holds PACKAGE: the chain of dependencies from a requested package to it.
+    /// Why a partial mirror (apt or yum) holds PACKAGE: the chain of dependencies from a requested package to it.
     #[arg(long, value_name = "PACKAGE")]
     pub why: Option<String>,
 }

@@ -1,12 +1,15 @@
 //! Partial apt mirrors over real Debian data: bookworm's own index (checked against Debian's keyring at ingest),
 //! the closure of curl, jq and nginx, re-signed with the store's repository key, and a real `apt-get` on an
-//! empty system installing them from the node alone with that key in `signed-by`.
+//! empty system installing them from the node alone with that key in `signed-by`. Partial yum mirrors over
+//! signed rpms built for the purpose: the closure dnf itself resolves, re-signed, read by a real dnf with
+//! `gpgcheck` and `repo_gpgcheck` into an empty installroot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::pkgs::{dnf_download_from, dnf_download_with};
 use ferry_tests::apt::AptClient;
 use ferry_tests::ferry::{entries, Store};
-use ferry_tests::fixtures::{apt_repo, debian_partial};
+use ferry_tests::fixtures::{apt_repo, debian_partial, rpm_deps};
 use ferry_tests::node::Node;
 use serde_json::Value;
 
@@ -211,7 +214,7 @@ fn apt_installs_the_closure_from_a_partial_mirror_signed_by_the_store() {
         &[&source(&deb.root, "packages=curl,jq&recommends=yes")],
     );
     let diff = s.json(["diff", "part@1", "part@2"]);
-    let closure = &diff["apt_closure"];
+    let closure = &diff["closure"];
     let names = |kind: &str| -> BTreeSet<String> {
         closure[kind]
             .as_array()
@@ -327,4 +330,309 @@ fn partial_mirror_refusals_name_the_problem_and_store_nothing() {
 
     // Nothing of any of them was stored as a release.
     assert!(s.ls().is_empty(), "{:?}", s.ls());
+}
+
+/// The rpm files in `dir`.
+fn rpm_files(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rpm"))
+        .collect()
+}
+
+fn yum_source(query: &str) -> String {
+    format!("yum:{}?{query}", rpm_deps().yum.display())
+}
+
+#[test]
+fn dnf_installs_the_closure_from_a_partial_yum_mirror_signed_by_the_store() {
+    let fx = rpm_deps();
+    let s = Store::new();
+    s.add(
+        "el@1",
+        &[&yum_source(&format!(
+            "packages=app&keyring={}",
+            fx.key.display()
+        ))],
+    );
+
+    // dnf itself, over the whole repository (package signatures and repomd.xml checked against the upstream
+    // key), resolves `app` to exactly the rpms the mirror carries.
+    let full_url = format!("file://{}", fx.yum.display());
+    let (run, dl) = dnf_download_from(
+        &full_url,
+        true,
+        &[&fx.key],
+        &["app"],
+        &s.tmp_path("dnf-full"),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let want = rpm_files(&dl);
+    assert_eq!(want.len(), 8, "{want:?}");
+    assert!(want.contains("libfoo-1.3-1.noarch.rpm"), "{want:?}");
+    let paths = carried(&s, "el@1");
+    let rpms: BTreeSet<String> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix("yum/Packages/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rpms, want, "the closure differs from dnf's");
+    let mut meta: Vec<String> = paths
+        .iter()
+        .filter(|p| p.starts_with("yum/repodata/"))
+        .map(|p| {
+            // `repodata/<sha256>-primary.xml.zst` → `primary.xml.zst`
+            let name = p.rsplit('/').next().unwrap();
+            name.split_once('-').map_or(name, |(_, k)| k).to_string()
+        })
+        .collect();
+    meta.sort();
+    let ext = std::fs::read_dir(fx.yum.join("repodata"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find_map(|n| n.split_once("-primary.xml").map(|(_, ext)| ext.to_string()))
+        .unwrap();
+    assert_eq!(
+        meta,
+        [
+            format!("filelists.xml{ext}"),
+            format!("other.xml{ext}"),
+            format!("primary.xml{ext}"),
+            "repomd.xml".into(),
+            "repomd.xml.asc".into(),
+        ],
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains("yum/ferry-closure.json") && paths.contains("yum/ferry-repository-key.asc")
+    );
+
+    // A real dnf on an empty installroot, from the node alone: the metadata checked against the store's key
+    // (repo_gpgcheck), every rpm against the publisher's (gpgcheck) — the rpms are the publisher's bytes.
+    let export = s.run(["keys", "export", "--openpgp"]).ok();
+    let node = Node::start(&s.path);
+    let url = node.url("/repos/el/1/yum");
+    let served_key = reqwest::blocking::get(node.url("/repos/el/1/yum/ferry-repository-key.asc"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(served_key.trim(), export.stdout.trim());
+    // The .repo file is client-config's: the store's key as the node serves it, and the publisher's.
+    let repo = s
+        .run([
+            "client-config",
+            "dnf",
+            "--node",
+            &node.url(""),
+            "--signed-by",
+            fx.key.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        repo.stdout.contains(&format!(
+            "gpgkey={} file://{}",
+            node.url("/repos/el/current/yum/ferry-repository-key.asc"),
+            fx.key.display()
+        )) || repo.stdout.contains(&format!(
+            "gpgkey={} file://{}",
+            node.url("/repos/el/1/yum/ferry-repository-key.asc"),
+            fx.key.display()
+        )),
+        "{repo}"
+    );
+    assert!(
+        repo.stdout.contains("gpgcheck=1\nrepo_gpgcheck=1"),
+        "{repo}"
+    );
+    let (run, dl) = dnf_download_with(&repo.stdout, &["app"], &s.tmp_path("dnf"));
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stderr.contains("Importing GPG key"), "{run}");
+    assert_eq!(rpm_files(&dl), want);
+    for rpm in &want {
+        assert_eq!(
+            std::fs::read(dl.join(rpm)).unwrap(),
+            std::fs::read(fx.yum.join("Packages").join(rpm)).unwrap(),
+            "{rpm}"
+        );
+    }
+    // The check is real: the publisher's key alone does not vouch for the mirror's metadata.
+    let (run, _) = dnf_download_from(
+        &url,
+        false,
+        &[&fx.key],
+        &["app"],
+        &s.tmp_path("dnf-upstream-key"),
+    );
+    assert_ne!(
+        run.code,
+        Some(0),
+        "dnf must refuse metadata the store re-signed:\n{run}"
+    );
+    assert!(run.stderr.contains("signature verification error"), "{run}");
+
+    let report: Value = reqwest::blocking::get(node.url("/repos/el/1/yum/ferry-closure.json"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(report["format"], "yum");
+    assert_eq!(
+        report["signed_by"],
+        export.stderr.split("fingerprint ").nth(1).unwrap().trim()
+    );
+    assert!(
+        report["upstream_signers"]["repodata/repomd.xml"]
+            .as_str()
+            .is_some_and(|f| f.len() == 40),
+        "{report}"
+    );
+    assert_eq!(node.stop(), Some(0));
+
+    // Why: fdata is there for a file app requires that only filelists.xml lists; libbar for libfoo.
+    let why = s.run(["show", "el@1", "--why", "fdata"]).ok();
+    assert!(
+        why.stdout
+            .contains("Requires of app 2.0-1 (noarch): /usr/share/fdata/table.dat"),
+        "{why}"
+    );
+    let why = s.run(["show", "el@1", "--why", "libbar"]).ok();
+    let lines: Vec<&str> = why.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{why}");
+    assert!(
+        lines[1]
+            .trim_start()
+            .starts_with("libfoo 1.3-1 (noarch) — Requires of app"),
+        "{why}"
+    );
+    assert!(lines[2].contains("requested as app"), "{why}");
+
+    // With with-extras asked for, the conditional dependency comes in — as dnf resolves it too — and `ferry
+    // diff` says so, with why.
+    s.add("el@2", &[&yum_source("packages=app,with-extras")]);
+    let (run, dl) = dnf_download_from(
+        &full_url,
+        true,
+        &[&fx.key],
+        &["app", "with-extras"],
+        &s.tmp_path("dnf-full-2"),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let carried2: BTreeSet<String> = carried(&s, "el@2")
+        .iter()
+        .filter_map(|p| p.strip_prefix("yum/Packages/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(carried2, rpm_files(&dl));
+    let diff = s.json(["diff", "el@1", "el@2"]);
+    let closure = &diff["closure"];
+    assert_eq!(closure["format"], "yum", "{diff}");
+    let added: BTreeMap<String, String> = closure["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["package"].as_str().unwrap().into(),
+                p["why"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(added.len(), 2, "{diff}");
+    assert_eq!(added["with-extras"], "requested as with-extras");
+    assert_eq!(
+        added["extra-a"],
+        "Requires of app 2.0-1 (noarch): (extra-a if with-extras)"
+    );
+    let text = s.run(["diff", "el@1", "el@2"]).ok();
+    assert!(
+        text.stdout.contains("  + yum extra-a 1.0-1 (noarch)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn partial_yum_refusals_name_the_problem_and_store_nothing() {
+    let s = Store::new();
+    let refused = |source: &str| {
+        let out = s.run(["add", "bad@1", source]).expect_code(1);
+        out.error_lines().join("\n")
+    };
+    // What nothing provides, with who needs it; with allow-missing=yes, carried and listed.
+    let e = refused(&yum_source("packages=broken,ghost"));
+    assert!(
+        e.contains("nonexistent >= 3 (needed by broken-1.0-1.noarch Requires)"),
+        "{e}"
+    );
+    assert!(e.contains("ghost (needed by requested)"), "{e}");
+    s.add(
+        "lenient@1",
+        &[&yum_source("packages=broken&allow-missing=yes")],
+    );
+    let rpms: Vec<String> = carried(&s, "lenient@1")
+        .into_iter()
+        .filter(|p| p.ends_with(".rpm"))
+        .collect();
+    assert_eq!(rpms, ["yum/Packages/broken-1.0-1.noarch.rpm"]);
+    // A version asked for that a dependency rules out.
+    let e = refused(&yum_source("packages=libfoo = 1.0,app"));
+    assert!(
+        e.contains("no version of libfoo") || e.contains("libfoo"),
+        "{e}"
+    );
+    assert!(e.contains("conflicting requirements"), "{e}");
+    // The wrong upstream key.
+    let e = refused(&yum_source(&format!(
+        "packages=app&keyring={}",
+        apt_repo().key.display()
+    )));
+    assert!(e.contains("repodata/repomd.xml"), "{e}");
+    // Options without packages.
+    let e = refused(&yum_source("allow-missing=yes"));
+    assert!(e.contains("packages="), "{e}");
+
+    // A malformed primary.xml that repomd.xml vouches for: named by file and package.
+    let dir = s.tmp_path("bad-yum");
+    std::fs::create_dir_all(dir.join("repodata")).unwrap();
+    let primary = r#"<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
+<package type="rpm"><name>a</name><arch>noarch</arch><version ver="1" rel="1"/><checksum type="sha256">00</checksum>
+<location href="a.rpm"/><format><rpm:requires><rpm:entry name="b" flags="SOON" ver="2"/></rpm:requires></format></package>
+</metadata>"#;
+    std::fs::write(dir.join("repodata/primary.xml"), primary).unwrap();
+    let sha = ferry_tests::fsutil::sha256_hex(primary.as_bytes());
+    std::fs::write(
+        dir.join("repodata/repomd.xml"),
+        format!(
+            "<repomd><data type=\"primary\"><checksum type=\"sha256\">{sha}</checksum><location href=\"repodata/primary.xml\"/></data></repomd>"
+        ),
+    )
+    .unwrap();
+    let e = refused(&format!("yum:{}?packages=a", dir.display()));
+    assert!(e.contains("repodata/primary.xml"), "{e}");
+    assert!(e.contains("package a: b: unknown flags \"SOON\""), "{e}");
+
+    // --plan: the closure with sizes and reasons, nothing stored.
+    let plan = s.json(["add", "plan@1", &yum_source("packages=app"), "--plan"]);
+    let planned: BTreeSet<&str> = plan[0]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        BTreeSet::from([
+            "app",
+            "ctool",
+            "fdata",
+            "fhelper",
+            "libbar",
+            "libfoo",
+            "pya",
+            "setup-pkg"
+        ])
+    );
+    assert!(plan[0]["bytes"].as_u64().unwrap() > 8 * 1000, "{plan}");
+    assert_eq!(s.ls().len(), 1, "only lenient@1: {:?}", s.ls());
 }

@@ -889,35 +889,67 @@ pub(crate) fn dnf_download(
     dir: &Path,
     key: &Path,
 ) -> (Output, PathBuf) {
+    dnf_download_from(&node.url(path), false, &[key], pkgs, dir)
+}
+
+/// `dnf install --downloadonly PKGS` into an empty installroot from the repository at `baseurl`, with
+/// `repo_gpgcheck` (and `gpgcheck` when asked) against `keys`, as [`dnf_download_with`].
+pub(crate) fn dnf_download_from(
+    baseurl: &str,
+    gpgcheck: bool,
+    keys: &[&Path],
+    pkgs: &[&str],
+    dir: &Path,
+) -> (Output, PathBuf) {
+    let gpgkey: Vec<String> = keys
+        .iter()
+        .map(|k| format!("file://{}", k.display()))
+        .collect();
+    let repo = format!(
+        "[ferry-el]\nname=el through ferry\nbaseurl={baseurl}\ngpgcheck={}\nrepo_gpgcheck=1\ngpgkey={}\n",
+        u8::from(gpgcheck),
+        gpgkey.join(" ")
+    );
+    dnf_download_with(&repo, pkgs, dir)
+}
+
+/// `dnf install --downloadonly PKGS` into an empty installroot from the repositories of the `.repo` file `repo`
+/// whose ids start with `ferry-`, everything dnf keeps under `dir`; the packages land in the second path. The
+/// gpg-agents librepo starts for its keyrings are stopped afterwards.
+pub(crate) fn dnf_download_with(repo: &str, pkgs: &[&str], dir: &Path) -> (Output, PathBuf) {
     let conf = dir.join("repos.d");
     fs::create_dir_all(&conf).unwrap();
     fs::create_dir_all(dir.join("log")).unwrap();
-    fs::write(
-        conf.join("ferry.repo"),
-        format!(
-            "[ferry-el]\nname=el through ferry\nbaseurl={}\ngpgcheck=0\nrepo_gpgcheck=1\ngpgkey=file://{}\n",
-            node.url(path),
-            key.display()
-        ),
-    )
-    .unwrap();
+    fs::write(conf.join("ferry.repo"), repo).unwrap();
     let dl = dir.join("dl");
+    let cache = dir.join("cache");
     let mut c = Command::new("dnf");
     c.arg("-y")
         .arg(format!("--installroot={}", dir.join("root").display()))
         .arg("--releasever=1")
         .arg(format!("--setopt=reposdir={}", conf.display()))
-        .arg(format!("--setopt=cachedir={}", dir.join("cache").display()))
+        .arg(format!("--setopt=cachedir={}", cache.display()))
         .arg(format!("--setopt=logdir={}", dir.join("log").display()))
         .args([
             "--disablerepo=*",
-            "--enablerepo=ferry-el",
+            "--enablerepo=ferry-*",
             "install",
             "--downloadonly",
         ])
         .arg(format!("--downloaddir={}", dl.display()))
         .args(pkgs);
-    (cmd::run(&mut c), dl)
+    let out = cmd::run(&mut c);
+    for e in fs::read_dir(&cache).into_iter().flatten().flatten() {
+        let ring = e.path().join("pubring");
+        if ring.is_dir() {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(&ring)
+                .args(["--kill", "gpg-agent"])
+                .output();
+        }
+    }
+    (out, dl)
 }
 
 /// Where the served `el` release's repository is, and its packages.

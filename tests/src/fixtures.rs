@@ -302,6 +302,36 @@ pub fn rpms() -> &'static Rpms {
     })
 }
 
+/// The yum repository of `tools/fixtures/rpm-deps.sh`: 15 signed noarch rpms whose dependencies form a graph
+/// (versions, a virtual provide, file requirements in primary and in filelists, rich and conditional
+/// dependencies, a Requires(pre)), for the partial-mirror tests.
+#[derive(Debug)]
+pub struct RpmDeps {
+    /// The repository (`Packages/`, `repodata/` with a signed `repomd.xml.asc`).
+    pub yum: PathBuf,
+    /// The armoured public key that signed every rpm and `repomd.xml.asc`.
+    pub key: PathBuf,
+}
+
+/// Builds (once per run; cached across runs) and returns the rpm dependency-graph repository.
+pub fn rpm_deps() -> &'static RpmDeps {
+    static RPM_DEPS: OnceLock<RpmDeps> = OnceLock::new();
+    RPM_DEPS.get_or_init(|| {
+        let out = cache_dir().join("rpm-deps");
+        let script = scripts_dir().join("rpm-deps.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(600));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the rpm dependency fixtures failed:\n{run}"
+        );
+        RpmDeps {
+            yum: out.join("yum"),
+            key: out.join("key.asc"),
+        }
+    })
+}
+
 /// The signed apt repository of `tools/fixtures/apt-repo.sh`.
 #[derive(Debug)]
 pub struct AptRepo {

@@ -55,7 +55,7 @@ pub fn run(g: &Global, a: AddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ferry add --plan`: the closure of each partial apt mirror among `sources`.
+/// `ferry add --plan`: the closure of each partial mirror among `sources`.
 fn plan(g: &Global, sources: &[Source]) -> anyhow::Result<()> {
     let mut plans = Vec::new();
     for s in sources {
@@ -63,8 +63,11 @@ fn plan(g: &Global, sources: &[Source]) -> anyhow::Result<()> {
             Source::Apt(apt) if apt.partial.is_some() => {
                 plans.push(ferry_node::ingest::apt::partial::plan(apt)?)
             }
+            Source::Yum(yum) if yum.partial.is_some() => {
+                plans.push(ferry_node::ingest::yum::partial::plan(yum)?)
+            }
             _ => anyhow::bail!(
-                "--plan shows the closure of a partial apt mirror (apt:…?packages=…); {s:?} is not one"
+                "--plan shows the closure of a partial mirror (apt:…?packages=… or yum:…?packages=…); {s:?} is not one"
             ),
         }
     }

@@ -30,7 +30,8 @@ struct Repository {
     path: String,
     #[serde(default)]
     suites: Vec<Suite>,
-    /// apt: the node's path of the OpenPGP key a partial mirror's Release files are signed with.
+    /// The node's path of the OpenPGP key a partial mirror's metadata (apt Release files, yum repomd.xml) is
+    /// signed with.
     #[serde(default)]
     signing_key: Option<String>,
 }
@@ -63,6 +64,7 @@ pub fn run(_g: &Global, a: ClientConfigArgs) -> anyhow::Result<()> {
         ClientKind::Apt => apt(&node, &repos(&node, &a)?, &a, pinned)?,
         ClientKind::Pip => pip(&node, &repos(&node, &a)?, pinned)?,
         ClientKind::Helm => helm(&node, &repos(&node, &a)?, pinned)?,
+        ClientKind::Dnf => dnf(&node, &repos(&node, &a)?, &a, pinned)?,
     };
     output::line(text.trim_end_matches('\n'));
     Ok(())
@@ -347,6 +349,65 @@ fn apt(
              the seed prints it), which it carries: check its fingerprint against the seed's, then put it where \
              signed-by says:\n  {}",
             keys.join("\n  ")
+        );
+    }
+    output::note(&note);
+    Ok(text)
+}
+
+/// A `.repo` file: a section per yum repository. A partial mirror's `repomd.xml` is signed by the seed's
+/// repository key, which the node serves; a whole mirror's is the upstream's own. The rpms are always the
+/// upstream's, checked with `--signed-by`.
+fn dnf(
+    node: &Url,
+    releases: &[ReleaseRepos],
+    a: &ClientConfigArgs,
+    pinned: bool,
+) -> anyhow::Result<String> {
+    let upstream = a
+        .signed_by
+        .as_ref()
+        .map(|k| format!("file://{}", k.display()));
+    let mut text = String::new();
+    let mut partial = false;
+    for (n, (r, repo)) in of_kind(releases, "yum").enumerate() {
+        let id = match n {
+            0 => format!("ferry-{}", r.release.replace('/', "-")),
+            n => format!("ferry-{}-{n}", r.release.replace('/', "-")),
+        };
+        let mut keys: Vec<String> = Vec::new();
+        if let Some(key) = &repo.signing_key {
+            partial = true;
+            keys.push(format!("{}{key}", base(node)));
+        }
+        keys.extend(upstream.clone());
+        let _ = writeln!(
+            text,
+            "[{id}]\nname={} through ferry\nbaseurl={}\nenabled=1\ngpgcheck={}\nrepo_gpgcheck={}",
+            r.release,
+            repo_url(node, r, repo, pinned),
+            u8::from(upstream.is_some()),
+            u8::from(repo.signing_key.is_some() || upstream.is_some()),
+        );
+        if !keys.is_empty() {
+            let _ = writeln!(text, "gpgkey={}", keys.join(" "));
+        }
+        text.push('\n');
+    }
+    if text.is_empty() {
+        return Err(none_served("yum", releases));
+    }
+    let mut note = String::from("dnf: put this in /etc/yum.repos.d/ferry.repo");
+    if upstream.is_none() {
+        note.push_str(
+            "; with --signed-by FILE (the publisher's key) dnf also checks every rpm's signature (gpgcheck)",
+        );
+    }
+    if partial {
+        note.push_str(
+            "; a partial mirror's metadata is signed by the seed store's repository key (`ferry keys export \
+             --openpgp` on the seed prints it), which the node serves: check the fingerprint dnf shows on import \
+             against the seed's",
         );
     }
     output::note(&note);

@@ -121,19 +121,19 @@ fn file_diff(a: &ReleaseManifest, b: &ReleaseManifest, packages: bool) -> Value 
     json!({ "added": added, "removed": removed, "changed": changed })
 }
 
-/// Packages of partial apt mirrors (their closure reports) added, removed and upgraded, by name and
+/// Packages of partial mirrors (their closure reports) added, removed and upgraded, by name and
 /// architecture, with why each added one is there.
 fn closure_diff(
     store: &ferry_node::store::Store,
     a: &ReleaseManifest,
     b: &ReleaseManifest,
 ) -> anyhow::Result<Option<Value>> {
-    use ferry_node::ingest::apt::partial::{reports, ReportPackage};
+    use ferry_node::ingest::partial::{reports, ReportPackage};
     let (ra, rb) = (reports(store, a)?, reports(store, b)?);
     if ra.is_empty() && rb.is_empty() {
         return Ok(None);
     }
-    let index = |r: &[(String, ferry_node::ingest::apt::partial::Report)]| {
+    let index = |r: &[(String, ferry_node::ingest::partial::Report)]| {
         r.iter()
             .flat_map(|(_, r)| r.packages.iter())
             .map(|p| ((p.package.clone(), p.architecture.clone()), p.clone()))
@@ -159,7 +159,7 @@ fn closure_diff(
     let mut downgraded = Vec::new();
     for (k, new) in &pb {
         let Some(old) = pa.get(k) else { continue };
-        let order = ferry_node::ingest::apt::version::compare(&new.version, &old.version);
+        let order = rb[0].1.compare_versions(&new.version, &old.version);
         let change = json!({ "package": new.package, "architecture": new.architecture, "from": old.version, "to": new.version });
         match order {
             std::cmp::Ordering::Greater => upgraded.push(change),
@@ -167,7 +167,9 @@ fn closure_diff(
             std::cmp::Ordering::Equal => {}
         }
     }
+    let format = rb.first().or(ra.first()).map(|(_, r)| r.format.clone());
     Ok(Some(json!({
+        "format": format,
         "added": added,
         "removed": removed,
         "upgraded": upgraded,
@@ -205,7 +207,7 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
     let report = json!({
         "from": from,
         "to": to,
-        "apt_closure": closure,
+        "closure": closure,
         "images": image_diff(&old, &new),
         "files": file_diff(&old, &new, false),
         "packages": file_diff(&old, &new, true),
@@ -248,9 +250,10 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
     };
     if let Some(c) = &closure {
         let rows = |kind: &str| c[kind].as_array().cloned().unwrap_or_default();
+        let fmt = c["format"].as_str().unwrap_or("apt");
         for p in rows("added") {
             output::line(format!(
-                "  + apt {} {} ({}) — {}",
+                "  + {fmt} {} {} ({}) — {}",
                 p["package"].as_str().unwrap_or("?"),
                 p["version"].as_str().unwrap_or("?"),
                 p["architecture"].as_str().unwrap_or("?"),
@@ -259,7 +262,7 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
         }
         for p in rows("removed") {
             output::line(format!(
-                "  - apt {} {} ({})",
+                "  - {fmt} {} {} ({})",
                 p["package"].as_str().unwrap_or("?"),
                 p["version"].as_str().unwrap_or("?"),
                 p["architecture"].as_str().unwrap_or("?")
@@ -268,7 +271,7 @@ pub fn run(g: &Global, a: DiffArgs) -> anyhow::Result<()> {
         for (kind, sign) in [("upgraded", "↑"), ("downgraded", "↓")] {
             for p in rows(kind) {
                 output::line(format!(
-                    "  {sign} apt {} ({}) {} → {}",
+                    "  {sign} {fmt} {} ({}) {} → {}",
                     p["package"].as_str().unwrap_or("?"),
                     p["architecture"].as_str().unwrap_or("?"),
                     p["from"].as_str().unwrap_or("?"),

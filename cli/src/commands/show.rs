@@ -109,20 +109,20 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ferry show NAME@VERSION --why PACKAGE`: the chain that pulled PACKAGE into the release's partial apt
-/// mirror(s), from the package up to what was requested.
+/// `ferry show NAME@VERSION --why PACKAGE`: the chain that pulled PACKAGE into the release's partial mirror(s),
+/// from the package up to what was requested.
 fn why(
     g: &Global,
     store: &ferry_node::store::Store,
     m: &ferry_protocol::ReleaseManifest,
     package: &str,
 ) -> anyhow::Result<()> {
-    let reports = ferry_node::ingest::apt::partial::reports(store, m)?;
+    let reports = ferry_node::ingest::partial::reports(store, m)?;
     if reports.is_empty() {
         anyhow::bail!(
-            "{} is not a partial apt mirror (it has no {}): it holds what its sources hold, whole",
+            "{} is not a partial mirror (it has no {}): it holds what its sources hold, whole",
             m.id(),
-            ferry_node::ingest::apt::partial::CLOSURE_FILE
+            ferry_node::ingest::partial::CLOSURE_FILE
         );
     }
     let mut found = Vec::new();

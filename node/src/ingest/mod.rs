@@ -18,6 +18,7 @@ pub mod files;
 pub mod helm;
 pub mod image;
 pub mod oci;
+pub mod partial;
 pub mod pkgtree;
 pub mod pushed;
 pub mod pypi;
@@ -133,8 +134,8 @@ pub enum Source {
     Pypi(pkgtree::RepoDir),
     /// `helm:DIR[?into=PREFIX]`.
     Helm(pkgtree::RepoDir),
-    /// `yum:DIR[?into=PREFIX]`.
-    Yum(pkgtree::RepoDir),
+    /// `yum:DIR[?into=PREFIX&keyring=PATH&packages=…]`.
+    Yum(yum::YumSource),
     /// `pushed:REPO[:TAG]`: images pushed to this node's registry.
     Pushed {
         /// The repository.
@@ -207,7 +208,9 @@ impl std::str::FromStr for Source {
             return repo(rest, helm::DEFAULT_PREFIX).map(Source::Helm);
         }
         if let Some(rest) = s.strip_prefix("yum:") {
-            return repo(rest, yum::DEFAULT_PREFIX).map(Source::Yum);
+            return yum::YumSource::parse(rest)
+                .map(Source::Yum)
+                .map_err(|reason| bad(&reason));
         }
         if let Some(rest) = s.strip_prefix("pushed:") {
             // Repository names never hold ':', so the first one starts the tag.
@@ -462,6 +465,8 @@ mod tests {
             "pypi:",
             "helm:d?into=../up",
             "yum:d?to=x",
+            "yum:d?recommends=yes",
+            "yum:d?packages=a(b",
             "pushed:",
             "pushed:Team/app",
             "pushed:a/../b:1",

@@ -354,14 +354,9 @@ pub enum Reason {
     },
 }
 
-/// A dependency nothing satisfies.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Missing {
-    /// The group as written (`libfoo (>= 2) | libbar`).
-    pub relation: String,
-    /// Who needs it: `name version (arch)` and the field, or `requested`.
-    pub needed_by: String,
-}
+/// A dependency nothing satisfies: the group as written and who needs it (`name version (arch)` and the field,
+/// or `requested`).
+pub use crate::ingest::partial::ReportMissing as Missing;
 
 /// The result: packages (indexes into the universe given) with their reasons, in the order they were taken.
 #[derive(Debug, Default)]
@@ -440,18 +435,7 @@ pub enum ClosureError {
 impl fmt::Display for ClosureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClosureError::Missing(m) => {
-                write!(
-                    f,
-                    "{} dependenc{} nothing in the repository satisfies:",
-                    m.len(),
-                    if m.len() == 1 { "y" } else { "ies" }
-                )?;
-                for m in m {
-                    write!(f, "\n  {} (needed by {})", m.relation, m.needed_by)?;
-                }
-                write!(f, "\n(allow-missing=yes carries the rest without them)")
-            }
+            ClosureError::Missing(m) => crate::ingest::partial::write_missing(f, m),
             ClosureError::Conflict(s) => write!(f, "conflicting constraints: {s}"),
             ClosureError::Loop(members) => write!(
                 f,
@@ -734,49 +718,8 @@ impl<'t> Resolver<'_, 't> {
 
     /// A cycle among the Pre-Depends edges, if any.
     fn pre_depends_loop(&self) -> Option<Vec<String>> {
-        let mut next: HashMap<usize, Vec<usize>> = HashMap::new();
-        for &(a, b) in &self.pre_edges {
-            if a != b {
-                next.entry(a).or_default().push(b);
-            }
-        }
-        // Iterative DFS with colours: 1 on the path, 2 done.
-        let mut colour: HashMap<usize, u8> = HashMap::new();
-        let mut starts: Vec<usize> = next.keys().copied().collect();
-        starts.sort_unstable();
-        for s in starts {
-            if colour.contains_key(&s) {
-                continue;
-            }
-            let mut path = vec![(s, 0usize)];
-            colour.insert(s, 1);
-            while let Some(&mut (n, ref mut i)) = path.last_mut() {
-                let succ = next.get(&n).map(Vec::as_slice).unwrap_or_default();
-                if let Some(&m) = succ.get(*i) {
-                    *i += 1;
-                    match colour.get(&m) {
-                        Some(1) => {
-                            let from = path.iter().position(|&(x, _)| x == m).unwrap_or(0);
-                            let mut members: Vec<String> = path[from..]
-                                .iter()
-                                .map(|&(x, _)| describe(&self.u.pkgs[x]))
-                                .collect();
-                            members.push(describe(&self.u.pkgs[m]));
-                            return Some(members);
-                        }
-                        Some(_) => {}
-                        None => {
-                            colour.insert(m, 1);
-                            path.push((m, 0));
-                        }
-                    }
-                } else {
-                    colour.insert(n, 2);
-                    path.pop();
-                }
-            }
-        }
-        None
+        crate::ingest::partial::find_cycle(&self.pre_edges)
+            .map(|c| c.into_iter().map(|x| describe(&self.u.pkgs[x])).collect())
     }
 }
 

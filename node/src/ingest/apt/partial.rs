@@ -17,16 +17,12 @@ use super::{
     add_pool, choose, index_kind, AptSource, Collected, IndexKind, Partial, PoolFile, SuiteRelease,
     MAX_INDEX, READABLE,
 };
+use crate::ingest::partial::{
+    compress, Plan, Report, ReportOptions, ReportPackage, CLOSURE_FILE, KEY_FILE,
+};
 use crate::ingest::IngestError;
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
-use std::io::Write;
-
-/// The name of the public key file at the repository root.
-pub const KEY_FILE: &str = "ferry-repository-key.asc";
-/// The name of the closure report at the repository root.
-pub const CLOSURE_FILE: &str = "ferry-closure.json";
 
 /// The compressions ferry writes `Packages` in (besides plain text), by suffix.
 const WRITTEN: [&str; 4] = [".gz", ".xz", ".zst", ".bz2"];
@@ -39,128 +35,6 @@ struct Index {
     /// The compressions the source's Release lists for it (`""`, `.gz`, …).
     listed: Vec<String>,
     text: String,
-}
-
-/// The report written as `ferry-closure.json`: what a partial mirror holds and why.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Report {
-    /// The requests as written.
-    pub requests: Vec<String>,
-    /// The closure's options.
-    pub options: ReportOptions,
-    /// The repository key's fingerprint.
-    pub signed_by: String,
-    /// Per suite, the fingerprint of the upstream key whose signature was checked (with `keyring=`).
-    #[serde(default)]
-    pub upstream_signers: BTreeMap<String, String>,
-    /// Every package, in the order the closure took them.
-    pub packages: Vec<ReportPackage>,
-    /// Dependencies nothing satisfied (with `allow-missing=yes`).
-    #[serde(default)]
-    pub missing: Vec<ReportMissing>,
-    /// Recommendations nothing satisfied.
-    #[serde(default)]
-    pub unmet_recommends: Vec<ReportMissing>,
-}
-
-/// The options a closure was taken with.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReportOptions {
-    /// The native architecture.
-    pub architecture: String,
-    /// `recommends=yes`.
-    pub recommends: bool,
-    /// `first` or `all`.
-    pub alternatives: String,
-    /// `essential=yes`.
-    pub essential: bool,
-    /// `allow-missing=yes`.
-    pub allow_missing: bool,
-}
-
-/// One package of a partial mirror.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReportPackage {
-    /// `Package:`.
-    pub package: String,
-    /// `Version:`.
-    pub version: String,
-    /// `Architecture:`.
-    pub architecture: String,
-    /// The suite it came from.
-    pub suite: String,
-    /// Its index directory in the suite (`main/binary-amd64`).
-    pub index: String,
-    /// Its pool path.
-    pub filename: String,
-    /// Its pool file's size.
-    #[serde(default)]
-    pub size: u64,
-    /// `requested`, `essential`, or the field (`Depends`, `Pre-Depends`, `Recommends`) of the package `of`.
-    pub reason: String,
-    /// The depending package, `name version (arch)`, for a dependency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub of: Option<String>,
-    /// The request or the dependency as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relation: Option<String>,
-}
-
-impl ReportPackage {
-    /// `name version (arch)`, as `of` names a package.
-    pub fn describe(&self) -> String {
-        format!("{} {} ({})", self.package, self.version, self.architecture)
-    }
-}
-
-/// A dependency nothing satisfied.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReportMissing {
-    /// The dependency as written.
-    pub relation: String,
-    /// Who needs it.
-    pub needed_by: String,
-}
-
-impl Report {
-    /// Why `package` is in the mirror: it, then the package that pulled it in, and so on to a request (or to
-    /// `essential`). Empty when the mirror does not hold it.
-    pub fn why(&self, package: &str) -> Vec<&ReportPackage> {
-        let by_describe: BTreeMap<String, &ReportPackage> =
-            self.packages.iter().map(|p| (p.describe(), p)).collect();
-        let mut chain: Vec<&ReportPackage> = Vec::new();
-        let mut next = self.packages.iter().find(|p| p.package == package);
-        while let Some(p) = next {
-            if chain.iter().any(|c| c.describe() == p.describe()) {
-                break;
-            }
-            chain.push(p);
-            next = p.of.as_ref().and_then(|of| by_describe.get(of).copied());
-        }
-        chain
-    }
-}
-
-/// The closure reports of a release's partial apt mirrors: `(the report's path, it)`.
-pub fn reports(
-    store: &crate::store::Store,
-    manifest: &ferry_protocol::ReleaseManifest,
-) -> Result<Vec<(String, Report)>, IngestError> {
-    let mut out = Vec::new();
-    for e in &manifest.entries {
-        let ferry_protocol::Entry::File(f) = e else {
-            continue;
-        };
-        if f.path == CLOSURE_FILE || f.path.ends_with(&format!("/{CLOSURE_FILE}")) {
-            let bytes = store.read_blob(&f.blob)?;
-            let report = serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-                what: format!("{} in {}", f.path, manifest.id()),
-                reason: e.to_string(),
-            })?;
-            out.push((f.path.clone(), report));
-        }
-    }
-    Ok(out)
 }
 
 impl Collected<'_, '_> {
@@ -265,6 +139,7 @@ impl Collected<'_, '_> {
         self.store_bytes(KEY_FILE, key.public_armored().as_bytes(), None)?;
 
         let report = Report {
+            format: "apt".into(),
             requests: requests.iter().map(|r| r.to_string()).collect(),
             options: ReportOptions {
                 architecture: native.clone(),
@@ -281,8 +156,8 @@ impl Collected<'_, '_> {
             signed_by: key.fingerprint(),
             upstream_signers,
             packages: report_packages(&universe, &closure, indexes, suites),
-            missing: missing(&closure.missing),
-            unmet_recommends: missing(&closure.unmet_recommends),
+            missing: closure.missing.clone(),
+            unmet_recommends: closure.unmet_recommends.clone(),
         };
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
         self.store_bytes(CLOSURE_FILE, &json, None)?;
@@ -472,23 +347,6 @@ fn report_packages(
         .collect()
 }
 
-/// What `ferry add --plan` shows of a partial apt mirror: the closure, nothing fetched or stored.
-#[derive(Debug, Serialize)]
-pub struct Plan {
-    /// The source.
-    pub source: String,
-    /// The requests as written.
-    pub requests: Vec<String>,
-    /// Every package, in the order the closure took them.
-    pub packages: Vec<ReportPackage>,
-    /// Their pool files' bytes in all.
-    pub bytes: u64,
-    /// Dependencies nothing satisfies (with `allow-missing=yes`; otherwise the plan is refused with them).
-    pub missing: Vec<ReportMissing>,
-    /// Recommendations nothing satisfies.
-    pub unmet_recommends: Vec<ReportMissing>,
-}
-
 /// The closure a partial apt mirror of `src` would carry, read from the repository (its Release checked
 /// against the keyring when there is one) without fetching a pool file or storing anything.
 pub fn plan(src: &AptSource) -> Result<Plan, IngestError> {
@@ -507,8 +365,8 @@ pub fn plan(src: &AptSource) -> Result<Plan, IngestError> {
         requests: loaded.requests.iter().map(|r| r.to_string()).collect(),
         bytes: packages.iter().map(|p| p.size).sum(),
         packages,
-        missing: missing(&closure.missing),
-        unmet_recommends: missing(&closure.unmet_recommends),
+        missing: closure.missing.clone(),
+        unmet_recommends: closure.unmet_recommends.clone(),
     })
 }
 
@@ -602,15 +460,6 @@ fn list(requests: &[Request]) -> String {
     s
 }
 
-fn missing(m: &[closure::Missing]) -> Vec<ReportMissing> {
-    m.iter()
-        .map(|m| ReportMissing {
-            relation: m.relation.clone(),
-            needed_by: m.needed_by.clone(),
-        })
-        .collect()
-}
-
 /// The pool file a stanza names: `Filename`, `SHA256`, `Size`.
 fn pool_file(p: &Pkg<'_>) -> Result<(String, ferry_protocol::Sha256Digest, u64), String> {
     let field = |name: &str| {
@@ -641,25 +490,6 @@ fn pool_file(p: &Pkg<'_>) -> Result<(String, ferry_protocol::Sha256Digest, u64),
         .collect();
     let mut entries = super::pool_entries(&paragraph, false)?;
     Ok(entries.remove(0))
-}
-
-/// `bytes` compressed as `suffix` says (`""`: as they are).
-fn compress(suffix: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    match suffix {
-        ".gz" => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            e.write_all(bytes)?;
-            e.finish()
-        }
-        ".xz" => liblzma::encode_all(bytes, 6),
-        ".zst" => zstd::encode_all(bytes, 19),
-        ".bz2" => {
-            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
-            e.write_all(bytes)?;
-            e.finish()
-        }
-        _ => Ok(bytes.to_vec()),
-    }
 }
 
 /// The fields of the source Release a partial mirror's Release does not copy.

@@ -50,6 +50,9 @@ pub enum Repository {
     Yum {
         /// The directory.
         dir: String,
+        /// The OpenPGP key its `repomd.xml` is signed with, when ferry signed it (a partial mirror): the key
+        /// file's path relative to `dir`.
+        signing_key: Option<String>,
     },
 }
 
@@ -70,7 +73,7 @@ impl Repository {
             Repository::Apt { dir, .. }
             | Repository::Pypi { dir }
             | Repository::Helm { dir }
-            | Repository::Yum { dir } => dir,
+            | Repository::Yum { dir, .. } => dir,
         }
     }
 }
@@ -110,9 +113,11 @@ pub fn detect(store: &Store, tree: &Tree) -> Vec<Repository> {
             "repomd.xml"
                 if path == "repodata/repomd.xml" || path.ends_with("/repodata/repomd.xml") =>
             {
-                found.push(Repository::Yum {
-                    dir: dir_of(path.strip_suffix("/repomd.xml").unwrap_or(path)),
-                })
+                let dir = dir_of(path.strip_suffix("/repomd.xml").unwrap_or(path));
+                let key = format!("{dir}{}", crate::ingest::partial::KEY_FILE);
+                let signing_key = matches!(tree.get(&key), Some(Item::File(_)))
+                    .then(|| crate::ingest::partial::KEY_FILE.to_string());
+                found.push(Repository::Yum { dir, signing_key })
             }
             _ => {}
         }
@@ -130,9 +135,9 @@ pub fn detect(store: &Store, tree: &Tree) -> Vec<Repository> {
         apt.entry(root).or_default().push(described);
     }
     found.extend(apt.into_iter().map(|(dir, suites)| {
-        let key = format!("{dir}{}", crate::ingest::apt::partial::KEY_FILE);
+        let key = format!("{dir}{}", crate::ingest::partial::KEY_FILE);
         let signing_key = matches!(tree.get(&key), Some(Item::File(_)))
-            .then(|| crate::ingest::apt::partial::KEY_FILE.to_string());
+            .then(|| crate::ingest::partial::KEY_FILE.to_string());
         Repository::Apt {
             dir,
             suites,

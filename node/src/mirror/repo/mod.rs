@@ -428,20 +428,24 @@ async fn repos_json(State(m): State<Mirror>) -> Response {
                             "kind": r.kind(),
                             "path": format!("{base}{}", encode_path(r.dir())),
                         });
-                        if let Repository::Apt {
-                            suites,
-                            signing_key,
-                            ..
-                        } = r
-                        {
-                            v["suites"] = serde_json::json!(suites);
-                            if let Some(key) = signing_key {
-                                v["signing_key"] = serde_json::json!(format!(
-                                    "{base}{}{}",
-                                    encode_path(r.dir()),
-                                    encode_path(key)
-                                ));
+                        let signing_key = match r {
+                            Repository::Apt {
+                                suites,
+                                signing_key,
+                                ..
+                            } => {
+                                v["suites"] = serde_json::json!(suites);
+                                signing_key.as_ref()
                             }
+                            Repository::Yum { signing_key, .. } => signing_key.as_ref(),
+                            _ => None,
+                        };
+                        if let Some(key) = signing_key {
+                            v["signing_key"] = serde_json::json!(format!(
+                                "{base}{}{}",
+                                encode_path(r.dir()),
+                                encode_path(key)
+                            ));
                         }
                         v
                     })

@@ -1,5 +1,8 @@
 //! `yum:DIR[?into=PREFIX]`: a yum/dnf repository (rpm-md), carried byte for byte — so `repomd.xml.asc` and
-//! every package signature stay valid — after checking that it is whole.
+//! every package signature stay valid — after checking that it is whole. With `keyring=PATH`, `repomd.xml`
+//! must carry a good detached signature (`repomd.xml.asc`) by a key of that keyring. With `packages=…` it is a
+//! partial mirror ([`partial`]): the packages asked for and their dependency closure, with metadata of its own
+//! signed by the store's repository key.
 //!
 //! The tree is stored as `dir:` stores it (files, directories, symlinks, modes) under PREFIX (default `yum`).
 //! Before anything is stored: `repodata/repomd.xml` must exist and parse; every file it lists
@@ -9,8 +12,12 @@
 //! storing it. A mismatch names the file, the expected and the actual digest; missing packages are all named.
 //! Checksum types: sha256, sha224, sha384, sha512 (`sha`/`sha1`/`md5` are refused as unverifiable).
 
+pub mod closure;
+pub mod partial;
+pub mod rpmver;
+
 use super::image::Context;
-use super::pkgtree::{RepoDir, DIR_MODE};
+use super::pkgtree::DIR_MODE;
 use super::IngestError;
 use crate::store::WriteStats;
 use ferry_protocol::Entry;
@@ -18,6 +25,139 @@ use quick_xml::events::{BytesStart, Event};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+
+/// A `yum:` source: the repository directory and what to take of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YumSource {
+    /// The repository (holding `repodata/`).
+    pub dir: std::path::PathBuf,
+    /// Where in the release the repository goes: a relative path, or empty for the release's root.
+    pub into: String,
+    /// A keyring of upstream keys, one of which must have signed `repodata/repomd.xml`.
+    pub keyring: Option<std::path::PathBuf>,
+    /// A partial mirror: these packages and their closure; `None` carries the repository whole.
+    pub partial: Option<Partial>,
+}
+
+/// What a partial yum mirror takes (`packages=`, `packages-file=` and the closure's options).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Partial {
+    /// The packages asked for in the source string.
+    pub packages: Vec<closure::Request>,
+    /// A file listing more (one per line, `#` comments).
+    pub packages_file: Option<std::path::PathBuf>,
+    /// `arch=` (`x86_64` by default): packages of it and `noarch` are taken.
+    pub arch: String,
+    /// `recommends=yes`: weak dependencies too.
+    pub recommends: bool,
+    /// `alternatives=all`.
+    pub all_alternatives: bool,
+    /// `allow-missing=yes`.
+    pub allow_missing: bool,
+}
+
+/// The architecture a partial mirror resolves for when `arch=` is not given.
+pub const DEFAULT_ARCH: &str = "x86_64";
+
+impl YumSource {
+    /// Parse what follows `yum:` — `DIR[?KEY=VALUE&…]`; a `DIR` that exists as given is taken whole.
+    pub fn parse(rest: &str) -> Result<YumSource, String> {
+        let (dir, query) = match rest.rsplit_once('?') {
+            Some((dir, query)) if !Path::new(rest).exists() => (dir, Some(query)),
+            _ => (rest, None),
+        };
+        if dir.is_empty() {
+            return Err("the path is empty".into());
+        }
+        let mut src = YumSource {
+            dir: dir.into(),
+            into: DEFAULT_PREFIX.to_string(),
+            keyring: None,
+            partial: None,
+        };
+        let mut partial = Partial {
+            arch: DEFAULT_ARCH.into(),
+            ..Partial::default()
+        };
+        let mut wants_partial = false;
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))?;
+            let yes = || match v {
+                "yes" | "true" | "1" => Ok(true),
+                "no" | "false" | "0" => Ok(false),
+                _ => Err(format!("{k}={v}: say yes or no")),
+            };
+            match k {
+                "into" => src.into = v.trim_end_matches('/').to_string(),
+                "keyring" => src.keyring = Some(v.into()),
+                "packages" => {
+                    for p in v.split(',').filter(|s| !s.trim().is_empty()) {
+                        partial.packages.push(closure::Request::parse(p)?);
+                    }
+                    wants_partial = true;
+                }
+                "packages-file" => {
+                    partial.packages_file = Some(v.into());
+                    wants_partial = true;
+                }
+                "arch" if !v.is_empty() && !v.contains(['/', ',']) => partial.arch = v.into(),
+                "arch" => return Err(format!("arch={v:?}: name one architecture, e.g. x86_64")),
+                "recommends" => partial.recommends = yes()?,
+                "alternatives" if v == "all" => partial.all_alternatives = true,
+                "alternatives" if v == "first" => partial.all_alternatives = false,
+                "alternatives" => return Err(format!("alternatives={v}: say first or all")),
+                "allow-missing" => partial.allow_missing = yes()?,
+                _ => {
+                    return Err(format!(
+                        "unknown option {k:?}: use into, keyring, packages, packages-file, arch, recommends, \
+                         alternatives or allow-missing"
+                    ))
+                }
+            }
+        }
+        if wants_partial {
+            src.partial = Some(partial);
+        } else if partial
+            != (Partial {
+                arch: DEFAULT_ARCH.into(),
+                ..Partial::default()
+            })
+        {
+            return Err(
+                "arch, recommends, alternatives and allow-missing shape a partial mirror: name its packages= or packages-file="
+                    .into(),
+            );
+        }
+        if !src.into.is_empty() {
+            ferry_protocol::validate_rel_path(&src.into).map_err(|e| format!("?into=: {e}"))?;
+        }
+        Ok(src)
+    }
+
+    /// The source as it would be written.
+    pub fn describe(&self) -> String {
+        let mut s = format!("yum:{}?into={}", self.dir.display(), self.into);
+        if let Some(k) = &self.keyring {
+            s.push_str(&format!("&keyring={}", k.display()));
+        }
+        if let Some(p) = &self.partial {
+            let names: Vec<&str> = p.packages.iter().map(|r| r.text.as_str()).collect();
+            if !names.is_empty() {
+                s.push_str(&format!("&packages={}", names.join(",")));
+            }
+            if let Some(f) = &p.packages_file {
+                s.push_str(&format!("&packages-file={}", f.display()));
+            }
+        }
+        s
+    }
+}
 
 /// The prefix when `?into=` is not given.
 pub const DEFAULT_PREFIX: &str = "yum";
@@ -341,6 +481,14 @@ fn open_decompressed(path: &Path) -> Result<Option<Box<dyn BufRead>>, IngestErro
         Some(Box::new(BufReader::new(
             zstd::stream::read::Decoder::with_buffer(f).map_err(IngestError::io(path))?,
         )))
+    } else if name.ends_with(".xz") {
+        Some(Box::new(BufReader::new(
+            liblzma::read::XzDecoder::new_multi_decoder(f),
+        )))
+    } else if name.ends_with(".bz2") {
+        Some(Box::new(BufReader::new(bzip2::read::MultiBzDecoder::new(
+            f,
+        ))))
     } else if name.ends_with(".xml") {
         Some(Box::new(f))
     } else {
@@ -409,34 +557,73 @@ fn check_repodata(root: &Path, d: &RepoData) -> Result<(), IngestError> {
     Ok(())
 }
 
-/// Check the repository, then store its tree under the prefix and compare each package with its checksum.
-pub fn ingest(
-    ctx: &Context<'_>,
-    src: &RepoDir,
-    entries: &mut Vec<Entry>,
-    stats: &mut WriteStats,
-) -> Result<(), IngestError> {
+/// `repodata/repomd.xml` of the source, read (capped); its absence says what a yum repository is.
+pub(crate) fn read_repomd(src: &YumSource) -> Result<Vec<u8>, IngestError> {
     let root = &src.dir;
     let meta = std::fs::metadata(root).map_err(IngestError::io(root))?;
     if !meta.is_dir() {
         return Err(IngestError::BadSource {
-            source_text: src.describe("yum"),
+            source_text: src.describe(),
             reason: "not a directory".into(),
         });
     }
     let repomd_path = root.join("repodata/repomd.xml");
-    let repomd = match std::fs::File::open(&repomd_path) {
-        Ok(f) => super::pkgtree::read_capped(f, REPOMD_CAP, &repomd_path.display().to_string())?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IngestError::BadSource {
-                source_text: src.describe("yum"),
-                reason:
-                    "no repodata/repomd.xml: not a yum repository (run createrepo_c on it first)"
-                        .into(),
-            })
-        }
-        Err(e) => return Err(IngestError::io(&repomd_path)(e)),
+    match std::fs::File::open(&repomd_path) {
+        Ok(f) => super::pkgtree::read_capped(f, REPOMD_CAP, &repomd_path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(IngestError::BadSource {
+            source_text: src.describe(),
+            reason: "no repodata/repomd.xml: not a yum repository (run createrepo_c on it first)"
+                .into(),
+        }),
+        Err(e) => Err(IngestError::io(&repomd_path)(e)),
+    }
+}
+
+/// With `keyring=`: `repomd.xml.asc` must be a good signature of `repomd` by one of its keys. Returns the
+/// signer's fingerprint.
+pub(crate) fn check_signature(
+    src: &YumSource,
+    repomd: &[u8],
+) -> Result<Option<String>, IngestError> {
+    let Some(keyring) = &src.keyring else {
+        return Ok(None);
     };
+    let bad = |reason: String| IngestError::BadSource {
+        source_text: src.describe(),
+        reason,
+    };
+    let ring = crate::openpgp::Keyring::load(keyring).map_err(bad)?;
+    let asc_path = src.dir.join("repodata/repomd.xml.asc");
+    let asc = match std::fs::File::open(&asc_path) {
+        Ok(f) => super::pkgtree::read_capped(f, 1 << 20, &asc_path.display().to_string())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(format!(
+                "keyring= asks for a signed repository, but there is no {}",
+                asc_path.display()
+            )))
+        }
+        Err(e) => return Err(IngestError::io(&asc_path)(e)),
+    };
+    ring.verify_detached(repomd, &asc)
+        .map(Some)
+        .map_err(|e| bad(format!("repodata/repomd.xml: {e}")))
+}
+
+/// Check the repository, then store its tree under the prefix and compare each package with its checksum (or,
+/// for a partial mirror, store what [`partial`] chooses).
+pub fn ingest(
+    ctx: &Context<'_>,
+    src: &YumSource,
+    entries: &mut Vec<Entry>,
+    stats: &mut WriteStats,
+) -> Result<(), IngestError> {
+    let root = &src.dir;
+    let repomd = read_repomd(src)?;
+    let signer = check_signature(src, &repomd)?;
+    if let Some(p) = &src.partial {
+        return partial::ingest(ctx, src, p, &repomd, signer, entries, stats);
+    }
+    let repomd_path = root.join("repodata/repomd.xml");
     let data = parse_repomd(&repomd).map_err(|r| malformed(repomd_path.display(), r))?;
     for d in &data {
         ferry_protocol::validate_rel_path(&d.href).map_err(|e| {
@@ -508,7 +695,7 @@ pub fn ingest(
             named.push_str(&format!(", and {} more", n - NAMED_MISSING));
         }
         return Err(IngestError::BadSource {
-            source_text: src.describe("yum"),
+            source_text: src.describe(),
             reason: format!(
                 "{n} package(s) listed in {} are missing: {named}",
                 primary.href
