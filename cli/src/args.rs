@@ -384,8 +384,8 @@ pub struct AddArgs {
     /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
     /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
     /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX; apt: and yum: take
-    /// packages=P1,P2 for a partial mirror, and keyring=PATH), pushed:REPO[:TAG] (images pushed to this node's
-    /// registry).
+    /// packages=P1,P2 for a partial mirror, and keyring=PATH; pypi: takes requirements=PATH&python=3.11&
+    /// platform=TAG), pushed:REPO[:TAG] (images pushed to this node's registry).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.
@@ -400,7 +400,8 @@ pub struct AddArgs {
     /// A registry bearer token to send as is.
     #[arg(long, env = "FERRY_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<String>,
-    /// Only show what the partial mirrors among the sources (apt:…?packages=…, yum:…?packages=…) would carry:
+    /// Only show what the partial mirrors among the sources (apt:…?packages=…, yum:…?packages=…,
+    /// pypi:…?requirements=…) would carry:
     /// every package of the closure with why, and the bytes; nothing is fetched from the pool or stored.
     #[arg(long)]
     pub plan: bool,
@@ -419,7 +420,7 @@ pub struct GetArgs {
 pub struct ShowArgs {
     /// The release, NAME@VERSION.
     pub release: String,
-    /// Why a partial mirror (apt or yum) holds PACKAGE: the chain of dependencies from a requested package to it.
+    /// Why a partial mirror (apt, yum or PyPI) holds PACKAGE: the chain of dependencies from a requested package to it.
     #[arg(long, value_name = "PACKAGE")]
     pub why: Option<String>,
 }

@@ -2,14 +2,15 @@
 //! the closure of curl, jq and nginx, re-signed with the store's repository key, and a real `apt-get` on an
 //! empty system installing them from the node alone with that key in `signed-by`. Partial yum mirrors over
 //! signed rpms built for the purpose: the closure dnf itself resolves, re-signed, read by a real dnf with
-//! `gpgcheck` and `repo_gpgcheck` into an empty installroot.
+//! `gpgcheck` and `repo_gpgcheck` into an empty installroot. Partial PyPI mirrors over real distributions among
+//! decoys: exactly what pip picks, served as a simple index, installed by pip into a fresh venv from it alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::pkgs::{dnf_download_from, dnf_download_with};
 use ferry_tests::apt::AptClient;
 use ferry_tests::ferry::{entries, Store};
-use ferry_tests::fixtures::{apt_repo, debian_partial, rpm_deps};
+use ferry_tests::fixtures::{apt_repo, debian_partial, pypi_partial, rpm_deps};
 use ferry_tests::node::Node;
 use serde_json::Value;
 
@@ -635,4 +636,151 @@ fn partial_yum_refusals_name_the_problem_and_store_nothing() {
     );
     assert!(plan[0]["bytes"].as_u64().unwrap() > 8 * 1000, "{plan}");
     assert_eq!(s.ls().len(), 1, "only lenient@1: {:?}", s.ls());
+}
+
+/// This machine's python3, `3.11`.
+fn host_python() -> String {
+    let out = ferry_tests::cmd::run(
+        std::process::Command::new("python3")
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]),
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    out.stdout.trim().to_string()
+}
+
+fn pypi_source(fx: &ferry_tests::fixtures::PypiPartial, requirements: &std::path::Path) -> String {
+    format!(
+        "pypi:{}?requirements={}&python={}&platform=manylinux_2_28_x86_64",
+        fx.dists.display(),
+        requirements.display(),
+        host_python()
+    )
+}
+
+#[test]
+fn pip_installs_the_requirements_from_a_partial_pypi_mirror_into_a_fresh_venv() {
+    let fx = pypi_partial();
+    let s = Store::new();
+    s.add("py@1", &[&pypi_source(fx, &fx.requirements)]);
+
+    // Exactly the files pip itself picks from the same directory, decoys and all, and their index.
+    let paths = carried(&s, "py@1");
+    let files: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix("pypi/packages/"))
+        .filter(|p| !p.ends_with(".metadata"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(files, fx.expected, "the resolution differs from pip's");
+    assert!(paths.contains("pypi/simple/rich/index.json"), "{paths:?}");
+    assert!(!paths.contains("pypi/simple/six/index.json"), "{paths:?}");
+
+    // pip, into a fresh venv, from the node alone: no other index, no find-links, no configuration.
+    let node = Node::start(&s.path);
+    let venv = s.tmp_path("venv");
+    let made = ferry_tests::cmd::run(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+    );
+    assert_eq!(made.code, Some(0), "{made}");
+    let mut pip = std::process::Command::new(venv.join("bin/python"));
+    pip.env("PIP_CONFIG_FILE", "/dev/null")
+        .env_remove("PIP_FIND_LINKS")
+        .args([
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            // The mirror as the only index (`--no-index` would ignore it: pip reads it as "find-links only").
+            "install",
+            "--index-url",
+        ])
+        .arg(node.url("/repos/py/1/pypi/simple/"))
+        .arg("-r")
+        .arg(&fx.requirements);
+    let run = ferry_tests::cmd::run(&mut pip);
+    assert_eq!(run.code, Some(0), "{run}");
+    let check = ferry_tests::cmd::run(std::process::Command::new(venv.join("bin/python")).args([
+        "-c",
+        "import requests, rich, attrs, socks, markdown_it; print(requests.__version__)",
+    ]));
+    assert_eq!(check.code, Some(0), "{check}");
+    assert!(
+        fx.expected
+            .iter()
+            .any(|f| f.starts_with(&format!("requests-{}-", check.stdout.trim()))),
+        "{check}"
+    );
+    assert_eq!(node.stop(), Some(0));
+
+    // Why: mdurl is there for markdown-it-py, which is there for rich; PySocks for requests' socks extra.
+    let why = s.run(["show", "py@1", "--why", "mdurl"]).ok();
+    let lines: Vec<&str> = why.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{why}");
+    assert!(
+        lines[1].trim_start().starts_with("markdown-it-py "),
+        "{why}"
+    );
+    assert!(lines[2].contains("requested as rich"), "{why}");
+    let why = s.run(["show", "py@1", "--why", "pysocks"]).ok();
+    assert!(why.stdout.contains("extra =="), "{why}");
+
+    // A narrower set next: diff names what went.
+    let fewer = s.tmp_path("fewer.txt");
+    std::fs::write(&fewer, "requests>=2.31\n").unwrap();
+    s.add("py@2", &[&pypi_source(fx, &fewer)]);
+    let diff = s.json(["diff", "py@1", "py@2"]);
+    let removed: BTreeSet<&str> = diff["closure"]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    assert!(
+        removed.contains("rich") && removed.contains("pysocks"),
+        "{diff}"
+    );
+    assert!(!removed.contains("requests"), "{diff}");
+}
+
+#[test]
+fn partial_pypi_refusals_name_the_requirement() {
+    let fx = pypi_partial();
+    let s = Store::new();
+    let refused = |text: &str| {
+        let req = s.tmp_path("req.txt");
+        std::fs::write(&req, text).unwrap();
+        let out = s
+            .run(["add", "bad@1", &pypi_source(fx, &req)])
+            .expect_code(1);
+        out.error_lines().join("\n")
+    };
+    let e = refused("rich>=15\n");
+    assert!(e.contains("rich>=15 (needed by requested)"), "{e}");
+    let e = refused("rich>=14\nrich<14\n");
+    assert!(
+        e.contains("conflicting requirements") && e.contains("rich"),
+        "{e}"
+    );
+    let e = refused("requests\n-r other.txt\n");
+    assert!(
+        e.contains("line 2") && e.contains("options are not followed"),
+        "{e}"
+    );
+    let e = refused("requests >>> 2\n");
+    assert!(e.contains("line 1"), "{e}");
+    // --plan lists the resolution without storing it.
+    let plan = s.json([
+        "add",
+        "plan@1",
+        &pypi_source(fx, &fx.requirements),
+        "--plan",
+    ]);
+    assert_eq!(
+        plan[0]["packages"].as_array().unwrap().len(),
+        fx.expected.len(),
+        "{plan}"
+    );
+    assert!(s.ls().is_empty(), "{:?}", s.ls());
 }

@@ -332,6 +332,44 @@ pub fn rpm_deps() -> &'static RpmDeps {
     })
 }
 
+/// The PyPI distributions of `tools/fixtures/pypi-partial.sh`: what pip resolves for a requirements file on this
+/// machine's python3, among decoys (older versions, wheels for other platforms and Pythons, an sdist beside its
+/// wheel, an unrelated project).
+#[derive(Debug)]
+pub struct PypiPartial {
+    /// The flat directory of distributions.
+    pub dists: PathBuf,
+    /// The requirements file.
+    pub requirements: PathBuf,
+    /// The file names pip picks from `dists` for the requirements, sorted.
+    pub expected: Vec<String>,
+}
+
+/// Builds (once per run; cached across runs) and returns the partial-PyPI fixture.
+pub fn pypi_partial() -> &'static PypiPartial {
+    static PYPI: OnceLock<PypiPartial> = OnceLock::new();
+    PYPI.get_or_init(|| {
+        let out = cache_dir().join("pypi-partial");
+        let script = scripts_dir().join("pypi-partial.sh");
+        let run = cmd::run_timeout(Command::new(&script).arg(&out), Duration::from_secs(900));
+        assert_eq!(
+            run.code,
+            Some(0),
+            "building the partial-PyPI fixture failed:\n{run}"
+        );
+        let expected = fs::read_to_string(out.join("expected.txt"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        PypiPartial {
+            dists: out.join("dists"),
+            requirements: out.join("requirements.txt"),
+            expected,
+        }
+    })
+}
+
 /// The signed apt repository of `tools/fixtures/apt-repo.sh`.
 #[derive(Debug)]
 pub struct AptRepo {

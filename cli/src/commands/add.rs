@@ -66,8 +66,11 @@ fn plan(g: &Global, sources: &[Source]) -> anyhow::Result<()> {
             Source::Yum(yum) if yum.partial.is_some() => {
                 plans.push(ferry_node::ingest::yum::partial::plan(yum)?)
             }
+            Source::Pypi(pypi) if pypi.partial.is_some() => {
+                plans.push(ferry_node::ingest::pypi::partial::plan(pypi)?)
+            }
             _ => anyhow::bail!(
-                "--plan shows the closure of a partial mirror (apt:…?packages=… or yum:…?packages=…); {s:?} is not one"
+                "--plan shows the closure of a partial mirror (apt:…?packages=…, yum:…?packages=… or pypi:…?requirements=…); {s:?} is not one"
             ),
         }
     }

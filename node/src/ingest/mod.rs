@@ -130,8 +130,8 @@ pub enum Source {
     Dir(PathBuf),
     /// `apt:DIR` or `apt:URL`, with an optional `?suites=…&components=…&architectures=…` selection.
     Apt(apt::AptSource),
-    /// `pypi:DIR[?into=PREFIX]`.
-    Pypi(pkgtree::RepoDir),
+    /// `pypi:DIR[?into=PREFIX&requirements=PATH…]`.
+    Pypi(pypi::PypiSource),
     /// `helm:DIR[?into=PREFIX]`.
     Helm(pkgtree::RepoDir),
     /// `yum:DIR[?into=PREFIX&keyring=PATH&packages=…]`.
@@ -202,7 +202,9 @@ impl std::str::FromStr for Source {
             pkgtree::RepoDir::parse(rest, default).map_err(|reason| bad(&reason))
         };
         if let Some(rest) = s.strip_prefix("pypi:") {
-            return repo(rest, pypi::DEFAULT_PREFIX).map(Source::Pypi);
+            return pypi::PypiSource::parse(rest)
+                .map(Source::Pypi)
+                .map_err(|reason| bad(&reason));
         }
         if let Some(rest) = s.strip_prefix("helm:") {
             return repo(rest, helm::DEFAULT_PREFIX).map(Source::Helm);
@@ -427,11 +429,19 @@ mod tests {
         ));
         assert_eq!(
             "pypi:/no/such/dir".parse::<Source>().unwrap(),
-            Source::Pypi(pkgtree::RepoDir {
-                dir: "/no/such/dir".into(),
-                into: "pypi".into()
+            Source::Pypi(pypi::PypiSource {
+                repo: pkgtree::RepoDir {
+                    dir: "/no/such/dir".into(),
+                    into: "pypi".into()
+                },
+                partial: None
             })
         );
+        assert!(matches!(
+            "pypi:w?requirements=r.txt&python=3.12&into=x".parse::<Source>().unwrap(),
+            Source::Pypi(pypi::PypiSource { repo, partial: Some(p) })
+                if repo.into == "x" && p.python == "3.12" && p.platform == "manylinux_2_28_x86_64"
+        ));
         assert!(matches!(
             "helm:charts?into=repos/helm".parse::<Source>().unwrap(),
             Source::Helm(r) if r.into == "repos/helm" && r.dir == std::path::Path::new("charts")
@@ -463,6 +473,10 @@ mod tests {
             "apt:",
             "apt:http://example.org/debian",
             "pypi:",
+            "pypi:w?python=3.11",
+            "pypi:w?requirements=r&python=2.7",
+            "pypi:w?requirements=r&platform=solaris",
+            "pypi:w?extras=x",
             "helm:d?into=../up",
             "yum:d?to=x",
             "yum:d?recommends=yes",

@@ -15,7 +15,8 @@ pub const CLOSURE_FILE: &str = "ferry-closure.json";
 /// The report written as `ferry-closure.json`: what a partial mirror holds and why.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
-    /// The repository's format: `apt` (the default, for reports written before there were others) or `yum`.
+    /// The repository's format: `apt` (the default, for reports written before there were others), `yum` or
+    /// `pypi`.
     #[serde(default = "apt")]
     pub format: String,
     /// The requests as written.
@@ -201,6 +202,16 @@ impl Report {
     pub fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
         match self.format.as_str() {
             "yum" => crate::ingest::yum::rpmver::compare_text(a, b),
+            "pypi" => {
+                use std::str::FromStr;
+                match (
+                    pep508_rs::pep440_rs::Version::from_str(a),
+                    pep508_rs::pep440_rs::Version::from_str(b),
+                ) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => a.cmp(b),
+                }
+            }
             _ => crate::ingest::apt::version::compare(a, b),
         }
     }

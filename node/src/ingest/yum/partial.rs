@@ -494,6 +494,28 @@ struct Keyed {
 /// The `<package>` elements of filelists.xml (root `filelists`) or other.xml (`otherdata`), with the files
 /// among `wanted` each lists.
 fn scan(bytes: &[u8], root: &str, wanted: Option<&HashSet<String>>) -> Result<Vec<Keyed>, String> {
+    let (bom, bytes) = strip_bom(bytes);
+    let mut out = scan_from(bytes, root, wanted)?;
+    for k in &mut out {
+        k.span = (k.span.0 + bom, k.span.1 + bom);
+    }
+    Ok(out)
+}
+
+/// A UTF-8 byte-order mark's length and what follows it: the reader skips one and counts positions after it,
+/// so spans are taken over the rest and moved back.
+fn strip_bom(bytes: &[u8]) -> (usize, &[u8]) {
+    match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (3, rest),
+        None => (0, bytes),
+    }
+}
+
+fn scan_from(
+    bytes: &[u8],
+    root: &str,
+    wanted: Option<&HashSet<String>>,
+) -> Result<Vec<Keyed>, String> {
     let mut r = quick_xml::Reader::from_reader(bytes);
     r.config_mut().trim_text(true);
     let mut out = Vec::new();
@@ -587,6 +609,15 @@ enum Field {
 /// Every binary package of primary.xml, with its dependencies and where its element is; source packages
 /// (`arch` `src`) are left out. Errors name the package and the byte.
 pub fn parse_primary(bytes: &[u8]) -> Result<Vec<RpmPkg>, String> {
+    let (bom, bytes) = strip_bom(bytes);
+    let mut out = parse_primary_from(bytes)?;
+    for p in &mut out {
+        p.span = (p.span.0 + bom, p.span.1 + bom);
+    }
+    Ok(out)
+}
+
+fn parse_primary_from(bytes: &[u8]) -> Result<Vec<RpmPkg>, String> {
     let mut r = quick_xml::Reader::from_reader(bytes);
     r.config_mut().trim_text(true);
     let mut out = Vec::new();
@@ -902,6 +933,22 @@ mod tests {
             let err = parse_primary(bad.as_bytes()).unwrap_err();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
+    }
+
+    #[test]
+    fn spans_hold_after_a_byte_order_mark() {
+        let with_bom = format!("\u{feff}{PRIMARY}");
+        let p = parse_primary(with_bom.as_bytes()).unwrap();
+        for pkg in &p {
+            assert!(
+                with_bom[pkg.span.0..pkg.span.1].starts_with("<package"),
+                "{:?}",
+                pkg.span
+            );
+        }
+        let xml = "\u{feff}<otherdata><package pkgid=\"a\"/></otherdata>";
+        let k = scan(xml.as_bytes(), "otherdata", None).unwrap();
+        assert_eq!(&xml[k[0].span.0..k[0].span.1], "<package pkgid=\"a\"/>");
     }
 
     #[test]

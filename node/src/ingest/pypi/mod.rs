@@ -14,6 +14,9 @@
 //! Links are relative (`../../packages/<file>#sha256=<hex>`), so the tree works under any URL. Pages are
 //! generated deterministically (sorted, no timestamps): the same DIR gives the same bytes.
 
+pub mod partial;
+pub mod resolve;
+
 use super::image::Context;
 use super::pkgtree::{
     self, html_escape, list_files, read_capped, url_segment, RepoDir, TreeWriter,
@@ -26,6 +29,73 @@ use std::path::Path;
 
 /// The prefix when `?into=` is not given.
 pub const DEFAULT_PREFIX: &str = "pypi";
+
+/// A `pypi:` source: the directory of distributions and, for a partial mirror, what to resolve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PypiSource {
+    /// The directory and the prefix.
+    pub repo: RepoDir,
+    /// `requirements=…`: only what the requirements resolve to.
+    pub partial: Option<partial::Partial>,
+}
+
+impl PypiSource {
+    /// Parse what follows `pypi:` — `DIR[?into=PREFIX]`, and for a partial mirror
+    /// `&requirements=PATH[&python=3.11][&platform=manylinux_2_28_x86_64][&allow-missing=yes]`.
+    pub fn parse(rest: &str) -> Result<PypiSource, String> {
+        let (dir, query) = match rest.rsplit_once('?') {
+            Some((dir, query)) if !Path::new(rest).exists() => (dir, query),
+            _ => (rest, ""),
+        };
+        let mut kept = Vec::new();
+        let mut p = partial::Partial::default();
+        let mut wants = false;
+        let mut shaped = false;
+        for pair in query.split('&').filter(|s| !s.is_empty()) {
+            match pair.split_once('=') {
+                Some(("requirements", v)) => {
+                    p.requirements = v.into();
+                    wants = true;
+                }
+                Some(("python", v)) => (p.python, shaped) = (v.into(), true),
+                Some(("platform", v)) => (p.platform, shaped) = (v.into(), true),
+                Some(("allow-missing", v)) => {
+                    p.allow_missing = match v {
+                        "yes" | "true" | "1" => true,
+                        "no" | "false" | "0" => false,
+                        _ => return Err(format!("allow-missing={v}: say yes or no")),
+                    };
+                    shaped = true;
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let repo_text = if kept.is_empty() {
+            dir.to_string()
+        } else {
+            format!("{dir}?{}", kept.join("&"))
+        };
+        let repo = RepoDir::parse(&repo_text, DEFAULT_PREFIX).map_err(|e| {
+            if e.contains("unknown option") {
+                format!("{e}; a partial mirror also takes requirements=, python=, platform= and allow-missing=")
+            } else {
+                e
+            }
+        })?;
+        if shaped && !wants {
+            return Err(
+                "python, platform and allow-missing shape a partial mirror: name its requirements=PATH".into(),
+            );
+        }
+        if wants {
+            resolve::Target::new(&p.python, &p.platform)?;
+        }
+        Ok(PypiSource {
+            repo,
+            partial: wants.then_some(p),
+        })
+    }
+}
 /// Core metadata (METADATA, PKG-INFO) larger than this is refused.
 const METADATA_CAP: u64 = 16 << 20;
 
@@ -116,6 +186,12 @@ pub struct CoreMetadata {
     pub version: Option<String>,
     /// `Requires-Python`.
     pub requires_python: Option<String>,
+    /// `Metadata-Version`.
+    pub metadata_version: Option<String>,
+    /// Every `Requires-Dist`, as written.
+    pub requires_dist: Vec<String>,
+    /// Every `Dynamic` field name, lowercased (an sdist's fields its build decides).
+    pub dynamic: Vec<String>,
 }
 
 /// Read the header block of core metadata (RFC 822 style: `Key: value`, continuation lines indented, ended by
@@ -144,10 +220,23 @@ pub fn parse_core_metadata(bytes: &[u8]) -> CoreMetadata {
             .find(|(k, v)| k == key && !v.is_empty())
             .map(|(_, v)| v.clone())
     };
+    let all = |key: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     CoreMetadata {
         name: get("name"),
         version: get("version"),
         requires_python: get("requires-python"),
+        metadata_version: get("metadata-version"),
+        requires_dist: all("requires-dist"),
+        dynamic: all("dynamic")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
     }
 }
 
@@ -363,9 +452,11 @@ fn sdist_metadata(path: &Path, kind: DistKind) -> Result<Option<Vec<u8>>, Ingest
 
 /// One distribution found in DIR, before it is stored.
 pub(crate) struct Found {
-    filename: String,
-    path: std::path::PathBuf,
+    pub(crate) filename: String,
+    pub(crate) path: std::path::PathBuf,
     pub(crate) project: String,
+    /// The core metadata read (the wheel's METADATA, the sdist's PKG-INFO; default when it has none).
+    pub(crate) core: CoreMetadata,
     pub(crate) requires_python: Option<String>,
     /// The wheel's METADATA, served as `<file>.metadata`.
     pub(crate) metadata: Option<Vec<u8>>,
@@ -385,7 +476,8 @@ pub(crate) fn inspect(filename: &str, path: &Path) -> Result<Found, IngestError>
                 filename: filename.to_string(),
                 path: path.to_path_buf(),
                 project: normalize(&name),
-                requires_python: meta.requires_python,
+                requires_python: meta.requires_python.clone(),
+                core: meta,
                 metadata: Some(bytes),
             })
         }
@@ -422,33 +514,19 @@ pub(crate) fn inspect(filename: &str, path: &Path) -> Result<Found, IngestError>
                 filename: filename.to_string(),
                 path: path.to_path_buf(),
                 project,
-                requires_python: meta.requires_python,
+                requires_python: meta.requires_python.clone(),
+                core: meta,
                 metadata: None,
             })
         }
     }
 }
 
-/// Store DIR's distributions and the generated index under the prefix.
-pub fn ingest(
-    ctx: &Context<'_>,
-    src: &RepoDir,
-    entries: &mut Vec<Entry>,
-    stats: &mut WriteStats,
+/// Store `found` and the simple index over them.
+pub(crate) fn write_index(
+    w: &mut TreeWriter<'_, '_>,
+    found: Vec<Found>,
 ) -> Result<(), IngestError> {
-    let files = list_files(&src.dir, "pypi")?;
-    // Read every file's metadata first: a bad file is refused before anything is stored.
-    let found: Vec<Found> = files
-        .iter()
-        .map(|(name, path)| inspect(name, path))
-        .collect::<Result<_, _>>()?;
-    if found.is_empty() {
-        return Err(IngestError::BadSource {
-            source_text: src.describe("pypi"),
-            reason: "no wheels or sdists in the directory".into(),
-        });
-    }
-    let mut w = TreeWriter::new(ctx, &src.into, stats);
     let mut projects: BTreeMap<String, Vec<Dist>> = BTreeMap::new();
     for f in found {
         let blob = w.copy_file(&format!("packages/{}", f.filename), &f.path)?;
@@ -479,6 +557,35 @@ pub fn ingest(
             &project_json(project, dists),
         )?;
     }
+    Ok(())
+}
+
+/// Store DIR's distributions and the generated index under the prefix (or, for a partial mirror, those the
+/// requirements resolve to: [`partial`]).
+pub fn ingest(
+    ctx: &Context<'_>,
+    src: &PypiSource,
+    entries: &mut Vec<Entry>,
+    stats: &mut WriteStats,
+) -> Result<(), IngestError> {
+    if let Some(p) = &src.partial {
+        return partial::ingest(ctx, src, p, entries, stats);
+    }
+    let src = &src.repo;
+    let files = list_files(&src.dir, "pypi")?;
+    // Read every file's metadata first: a bad file is refused before anything is stored.
+    let found: Vec<Found> = files
+        .iter()
+        .map(|(name, path)| inspect(name, path))
+        .collect::<Result<_, _>>()?;
+    if found.is_empty() {
+        return Err(IngestError::BadSource {
+            source_text: src.describe("pypi"),
+            reason: "no wheels or sdists in the directory".into(),
+        });
+    }
+    let mut w = TreeWriter::new(ctx, &src.into, stats);
+    write_index(&mut w, found)?;
     entries.extend(w.finish());
     Ok(())
 }
