@@ -385,7 +385,7 @@ pub struct AddArgs {
     /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
     /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX; apt: and yum: take
     /// packages=P1,P2 for a partial mirror, and keyring=PATH; pypi: takes requirements=PATH&python=3.11&
-    /// platform=TAG), pushed:REPO[:TAG] (images pushed to this node's registry).
+    /// platform=TAG, and then may name a remote index, pypi:https://HOST/simple/?requirements=…), pushed:REPO[:TAG] (images pushed to this node's registry).
     #[arg(required = true)]
     pub sources: Vec<String>,
     /// Keep only this platform of image indexes (OS/ARCH[/VARIANT]); repeatable. Default: all.

@@ -784,3 +784,61 @@ fn partial_pypi_refusals_name_the_requirement() {
     );
     assert!(s.ls().is_empty(), "{:?}", s.ls());
 }
+
+#[test]
+fn a_partial_pypi_mirror_resolves_over_a_remote_index_through_its_json_and_metadata() {
+    let fx = pypi_partial();
+    // The upstream: every distribution, decoys and all, served by a node as a PEP 691/658 index.
+    let upstream = Store::new();
+    upstream.add("all@1", &[&format!("pypi:{}", fx.dists.display())]);
+    let up = Node::start(&upstream.path);
+    let index = up.url("/repos/all/1/pypi/simple/");
+
+    let s = Store::new();
+    s.add(
+        "py@1",
+        &[&format!(
+            "pypi:{index}?requirements={}&python={}&platform=manylinux_2_28_x86_64",
+            fx.requirements.display(),
+            host_python()
+        )],
+    );
+    let files: Vec<String> = carried(&s, "py@1")
+        .iter()
+        .filter_map(|p| p.strip_prefix("pypi/packages/"))
+        .filter(|p| !p.ends_with(".metadata"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        files, fx.expected,
+        "the resolution over the index differs from pip's"
+    );
+    // Byte for byte what the index served.
+    let dir = s.tmp_path("out");
+    s.run(["get", "py@1", "--out", &format!("dir:{}", dir.display())])
+        .ok();
+    for f in &fx.expected {
+        assert_eq!(
+            std::fs::read(dir.join("pypi/packages").join(f)).unwrap(),
+            std::fs::read(fx.dists.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // An index that lacks a requirement: named.
+    let req = s.tmp_path("req.txt");
+    std::fs::write(&req, "requests\nno-such-project-anywhere>=1\n").unwrap();
+    let out = s
+        .run([
+            "add",
+            "bad@1",
+            &format!("pypi:{index}?requirements={}", req.display()),
+        ])
+        .expect_code(1);
+    assert!(
+        out.error_lines()
+            .join("\n")
+            .contains("no-such-project-anywhere>=1 (needed by requested)"),
+        "{out}"
+    );
+    assert_eq!(up.stop(), Some(0));
+}

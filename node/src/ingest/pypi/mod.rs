@@ -15,6 +15,7 @@
 //! generated deterministically (sorted, no timestamps): the same DIR gives the same bytes.
 
 pub mod partial;
+pub mod remote;
 pub mod resolve;
 
 use super::image::Context;
@@ -572,6 +573,12 @@ pub fn ingest(
         return partial::ingest(ctx, src, p, entries, stats);
     }
     let src = &src.repo;
+    if src.dir.to_string_lossy().contains("://") {
+        return Err(IngestError::BadSource {
+            source_text: src.describe("pypi"),
+            reason: "a remote index is read for a partial mirror (requirements=PATH); a whole mirror is a directory of distributions".into(),
+        });
+    }
     let files = list_files(&src.dir, "pypi")?;
     // Read every file's metadata first: a bad file is refused before anything is stored.
     let found: Vec<Found> = files

@@ -83,28 +83,14 @@ fn candidates(src: &PypiSource) -> Result<(Vec<super::Found>, Vec<Candidate>), I
             ),
             None => None,
         };
-        let listed = f
-            .core
-            .requires_dist
-            .iter()
-            .map(|r| Requirement::from_str(r).map_err(|e| bad(format!("Requires-Dist {r:?}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let modern = f
-            .core
-            .metadata_version
-            .as_deref()
-            .and_then(|v| Version::from_str(v).ok())
-            .is_some_and(|v| v >= Version::new([2, 2]));
-        let known = wheel
-            || (!f.core.dynamic.iter().any(|d| d == "requires-dist")
-                && (modern || !listed.is_empty()));
+        let requires_dist = requires_of(&f.core, wheel).map_err(&bad)?;
         cands.push(Candidate {
             project: f.project.clone(),
             version,
             filename: f.filename.clone(),
             wheel,
             requires_python,
-            requires_dist: known.then_some(listed),
+            requires_dist,
             yanked: false,
         });
     }
@@ -136,8 +122,138 @@ impl Resolved {
     }
 }
 
+/// The requirements a distribution's core metadata gives; `None` when they are not known before it is built (an
+/// sdist with `Dynamic: Requires-Dist`, or metadata older than 2.2 that lists none).
+fn requires_of(
+    core: &super::CoreMetadata,
+    wheel: bool,
+) -> Result<Option<Vec<Requirement>>, String> {
+    let listed = core
+        .requires_dist
+        .iter()
+        .map(|r| Requirement::from_str(r).map_err(|e| format!("Requires-Dist {r:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let modern = core
+        .metadata_version
+        .as_deref()
+        .and_then(|v| Version::from_str(v).ok())
+        .is_some_and(|v| v >= Version::new([2, 2]));
+    let known = wheel
+        || (!core.dynamic.iter().any(|d| d == "requires-dist") && (modern || !listed.is_empty()));
+    Ok(known.then_some(listed))
+}
+
+/// The URL of a source that names a remote index.
+fn remote_url(src: &PypiSource) -> Option<&str> {
+    src.repo
+        .dir
+        .to_str()
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+}
+
+/// How many rounds of fetching pages and metadata a remote resolution may take.
+const MAX_ROUNDS: usize = 1000;
+
+/// Resolve over a remote index: fetch the pages of the projects the requirements reach and the metadata of what
+/// the resolution takes, round after round, until a round needs nothing new. Distributions read whole for their
+/// metadata (an index without PEP 658 for them) are left in `spool`.
+fn resolve_remote(
+    url: &str,
+    p: &Partial,
+    requests: Vec<Requirement>,
+    target: &Target,
+    spool: &std::path::Path,
+) -> Result<Resolved, IngestError> {
+    let remote = super::remote::Remote::new(url)?;
+    let mut cands: Vec<Candidate> = Vec::new();
+    let mut files: Vec<super::remote::RemoteFile> = Vec::new();
+    let mut fetched = std::collections::HashSet::new();
+    let mut loaded = std::collections::HashSet::new();
+    let mut found: Vec<super::Found> = Vec::new();
+    let mut want: Vec<String> = requests.iter().map(|r| r.name.to_string()).collect();
+    let fail = |e: resolve::ResolveError| IngestError::Malformed {
+        what: format!("pypi:{url}"),
+        reason: format!(
+            "the requirements of {} cannot be met for Python {} on {}: {e}",
+            p.requirements.display(),
+            target.python,
+            target.platform
+        ),
+    };
+    for _ in 0..MAX_ROUNDS {
+        for name in std::mem::take(&mut want) {
+            if fetched.insert(name.clone()) {
+                for (c, f) in remote.project(&name)?.unwrap_or_default() {
+                    cands.push(c);
+                    files.push(f);
+                }
+            }
+        }
+        let r = resolve::resolve(&cands, &requests, target, true).map_err(fail)?;
+        let mut progress = false;
+        for (i, ..) in &r.chosen {
+            let i = *i;
+            if loaded.insert(i) {
+                progress = true;
+                let name = cands[i].filename.clone();
+                let core = match files[i].metadata {
+                    Some(_) => super::parse_core_metadata(&remote.metadata(&files[i])?),
+                    None => {
+                        let path = remote.download(&files[i], &name, spool)?;
+                        let f = inspect(&name, &path)?;
+                        let core = f.core.clone();
+                        found.push(f);
+                        core
+                    }
+                };
+                cands[i].requires_dist = requires_of(&core, cands[i].wheel).map_err(|reason| {
+                    IngestError::Malformed {
+                        what: files[i].url.to_string(),
+                        reason,
+                    }
+                })?;
+            }
+            for q in cands[i].requires_dist.iter().flatten() {
+                let n = q.name.to_string();
+                if !fetched.contains(&n) {
+                    want.push(n);
+                    progress = true;
+                }
+            }
+        }
+        if !progress {
+            let resolution =
+                resolve::resolve(&cands, &requests, target, p.allow_missing).map_err(fail)?;
+            let chosen: std::collections::HashSet<usize> =
+                resolution.chosen.iter().map(|(i, ..)| *i).collect();
+            // The chosen files, checked against their pages as they stream to the spool.
+            for &i in &chosen {
+                let name = &cands[i].filename;
+                if !found.iter().any(|f| &f.filename == name) {
+                    let path = remote.download(&files[i], name, spool)?;
+                    found.push(inspect(name, &path)?);
+                }
+            }
+            return Ok(Resolved {
+                found,
+                cands,
+                requests,
+                resolution,
+            });
+        }
+    }
+    Err(IngestError::Malformed {
+        what: format!("pypi:{url}"),
+        reason: format!("the resolution did not settle in {MAX_ROUNDS} rounds of fetching"),
+    })
+}
+
 /// Resolve the requirements over DIR, refusing with what cannot be met.
-fn resolve_source(src: &PypiSource, p: &Partial) -> Result<Resolved, IngestError> {
+fn resolve_source(
+    src: &PypiSource,
+    p: &Partial,
+    spool: &std::path::Path,
+) -> Result<Resolved, IngestError> {
     let describe = || format!("pypi:{}", src.repo.dir.display());
     let text = std::fs::read_to_string(&p.requirements).map_err(|source| IngestError::Io {
         path: p.requirements.display().to_string(),
@@ -157,6 +273,9 @@ fn resolve_source(src: &PypiSource, p: &Partial) -> Result<Resolved, IngestError
         source_text: describe(),
         reason,
     })?;
+    if let Some(url) = remote_url(src) {
+        return resolve_remote(url, p, requests, &target, spool);
+    }
     let (found, cands) = candidates(src)?;
     let resolution =
         resolve::resolve(&cands, &requests, &target, p.allow_missing).map_err(|e| {
@@ -239,7 +358,11 @@ pub fn plan(src: &PypiSource) -> Result<crate::ingest::partial::Plan, IngestErro
         source_text: format!("pypi:{}", src.repo.dir.display()),
         reason: "not a partial mirror: name its requirements=".into(),
     })?;
-    let resolved = resolve_source(src, p)?;
+    let spool = tempfile::tempdir().map_err(|e| IngestError::Io {
+        path: std::env::temp_dir().display().to_string(),
+        source: e,
+    })?;
+    let resolved = resolve_source(src, p, spool.path())?;
     let packages = resolved.packages();
     Ok(crate::ingest::partial::Plan {
         source: format!("pypi:{}", src.repo.dir.display()),
@@ -259,7 +382,16 @@ pub(super) fn ingest(
     entries: &mut Vec<Entry>,
     stats: &mut WriteStats,
 ) -> Result<(), IngestError> {
-    let resolved = resolve_source(src, p)?;
+    // Distributions fetched from a remote index wait here until they are stored.
+    let tmp = ctx.store.root().join("tmp");
+    let spool = std::fs::create_dir_all(&tmp)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("pypi-partial-")
+                .tempdir_in(&tmp)
+        })
+        .map_err(IngestError::io(&tmp))?;
+    let resolved = resolve_source(src, p, spool.path())?;
     let packages = resolved.packages();
     let Resolved {
         found,
