@@ -494,12 +494,27 @@ struct Keyed {
 /// The `<package>` elements of filelists.xml (root `filelists`) or other.xml (`otherdata`), with the files
 /// among `wanted` each lists.
 fn scan(bytes: &[u8], root: &str, wanted: Option<&HashSet<String>>) -> Result<Vec<Keyed>, String> {
-    let (bom, bytes) = strip_bom(bytes);
-    let mut out = scan_from(bytes, root, wanted)?;
+    let (bom, inner) = strip_bom(bytes);
+    let mut out = scan_from(inner, root, wanted)?;
     for k in &mut out {
         k.span = (k.span.0 + bom, k.span.1 + bom);
+        check_span(bytes, k.span)?;
     }
     Ok(out)
+}
+
+/// A span must be a `<package …>` element of `bytes`: the metadata is refused rather than copied wrong when the
+/// reader's positions cannot be trusted (a second byte-order mark, say).
+fn check_span(bytes: &[u8], (a, b): (usize, usize)) -> Result<(), String> {
+    let ok =
+        a < b && b <= bytes.len() && bytes[a..].starts_with(b"<package") && bytes[b - 1] == b'>';
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the <package> element read at byte {a} is not where the reader says (stray byte-order marks?)"
+        ))
+    }
 }
 
 /// A UTF-8 byte-order mark's length and what follows it: the reader skips one and counts positions after it,
@@ -609,10 +624,11 @@ enum Field {
 /// Every binary package of primary.xml, with its dependencies and where its element is; source packages
 /// (`arch` `src`) are left out. Errors name the package and the byte.
 pub fn parse_primary(bytes: &[u8]) -> Result<Vec<RpmPkg>, String> {
-    let (bom, bytes) = strip_bom(bytes);
-    let mut out = parse_primary_from(bytes)?;
+    let (bom, inner) = strip_bom(bytes);
+    let mut out = parse_primary_from(inner)?;
     for p in &mut out {
         p.span = (p.span.0 + bom, p.span.1 + bom);
+        check_span(bytes, p.span).map_err(|e| format!("package {}: {e}", p.name))?;
     }
     Ok(out)
 }
@@ -949,6 +965,17 @@ mod tests {
         let xml = "\u{feff}<otherdata><package pkgid=\"a\"/></otherdata>";
         let k = scan(xml.as_bytes(), "otherdata", None).unwrap();
         assert_eq!(&xml[k[0].span.0..k[0].span.1], "<package pkgid=\"a\"/>");
+        // Two marks: the reader skips both and counts from the second; refused, never copied wrong.
+        let twice = format!("\u{feff}\u{feff}{PRIMARY}");
+        if let Ok(p) = parse_primary(twice.as_bytes()) {
+            for pkg in &p {
+                assert!(
+                    twice[pkg.span.0..].starts_with("<package"),
+                    "{:?}",
+                    pkg.span
+                );
+            }
+        }
     }
 
     #[test]
