@@ -117,10 +117,20 @@ fn a_hostile_peer_on_the_allow_list_is_dropped_and_named_while_a_site_syncs() {
         "{oversized:?}"
     );
     // The tenth violation spends the budget: the connection is closed saying why, and a new one is refused.
+    // Which violation the node counts last depends on when each stream's end reaches it (a truncated frame is
+    // noticed only when its stream ends), so the message may name any of them.
     let closed = answers(&malformed, "connection")[0];
     assert!(
         closed.starts_with("closed with code 3: 10 protocol violations")
-            && closed.contains("4294967295 bytes"),
+            && [
+                "4294967295 bytes",
+                "the stream ended 10 bytes into a request frame",
+                "542393671 bytes",
+                "that is no sync request",
+                "2 bytes into a request",
+            ]
+            .iter()
+            .any(|v| closed.contains(v)),
         "{closed}"
     );
     let again = answers(&malformed, "reconnect")[0];
