@@ -513,6 +513,21 @@ fn mismatch(path: &Path, what: &str, c: &Checksum, actual: &str) -> IngestError 
     )
 }
 
+/// Check every file `data` (from `root/repodata/repomd.xml`) lists: a safe path, its checksums and size.
+fn check_listed(root: &Path, data: &[RepoData]) -> Result<(), IngestError> {
+    let repomd_path = root.join("repodata/repomd.xml");
+    for d in data {
+        ferry_protocol::validate_rel_path(&d.href).map_err(|e| {
+            malformed(
+                repomd_path.display(),
+                format!("<location href={:?}>: {e}", d.href),
+            )
+        })?;
+        check_repodata(root, d)?;
+    }
+    Ok(())
+}
+
 /// Check one file of `repomd.xml` against its checksums and size.
 fn check_repodata(root: &Path, d: &RepoData) -> Result<(), IngestError> {
     let path = root.join(&d.href);
@@ -625,15 +640,7 @@ pub fn ingest(
     }
     let repomd_path = root.join("repodata/repomd.xml");
     let data = parse_repomd(&repomd).map_err(|r| malformed(repomd_path.display(), r))?;
-    for d in &data {
-        ferry_protocol::validate_rel_path(&d.href).map_err(|e| {
-            malformed(
-                repomd_path.display(),
-                format!("<location href={:?}>: {e}", d.href),
-            )
-        })?;
-        check_repodata(root, d)?;
-    }
+    check_listed(root, &data)?;
     let primary = data
         .iter()
         .find(|d| d.kind == "primary")

@@ -14,7 +14,7 @@
 use super::closure::{self, ClosureError, Dep, Options, Reason, Request, RpmPkg, Universe};
 use super::rpmver::{Evr, Flags};
 use super::{
-    attr, check_repodata, digest, malformed, mismatch, open_decompressed, parse_repomd, Partial,
+    attr, check_listed, digest, malformed, mismatch, open_decompressed, parse_repomd, Partial,
     RepoData, YumSource,
 };
 use crate::ingest::image::Context;
@@ -75,15 +75,7 @@ fn load(src: &YumSource, partial: &Partial, repomd: &[u8]) -> Result<Loaded, Ing
         .into_iter()
         .filter(|d| KINDS.contains(&d.kind.as_str()))
         .collect();
-    for d in &data {
-        ferry_protocol::validate_rel_path(&d.href).map_err(|e| {
-            malformed(
-                repomd_path.display(),
-                format!("<location href={:?}>: {e}", d.href),
-            )
-        })?;
-        check_repodata(root, d)?;
-    }
+    check_listed(root, &data)?;
     let primary = read_metadata(root, &data, "primary")?
         .ok_or_else(|| malformed(repomd_path.display(), "lists no primary metadata"))?;
     let primary_path = root.join(&href(&data, "primary").expect("read above").href);
