@@ -405,6 +405,11 @@ pub struct AddArgs {
     /// every package of the closure with why, and the bytes; nothing is fetched from the pool or stored.
     #[arg(long)]
     pub plan: bool,
+    /// Check every source against the policy file POLICY (TOML) before anything is stored: cosign signatures of
+    /// registry images, the OpenPGP signature of apt and yum repositories, detached OpenPGP or minisign
+    /// signatures of files. A source that fails is refused, naming the artifact, the key and the reason.
+    #[arg(long, value_name = "POLICY")]
+    pub verify: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

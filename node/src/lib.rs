@@ -18,6 +18,7 @@
 //! - [`node_config`]: the running node's `node.toml` (listen address, push and pull tokens).
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
+//! - [`verify`]: upstream signatures checked at ingest against a policy (cosign, OpenPGP, minisign).
 //!
 //! Hidden: `fuzz`, thin wrappers that give the fuzz targets (`node/fuzz`) the private parsers of outside bytes.
 
@@ -45,6 +46,7 @@ pub mod sketch;
 pub mod store;
 pub mod tarsplit;
 pub mod trust;
+pub mod verify;
 
 pub use progress::{NoProgress, Progress};
 pub use store::{Store, StoreError};

@@ -177,18 +177,45 @@ impl Keyring {
 
     /// Check a detached signature file (`Release.gpg`, armored or binary, one or more signatures) over `data`.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<String, String> {
-        let sigs: Vec<DetachedSignature> = if signature.starts_with(b"-----BEGIN PGP") {
-            DetachedSignature::from_armor_many(signature)
-                .map(|(iter, _)| iter.filter_map(Result::ok).collect())
-                .map_err(|e| format!("not an OpenPGP signature: {e}"))?
-        } else {
-            DetachedSignature::from_bytes_many(signature)
-                .map(|iter| iter.filter_map(Result::ok).collect())
-                .map_err(|e| format!("not an OpenPGP signature: {e}"))?
-        };
+        let sigs = parse_detached(signature)?;
         let sigs: Vec<&Signature> = sigs.iter().map(|s| &s.signature).collect();
         self.good(&sigs, data)
             .ok_or_else(|| self.no_good(sigs.len()))
+    }
+
+    /// Check a detached signature over the file at `path`, read as a stream (once per key a signature names as
+    /// its issuer, so a file of any size is never held in memory).
+    pub fn verify_detached_file(&self, path: &Path, signature: &[u8]) -> Result<String, String> {
+        let sigs = parse_detached(signature)?;
+        for sig in &sigs {
+            let sig = &sig.signature;
+            let issuers = sig.issuer_key_id();
+            let named =
+                |k: &dyn KeyDetails| issuers.is_empty() || issuers.contains(&&k.legacy_key_id());
+            let check = |k: &dyn Fn(std::fs::File) -> bool| -> Result<bool, String> {
+                let f =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(k(f))
+            };
+            for key in &self.keys {
+                if named(&key.primary_key)
+                    && check(&|f| {
+                        sig.verify(&key.primary_key, std::io::BufReader::new(f))
+                            .is_ok()
+                    })?
+                {
+                    return Ok(hex::encode_upper(key.primary_key.fingerprint().as_bytes()));
+                }
+                for sub in &key.public_subkeys {
+                    if named(&sub.key)
+                        && check(&|f| sig.verify(&sub.key, std::io::BufReader::new(f)).is_ok())?
+                    {
+                        return Ok(hex::encode_upper(sub.key.fingerprint().as_bytes()));
+                    }
+                }
+            }
+        }
+        Err(self.no_good(sigs.len()))
     }
 
     fn no_good(&self, signatures: usize) -> String {
@@ -198,6 +225,23 @@ impl Keyring {
             self.what
         )
     }
+}
+
+/// The signatures of a detached signature file, armored or binary.
+fn parse_detached(signature: &[u8]) -> Result<Vec<DetachedSignature>, String> {
+    let sigs: Vec<DetachedSignature> = if signature.starts_with(b"-----BEGIN PGP") {
+        DetachedSignature::from_armor_many(signature)
+            .map(|(iter, _)| iter.filter_map(Result::ok).collect())
+            .map_err(|e| format!("not an OpenPGP signature: {e}"))?
+    } else {
+        DetachedSignature::from_bytes_many(signature)
+            .map(|iter| iter.filter_map(Result::ok).collect())
+            .map_err(|e| format!("not an OpenPGP signature: {e}"))?
+    };
+    if sigs.is_empty() {
+        return Err("not an OpenPGP signature: it holds no signature packet".into());
+    }
+    Ok(sigs)
 }
 
 #[cfg(test)]
@@ -236,6 +280,14 @@ mod tests {
                 .unwrap(),
             key.fingerprint()
         );
+        let file = dir.path().join("release.txt");
+        std::fs::write(&file, text).unwrap();
+        assert_eq!(
+            ring.verify_detached_file(&file, sig.as_bytes()).unwrap(),
+            key.fingerprint()
+        );
+        std::fs::write(&file, "other").unwrap();
+        assert!(ring.verify_detached_file(&file, sig.as_bytes()).is_err());
         let err = ring.verify_detached(b"other", sig.as_bytes()).unwrap_err();
         assert!(err.contains("none of its 1 signature"), "{err}");
 

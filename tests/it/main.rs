@@ -35,6 +35,8 @@
 //! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
 //!   delays UDP and TCP round trips and delivers exact bytes, a panicking test leaves no namespace or process,
 //!   stale namespaces are removed.
+//! - `supply`: `add --verify` against a policy (cosign-signed images, signed apt repositories, files with
+//!   OpenPGP and minisign signatures), and signatures and SBOM referrers carried to a site's registry.
 //! - `sync`: network sync between nodes — on loopback (the update carries what a bundle would; untrusted
 //!   releases refused; followers take new versions) and as several hosts in namespaces (three sites sharing what
 //!   the seed sends, found by mDNS; a killed and a corrupt peer routed around; a partition that heals; a sync
@@ -83,6 +85,7 @@ mod rpm;
 mod serve;
 mod status;
 mod store;
+mod supply;
 mod sync;
 mod token_auth;
 mod uploads_bounds;

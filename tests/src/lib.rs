@@ -21,6 +21,7 @@ pub mod netns;
 pub mod node;
 pub mod podman;
 pub mod registry;
+pub mod sigstore;
 pub mod token;
 
 use std::path::PathBuf;

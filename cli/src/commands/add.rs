@@ -33,6 +33,11 @@ pub fn run(g: &Global, a: AddArgs) -> anyhow::Result<()> {
             creds,
             token: a.registry_token,
         },
+        policy: a
+            .verify
+            .as_deref()
+            .map(ferry_node::verify::Policy::load)
+            .transpose()?,
     };
     let store = super::open_store(g)?;
     let bar = Bar::new(!g.no_progress);
@@ -51,6 +56,18 @@ pub fn run(g: &Global, a: AddArgs) -> anyhow::Result<()> {
             report.chunks_new,
             output::bytes(report.stored_bytes_new)
         ));
+        for v in &report.verified {
+            match v.scheme.as_str() {
+                "unsigned" => output::line(format!(
+                    "  {}: taken unsigned, as the policy allows",
+                    v.artifact
+                )),
+                scheme => output::line(format!(
+                    "  {}: {scheme} signature good by {}",
+                    v.artifact, v.key
+                )),
+            }
+        }
     }
     Ok(())
 }

@@ -52,6 +52,9 @@ pub struct Descriptor {
     /// Annotations.
     #[serde(default)]
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// The artifact type, for entries of a referrers index.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {

@@ -79,6 +79,9 @@ pub enum IngestError {
     /// Nothing to put in the release.
     #[error("no entries: the sources selected nothing")]
     Empty,
+    /// An input the verification policy refuses.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 impl IngestError {
@@ -143,6 +146,51 @@ pub enum Source {
         /// Which tag; every pushed tag when `None`.
         tag: Option<String>,
     },
+}
+
+impl Source {
+    /// Where the source reads from, as a policy's `match` sees it: `docker://HOST/REPO:TAG`, `oci:DIR[:TAG]`,
+    /// `docker-archive:FILE`, `file:PATH`, `dir:PATH`, `apt:DIR|URL`, `yum:DIR`, `pypi:DIR|URL`, `helm:DIR`,
+    /// `pushed:REPO[:TAG]` — without options.
+    pub fn location(&self) -> String {
+        match self {
+            Source::Oci { dir, tag } => match tag {
+                Some(t) => format!("oci:{}:{t}", dir.display()),
+                None => format!("oci:{}", dir.display()),
+            },
+            Source::DockerArchive(p) => format!("docker-archive:{}", p.display()),
+            Source::Registry(r) => format!("docker://{r}"),
+            Source::File(p) => format!("file:{}", p.display()),
+            Source::Dir(p) => format!("dir:{}", p.display()),
+            Source::Apt(a) => match &a.root {
+                apt::AptRoot::Dir(d) => format!("apt:{}", d.display()),
+                apt::AptRoot::Url(u) => format!("apt:{u}"),
+            },
+            Source::Pypi(p) => format!("pypi:{}", p.repo.dir.display()),
+            Source::Helm(h) => format!("helm:{}", h.dir.display()),
+            Source::Yum(y) => format!("yum:{}", y.dir.display()),
+            Source::Pushed { repository, tag } => match tag {
+                Some(t) => format!("pushed:{repository}:{t}"),
+                None => format!("pushed:{repository}"),
+            },
+        }
+    }
+
+    /// The kind, as its prefix names it (`docker://`, `oci:`, …), for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Source::Oci { .. } => "oci:",
+            Source::DockerArchive(_) => "docker-archive:",
+            Source::Registry(_) => "docker://",
+            Source::File(_) => "file:",
+            Source::Dir(_) => "dir:",
+            Source::Apt(_) => "apt:",
+            Source::Pypi(_) => "pypi:",
+            Source::Helm(_) => "helm:",
+            Source::Yum(_) => "yum:",
+            Source::Pushed { .. } => "pushed:",
+        }
+    }
 }
 
 impl std::str::FromStr for Source {
@@ -247,6 +295,8 @@ pub struct AddOptions {
     pub platforms: Vec<Platform>,
     /// Registry client settings.
     pub registry: registry::RegistryOptions,
+    /// The verification policy every source must pass (`--verify POLICY`).
+    pub policy: Option<crate::verify::Policy>,
 }
 
 /// What `add` did.
@@ -297,6 +347,8 @@ pub struct AddReport {
     /// Bytes of `.rpm` files this add stored as they are: their leads and headers, and payloads not
     /// re-creatable exactly (gzip, lzma, another encoder's).
     pub rpm_kept_bytes: u64,
+    /// What the verification policy checked, input by input (empty without `--verify`).
+    pub verified: Vec<crate::verify::Verified>,
 }
 
 /// Ingest `sources` as release `name@version`, sign it and make it visible — only once all of it is stored.
@@ -323,7 +375,22 @@ pub fn add(
         progress,
         gzip_hint: Default::default(),
     };
+    let mut verified = Vec::new();
+    // Every source is checked against the policy before any is ingested, so a refusal costs no download.
+    let mut checks = Vec::with_capacity(sources.len());
     for source in sources {
+        checks.push(match &opts.policy {
+            Some(policy) => policy_check(policy, source, &mut verified)?,
+            None => None,
+        });
+    }
+    for (source, check) in sources.iter().zip(checks) {
+        let check = check.map(|rule| {
+            (
+                opts.policy.as_ref().expect("a rule comes from a policy"),
+                rule,
+            )
+        });
         match source {
             Source::Oci { dir, tag } => {
                 oci::ingest(&ctx, dir, tag.as_deref(), &mut entries, &mut stats)?
@@ -331,15 +398,44 @@ pub fn add(
             Source::DockerArchive(path) => {
                 docker_archive::ingest(&ctx, path, &mut entries, &mut stats)?
             }
-            Source::Registry(r) => {
-                registry::ingest(&ctx, r, &opts.registry, &mut entries, &mut stats)?
+            Source::Registry(r) => registry::ingest(
+                &ctx,
+                r,
+                &opts.registry,
+                check,
+                &mut entries,
+                &mut stats,
+                &mut verified,
+            )?,
+            Source::File(path) => {
+                if let Some((policy, rule)) = check {
+                    verified.push(crate::verify::detached::verify_file(policy, rule, path)?);
+                }
+                files::ingest_file(&ctx, path, &mut entries, &mut stats)?
             }
-            Source::File(path) => files::ingest_file(&ctx, path, &mut entries, &mut stats)?,
             Source::Dir(path) => files::ingest_dir(&ctx, path, &mut entries, &mut stats)?,
-            Source::Apt(src) => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Apt(src) => match check {
+                Some((_, rule)) => {
+                    let src = apt::AptSource {
+                        keyring: Some(rule.openpgp[0].clone()),
+                        ..src.clone()
+                    };
+                    apt::ingest(&ctx, &src, &mut entries, &mut stats)?
+                }
+                None => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
+            },
             Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Helm(src) => helm::ingest(&ctx, src, &mut entries, &mut stats)?,
-            Source::Yum(src) => yum::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Yum(src) => match check {
+                Some((_, rule)) => {
+                    let src = yum::YumSource {
+                        keyring: Some(rule.openpgp[0].clone()),
+                        ..src.clone()
+                    };
+                    yum::ingest(&ctx, &src, &mut entries, &mut stats)?
+                }
+                None => yum::ingest(&ctx, src, &mut entries, &mut stats)?,
+            },
             Source::Pushed { repository, tag } => {
                 pushed::ingest(&ctx, repository, tag.as_deref(), &mut entries, &mut stats)?
             }
@@ -373,8 +469,65 @@ pub fn add(
         deb_kept_bytes: stats.deb_kept_bytes,
         rpm_recreated_bytes: stats.rpm_recreated_bytes,
         rpm_kept_bytes: stats.rpm_kept_bytes,
+        verified,
     };
     Ok((manifest, report))
+}
+
+/// The rule of `policy` that `source` must pass, checked for what the source can carry: `None` when no
+/// signature is to be checked (no rule and unmatched inputs accepted, or a rule that takes it unsigned, which
+/// is recorded in `verified`). apt and yum repositories are checked by their signed index (`InRelease` or
+/// `Release.gpg`, `repomd.xml.asc`) against the rule's one OpenPGP keyring; files by a detached signature;
+/// registry images by cosign signatures.
+fn policy_check<'p>(
+    policy: &'p crate::verify::Policy,
+    source: &Source,
+    verified: &mut Vec<crate::verify::Verified>,
+) -> Result<Option<&'p crate::verify::Rule>, IngestError> {
+    let location = source.location();
+    let Some(rule) = policy.rule_for(&location)? else {
+        return Ok(None);
+    };
+    if rule.unsigned {
+        verified.push(crate::verify::Verified {
+            artifact: location,
+            scheme: "unsigned".into(),
+            key: String::new(),
+        });
+        return Ok(None);
+    }
+    let fits = match source {
+        Source::Registry(_) => rule.openpgp.is_empty() && rule.minisign.is_empty(),
+        Source::File(_) => rule.cosign.is_empty(),
+        Source::Apt(_) | Source::Yum(_) => {
+            if rule.openpgp.len() > 1 {
+                return Err(policy
+                    .refused(
+                        &location,
+                        format!(
+                            "rule {:?} names {} OpenPGP keyrings; a repository is checked against one (a \
+                             keyring file may hold several keys)",
+                            rule.pattern,
+                            rule.openpgp.len()
+                        ),
+                    )
+                    .into());
+            }
+            rule.cosign.is_empty() && rule.minisign.is_empty() && rule.openpgp.len() == 1
+        }
+        _ => false,
+    };
+    if !fits {
+        return Err(policy.unsupported(&location, rule, source.kind()).into());
+    }
+    if matches!(source, Source::Apt(_) | Source::Yum(_)) {
+        verified.push(crate::verify::Verified {
+            artifact: location,
+            scheme: "openpgp".into(),
+            key: rule.openpgp[0].display().to_string(),
+        });
+    }
+    Ok(Some(rule))
 }
 
 /// Two entries may not claim the same path or the same image name.

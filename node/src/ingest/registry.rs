@@ -7,6 +7,7 @@ use super::image::{self, media, BlobSource, Context};
 use super::reference::Reference;
 use super::IngestError;
 use crate::store::WriteStats;
+use crate::verify::{cosign, Policy, Rule, Verified};
 use ferry_protocol::{Entry, ImageEntry, Sha256Digest};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
@@ -242,9 +243,32 @@ impl RegistryClient {
 
     /// Resolve a tag or digest to the top-level manifest's digest, size and media type.
     pub fn resolve(&self, r: &Reference) -> Result<(Sha256Digest, u64, String), IngestError> {
-        let reference = r.reference_part();
-        let what = format!("{}/{}:{reference}", self.host, self.repository)
-            .replace(":sha256:", "@sha256:");
+        let m = self.fetch_manifest(&r.reference_part(), r.digest)?;
+        Ok((m.digest, m.bytes.len() as u64, m.media_type))
+    }
+
+    /// The manifest tagged `tag`, if the repository has that tag.
+    pub fn manifest_if_tagged(&self, tag: &str) -> Result<Option<Fetched>, IngestError> {
+        match self.fetch_manifest(tag, None) {
+            Ok(m) => Ok(Some(m)),
+            Err(IngestError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `registry HOST/REPO:REFERENCE` (or `@sha256:…`), for messages.
+    fn name_of(&self, reference: &str) -> String {
+        format!("{}/{}:{reference}", self.host, self.repository).replace(":sha256:", "@sha256:")
+    }
+
+    /// The manifest or index at `reference` (a tag or a digest), checked against `promised` and the registry's
+    /// `Docker-Content-Digest`.
+    pub fn fetch_manifest(
+        &self,
+        reference: &str,
+        promised: Option<Sha256Digest>,
+    ) -> Result<Fetched, IngestError> {
+        let what = self.name_of(reference);
         let url = format!("{}/manifests/{reference}", self.base);
         let accept = media::MANIFESTS.join(", ");
         let resp = self.send(|| self.http.get(&url).header(reqwest::header::ACCEPT, &accept))?;
@@ -273,7 +297,7 @@ impl RegistryClient {
             });
         }
         let actual = Sha256Digest::of(&body);
-        for promised in [r.digest, header_digest].into_iter().flatten() {
+        for promised in [promised, header_digest].into_iter().flatten() {
             if promised != actual {
                 return Err(IngestError::Store(
                     crate::store::StoreError::DigestMismatch {
@@ -284,8 +308,156 @@ impl RegistryClient {
                 ));
             }
         }
-        Ok((actual, body.len() as u64, content_type))
+        Ok(Fetched {
+            digest: actual,
+            bytes: body,
+            media_type: content_type,
+        })
     }
+
+    /// The manifests whose `subject` is `digest`, as the registry lists them: its referrers API, else the
+    /// tag-schema fallback (an index tagged `sha256-<hex>`); none when it has neither.
+    pub fn referrers(&self, digest: &Sha256Digest) -> Result<Vec<image::Descriptor>, IngestError> {
+        let url = format!("{}/referrers/{digest}", self.base);
+        let what = format!("the referrers of {}", self.name_of(&digest.to_string()));
+        let resp = self.send(|| {
+            self.http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, media::OCI_INDEX)
+        })?;
+        let body = match resp.status() {
+            s if s.is_success() => {
+                let mut body = Vec::new();
+                resp.take(image::MAX_MANIFEST + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| IngestError::Registry(format!("reading {what}: {e}")))?;
+                body
+            }
+            // No referrers API (distribution 2.x answers 404 "page not found"): the fallback tag, if any.
+            StatusCode::NOT_FOUND
+            | StatusCode::BAD_REQUEST
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_ACCEPTABLE => {
+                match self.manifest_if_tagged(&format!("sha256-{}", digest.hex()))? {
+                    Some(m) if m.bytes.len() as u64 <= image::MAX_MANIFEST => m.bytes,
+                    _ => return Ok(Vec::new()),
+                }
+            }
+            _ => return Err(self.error_for(&what, resp)),
+        };
+        if body.len() as u64 > image::MAX_MANIFEST {
+            return Err(IngestError::Malformed {
+                what,
+                reason: "larger than 4 MiB".into(),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<image::Descriptor>,
+        }
+        let index: Index = serde_json::from_slice(&body).map_err(|e| IngestError::Malformed {
+            what: what.clone(),
+            reason: format!("not an image index: {e}"),
+        })?;
+        if index.manifests.len() > MAX_REFERRERS {
+            return Err(IngestError::Malformed {
+                what,
+                reason: format!(
+                    "{} referrers, more than the {MAX_REFERRERS} ferry carries",
+                    index.manifests.len()
+                ),
+            });
+        }
+        Ok(index.manifests)
+    }
+
+    /// The cosign signatures of `digest`: the layers of the manifest tagged `sha256-<hex>.sig`, and of its
+    /// referrers of cosign's signature artifact type.
+    pub fn signatures(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Vec<crate::verify::cosign::Signature>, IngestError> {
+        use crate::verify::cosign;
+        let mut found = Vec::new();
+        let sig_tag = format!("sha256-{}.sig", digest.hex());
+        let mut manifests = Vec::new();
+        if let Some(m) = self.manifest_if_tagged(&sig_tag)? {
+            manifests.push((format!("tag {sig_tag}"), m.bytes));
+        }
+        for d in self.referrers(digest)? {
+            if d.artifact_type.as_deref() != Some(cosign::SIG_ARTIFACT) {
+                continue;
+            }
+            let at = d.sha256(&format!("the referrers of {digest}"))?;
+            let m = self.fetch_manifest(&at.to_string(), Some(at))?;
+            manifests.push((format!("referrer {at}"), m.bytes));
+        }
+        for (found_in, bytes) in manifests {
+            let within = format!("signature manifest {found_in} at {}", self.describe());
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
+                    what: within.clone(),
+                    reason: format!("not JSON: {e}"),
+                })?;
+            for layer in v["layers"].as_array().into_iter().flatten() {
+                if layer["mediaType"].as_str() != Some(cosign::SIMPLE_SIGNING) {
+                    continue;
+                }
+                let Some(signature) = layer["annotations"][cosign::SIGNATURE_ANNOTATION].as_str()
+                else {
+                    continue;
+                };
+                let d: image::Descriptor =
+                    serde_json::from_value(layer.clone()).map_err(|e| IngestError::Malformed {
+                        what: within.clone(),
+                        reason: format!("a malformed layer: {e}"),
+                    })?;
+                let at = d.sha256(&within)?;
+                if d.size > MAX_PAYLOAD {
+                    return Err(IngestError::Malformed {
+                        what: within,
+                        reason: format!(
+                            "a signature payload of {} bytes (at most {MAX_PAYLOAD})",
+                            d.size
+                        ),
+                    });
+                }
+                let mut payload = Vec::new();
+                self.open(&at, d.size)?
+                    .take(d.size + 1)
+                    .read_to_end(&mut payload)
+                    .map_err(|e| IngestError::Registry(format!("reading {within}: {e}")))?;
+                if payload.len() as u64 != d.size || Sha256Digest::of(&payload) != at {
+                    return Err(IngestError::Malformed {
+                        what: within,
+                        reason: format!("payload {at} does not match its digest and size"),
+                    });
+                }
+                found.push(cosign::Signature {
+                    payload,
+                    signature: signature.to_string(),
+                    found_in: found_in.clone(),
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The most referrers of one manifest carried.
+const MAX_REFERRERS: usize = 1024;
+/// The largest signature payload read.
+const MAX_PAYLOAD: u64 = 1 << 20;
+
+/// A manifest fetched by tag or digest.
+pub struct Fetched {
+    /// Its digest.
+    pub digest: Sha256Digest,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` the registry gave.
+    pub media_type: String,
 }
 
 impl BlobSource for RegistryClient {
@@ -319,29 +491,137 @@ impl BlobSource for RegistryClient {
     }
 }
 
-/// Ingest the image `r` from its registry.
+/// Ingest the image `r` from its registry, with what is attached to it. With `verify`, a cosign signature of
+/// its top-level digest by one of the rule's keys must be there first, before anything else is fetched.
 pub fn ingest(
     ctx: &Context<'_>,
     r: &Reference,
     opts: &RegistryOptions,
+    verify: Option<(&Policy, &Rule)>,
     entries: &mut Vec<Entry>,
     stats: &mut WriteStats,
+    verified: &mut Vec<Verified>,
 ) -> Result<(), IngestError> {
     let client = RegistryClient::new(r, opts)?;
     let (digest, size, media_type) = client.resolve(r)?;
+    if let Some((policy, rule)) = verify {
+        let artifact = format!("image {r} ({digest})");
+        let sigs = client.signatures(&digest)?;
+        let key = cosign::verify_image(&rule.cosign, &digest, &sigs)
+            .map_err(|reason| policy.refused(&artifact, reason))?;
+        verified.push(Verified {
+            artifact,
+            scheme: "cosign".into(),
+            key: key.describe(),
+        });
+    }
     let walked = image::walk(ctx, &client, &digest, size, &media_type, stats)?;
     let tag = match (&r.tag, &r.digest) {
         (Some(t), _) => t.clone(),
         (None, Some(d)) => format!("sha256-{}", d.hex()),
         (None, None) => "latest".into(),
     };
-    entries.push(Entry::Image(ImageEntry {
+    let mut top = ImageEntry {
         registry: Some(r.registry.clone()),
         repository: r.repository.clone(),
         tag,
         digest,
         media_type: walked.media_type,
         blobs: walked.blobs,
-    }));
+    };
+    let tagged = attachments(ctx, &client, r, &mut top, stats)?;
+    entries.push(Entry::Image(top));
+    for t in tagged {
+        // Two tags of one image share its attachments: carry each once.
+        if !entries
+            .iter()
+            .any(|e| matches!(e, Entry::Image(i) if i.reference() == t.reference()))
+        {
+            entries.push(Entry::Image(t));
+        }
+    }
     Ok(())
+}
+
+/// How deep referrers of referrers are followed (a signature of an SBOM of an image is two).
+const REFERRER_DEPTH: usize = 3;
+
+/// Bring what is attached to each manifest of `top` (the index and, per platform, each manifest): its OCI
+/// referrers — signatures, SBOMs, attestations, and theirs — into `top`'s blobs, where the site's registry
+/// serves them by digest and lists them in its referrers API; and cosign's `sha256-<hex>.sig`, `.att` and
+/// `.sbom` tags, returned as images of their own under those tags. A referrer whose `subject` is not the
+/// manifest it was listed for is refused, which also rules out loops.
+fn attachments(
+    ctx: &Context<'_>,
+    client: &RegistryClient,
+    r: &Reference,
+    top: &mut ImageEntry,
+    stats: &mut WriteStats,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    let mut tagged = Vec::new();
+    let mut seen: std::collections::HashSet<Sha256Digest> =
+        top.blobs.iter().map(|b| b.blob.sha256).collect();
+    let mut queue: Vec<(Sha256Digest, usize)> = top
+        .blobs
+        .iter()
+        .filter(|b| media::MANIFESTS.contains(&b.media_type.as_str()))
+        .map(|b| (b.blob.sha256, 0))
+        .collect();
+    while let Some((subject, depth)) = queue.pop() {
+        for suffix in [".sig", ".att", ".sbom"] {
+            let tag = format!("sha256-{}{suffix}", subject.hex());
+            let Some(m) = client.manifest_if_tagged(&tag)? else {
+                continue;
+            };
+            let size = m.bytes.len() as u64;
+            let walked = image::walk(ctx, client, &m.digest, size, &m.media_type, stats)?;
+            tagged.push(ImageEntry {
+                registry: Some(r.registry.clone()),
+                repository: r.repository.clone(),
+                tag,
+                digest: m.digest,
+                media_type: walked.media_type,
+                blobs: walked.blobs,
+            });
+        }
+        if depth >= REFERRER_DEPTH {
+            continue;
+        }
+        for d in client.referrers(&subject)? {
+            let within = format!(
+                "referrer {} of {subject} at {}",
+                d.digest,
+                client.describe()
+            );
+            let digest = d.sha256(&within)?;
+            if !seen.insert(digest) {
+                continue;
+            }
+            // Its subject is checked before anything it names is fetched.
+            let bytes = client
+                .fetch_manifest(&digest.to_string(), Some(digest))?
+                .bytes;
+            let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+            if named.as_deref() != Some(subject.to_string().as_str()) {
+                return Err(IngestError::Malformed {
+                    what: within,
+                    reason: format!(
+                        "its subject is {}, not {subject}: the registry lists it for a manifest it does not refer to",
+                        named.unwrap_or_else(|| "missing".into())
+                    ),
+                });
+            }
+            let walked = image::walk(ctx, client, &digest, d.size, &d.media_type, stats)?;
+            for b in walked.blobs {
+                seen.insert(b.blob.sha256);
+                if !top.blobs.iter().any(|x| x.blob.sha256 == b.blob.sha256) {
+                    top.blobs.push(b);
+                }
+            }
+            queue.push((digest, depth + 1));
+        }
+    }
+    Ok(tagged)
 }

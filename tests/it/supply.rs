@@ -1,0 +1,451 @@
+//! Supply chain across the gap (issue 23): upstream signatures checked at ingest against a policy
+//! (`ferry add --verify`), and carried with what they sign — cosign signature tags and OCI referrers (an SBOM) —
+//! through a bundle to a site whose registry serves them to real clients.
+
+use std::fs;
+
+use ferry_tests::cmd::run_ok;
+use ferry_tests::ferry::{images as image_entries, Store};
+use ferry_tests::fixtures::{apt_repo, images};
+use ferry_tests::node::Node;
+use ferry_tests::registry::Registry;
+use ferry_tests::sigstore::{self, Key, Pusher};
+
+fn write_policy(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom() {
+    let imgs = images();
+    let upstream = Registry::start();
+    upstream.push(&imgs.layout, "v1", "team/app:v1", false);
+    upstream.push(&imgs.layout, "v2", "team/app:v2", false);
+    let v1 = upstream.digest("team/app:v1");
+    let v2 = upstream.digest("team/app:v2");
+    let v1_size = upstream.raw_manifest("team/app:v1").len();
+
+    let seed = Store::new();
+    let work = seed.tmp_path("keys");
+    fs::create_dir_all(&work).unwrap();
+    let (ours, theirs) = (Key::new(&work, "publisher"), Key::new(&work, "stranger"));
+    let push = Pusher::new(&upstream.host);
+    let reference = format!("{}/team/app:v1", upstream.host);
+    let signature_manifest = sigstore::push_signature(
+        &push,
+        &work,
+        "team/app",
+        &v1,
+        &sigstore::payload(&reference, &v1),
+        &ours,
+    );
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"team/app","packages":[{"name":"hello","versionInfo":"1"}]}"#;
+    let sbom_manifest = sigstore::push_sbom(&push, "team/app", (&v1, v1_size), sbom);
+    // A hostile signature tag: v2's `.sig` holds a good signature by our key — of v1's digest.
+    sigstore::push_signature(
+        &push,
+        &work,
+        "team/app",
+        &v2,
+        &sigstore::payload(&reference, &v1),
+        &ours,
+    );
+
+    let rule = |key: &Key| {
+        format!(
+            "[[rule]]\nmatch = \"docker://{}/team/app:*\"\ncosign = [\"{}\"]\n",
+            upstream.host,
+            key.public.display()
+        )
+    };
+    let good = write_policy(&work, "good.toml", &rule(&ours));
+    let wrong = write_policy(&work, "wrong.toml", &rule(&theirs));
+    let add = |release: &str, tag: &str, policy: &str| {
+        seed.run([
+            "add",
+            release,
+            &upstream.url(&format!("team/app:{tag}")),
+            "--insecure-registry",
+            &upstream.host,
+            "--verify",
+            policy,
+        ])
+    };
+
+    // Signed by another key than the policy names: refused before anything is stored, naming image and key.
+    let out = add("app@0", "v1", &wrong).expect_code(1);
+    let e = out.error_lines().join("\n");
+    assert!(e.contains(&v1) && e.contains("stranger.pub"), "{e}");
+    assert!(e.contains("none of its 1 signature(s) is good"), "{e}");
+    assert!(!seed.lists("app", "0"));
+    // A signature that is good, but for another digest.
+    let e = add("app@0", "v2", &good)
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains(&v2) && e.contains(&format!("is for {v1}")),
+        "{e}"
+    );
+    // No signature at all.
+    upstream.push(&imgs.layout, "v2", "team/unsigned:v2", false);
+    let e = seed
+        .run([
+            "add",
+            "app@0",
+            &upstream.url("team/unsigned:v2"),
+            "--insecure-registry",
+            &upstream.host,
+            "--verify",
+            &write_policy(
+                &work,
+                "all.toml",
+                &format!(
+                    "[[rule]]\nmatch = \"docker://*\"\ncosign = [\"{}\"]\n",
+                    ours.public.display()
+                ),
+            ),
+        ])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("no cosign signature") && e.contains("team/unsigned:v2"),
+        "{e}"
+    );
+    // A source no rule names.
+    let e = seed
+        .run(["add", "app@0", &format!("file:{}", good), "--verify", &good])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(e.contains("no rule matches"), "{e}");
+    assert!(!seed.lists("app", "0"));
+
+    // Signed by the policy's key: accepted, and the signature tag and the SBOM come along.
+    let report = seed.json([
+        "add",
+        "app@1",
+        &upstream.url("team/app:v1"),
+        "--insecure-registry",
+        &upstream.host,
+        "--verify",
+        &good,
+    ]);
+    assert_eq!(report["verified"][0]["scheme"], "cosign", "{report}");
+    assert!(
+        report["verified"][0]["key"]
+            .as_str()
+            .unwrap()
+            .contains("publisher.pub"),
+        "{report}"
+    );
+    let show = seed.show("app@1");
+    let tags: Vec<&str> = image_entries(&show)
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    let sig_tag = format!("{}.sig", v1.replace(':', "-"));
+    assert_eq!(tags, ["v1", sig_tag.as_str()], "{show}");
+
+    // Across the gap: a bundle, imported at a site that trusts the seed.
+    let bundle = seed.tmp_path("bundle");
+    seed.json(["export", "app@1", "--out", bundle.to_str().unwrap()]);
+    let site = Store::new();
+    let key = seed.tmp_path("seed.pub");
+    fs::write(&key, seed.run(["keys", "export"]).ok().stdout).unwrap();
+    site.run(["trust", "add", key.to_str().unwrap()]).ok();
+    site.json(["import", bundle.to_str().unwrap()]);
+    let node = Node::start(&site.path);
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str, accept: &str| {
+        let r = http
+            .get(node.url(path))
+            .header("accept", accept)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.bytes().unwrap().to_vec()
+    };
+
+    // The site's registry serves the signature tag; skopeo reads it, and openssl checks the upstream signature
+    // against the upstream key, unchanged.
+    let sig_raw = run_ok(
+        "skopeo",
+        [
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/team/app:{sig_tag}", node.addr),
+        ],
+    )
+    .stdout_bytes;
+    assert_eq!(
+        format!("sha256:{}", ferry_tests::fsutil::sha256_hex(&sig_raw)),
+        signature_manifest
+    );
+    let sig_json: serde_json::Value = serde_json::from_slice(&sig_raw).unwrap();
+    let layer = &sig_json["layers"][0];
+    let payload = get(
+        &format!("/v2/team/app/blobs/{}", layer["digest"].as_str().unwrap()),
+        "*/*",
+    );
+    use base64::Engine as _;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"][sigstore::SIGNATURE_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(sigstore::openssl_verifies(
+        &work,
+        &ours.public,
+        &payload,
+        &signature
+    ));
+    assert!(!sigstore::openssl_verifies(
+        &work,
+        &theirs.public,
+        &payload,
+        &signature
+    ));
+    let named: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        named["critical"]["image"]["docker-manifest-digest"],
+        v1.as_str()
+    );
+
+    // skopeo, told the site keeps sigstore attachments, copies the image with its signature onwards.
+    let regd = seed.tmp_path("registries.d");
+    fs::create_dir_all(&regd).unwrap();
+    let onward = Registry::start();
+    fs::write(
+        regd.join("sigstore.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n  {}:\n    use-sigstore-attachments: true\n",
+            node.addr, onward.host
+        ),
+    )
+    .unwrap();
+    let copy = run_ok(
+        "skopeo",
+        [
+            "--registries.d",
+            regd.to_str().unwrap(),
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/team/app:v1", node.addr),
+            &onward.url("team/app:v1"),
+        ],
+    );
+    assert!(copy.stdout.contains("Storing signatures"), "{copy}");
+    // skopeo writes the signature manifest anew, with the same payload and signature.
+    let copied: serde_json::Value =
+        serde_json::from_slice(&onward.raw_manifest(&format!("team/app:{sig_tag}"))).unwrap();
+    assert_eq!(copied["layers"][0]["digest"], layer["digest"], "{copied}");
+    assert_eq!(
+        copied["layers"][0]["annotations"][sigstore::SIGNATURE_ANNOTATION],
+        layer["annotations"][sigstore::SIGNATURE_ANNOTATION],
+        "{copied}"
+    );
+
+    // The SBOM arrived as a referrer: the referrers API lists it with its artifact type, and serves its bytes.
+    let referrers: serde_json::Value = serde_json::from_slice(&get(
+        &format!("/v2/team/app/referrers/{v1}"),
+        "application/vnd.oci.image.index.v1+json",
+    ))
+    .unwrap();
+    let listed = referrers["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{referrers}");
+    assert_eq!(listed[0]["digest"], sbom_manifest.as_str(), "{referrers}");
+    assert_eq!(
+        listed[0]["artifactType"], "application/spdx+json",
+        "{referrers}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&get(
+        &format!("/v2/team/app/manifests/{sbom_manifest}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    ))
+    .unwrap();
+    let served = get(
+        &format!(
+            "/v2/team/app/blobs/{}",
+            m["layers"][0]["digest"].as_str().unwrap()
+        ),
+        "*/*",
+    );
+    assert_eq!(served, sbom);
+    assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn repositories_and_files_pass_only_with_the_policys_keys() {
+    let repo = apt_repo();
+    let s = Store::new();
+    let dir = s.tmp_path("policy");
+    fs::create_dir_all(&dir).unwrap();
+    let apt_rule = |keyring: &str| {
+        format!(
+            "[[rule]]\nmatch = \"apt:{}\"\nopenpgp = [\"{keyring}\"]\n",
+            repo.root.display()
+        )
+    };
+    let apt = format!("apt:{}", repo.root.display());
+
+    // The InRelease signed by the test repository's throwaway key: accepted with that key, refused with another.
+    let good = write_policy(&dir, "apt-good.toml", &apt_rule(repo.key.to_str().unwrap()));
+    let r = s.json(["add", "debs@1", &apt, "--verify", &good]);
+    assert_eq!(r["verified"][0]["scheme"], "openpgp", "{r}");
+    let debian = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let wrong = write_policy(&dir, "apt-wrong.toml", &apt_rule(debian));
+    let e = s
+        .run(["add", "debs@2", &apt, "--verify", &wrong])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("InRelease") && e.contains("upstream signature refused"),
+        "{e}"
+    );
+    assert!(!s.lists("debs", "2"));
+
+    // Files: a detached OpenPGP signature made by gpg, and a minisign signature made by minisign.
+    let gnupg = dir.join("gnupg");
+    fs::create_dir_all(&gnupg).unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = std::process::Command::new("gpg");
+        c.env("GNUPGHOME", &gnupg)
+            .args(["--batch", "--quiet"])
+            .args(args);
+        ferry_tests::cmd::run(&mut c).ok()
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "Release <release@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let public = dir.join("release.asc");
+    fs::write(&public, gpg(&["--armor", "--export"]).stdout_bytes).unwrap();
+    let tarball = dir.join("tool-1.0.tar.gz");
+    fs::write(&tarball, b"pretend this is a release tarball\n").unwrap();
+    gpg(&[
+        "--armor",
+        "--detach-sign",
+        "--output",
+        &format!("{}.asc", tarball.display()),
+        tarball.to_str().unwrap(),
+    ]);
+
+    let (mpub, msec) = (dir.join("minisign.pub"), dir.join("minisign.key"));
+    run_ok(
+        "minisign",
+        [
+            "-G",
+            "-W",
+            "-p",
+            mpub.to_str().unwrap(),
+            "-s",
+            msec.to_str().unwrap(),
+        ],
+    );
+    let other = dir.join("other.bin");
+    fs::write(&other, vec![7u8; 300_000]).unwrap();
+    run_ok(
+        "minisign",
+        [
+            "-S",
+            "-s",
+            msec.to_str().unwrap(),
+            "-m",
+            other.to_str().unwrap(),
+        ],
+    );
+
+    let files = write_policy(
+        &dir,
+        "files.toml",
+        &format!(
+            "[[rule]]\nmatch = \"file:*.tar.gz\"\nopenpgp = [\"{}\"]\n[[rule]]\nmatch = \"file:*.bin\"\nminisign = [\"{}\"]\n",
+            public.display(),
+            mpub.display()
+        ),
+    );
+    let file = |p: &std::path::Path| format!("file:{}", p.display());
+    let r = s.json([
+        "add",
+        "files@1",
+        &file(&tarball),
+        &file(&other),
+        "--verify",
+        &files,
+    ]);
+    let schemes: Vec<&str> = r["verified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["scheme"].as_str().unwrap())
+        .collect();
+    assert_eq!(schemes, ["openpgp", "minisign"], "{r}");
+
+    // Changed after signing: both refused, each named.
+    fs::write(&tarball, b"pretend this is a release tarball, changed\n").unwrap();
+    let e = s
+        .run(["add", "files@2", &file(&tarball), "--verify", &files])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("tool-1.0.tar.gz") && e.contains("release.asc"),
+        "{e}"
+    );
+    let mut bytes = fs::read(&other).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&other, bytes).unwrap();
+    let e = s
+        .run(["add", "files@2", &file(&other), "--verify", &files])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(e.contains("other.bin") && e.contains("minisign key"), "{e}");
+    // No signature next to the file.
+    fs::remove_file(format!("{}.minisig", other.display())).unwrap();
+    let e = s
+        .run(["add", "files@2", &file(&other), "--verify", &files])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(e.contains("no detached signature"), "{e}");
+    assert!(!s.lists("files", "2"));
+    // A rule asking for signatures a source kind cannot carry.
+    let e = s
+        .run([
+            "add",
+            "files@2",
+            &format!("dir:{}", dir.display()),
+            "--verify",
+            &write_policy(
+                &dir,
+                "dir.toml",
+                &format!(
+                    "[[rule]]\nmatch = \"dir:*\"\nminisign = [\"{}\"]\n",
+                    mpub.display()
+                ),
+            ),
+        ])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(e.contains("a dir: source cannot carry"), "{e}");
+}
