@@ -64,6 +64,10 @@ pub enum Command {
     /// Publisher keys this store accepts releases and bundles from.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// The audit trail: a signed, hash-chained log of what happened to this store's content (ingests with
+    /// their verification results, exports, imports, syncs, pins, collections).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print this node's peer id (what other nodes of the site put on their allow-lists).
     Id,
     /// The site's members: peer ids this node accepts connections from.
@@ -289,6 +293,33 @@ pub struct SitesArgs {
     /// Forget this site's ledger (its next `export --site` is complete unless given a base).
     #[arg(long)]
     pub forget: Option<String>,
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum AuditCommand {
+    /// List the entries: sequence, time, event, releases.
+    Ls {
+        /// Only entries that concern this release (NAME@VERSION).
+        #[arg(long)]
+        release: Option<String>,
+    },
+    /// Check the chain and every signature (those of entries carried from a seed against the trusted keys);
+    /// exit 1 naming each entry that fails.
+    Verify {
+        /// Check this exported log instead of the store's.
+        #[arg(long, value_name = "LOG")]
+        file: Option<std::path::PathBuf>,
+        /// With --file: the public key (as `ferry keys export` writes it) that signed the log; default the
+        /// store's own.
+        #[arg(long, value_name = "KEY")]
+        key: Option<std::path::PathBuf>,
+    },
+    /// Write the log as it is (JSON lines) to FILE, or to stdout, for an auditor (`ferry audit verify --file`).
+    Export {
+        /// Where to write it.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]

@@ -9,8 +9,8 @@
 //! node's store and the client's stdout/stderr instead of opening the store and writing to the node's own.
 
 use crate::args::{
-    BundleCommand, Cli, Command, ExportArgs, GetArgs, ImportArgs, QuickstartArgs, ServeArgs,
-    TrustCommand,
+    AuditCommand, BundleCommand, Cli, Command, ExportArgs, GetArgs, ImportArgs, QuickstartArgs,
+    ServeArgs, TrustCommand,
 };
 use crate::{commands, exit};
 use ferry_node::admin::{Client, Handler, Request, Sink};
@@ -101,7 +101,16 @@ fn absolutize(command: &mut Command, cwd: &Path) {
             for s in &mut a.sources {
                 *s = absolute_source(s, cwd);
             }
+            if let Some(p) = &mut a.verify {
+                abs(p);
+            }
         }
+        Command::Audit(AuditCommand::Verify { file, key }) => {
+            file.iter_mut().for_each(abs);
+            key.iter_mut().for_each(abs);
+        }
+        Command::Audit(AuditCommand::Export { out }) => out.iter_mut().for_each(abs),
+        Command::Audit(AuditCommand::Ls { .. }) => {}
         Command::Get(GetArgs { out, .. }) => *out = absolute_source(out, cwd),
         Command::Export(ExportArgs { out, have, .. }) => {
             abs(out);

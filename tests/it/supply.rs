@@ -449,3 +449,109 @@ fn repositories_and_files_pass_only_with_the_policys_keys() {
         .join("\n");
     assert!(e.contains("a dir: source cannot carry"), "{e}");
 }
+
+#[test]
+fn the_audit_trail_follows_content_across_the_gap_and_catches_one_changed_byte() {
+    let imgs = images();
+    let seed = Store::new();
+    let dir = seed.tmp_path("policy");
+    fs::create_dir_all(&dir).unwrap();
+    let policy = write_policy(
+        &dir,
+        "p.toml",
+        "[[rule]]\nmatch = \"oci:*\"\nunsigned = true\n",
+    );
+    let layout = format!("oci:{}:v1", imgs.layout.display());
+    seed.json(["add", "img@1", &layout, "--verify", &policy]);
+    seed.run(["pin", "set", "img", "1"]).ok();
+    let bundle = seed.tmp_path("bundle");
+    seed.json([
+        "export",
+        "img@1",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--site",
+        "plant-7",
+    ]);
+
+    let trail = |s: &Store| s.json(["audit", "ls"]).as_array().unwrap().clone();
+    let events = |t: &[serde_json::Value]| -> Vec<String> {
+        t.iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let seed_trail = trail(&seed);
+    assert_eq!(
+        events(&seed_trail),
+        ["ingest", "pin", "export"],
+        "{seed_trail:?}"
+    );
+    assert_eq!(seed_trail[0]["detail"]["verified"][0]["scheme"], "unsigned");
+    assert_eq!(seed_trail[0]["detail"]["sources"][0], layout.as_str());
+    assert_eq!(seed_trail[2]["detail"]["site"], "plant-7");
+    let v = seed.json(["audit", "verify"]);
+    assert_eq!(v["entries"], 3, "{v}");
+
+    // A carried entry changed in the bundle: the import is refused, naming the file and the line.
+    let site = Store::new();
+    let key = seed.tmp_path("seed.pub");
+    fs::write(&key, seed.run(["keys", "export"]).ok().stdout).unwrap();
+    site.run(["trust", "add", key.to_str().unwrap()]).ok();
+    let carried = bundle.join("audit.jsonl");
+    let original = fs::read_to_string(&carried).unwrap();
+    assert_eq!(original.lines().count(), 3, "{original}");
+    fs::write(&carried, original.replacen("\"img@1\"", "\"img@9\"", 1)).unwrap();
+    let e = site
+        .run(["import", bundle.to_str().unwrap()])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("audit.jsonl line 1") && e.contains("not signed by a trusted key"),
+        "{e}"
+    );
+    assert!(!site.lists("img", "1"));
+    fs::write(&carried, &original).unwrap();
+
+    // Imported: the site's log continues the seed's chain from its export entry.
+    site.json(["import", bundle.to_str().unwrap()]);
+    let site_trail = trail(&site);
+    assert_eq!(events(&site_trail), ["import"], "{site_trail:?}");
+    let import = &site_trail[0]["detail"];
+    assert_eq!(import["carried"].as_array().unwrap().len(), 3, "{import}");
+    assert_eq!(import["carried"][2]["event"], "export", "{import}");
+    assert_eq!(
+        import["bundle"], seed_trail[2]["detail"]["bundle"],
+        "{import}"
+    );
+    let v = site.json(["audit", "verify"]);
+    assert_eq!(
+        (v["entries"].as_u64(), v["carried"].as_u64()),
+        (Some(1), Some(3)),
+        "{v}"
+    );
+
+    // An auditor checks the seed's exported log with the seed's public key alone.
+    let exported = seed.tmp_path("seed-audit.jsonl");
+    seed.run(["audit", "export", "--out", exported.to_str().unwrap()])
+        .ok();
+    let v = Store::new().json([
+        "audit",
+        "verify",
+        "--file",
+        exported.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(v["entries"], 3, "{v}");
+
+    // One byte of the seed's log changed: verify fails, naming the entry.
+    let log = seed.path.join("audit.log");
+    let mut bytes = fs::read(&log).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"plant-").unwrap();
+    bytes[at] = b'P';
+    fs::write(&log, bytes).unwrap();
+    let out = seed.run(["audit", "verify"]).expect_code(1);
+    assert!(out.stdout.contains("line 3 (entry 3)"), "{out}");
+    assert!(out.error_line().contains("entry 3"), "{out}");
+}

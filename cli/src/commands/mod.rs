@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod add;
+mod audit;
 mod bundle;
 mod client_config;
 mod diff;
@@ -69,6 +70,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Have(a) => have::run(g, a),
         Command::Sites(a) => sites::run(g, a),
         Command::Trust(t) => trust::run(g, t),
+        Command::Audit(a) => audit::run(g, a),
         Command::Id => peers::id(g),
         Command::Peers(p) => peers::run(g, p),
         Command::Diff(a) => diff::run(g, a),

@@ -79,7 +79,9 @@ pub struct ExportReport {
     pub index_bytes: u64,
     /// Volume files and their sizes.
     pub volumes: Vec<(String, u64)>,
-    /// Everything that crosses the gap: index plus volumes.
+    /// Bytes of the audit entries carried (`audit.jsonl`; none in a dry run).
+    pub audit_bytes: u64,
+    /// Everything that crosses the gap: index, volumes and audit entries.
     pub total_bytes: u64,
 }
 
@@ -258,7 +260,30 @@ pub fn export(
         volumes: volumes.clone(),
     };
     let bytes = index.sign(store.signing_key()).encode();
+    let mut audit_bytes = 0;
     if !opts.dry_run {
+        // The export's own audit entry, then every entry of this store's log for these releases, beside the
+        // index (written last, so a bundle with an index is whole): the site's log continues from them.
+        let stream: u64 = volumes.iter().map(|v| v.size).sum();
+        store.audit(
+            "export",
+            release_ids.clone(),
+            serde_json::json!({
+                "bundle": blake3::hash(&bytes).to_hex().to_string(),
+                "out": out.display().to_string(),
+                "site": receiver.site,
+                "basis": &basis,
+                "chunks": plan.chunks.len(),
+                "total_bytes": stream + bytes.len() as u64,
+            }),
+        )?;
+        let mut carried = store.audit_lines_for(&release_ids)?.join("\n");
+        carried.push('\n');
+        audit_bytes = carried.len() as u64;
+        super::write_atomically(
+            &out.join(crate::store::audit::BUNDLE_FILE),
+            carried.as_bytes(),
+        )?;
         super::write_atomically(&out.join(INDEX_FILE), &bytes)?;
     }
 
@@ -280,7 +305,8 @@ pub fn export(
             .enumerate()
             .map(|(i, v)| (volume_name(i + 1), v.size))
             .collect(),
-        total_bytes: stream_bytes + bytes.len() as u64,
+        audit_bytes,
+        total_bytes: stream_bytes + bytes.len() as u64 + audit_bytes,
     };
     if let Some(site) = receiver.site.filter(|_| !opts.dry_run) {
         let mut ledger = store.site(site)?;

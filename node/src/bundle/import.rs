@@ -49,6 +49,9 @@ pub fn import(
     let trust = store.trusted()?;
     let index = bundle.verify_index(&trust)?;
     let ids = verify_releases(&bundle, &index, &trust)?;
+    let keys: Vec<_> = trust.keys().iter().map(|(k, _)| *k).collect();
+    let (carried, seed_head) =
+        crate::store::audit::check_carried(dir, &keys).map_err(BundleError::Audit)?;
     // A different release under a name the store holds is refused before anything is written.
     for (id, signed) in ids.iter().zip(&index.releases) {
         if let Some(held) = store.signed_release(id)? {
@@ -166,6 +169,30 @@ pub fn import(
     if !incomplete.is_empty() {
         return Err(BundleError::Incomplete(incomplete));
     }
+    let index_hash = std::fs::read(bundle.index_path())
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .unwrap_or_default();
+    store.audit_or_warn(
+        "import",
+        report
+            .imported
+            .iter()
+            .chain(&report.already_held)
+            .cloned()
+            .collect(),
+        serde_json::json!({
+            "bundle": index_hash,
+            "from": dir.display().to_string(),
+            "signer": bundle.signer().to_string(),
+            "by": {
+                "uid": rustix::process::getuid().as_raw(),
+                "user": std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok(),
+            },
+            "chunks_new": report.chunks_new,
+            "seed_head": seed_head,
+            "carried": carried,
+        }),
+    );
     Ok(report)
 }
 

@@ -172,6 +172,9 @@ pub enum BundleError {
     #[error("volume size {0} is too small: use at least 1M")]
     VolumeTooSmall(u64),
     /// A have-file that does not decode.
+    /// The audit entries the bundle carries do not check out.
+    #[error("{0}; nothing was imported")]
+    Audit(String),
     #[error("have-file {path}: {source}")]
     HaveFile {
         /// The file.

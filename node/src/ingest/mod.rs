@@ -471,6 +471,15 @@ pub fn add(
         rpm_kept_bytes: stats.rpm_kept_bytes,
         verified,
     };
+    store.audit_or_warn(
+        "ingest",
+        vec![report.release.clone()],
+        serde_json::json!({
+            "sources": sources.iter().map(Source::location).collect::<Vec<_>>(),
+            "verified": report.verified,
+            "policy": opts.policy.as_ref().map(|p| p.path.clone()),
+        }),
+    );
     Ok((manifest, report))
 }
 

@@ -499,6 +499,19 @@ async fn run(
         )
     };
     tracing::debug!(release = id, at = ?started.elapsed(), "release accepted");
+    {
+        let p = running.progress();
+        let detail = serde_json::json!({
+            "announced_by": from.map(|f| f.to_string()),
+            "wire_bytes": p.wire_bytes,
+            "chunks": p.chunks_done,
+            "dropped": p.dropped,
+        });
+        let releases = vec![id.to_string()];
+        store
+            .blocking(move |s| s.audit_or_warn("sync", releases, detail))
+            .await;
+    }
     net.announce(Announced {
         id: id.to_string(),
         sequence,

@@ -232,6 +232,20 @@ impl Store {
             t.last_at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
+            drop(t);
+            if !report.removed.is_empty() || report.chunks_removed > 0 {
+                self.audit_or_warn(
+                    "gc",
+                    report.removed.clone(),
+                    serde_json::json!({
+                        "kept": report.kept.len(),
+                        "blobs_removed": report.blobs_removed,
+                        "chunks_removed": report.chunks_removed,
+                        "chunk_bytes_removed": report.chunk_bytes_removed,
+                        "reclaimed_bytes": report.reclaimed_bytes,
+                    }),
+                );
+            }
         }
         tracing::info!(
             removed = report.removed.len(),

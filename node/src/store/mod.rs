@@ -20,6 +20,7 @@
 //! verified and indexed, and a torn tail is cut off, so nothing that reached the disk is stored twice.
 
 pub mod accept;
+pub mod audit;
 pub mod fsck;
 pub mod gc;
 pub mod gzip;

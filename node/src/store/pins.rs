@@ -138,6 +138,21 @@ impl Store {
         self.0.pins.insert(pin.name.as_bytes(), v)?;
         self.0.db.flush()?;
         self.bump_generation();
+        let releases = pin
+            .version
+            .iter()
+            .map(|v| format!("{}@{v}", pin.name))
+            .collect();
+        self.audit_or_warn(
+            "pin",
+            releases,
+            serde_json::json!({
+                "name": pin.name,
+                "version": pin.version,
+                "origin": pin.origin,
+                "site": pin.site,
+            }),
+        );
         Ok(())
     }
 
