@@ -414,7 +414,7 @@ pub struct AddArgs {
     pub release: String,
     /// Sources: oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH,
     /// apt:DIR|URL[?suites=S,…&components=C,…&architectures=A,…&languages=L,…&into=PREFIX].
-    /// pypi:DIR, helm:DIR, yum:DIR (each repository source takes ?into=PREFIX; apt: and yum: take
+    /// pypi:DIR, helm:DIR[?images=yes&values=FILE], k8s:DIR, yum:DIR (each repository source takes ?into=PREFIX; apt: and yum: take
     /// packages=P1,P2 for a partial mirror, and keyring=PATH; pypi: takes requirements=PATH&python=3.11&
     /// platform=TAG, and then may name a remote index, pypi:https://HOST/simple/?requirements=…), pushed:REPO[:TAG] (images pushed to this node's registry).
     #[arg(required = true)]

@@ -153,7 +153,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
 /// `SCHEME:PATH` with a relative PATH made absolute, for the schemes that name a local path; anything else
 /// (registry references, URLs, names of pushed images) unchanged.
 fn absolute_source(s: &str, cwd: &Path) -> String {
-    const PATH_SCHEMES: [&str; 8] = [
+    const PATH_SCHEMES: [&str; 9] = [
         "oci:",
         "docker-archive:",
         "file:",
@@ -162,6 +162,7 @@ fn absolute_source(s: &str, cwd: &Path) -> String {
         "pypi:",
         "helm:",
         "yum:",
+        "k8s:",
     ];
     for scheme in PATH_SCHEMES {
         if let Some(rest) = s.strip_prefix(scheme) {

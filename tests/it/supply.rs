@@ -555,3 +555,204 @@ fn the_audit_trail_follows_content_across_the_gap_and_catches_one_changed_byte()
     assert!(out.stdout.contains("line 3 (entry 3)"), "{out}");
     assert!(out.error_line().contains("entry 3"), "{out}");
 }
+
+#[test]
+fn images_named_by_charts_and_manifests_come_with_them() {
+    let imgs = images();
+    let upstream = Registry::start();
+    let host = upstream.host.clone();
+    for (tag, repo_tag) in [
+        ("v1", "team/app:v1"),
+        ("v2", "team/app:v2"),
+        ("v2", "team/worker:v2"),
+        ("v1", "team/side:v1"),
+        ("v2", "team/cache:v2"),
+    ] {
+        upstream.push(&imgs.layout, tag, repo_tag, false);
+    }
+    let s = Store::new();
+    let src = s.tmp_path("chart-src");
+    let write = |rel: &str, text: &str| {
+        let p = src.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    write(
+        "web/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 1.2.0\nappVersion: v1\n",
+    );
+    write(
+        "web/values.yaml",
+        &format!(
+            "image:\n  registry: {host}\n  repository: team/app\n\
+             worker:\n  image: {host}/team/worker:v2\n\
+             extra:\n  image: \"{{{{ .Values.global.extraImage }}}}\"\n\
+             cache:\n  image:\n    tag: v2\n"
+        ),
+    );
+    write(
+        "web/templates/deploy.yaml",
+        &format!(
+            "spec:\n  containers:\n    - name: app\n      image: \"{{{{ .Values.image.registry }}}}/{{{{ .Values.image.repository }}}}:{{{{ .Values.image.tag | default .Chart.AppVersion }}}}\"\n    - name: side\n      image: {host}/team/side:v1\n"
+        ),
+    );
+    write(
+        "web/charts/cache/Chart.yaml",
+        "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
+    );
+    write(
+        "web/charts/cache/values.yaml",
+        &format!("image:\n  registry: {host}\n  repository: team/cache\n  tag: v1\n"),
+    );
+    let charts = s.tmp_path("charts");
+    fs::create_dir_all(&charts).unwrap();
+    run_ok(
+        "tar",
+        [
+            "-czf",
+            charts.join("web-1.2.0.tgz").to_str().unwrap(),
+            "-C",
+            src.to_str().unwrap(),
+            "web",
+        ],
+    );
+    let overrides = s.tmp_path("override.yaml");
+    fs::write(&overrides, "image:\n  tag: v2\n").unwrap();
+
+    let source = format!(
+        "helm:{}?images=yes&values={}",
+        charts.display(),
+        overrides.display()
+    );
+    s.json(["add", "web@1", &source, "--insecure-registry", &host]);
+    let show = s.show("web@1");
+    let mut refs: Vec<String> = image_entries(&show)
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}:{}",
+                i["registry"].as_str().unwrap(),
+                i["repository"].as_str().unwrap(),
+                i["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    refs.sort();
+    let want: Vec<String> = [
+        "team/app:v2",
+        "team/cache:v2",
+        "team/side:v1",
+        "team/worker:v2",
+    ]
+    .iter()
+    .map(|r| format!("{host}/{r}"))
+    .collect();
+    assert_eq!(refs, want, "{show}");
+    // Per chart, with what could not be resolved.
+    let named = &show["named_images"][0]["named"][0];
+    assert_eq!(named["source"], "web-1.2.0.tgz", "{show}");
+    assert_eq!(named["chart"], "web 1.2.0", "{show}");
+    assert_eq!(named["images"].as_array().unwrap().len(), 4, "{show}");
+    assert_eq!(
+        named["unresolved"][0]["at"], "web-1.2.0.tgz: web/values.yaml: extra.image",
+        "{show}"
+    );
+    let text = s.run(["show", "web@1"]).ok().stdout;
+    assert!(
+        text.contains("web-1.2.0.tgz (web 1.2.0)") && text.contains("unresolved at"),
+        "{text}"
+    );
+
+    // The site serves the chart repository and the images, with the digests upstream has.
+    let node = Node::start(&s.path);
+    let served = run_ok(
+        "skopeo",
+        [
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/team/cache:v2", node.addr),
+        ],
+    )
+    .stdout_bytes;
+    assert_eq!(served, upstream.raw_manifest("team/cache:v2"));
+    assert_eq!(node.stop(), Some(0));
+
+    // Plain manifests: every image they name.
+    let manifests = s.tmp_path("manifests");
+    fs::create_dir_all(manifests.join("base")).unwrap();
+    fs::write(
+        manifests.join("base/deploy.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: init\n          image: {host}/team/side:v1\n      containers:\n        - name: app\n          image: {host}/team/app:v1\n---\napiVersion: v1\nkind: Service\n"
+        ),
+    )
+    .unwrap();
+    s.json([
+        "add",
+        "deploy@1",
+        &format!("k8s:{}", manifests.display()),
+        "--insecure-registry",
+        &host,
+    ]);
+    let show = s.show("deploy@1");
+    assert_eq!(image_entries(&show).len(), 2, "{show}");
+    assert!(
+        show["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "k8s/base/deploy.yaml"),
+        "{show}"
+    );
+
+    // A chart whose values do not parse is refused, naming the chart; an image the registry lacks, naming who
+    // needs it.
+    let bad = s.tmp_path("bad-charts");
+    fs::create_dir_all(&bad).unwrap();
+    write("web/values.yaml", "image: [unclosed\n");
+    run_ok(
+        "tar",
+        [
+            "-czf",
+            bad.join("web-1.2.0.tgz").to_str().unwrap(),
+            "-C",
+            src.to_str().unwrap(),
+            "web",
+        ],
+    );
+    let e = s
+        .run([
+            "add",
+            "web@2",
+            &format!("helm:{}?images=yes", bad.display()),
+        ])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("web-1.2.0.tgz") && e.contains("values.yaml"),
+        "{e}"
+    );
+    fs::write(
+        manifests.join("base/deploy.yaml"),
+        format!("kind: Pod\nspec:\n  containers:\n    - image: {host}/team/missing:v9\n"),
+    )
+    .unwrap();
+    let e = s
+        .run([
+            "add",
+            "deploy@2",
+            &format!("k8s:{}", manifests.display()),
+            "--insecure-registry",
+            &host,
+        ])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("team/missing:v9") && e.contains("base/deploy.yaml"),
+        "{e}"
+    );
+    assert!(!s.lists("deploy", "2") && !s.lists("web", "2"));
+}

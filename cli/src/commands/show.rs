@@ -52,6 +52,18 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
             _ => json!({ "type": "unknown" }),
         })
         .collect();
+    // What the release's charts and manifests name (`helm:…?images=yes`, `k8s:`).
+    let mut named = Vec::new();
+    for e in &m.entries {
+        let Entry::File(f) = e else { continue };
+        let report_file = ferry_node::ingest::named::REPORT_FILE;
+        if f.path == report_file || f.path.ends_with(&format!("/{report_file}")) {
+            let report: ferry_node::ingest::named::Report =
+                serde_json::from_slice(&store.read_blob(&f.blob)?)
+                    .map_err(|e| anyhow::anyhow!("{} in {}: {e}", f.path, m.id()))?;
+            named.push((f.path.clone(), report));
+        }
+    }
     let summary = json!({
         "name": m.name,
         "version": m.version,
@@ -65,6 +77,10 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
         "chunks": mine.len(),
         "chunks_shared": shared,
         "chunks_unique": mine.len() - shared,
+        "named_images": named
+            .iter()
+            .map(|(path, r)| json!({"report": path, "format": r.format, "named": r.named}))
+            .collect::<Vec<_>>(),
     });
     if g.json {
         output::json(&summary);
@@ -97,6 +113,26 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
             Entry::Symlink { path, target } => format!("  symlink {path} -> {target}"),
             _ => "  (entry of a kind this ferry does not know)".to_string(),
         });
+    }
+    for (path, r) in &named {
+        output::line(format!("images named ({path}):"));
+        for n in &r.named {
+            let what = if n.chart.is_empty() {
+                n.source.clone()
+            } else {
+                format!("{} ({})", n.source, n.chart)
+            };
+            output::line(format!("  {what}"));
+            for i in &n.images {
+                output::line(format!("    {i}"));
+            }
+            for u in &n.unresolved {
+                output::line(format!(
+                    "    unresolved at {}: {:?} — {}",
+                    u.at, u.value, u.reason
+                ));
+            }
+        }
     }
     output::line(format!(
         "logical {}, stored {} in {} chunks: {} shared with other releases, {} only here",

@@ -85,16 +85,7 @@ pub fn ingest_dir(
             let path = err.path().unwrap_or(root).to_path_buf();
             IngestError::io(path)(err.into())
         })?;
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .expect("walkdir yields paths under the root")
-            .to_str()
-            .ok_or_else(|| IngestError::BadSource {
-                source_text: e.path().display().to_string(),
-                reason: "file name is not UTF-8".into(),
-            })?
-            .to_string();
+        let rel = relative(root, e.path())?;
         let ft = e.file_type();
         let entry = if ft.is_dir() {
             let mode = e
@@ -122,4 +113,16 @@ pub fn ingest_dir(
         entries.push(entry);
     }
     Ok(())
+}
+
+/// `path`'s place under `root` (which walkdir found it under), as UTF-8.
+pub(crate) fn relative(root: &Path, path: &Path) -> Result<String, IngestError> {
+    path.strip_prefix(root)
+        .expect("walkdir yields paths under the root")
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| IngestError::BadSource {
+            source_text: path.display().to_string(),
+            reason: "file name is not UTF-8".into(),
+        })
 }

@@ -250,10 +250,94 @@ pub fn index_yaml(charts: &[Chart]) -> String {
     yaml_serde::to_string(&index).expect("YAML of plain values")
 }
 
-/// Store DIR's charts and provenance files and the generated `index.yaml` under the prefix.
+/// A `helm:` source: the chart directory, and whether to bring the images the charts name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelmSource {
+    /// The directory and the prefix.
+    pub repo: RepoDir,
+    /// `images=yes`: find the images each chart names and pull them into the release.
+    pub images: bool,
+    /// `values=FILE[,FILE…]`: values files merged over every chart's own (as `helm -f`), in order.
+    pub values: Vec<PathBuf>,
+}
+
+impl HelmSource {
+    /// Parse `DIR[?into=PREFIX&images=yes&values=FILE,…]`.
+    pub fn parse(rest: &str) -> Result<HelmSource, String> {
+        let (dir, query) = match rest.rsplit_once('?') {
+            Some((dir, query)) if !Path::new(rest).exists() => (dir, query),
+            _ => (rest, ""),
+        };
+        let mut images = false;
+        let mut values = Vec::new();
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("images", "yes")) => images = true,
+                Some(("images", "no")) => images = false,
+                Some(("images", v)) => return Err(format!("images={v}: use yes or no")),
+                Some(("values", v)) => {
+                    values.extend(v.split(',').filter(|f| !f.is_empty()).map(PathBuf::from))
+                }
+                Some(("into", _)) => kept.push(pair),
+                _ => {
+                    return Err(format!(
+                        "unknown option {pair:?}: use into=PREFIX, images=yes, values=FILE[,FILE…]"
+                    ))
+                }
+            }
+        }
+        if !values.is_empty() && !images {
+            return Err("values= is read to find images: give images=yes too".into());
+        }
+        let repo = if kept.is_empty() {
+            RepoDir::parse(dir, DEFAULT_PREFIX)?
+        } else {
+            RepoDir::parse(&format!("{dir}?{}", kept.join("&")), DEFAULT_PREFIX)?
+        };
+        Ok(HelmSource {
+            repo,
+            images,
+            values,
+        })
+    }
+}
+
+/// Ingest the charts of `src` as a chart repository; with `images=yes`, also what each chart names (written
+/// beside the charts as [`super::named::REPORT_FILE`] and returned, for the images to be pulled).
 pub fn ingest(
     ctx: &Context<'_>,
+    src: &HelmSource,
+    entries: &mut Vec<Entry>,
+    stats: &mut WriteStats,
+) -> Result<Option<super::named::Report>, IngestError> {
+    let named = if src.images {
+        let overrides = super::named::read_overrides(&src.values)?;
+        let mut report = super::named::Report {
+            format: "helm".into(),
+            named: Vec::new(),
+        };
+        for (name, path) in list_files(&src.repo.dir, "helm")? {
+            if name.ends_with(".tgz") {
+                report
+                    .named
+                    .push(super::named::chart_images(&path, &overrides)?);
+            }
+        }
+        Some(report)
+    } else {
+        None
+    };
+    repository(ctx, &src.repo, named.as_ref(), entries, stats)?;
+    Ok(named)
+}
+
+/// Store DIR's charts and provenance files and the generated `index.yaml` (and the images report) under the
+/// prefix.
+fn repository(
+    ctx: &Context<'_>,
     src: &RepoDir,
+    named: Option<&super::named::Report>,
     entries: &mut Vec<Entry>,
     stats: &mut WriteStats,
 ) -> Result<(), IngestError> {
@@ -336,6 +420,10 @@ pub fn ingest(
         w.copy_file(filename, path)?;
     }
     w.put_bytes("index.yaml", index_yaml(&charts).as_bytes())?;
+    if let Some(report) = named {
+        let json = serde_json::to_vec_pretty(report).expect("a report serializes");
+        w.put_bytes(super::named::REPORT_FILE, &json)?;
+    }
     entries.extend(w.finish());
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod docker_archive;
 pub mod files;
 pub mod helm;
 pub mod image;
+pub mod named;
 pub mod oci;
 pub mod partial;
 pub mod pkgtree;
@@ -135,8 +136,10 @@ pub enum Source {
     Apt(apt::AptSource),
     /// `pypi:DIR[?into=PREFIX&requirements=PATH…]`.
     Pypi(pypi::PypiSource),
-    /// `helm:DIR[?into=PREFIX]`.
-    Helm(pkgtree::RepoDir),
+    /// `helm:DIR[?into=PREFIX&images=yes&values=FILE,…]`.
+    Helm(helm::HelmSource),
+    /// `k8s:DIR[?into=PREFIX]`: Kubernetes manifests (or kustomize output), and the images they name.
+    K8s(pkgtree::RepoDir),
     /// `yum:DIR[?into=PREFIX&keyring=PATH&packages=…]`.
     Yum(yum::YumSource),
     /// `pushed:REPO[:TAG]`: images pushed to this node's registry.
@@ -167,7 +170,8 @@ impl Source {
                 apt::AptRoot::Url(u) => format!("apt:{u}"),
             },
             Source::Pypi(p) => format!("pypi:{}", p.repo.dir.display()),
-            Source::Helm(h) => format!("helm:{}", h.dir.display()),
+            Source::Helm(h) => format!("helm:{}", h.repo.dir.display()),
+            Source::K8s(k) => format!("k8s:{}", k.dir.display()),
             Source::Yum(y) => format!("yum:{}", y.dir.display()),
             Source::Pushed { repository, tag } => match tag {
                 Some(t) => format!("pushed:{repository}:{t}"),
@@ -187,6 +191,7 @@ impl Source {
             Source::Apt(_) => "apt:",
             Source::Pypi(_) => "pypi:",
             Source::Helm(_) => "helm:",
+            Source::K8s(_) => "k8s:",
             Source::Yum(_) => "yum:",
             Source::Pushed { .. } => "pushed:",
         }
@@ -255,7 +260,12 @@ impl std::str::FromStr for Source {
                 .map_err(|reason| bad(&reason));
         }
         if let Some(rest) = s.strip_prefix("helm:") {
-            return repo(rest, helm::DEFAULT_PREFIX).map(Source::Helm);
+            return helm::HelmSource::parse(rest)
+                .map(Source::Helm)
+                .map_err(|reason| bad(&reason));
+        }
+        if let Some(rest) = s.strip_prefix("k8s:") {
+            return repo(rest, "k8s").map(Source::K8s);
         }
         if let Some(rest) = s.strip_prefix("yum:") {
             return yum::YumSource::parse(rest)
@@ -283,7 +293,7 @@ impl std::str::FromStr for Source {
         }
         Err(bad(
             "expected oci:DIR[:TAG], docker-archive:FILE, docker://HOST/REPO:TAG, file:PATH, dir:PATH, \
-             apt:DIR|URL[?…], pypi:DIR, helm:DIR, yum:DIR or pushed:REPO[:TAG]",
+             apt:DIR|URL[?…], pypi:DIR, helm:DIR, k8s:DIR, yum:DIR or pushed:REPO[:TAG]",
         ))
     }
 }
@@ -425,7 +435,15 @@ pub fn add(
                 None => apt::ingest(&ctx, src, &mut entries, &mut stats)?,
             },
             Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
-            Source::Helm(src) => helm::ingest(&ctx, src, &mut entries, &mut stats)?,
+            Source::Helm(src) => {
+                if let Some(report) = helm::ingest(&ctx, src, &mut entries, &mut stats)? {
+                    pull_named(&ctx, &report, opts, &mut entries, &mut stats, &mut verified)?;
+                }
+            }
+            Source::K8s(src) => {
+                let report = named::ingest_manifests(&ctx, src, &mut entries, &mut stats)?;
+                pull_named(&ctx, &report, opts, &mut entries, &mut stats, &mut verified)?;
+            }
             Source::Yum(src) => match check {
                 Some((_, rule)) => {
                     let src = yum::YumSource {
@@ -481,6 +499,59 @@ pub fn add(
         }),
     );
     Ok((manifest, report))
+}
+
+/// Pull every image `report` names from its registry into the release (each once, an image the release
+/// already holds under the same reference passed over), each checked against the policy as a `docker://` source
+/// would be.
+fn pull_named(
+    ctx: &image::Context<'_>,
+    report: &named::Report,
+    opts: &AddOptions,
+    entries: &mut Vec<Entry>,
+    stats: &mut WriteStats,
+    verified: &mut Vec<crate::verify::Verified>,
+) -> Result<(), IngestError> {
+    for text in report.images() {
+        let r = reference::Reference::parse(&text).map_err(|reason| IngestError::BadSource {
+            source_text: text.clone(),
+            reason,
+        })?;
+        let needed_by: Vec<&str> = report
+            .named
+            .iter()
+            .filter(|n| n.images.contains(&text))
+            .map(|n| n.source.as_str())
+            .collect();
+        let source = Source::Registry(r.clone());
+        let rule = match &opts.policy {
+            Some(policy) => policy_check(policy, &source, verified)?,
+            None => None,
+        };
+        let check = rule.map(|rule| {
+            (
+                opts.policy.as_ref().expect("a rule comes from a policy"),
+                rule,
+            )
+        });
+        let mut got = Vec::new();
+        registry::ingest(ctx, &r, &opts.registry, check, &mut got, stats, verified).map_err(
+            |e| match e {
+                IngestError::Verify(v) => IngestError::Verify(v),
+                other => IngestError::NotFound(format!(
+                    "image {text}, named by {}: {other}",
+                    needed_by.join(", ")
+                )),
+            },
+        )?;
+        for e in got {
+            let dup = matches!(&e, Entry::Image(i) if entries.iter().any(|o| matches!(o, Entry::Image(h) if h.reference() == i.reference())));
+            if !dup {
+                entries.push(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rule of `policy` that `source` must pass, checked for what the source can carry: `None` when no
@@ -606,7 +677,15 @@ mod tests {
         ));
         assert!(matches!(
             "helm:charts?into=repos/helm".parse::<Source>().unwrap(),
-            Source::Helm(r) if r.into == "repos/helm" && r.dir == std::path::Path::new("charts")
+            Source::Helm(h) if h.repo.into == "repos/helm" && h.repo.dir == std::path::Path::new("charts") && !h.images
+        ));
+        assert!(matches!(
+            "helm:c?images=yes&values=a.yaml,b.yaml&into=x".parse::<Source>().unwrap(),
+            Source::Helm(h) if h.images && h.values.len() == 2 && h.repo.into == "x"
+        ));
+        assert!(matches!(
+            "k8s:m".parse::<Source>().unwrap(),
+            Source::K8s(k) if k.into == "k8s"
         ));
         assert!(matches!(
             "yum:el9?into=".parse::<Source>().unwrap(),
@@ -640,6 +719,9 @@ mod tests {
             "pypi:w?requirements=r&platform=solaris",
             "pypi:w?extras=x",
             "helm:d?into=../up",
+            "helm:d?images=maybe",
+            "helm:d?values=v.yaml",
+            "k8s:",
             "yum:d?to=x",
             "yum:d?recommends=yes",
             "yum:d?packages=a(b",
