@@ -148,17 +148,51 @@ impl Keyring {
         Ok(Keyring { keys, what })
     }
 
-    /// The fingerprint of the key (or subkey) in this keyring by which one of `sigs` over `data` is good.
-    fn good(&self, sigs: &[&Signature], data: &[u8]) -> Option<String> {
+    /// The fingerprint of the key (or subkey) in this keyring by which one of `sigs` over `data` is good, and
+    /// that is neither revoked nor expired now. A signature good only by a key that is refuses with why.
+    fn good(&self, sigs: &[&Signature], data: &[u8]) -> Result<String, Option<String>> {
         fn by<K: VerifyingKey>(key: &K, sigs: &[&Signature], data: &[u8]) -> Option<String> {
             sigs.iter()
                 .any(|s| s.verify(key, data).is_ok())
                 .then(|| hex::encode_upper(key.fingerprint().as_bytes()))
         }
-        self.keys.iter().find_map(|k| {
-            by(&k.primary_key, sigs, data)
-                .or_else(|| k.public_subkeys.iter().find_map(|s| by(&s.key, sigs, data)))
-        })
+        let mut unusable = None;
+        for k in &self.keys {
+            let primary = usable(
+                &k.primary_key,
+                &k.details.revocation_signatures,
+                self_sigs(k),
+            );
+            if let Some(fp) = by(&k.primary_key, sigs, data) {
+                match &primary {
+                    Ok(()) => return Ok(fp),
+                    Err(why) => {
+                        unusable = Some(format!("the signature is by key {fp}, which {why}"))
+                    }
+                }
+            }
+            for sub in &k.public_subkeys {
+                let Some(fp) = by(&sub.key, sigs, data) else {
+                    continue;
+                };
+                let revocations: Vec<Signature> = sub
+                    .signatures
+                    .iter()
+                    .filter(|s| s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation))
+                    .cloned()
+                    .collect();
+                match primary
+                    .clone()
+                    .and_then(|()| usable(&sub.key, &revocations, sub.signatures.iter().collect()))
+                {
+                    Ok(()) => return Ok(fp),
+                    Err(why) => {
+                        unusable = Some(format!("the signature is by key {fp}, which {why}"))
+                    }
+                }
+            }
+        }
+        Err(unusable)
     }
 
     /// Check a clearsigned file (`InRelease`): some signature in it is good by some key here. Returns the
@@ -171,7 +205,7 @@ impl Keyring {
         let sigs: Vec<&Signature> = msg.signatures().iter().collect();
         let fingerprint = self
             .good(&sigs, signed.as_bytes())
-            .ok_or_else(|| self.no_good(sigs.len()))?;
+            .map_err(|why| why.unwrap_or_else(|| self.no_good(sigs.len())))?;
         Ok((signed.replace("\r\n", "\n"), fingerprint))
     }
 
@@ -180,13 +214,14 @@ impl Keyring {
         let sigs = parse_detached(signature)?;
         let sigs: Vec<&Signature> = sigs.iter().map(|s| &s.signature).collect();
         self.good(&sigs, data)
-            .ok_or_else(|| self.no_good(sigs.len()))
+            .map_err(|why| why.unwrap_or_else(|| self.no_good(sigs.len())))
     }
 
     /// Check a detached signature over the file at `path`, read as a stream (once per key a signature names as
     /// its issuer, so a file of any size is never held in memory).
     pub fn verify_detached_file(&self, path: &Path, signature: &[u8]) -> Result<String, String> {
         let sigs = parse_detached(signature)?;
+        let mut unusable = None;
         for sig in &sigs {
             let sig = &sig.signature;
             let issuers = sig.issuer_key_id();
@@ -198,24 +233,52 @@ impl Keyring {
                 Ok(k(f))
             };
             for key in &self.keys {
+                let primary = usable(
+                    &key.primary_key,
+                    &key.details.revocation_signatures,
+                    self_sigs(key),
+                );
                 if named(&key.primary_key)
                     && check(&|f| {
                         sig.verify(&key.primary_key, std::io::BufReader::new(f))
                             .is_ok()
                     })?
                 {
-                    return Ok(hex::encode_upper(key.primary_key.fingerprint().as_bytes()));
+                    let fp = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
+                    match &primary {
+                        Ok(()) => return Ok(fp),
+                        Err(why) => {
+                            unusable = Some(format!("the signature is by key {fp}, which {why}"))
+                        }
+                    }
                 }
                 for sub in &key.public_subkeys {
                     if named(&sub.key)
                         && check(&|f| sig.verify(&sub.key, std::io::BufReader::new(f)).is_ok())?
                     {
-                        return Ok(hex::encode_upper(sub.key.fingerprint().as_bytes()));
+                        let fp = hex::encode_upper(sub.key.fingerprint().as_bytes());
+                        let revocations: Vec<Signature> = sub
+                            .signatures
+                            .iter()
+                            .filter(|s| {
+                                s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation)
+                            })
+                            .cloned()
+                            .collect();
+                        match primary.clone().and_then(|()| {
+                            usable(&sub.key, &revocations, sub.signatures.iter().collect())
+                        }) {
+                            Ok(()) => return Ok(fp),
+                            Err(why) => {
+                                unusable =
+                                    Some(format!("the signature is by key {fp}, which {why}"))
+                            }
+                        }
                     }
                 }
             }
         }
-        Err(self.no_good(sigs.len()))
+        Err(unusable.unwrap_or_else(|| self.no_good(sigs.len())))
     }
 
     fn no_good(&self, signatures: usize) -> String {
@@ -225,6 +288,47 @@ impl Keyring {
             self.what
         )
     }
+}
+
+/// The self-signatures of a key's user ids (where its primary key's expiry is).
+fn self_sigs(k: &SignedPublicKey) -> Vec<&Signature> {
+    k.details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .chain(k.details.direct_signatures.iter())
+        .collect()
+}
+
+/// Whether `key` may be used now: not revoked, and not past the expiry its newest binding signature gives.
+fn usable<K: KeyDetails>(
+    key: &K,
+    revocations: &[Signature],
+    bindings: Vec<&Signature>,
+) -> Result<(), String> {
+    if !revocations.is_empty() {
+        return Err("is revoked".into());
+    }
+    let newest = bindings
+        .into_iter()
+        .max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or(0));
+    let Some(valid_for) = newest.and_then(|s| s.key_expiration_time()) else {
+        return Ok(());
+    };
+    if valid_for.as_secs() == 0 {
+        return Ok(());
+    }
+    let expires = u64::from(key.created_at().as_secs()) + u64::from(valid_for.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if expires <= now {
+        return Err(format!(
+            "expired on {}",
+            crate::ingest::helm::rfc3339(expires)
+        ));
+    }
+    Ok(())
 }
 
 /// The signatures of a detached signature file, armored or binary.

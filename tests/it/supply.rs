@@ -428,6 +428,63 @@ fn repositories_and_files_pass_only_with_the_policys_keys() {
         .join("\n");
     assert!(e.contains("no detached signature"), "{e}");
     assert!(!s.lists("files", "2"));
+    // A key that has expired: its good signature is refused, saying so.
+    let old_home = dir.join("gnupg-2020");
+    fs::create_dir_all(&old_home).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&old_home, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let old_gpg = |args: &[&str]| {
+        let mut c = std::process::Command::new("gpg");
+        c.env("GNUPGHOME", &old_home)
+            .args([
+                "--batch",
+                "--quiet",
+                "--faked-system-time",
+                "20200101T000000!",
+            ])
+            .args(args);
+        ferry_tests::cmd::run(&mut c).ok()
+    };
+    old_gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "Old <old@example.org>",
+        "ed25519",
+        "sign",
+        "1d",
+    ]);
+    let old_public = dir.join("old.asc");
+    fs::write(&old_public, old_gpg(&["--armor", "--export"]).stdout_bytes).unwrap();
+    let old_file = dir.join("legacy-1.0.tar.gz");
+    fs::write(&old_file, b"signed in 2020\n").unwrap();
+    old_gpg(&[
+        "--armor",
+        "--detach-sign",
+        "--output",
+        &format!("{}.asc", old_file.display()),
+        old_file.to_str().unwrap(),
+    ]);
+    let expired = write_policy(
+        &dir,
+        "expired.toml",
+        &format!(
+            "[[rule]]\nmatch = \"file:*\"\nopenpgp = [\"{}\"]\n",
+            old_public.display()
+        ),
+    );
+    let e = s
+        .run(["add", "files@2", &file(&old_file), "--verify", &expired])
+        .expect_code(1)
+        .error_lines()
+        .join("\n");
+    assert!(
+        e.contains("legacy-1.0.tar.gz") && e.contains("expired on 2020-01-02"),
+        "{e}"
+    );
+
     // A rule asking for signatures a source kind cannot carry.
     let e = s
         .run([
