@@ -158,37 +158,18 @@ impl Keyring {
         }
         let mut unusable = None;
         for k in &self.keys {
-            let primary = usable(
-                &k.primary_key,
-                &k.details.revocation_signatures,
-                self_sigs(k),
-            );
+            let primary = primary_usable(k);
             if let Some(fp) = by(&k.primary_key, sigs, data) {
-                match &primary {
-                    Ok(()) => return Ok(fp),
-                    Err(why) => {
-                        unusable = Some(format!("the signature is by key {fp}, which {why}"))
-                    }
+                if let Some(fp) = counted(fp, primary.clone(), &mut unusable) {
+                    return Ok(fp);
                 }
             }
             for sub in &k.public_subkeys {
                 let Some(fp) = by(&sub.key, sigs, data) else {
                     continue;
                 };
-                let revocations: Vec<Signature> = sub
-                    .signatures
-                    .iter()
-                    .filter(|s| s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation))
-                    .cloned()
-                    .collect();
-                match primary
-                    .clone()
-                    .and_then(|()| usable(&sub.key, &revocations, sub.signatures.iter().collect()))
-                {
-                    Ok(()) => return Ok(fp),
-                    Err(why) => {
-                        unusable = Some(format!("the signature is by key {fp}, which {why}"))
-                    }
+                if let Some(fp) = counted(fp, subkey_usable(&primary, sub), &mut unusable) {
+                    return Ok(fp);
                 }
             }
         }
@@ -233,11 +214,7 @@ impl Keyring {
                 Ok(k(f))
             };
             for key in &self.keys {
-                let primary = usable(
-                    &key.primary_key,
-                    &key.details.revocation_signatures,
-                    self_sigs(key),
-                );
+                let primary = primary_usable(key);
                 if named(&key.primary_key)
                     && check(&|f| {
                         sig.verify(&key.primary_key, std::io::BufReader::new(f))
@@ -245,11 +222,8 @@ impl Keyring {
                     })?
                 {
                     let fp = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
-                    match &primary {
-                        Ok(()) => return Ok(fp),
-                        Err(why) => {
-                            unusable = Some(format!("the signature is by key {fp}, which {why}"))
-                        }
+                    if let Some(fp) = counted(fp, primary.clone(), &mut unusable) {
+                        return Ok(fp);
                     }
                 }
                 for sub in &key.public_subkeys {
@@ -257,22 +231,9 @@ impl Keyring {
                         && check(&|f| sig.verify(&sub.key, std::io::BufReader::new(f)).is_ok())?
                     {
                         let fp = hex::encode_upper(sub.key.fingerprint().as_bytes());
-                        let revocations: Vec<Signature> = sub
-                            .signatures
-                            .iter()
-                            .filter(|s| {
-                                s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation)
-                            })
-                            .cloned()
-                            .collect();
-                        match primary.clone().and_then(|()| {
-                            usable(&sub.key, &revocations, sub.signatures.iter().collect())
-                        }) {
-                            Ok(()) => return Ok(fp),
-                            Err(why) => {
-                                unusable =
-                                    Some(format!("the signature is by key {fp}, which {why}"))
-                            }
+                        let verdict = subkey_usable(&primary, sub);
+                        if let Some(fp) = counted(fp, verdict, &mut unusable) {
+                            return Ok(fp);
                         }
                     }
                 }
@@ -300,13 +261,46 @@ fn self_sigs(k: &SignedPublicKey) -> Vec<&Signature> {
         .collect()
 }
 
-/// Whether `key` may be used now: not revoked, and not past the expiry its newest binding signature gives.
-fn usable<K: KeyDetails>(
-    key: &K,
-    revocations: &[Signature],
-    bindings: Vec<&Signature>,
+/// `fingerprint`, when the key that made a good signature may be used (`verdict`); else `None`, and why in
+/// `unusable`.
+fn counted(
+    fingerprint: String,
+    verdict: Result<(), String>,
+    unusable: &mut Option<String>,
+) -> Option<String> {
+    match verdict {
+        Ok(()) => Some(fingerprint),
+        Err(why) => {
+            *unusable = Some(format!(
+                "the signature is by key {fingerprint}, which {why}"
+            ));
+            None
+        }
+    }
+}
+
+/// Whether `k`'s primary key may be used now.
+fn primary_usable(k: &SignedPublicKey) -> Result<(), String> {
+    let revoked = !k.details.revocation_signatures.is_empty();
+    usable(&k.primary_key, revoked, self_sigs(k))
+}
+
+/// Whether subkey `sub` may be used now, its primary key's verdict being `primary`.
+fn subkey_usable(
+    primary: &Result<(), String>,
+    sub: &pgp::composed::SignedPublicSubKey,
 ) -> Result<(), String> {
-    if !revocations.is_empty() {
+    primary.clone()?;
+    let revoked = sub
+        .signatures
+        .iter()
+        .any(|s| s.typ() == Some(pgp::packet::SignatureType::SubkeyRevocation));
+    usable(&sub.key, revoked, sub.signatures.iter().collect())
+}
+
+/// Whether `key` may be used now: not revoked, and not past the expiry its newest binding signature gives.
+fn usable<K: KeyDetails>(key: &K, revoked: bool, bindings: Vec<&Signature>) -> Result<(), String> {
+    if revoked {
         return Err("is revoked".into());
     }
     let newest = bindings

@@ -447,6 +447,9 @@ impl RegistryClient {
 
 /// The most referrers of one manifest carried.
 const MAX_REFERRERS: usize = 1024;
+/// The most referrers carried for one image in all (its manifests', and theirs, at every depth): what an
+/// upstream registry can make one ingest fetch stays bounded.
+const MAX_REFERRERS_PER_IMAGE: usize = 4096;
 /// The largest signature payload read.
 const MAX_PAYLOAD: u64 = 1 << 20;
 
@@ -567,6 +570,7 @@ fn attachments(
         .filter(|b| media::MANIFESTS.contains(&b.media_type.as_str()))
         .map(|b| (b.blob.sha256, 0))
         .collect();
+    let mut taken = 0;
     while let Some((subject, depth)) = queue.pop() {
         for suffix in [".sig", ".att", ".sbom"] {
             let tag = format!("sha256-{}{suffix}", subject.hex());
@@ -596,6 +600,15 @@ fn attachments(
             let digest = d.sha256(&within)?;
             if !seen.insert(digest) {
                 continue;
+            }
+            taken += 1;
+            if taken > MAX_REFERRERS_PER_IMAGE {
+                return Err(IngestError::Malformed {
+                    what: within,
+                    reason: format!(
+                        "more than {MAX_REFERRERS_PER_IMAGE} referrers in all for image {r}: refused, not carried in part"
+                    ),
+                });
             }
             // Its subject is checked before anything it names is fetched.
             let bytes = client

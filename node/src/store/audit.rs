@@ -201,15 +201,14 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(StoreError::io(&path)(e)),
         };
+        let own = self.publisher().id().to_string();
         let mut out = Vec::new();
         for line in std::io::BufReader::new(f).lines() {
             let line = line.map_err(StoreError::io(&path))?;
             let Ok(e) = serde_json::from_str::<Entry>(&line) else {
                 continue;
             };
-            if e.key == self.publisher().id().to_string()
-                && e.releases.iter().any(|r| releases.contains(r))
-            {
+            if e.key == own && e.releases.iter().any(|r| releases.contains(r)) {
                 out.push(line);
             }
         }
