@@ -17,6 +17,33 @@ fn write_policy(dir: &std::path::Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Export `release` from `seed`, import it at a new site that trusts the seed, and serve the site.
+fn carry(seed: &Store, release: &str) -> (Store, Node) {
+    let bundle = seed.tmp_path("bundle");
+    seed.json(["export", release, "--out", bundle.to_str().unwrap()]);
+    let site = Store::new();
+    let key = seed.tmp_path("seed.pub");
+    fs::write(&key, seed.run(["keys", "export"]).ok().stdout).unwrap();
+    site.run(["trust", "add", key.to_str().unwrap()]).ok();
+    site.json(["import", bundle.to_str().unwrap()]);
+    let node = Node::start(&site.path);
+    (site, node)
+}
+
+/// The manifest of `image` as the node's registry serves it to `skopeo inspect --raw`.
+fn raw_at(node: &Node, image: &str) -> Vec<u8> {
+    run_ok(
+        "skopeo",
+        [
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/{image}", node.addr),
+        ],
+    )
+    .stdout_bytes
+}
+
 #[test]
 fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom() {
     let imgs = images();
@@ -151,14 +178,7 @@ fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom
     assert_eq!(tags, ["v1", sig_tag.as_str()], "{show}");
 
     // Across the gap: a bundle, imported at a site that trusts the seed.
-    let bundle = seed.tmp_path("bundle");
-    seed.json(["export", "app@1", "--out", bundle.to_str().unwrap()]);
-    let site = Store::new();
-    let key = seed.tmp_path("seed.pub");
-    fs::write(&key, seed.run(["keys", "export"]).ok().stdout).unwrap();
-    site.run(["trust", "add", key.to_str().unwrap()]).ok();
-    site.json(["import", bundle.to_str().unwrap()]);
-    let node = Node::start(&site.path);
+    let (_site, node) = carry(&seed, "app@1");
     let http = reqwest::blocking::Client::new();
     let get = |path: &str, accept: &str| {
         let r = http
@@ -172,16 +192,7 @@ fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom
 
     // The site's registry serves the signature tag; skopeo reads it, and openssl checks the upstream signature
     // against the upstream key, unchanged.
-    let sig_raw = run_ok(
-        "skopeo",
-        [
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/team/app:{sig_tag}", node.addr),
-        ],
-    )
-    .stdout_bytes;
+    let sig_raw = raw_at(&node, &format!("team/app:{sig_tag}"));
     assert_eq!(
         format!("sha256:{}", ferry_tests::fsutil::sha256_hex(&sig_raw)),
         signature_manifest
@@ -812,4 +823,337 @@ fn images_named_by_charts_and_manifests_come_with_them() {
         "{e}"
     );
     assert!(!s.lists("deploy", "2") && !s.lists("web", "2"));
+}
+
+/// Copy `name` from the upstream sigstore test data to `dir/as_name`.
+fn upstream_file(dir: &std::path::Path, name: &str, as_name: &str) -> std::path::PathBuf {
+    let to = dir.join(as_name);
+    fs::copy(sigstore::upstream_bundles().join(name), &to).unwrap();
+    to
+}
+
+#[test]
+fn keyless_bundles_from_sigstores_public_instance_are_checked_offline() {
+    let seed = Store::new();
+    let dir = seed.tmp_path("files");
+    fs::create_dir_all(&dir).unwrap();
+    // Two real artifacts signed on Sigstore's public-good instance: a blob `cosign sign-blob` signed (a message
+    // signature, by a GitHub account), and a conda package GitHub's attestation action signed in CI (an in-toto
+    // statement in a DSSE envelope, naming the package's SHA-256).
+    let blob = upstream_file(&dir, "bundles/cosign-v3-blob.txt", "blob.txt");
+    upstream_file(
+        &dir,
+        "bundles/cosign-v3-blob.sigstore.json",
+        "blob.txt.sigstore.json",
+    );
+    let conda = upstream_file(
+        &dir,
+        "bundles/signed-package-2.1.0-hb0f4dca_0.conda",
+        "signed-package-2.1.0-hb0f4dca_0.conda",
+    );
+    upstream_file(
+        &dir,
+        "bundles/conda-attestation.sigstore.json",
+        "signed-package-2.1.0-hb0f4dca_0.conda.sigstore",
+    );
+    let workflow = "https://github.com/prefix-dev/sigstore-example/.github/workflows/action.yaml@refs/heads/main";
+    let actions = "https://token.actions.githubusercontent.com";
+    let policy = |conda_identity: &str, conda_issuer: &str, root: &str| {
+        format!(
+            "[[rule]]\nmatch = \"file:*blob.txt\"\n[[rule.keyless]]\nidentity = \"*\"\nissuer = \"https://github.com/login/oauth\"\n{root}\n\
+             [[rule]]\nmatch = \"file:*.conda\"\n[[rule.keyless]]\nidentity = \"{conda_identity}\"\nissuer = \"{conda_issuer}\"\n{root}\n"
+        )
+    };
+    let args = |release: &str, policy: &str, files: &[&std::path::Path]| {
+        let mut args = vec!["add".to_string(), release.to_string()];
+        args.extend(files.iter().map(|f| format!("file:{}", f.display())));
+        args.extend(["--verify".into(), policy.to_string()]);
+        args
+    };
+    let add = |release: &str, policy: &str, files: &[&std::path::Path]| {
+        seed.run(args(release, policy, files))
+    };
+
+    // The right identities and issuers against the trusted root ferry embeds: both pass, with no network.
+    let good = write_policy(&dir, "good.toml", &policy(workflow, actions, ""));
+    let report = seed.json(args("files@1", &good, &[&blob, &conda]));
+    let verified = report["verified"].as_array().unwrap();
+    assert_eq!(verified.len(), 2, "{report}");
+    assert!(
+        verified.iter().all(|v| v["scheme"] == "keyless"),
+        "{report}"
+    );
+    assert!(
+        verified[1]["key"].as_str().unwrap().starts_with(workflow)
+            && verified[1]["key"].as_str().unwrap().contains("public-good"),
+        "{report}"
+    );
+    assert!(seed.lists("files", "1"));
+
+    // A glob over the identity: any workflow of that repository.
+    let glob = write_policy(
+        &dir,
+        "glob.toml",
+        &policy(
+            "https://github.com/prefix-dev/sigstore-example/.github/workflows/*",
+            actions,
+            "",
+        ),
+    );
+    add("files@2", &glob, &[&conda]).ok();
+
+    // Another signer, another issuer, another trusted root, a changed file, no bundle: each refused by name.
+    let refused = |release: &str, policy: &str, file: &std::path::Path| {
+        let e = add(release, policy, &[file])
+            .expect_code(1)
+            .error_lines()
+            .join("\n");
+        assert!(!seed.lists("files", release.split('@').nth(1).unwrap()));
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        e
+    };
+    let other = write_policy(
+        &dir,
+        "other.toml",
+        &policy("https://github.com/prefix-dev/other/*", actions, ""),
+    );
+    let e = refused("files@3", &other, &conda);
+    assert!(
+        e.contains(&format!("signed by {workflow}, not an identity matching")),
+        "{e}"
+    );
+    let issuer = write_policy(
+        &dir,
+        "issuer.toml",
+        &policy(workflow, "https://accounts.google.com", ""),
+    );
+    let e = refused("files@4", &issuer, &conda);
+    assert!(e.contains("accounts.google.com"), "{e}");
+    let private = other_private_root(&dir);
+    let wrong_root = write_policy(
+        &dir,
+        "root.toml",
+        &policy(
+            workflow,
+            actions,
+            &format!("trusted_root = \"{}\"", private.display()),
+        ),
+    );
+    let e = refused("files@5", &wrong_root, &conda);
+    assert!(e.contains("trusted_root.json"), "{e}");
+    let mut bytes = fs::read(&conda).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let changed = dir.join("changed.conda");
+    fs::write(&changed, &bytes).unwrap();
+    fs::copy(
+        dir.join("signed-package-2.1.0-hb0f4dca_0.conda.sigstore"),
+        dir.join("changed.conda.sigstore.json"),
+    )
+    .unwrap();
+    refused("files@6", &good, &changed);
+    let bare = dir.join("bare.conda");
+    fs::copy(&conda, &bare).unwrap();
+    let e = refused("files@7", &good, &bare);
+    assert!(
+        e.contains("no detached signature") && e.contains("bare.conda.sigstore.json"),
+        "{e}"
+    );
+}
+
+/// The trusted root of another private sigstore, in `dir/private/trusted_root.json`.
+fn other_private_root(dir: &std::path::Path) -> std::path::PathBuf {
+    sigstore::PrivateSigstore::new(&dir.join("private"), "x@ferry.invalid", "https://x.invalid")
+        .trusted_root
+}
+
+#[test]
+fn a_keyless_signed_image_from_a_private_sigstore_is_checked_and_crosses_with_its_signatures() {
+    let imgs = images();
+    let upstream = Registry::start();
+    upstream.push(&imgs.layout, "v1", "team/app:v1", false);
+    upstream.push(&imgs.layout, "v2", "team/app:v2", false);
+    upstream.push(&imgs.layout, "v2", "team/bundled:v2", false);
+    let v1 = upstream.digest("team/app:v1");
+    let v2 = upstream.digest("team/app:v2");
+    let v2_raw = upstream.raw_manifest("team/bundled:v2");
+
+    let seed = Store::new();
+    let work = seed.tmp_path("sigstore");
+    let identity = "releases@ferry.invalid";
+    let issuer = "https://issuer.ferry.invalid";
+    let ours = sigstore::PrivateSigstore::new(&work, identity, issuer);
+    let push = Pusher::new(&upstream.host);
+    let reference = format!("{}/team/app:v1", upstream.host);
+    // v1: a cosign keyless signature (certificate, chain and Rekor entry in the layer's annotations).
+    let v1_payload = sigstore::payload(&reference, &v1);
+    let v1_logged = ours.sign(&v1_payload, false);
+    let signature_manifest =
+        sigstore::push_keyless_signature(&push, "team/app", &v1, &v1_payload, &v1_logged);
+    // v2: the same, but the entry's time was changed after the log signed it.
+    let v2_payload = sigstore::payload(&reference, &v2);
+    sigstore::push_keyless_signature(
+        &push,
+        "team/app",
+        &v2,
+        &v2_payload,
+        &ours.sign(&v2_payload, true),
+    );
+    // bundled:v2: a sigstore bundle over the manifest, attached as a referrer (cosign's bundle format).
+    let bundle_referrer = sigstore::push_bundle_referrer(
+        &push,
+        "team/bundled",
+        (&v2, v2_raw.len()),
+        &ours.sign(&v2_raw, false).bundle,
+    );
+
+    let policy = |name: &str, identity: &str, root: &str| {
+        write_policy(
+            &work,
+            name,
+            &format!(
+                "[[rule]]\nmatch = \"docker://{}/team/*\"\n[[rule.keyless]]\nidentity = \"{identity}\"\nissuer = \"{issuer}\"\n{root}\n",
+                upstream.host
+            ),
+        )
+    };
+    let root = format!(
+        "trusted_root = \"{}\"\nignore_sct = true",
+        ours.trusted_root.display()
+    );
+    let good = policy("good.toml", "*@ferry.invalid", &root);
+    let args = |release: &str, image: &str, policy: &str| {
+        vec![
+            "add".to_string(),
+            release.to_string(),
+            upstream.url(image),
+            "--insecure-registry".into(),
+            upstream.host.clone(),
+            "--verify".into(),
+            policy.to_string(),
+        ]
+    };
+    let add = |release: &str, image: &str, policy: &str| seed.run(args(release, image, policy));
+    let refused = |image: &str, policy: &str| {
+        let e = add("app@0", image, policy)
+            .expect_code(1)
+            .error_lines()
+            .join("\n");
+        assert!(!seed.lists("app", "0"));
+        e
+    };
+
+    // Another identity; Sigstore's public root instead of ours; a certificate without an SCT when one is wanted;
+    // a log entry whose time was changed: refused, naming the image and what failed.
+    let e = refused(
+        "team/app:v1",
+        &policy("other.toml", "ci@ferry.invalid", &root),
+    );
+    assert!(
+        e.contains(&v1)
+            && e.contains(&format!(
+                "signed by {identity}, not an identity matching ci@ferry.invalid"
+            )),
+        "{e}"
+    );
+    let e = refused("team/app:v1", &policy("public.toml", identity, ""));
+    assert!(
+        e.contains(&v1) && e.contains("trusted root public-good"),
+        "{e}"
+    );
+    let e = refused(
+        "team/app:v1",
+        &policy(
+            "sct.toml",
+            identity,
+            &format!("trusted_root = \"{}\"", ours.trusted_root.display()),
+        ),
+    );
+    assert!(e.contains(&v1) && e.contains("SCT"), "{e}");
+    let e = refused("team/app:v2", &good);
+    assert!(e.contains(&v2) && e.to_lowercase().contains("set"), "{e}");
+
+    // Signed by an identity the policy names, certified by our root, logged by our log: accepted.
+    let mut both = args("app@1", "team/app:v1", &good);
+    both.insert(3, upstream.url("team/bundled:v2"));
+    let report = seed.json(both);
+    let verified = report["verified"].as_array().unwrap();
+    assert_eq!(verified.len(), 2, "{report}");
+    for v in verified {
+        assert_eq!(v["scheme"], "keyless", "{report}");
+        assert!(v["key"].as_str().unwrap().starts_with(identity), "{report}");
+    }
+
+    // Across the gap, the signature tag and the bundle referrer arrive unchanged.
+    let (_site, node) = carry(&seed, "app@1");
+    let sig_tag = format!("{}.sig", v1.replace(':', "-"));
+    let sig_raw = raw_at(&node, &format!("team/app:{sig_tag}"));
+    assert_eq!(
+        format!("sha256:{}", ferry_tests::fsutil::sha256_hex(&sig_raw)),
+        signature_manifest
+    );
+    let referrers: serde_json::Value = serde_json::from_slice(
+        &reqwest::blocking::Client::new()
+            .get(node.url(&format!("/v2/team/bundled/referrers/{v2}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        bundle_referrer.as_str(),
+        "{referrers}"
+    );
+    // openssl checks the carried certificate against our CA at the time the log recorded, as issued.
+    let sig: serde_json::Value = serde_json::from_slice(&sig_raw).unwrap();
+    let annotations = &sig["layers"][0]["annotations"];
+    let carried = work.join("carried.pem");
+    fs::write(
+        &carried,
+        annotations["dev.sigstore.cosign/certificate"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    run_ok(
+        "openssl",
+        [
+            "verify",
+            "-CAfile",
+            work.join("fulcio.pem").to_str().unwrap(),
+            "-purpose",
+            "any",
+            carried.to_str().unwrap(),
+        ],
+    );
+
+    // And the site checks them itself, offline, with the same policy: its own registry as the source.
+    let at_site = Store::new();
+    let site_policy = write_policy(
+        &work,
+        "site.toml",
+        &format!(
+            "[[rule]]\nmatch = \"docker://{}/team/*\"\n[[rule.keyless]]\nidentity = \"{identity}\"\nissuer = \"{issuer}\"\n{root}\n",
+            node.addr
+        ),
+    );
+    let report = at_site.json([
+        "add",
+        "again@1",
+        &format!("docker://{}/team/app:v1", node.addr),
+        &format!("docker://{}/team/bundled:v2", node.addr),
+        "--insecure-registry",
+        &node.addr,
+        "--verify",
+        &site_policy,
+    ]);
+    let verified = report["verified"].as_array().unwrap();
+    assert_eq!(verified.len(), 2, "{report}");
+    assert!(
+        verified.iter().all(|v| v["scheme"] == "keyless"),
+        "{report}"
+    );
+    assert_eq!(node.stop(), Some(0));
 }

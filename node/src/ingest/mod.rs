@@ -593,7 +593,10 @@ fn policy_check<'p>(
                     )
                     .into());
             }
-            rule.cosign.is_empty() && rule.minisign.is_empty() && rule.openpgp.len() == 1
+            rule.cosign.is_empty()
+                && rule.minisign.is_empty()
+                && rule.keyless.is_empty()
+                && rule.openpgp.len() == 1
         }
         _ => false,
     };

@@ -372,28 +372,28 @@ impl RegistryClient {
         Ok(index.manifests)
     }
 
-    /// The cosign signatures of `digest`: the layers of the manifest tagged `sha256-<hex>.sig`, and of its
-    /// referrers of cosign's signature artifact type.
-    pub fn signatures(
-        &self,
-        digest: &Sha256Digest,
-    ) -> Result<Vec<crate::verify::cosign::Signature>, IngestError> {
-        use crate::verify::cosign;
-        let mut found = Vec::new();
+    /// The signatures of `digest`: the cosign signature layers of the manifest tagged `sha256-<hex>.sig` and of
+    /// its referrers of cosign's signature artifact type (with the certificate and Rekor entry of keyless ones),
+    /// and the sigstore bundles its referrers hold.
+    pub fn signatures(&self, digest: &Sha256Digest) -> Result<FoundSignatures, IngestError> {
+        use crate::verify::{cosign, keyless};
+        let mut found = FoundSignatures::default();
         let sig_tag = format!("sha256-{}.sig", digest.hex());
         let mut manifests = Vec::new();
         if let Some(m) = self.manifest_if_tagged(&sig_tag)? {
-            manifests.push((format!("tag {sig_tag}"), m.bytes));
+            manifests.push((format!("tag {sig_tag}"), m.bytes, false));
         }
         for d in self.referrers(digest)? {
-            if d.artifact_type.as_deref() != Some(cosign::SIG_ARTIFACT) {
+            let kind = d.artifact_type.as_deref().unwrap_or_default();
+            let bundle = kind.starts_with(keyless::BUNDLE_ARTIFACT);
+            if kind != cosign::SIG_ARTIFACT && !bundle {
                 continue;
             }
             let at = d.sha256(&format!("the referrers of {digest}"))?;
             let m = self.fetch_manifest(&at.to_string(), Some(at))?;
-            manifests.push((format!("referrer {at}"), m.bytes));
+            manifests.push((format!("referrer {at}"), m.bytes, bundle));
         }
-        for (found_in, bytes) in manifests {
+        for (found_in, bytes, bundle) in manifests {
             let within = format!("signature manifest {found_in} at {}", self.describe());
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
@@ -401,47 +401,64 @@ impl RegistryClient {
                     reason: format!("not JSON: {e}"),
                 })?;
             for layer in v["layers"].as_array().into_iter().flatten() {
-                if layer["mediaType"].as_str() != Some(cosign::SIMPLE_SIGNING) {
+                let media_type = layer["mediaType"].as_str().unwrap_or_default();
+                if bundle {
+                    if media_type.starts_with(keyless::BUNDLE_ARTIFACT) {
+                        found.bundles.push(keyless::FoundBundle {
+                            bytes: self.small_blob(layer, &within)?,
+                            found_in: found_in.clone(),
+                        });
+                    }
                     continue;
                 }
-                let Some(signature) = layer["annotations"][cosign::SIGNATURE_ANNOTATION].as_str()
-                else {
+                if media_type != cosign::SIMPLE_SIGNING {
+                    continue;
+                }
+                let annotations = &layer["annotations"];
+                let Some(signature) = annotations[cosign::SIGNATURE_ANNOTATION].as_str() else {
                     continue;
                 };
-                let d: image::Descriptor =
-                    serde_json::from_value(layer.clone()).map_err(|e| IngestError::Malformed {
-                        what: within.clone(),
-                        reason: format!("a malformed layer: {e}"),
-                    })?;
-                let at = d.sha256(&within)?;
-                if d.size > MAX_PAYLOAD {
-                    return Err(IngestError::Malformed {
-                        what: within,
-                        reason: format!(
-                            "a signature payload of {} bytes (at most {MAX_PAYLOAD})",
-                            d.size
-                        ),
-                    });
-                }
-                let mut payload = Vec::new();
-                self.open(&at, d.size)?
-                    .take(d.size + 1)
-                    .read_to_end(&mut payload)
-                    .map_err(|e| IngestError::Registry(format!("reading {within}: {e}")))?;
-                if payload.len() as u64 != d.size || Sha256Digest::of(&payload) != at {
-                    return Err(IngestError::Malformed {
-                        what: within,
-                        reason: format!("payload {at} does not match its digest and size"),
-                    });
-                }
-                found.push(cosign::Signature {
-                    payload,
+                found.signatures.push(cosign::Signature {
+                    payload: self.small_blob(layer, &within)?,
                     signature: signature.to_string(),
                     found_in: found_in.clone(),
+                    attached: keyless::Attached::from_annotations(annotations),
                 });
             }
         }
         Ok(found)
+    }
+
+    /// The bytes of the small blob `layer` describes (a signature payload, a bundle), checked against its
+    /// digest and size; `within` names its manifest.
+    fn small_blob(&self, layer: &serde_json::Value, within: &str) -> Result<Vec<u8>, IngestError> {
+        let d: image::Descriptor =
+            serde_json::from_value(layer.clone()).map_err(|e| IngestError::Malformed {
+                what: within.to_string(),
+                reason: format!("a malformed layer: {e}"),
+            })?;
+        let at = d.sha256(within)?;
+        if d.size > MAX_PAYLOAD {
+            return Err(IngestError::Malformed {
+                what: within.to_string(),
+                reason: format!(
+                    "a signature layer of {} bytes (at most {MAX_PAYLOAD})",
+                    d.size
+                ),
+            });
+        }
+        let mut bytes = Vec::new();
+        self.open(&at, d.size)?
+            .take(d.size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| IngestError::Registry(format!("reading {within}: {e}")))?;
+        if bytes.len() as u64 != d.size || Sha256Digest::of(&bytes) != at {
+            return Err(IngestError::Malformed {
+                what: within.to_string(),
+                reason: format!("layer {at} does not match its digest and size"),
+            });
+        }
+        Ok(bytes)
     }
 }
 
@@ -450,8 +467,17 @@ const MAX_REFERRERS: usize = 1024;
 /// The most referrers carried for one image in all (its manifests', and theirs, at every depth): what an
 /// upstream registry can make one ingest fetch stays bounded.
 const MAX_REFERRERS_PER_IMAGE: usize = 4096;
-/// The largest signature payload read.
+/// The largest signature payload or sigstore bundle read.
 const MAX_PAYLOAD: u64 = 1 << 20;
+
+/// What [`RegistryClient::signatures`] finds for an image.
+#[derive(Debug, Default)]
+pub struct FoundSignatures {
+    /// Cosign signature layers (made with a key, or keyless with a certificate).
+    pub signatures: Vec<crate::verify::cosign::Signature>,
+    /// Sigstore bundles held by referrers.
+    pub bundles: Vec<crate::verify::keyless::FoundBundle>,
+}
 
 /// A manifest fetched by tag or digest.
 pub struct Fetched {
@@ -494,6 +520,34 @@ impl BlobSource for RegistryClient {
     }
 }
 
+/// Whether `found` holds a good signature of `digest` by one of the rule's cosign keys or keyless signers:
+/// the scheme and the key (or identity) on success, every reason on failure.
+fn verify_image(
+    rule: &Rule,
+    digest: &Sha256Digest,
+    found: &FoundSignatures,
+) -> Result<(&'static str, String), String> {
+    let mut reasons = Vec::new();
+    if !rule.cosign.is_empty() {
+        match cosign::verify_image(&rule.cosign, digest, &found.signatures) {
+            Ok(key) => return Ok(("cosign", key.describe())),
+            Err(e) => reasons.push(e),
+        }
+    }
+    if !rule.keyless.is_empty() {
+        match crate::verify::keyless::verify_image(
+            &rule.keyless,
+            digest,
+            &found.signatures,
+            &found.bundles,
+        ) {
+            Ok((signer, who)) => return Ok(("keyless", format!("{who} ({})", signer.describe()))),
+            Err(e) => reasons.push(e),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
 /// Ingest the image `r` from its registry, with what is attached to it. With `verify`, a cosign signature of
 /// its top-level digest by one of the rule's keys must be there first, before anything else is fetched.
 pub fn ingest(
@@ -509,13 +563,13 @@ pub fn ingest(
     let (digest, size, media_type) = client.resolve(r)?;
     if let Some((policy, rule)) = verify {
         let artifact = format!("image {r} ({digest})");
-        let sigs = client.signatures(&digest)?;
-        let key = cosign::verify_image(&rule.cosign, &digest, &sigs)
+        let found = client.signatures(&digest)?;
+        let (scheme, key) = verify_image(rule, &digest, &found)
             .map_err(|reason| policy.refused(&artifact, reason))?;
         verified.push(Verified {
             artifact,
-            scheme: "cosign".into(),
-            key: key.describe(),
+            scheme: scheme.into(),
+            key,
         });
     }
     let walked = image::walk(ctx, &client, &digest, size, &media_type, stats)?;

@@ -112,6 +112,8 @@ pub struct Signature {
     pub signature: String,
     /// Where it was found (the `.sig` tag or the referrer manifest), for messages.
     pub found_in: String,
+    /// The certificate and Rekor entry of a keyless signature.
+    pub attached: super::keyless::Attached,
 }
 
 /// What a payload says: the digest it signs and the reference it names.
@@ -231,6 +233,7 @@ mod tests {
             signature: base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes()),
             payload,
             found_in: "tag x.sig".into(),
+            attached: Default::default(),
         }
     }
 

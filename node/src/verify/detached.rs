@@ -1,12 +1,15 @@
 //! Detached signatures of files: OpenPGP (`FILE.asc`, `FILE.sig`, `FILE.gpg`, as `gpg --detach-sign` writes
-//! them) and minisign (`FILE.minisig`). Files are read as streams, never whole into memory.
+//! them), minisign (`FILE.minisig`) and sigstore bundles (`FILE.sigstore.json`, `FILE.sigstore`, checked as
+//! [`super::keyless`] says). Files are read as streams, never whole into memory.
 
 use super::{Policy, Rule, Verified, VerifyError};
 use std::io::Read;
 use std::path::Path;
 
 /// The largest signature file read.
-const MAX_SIGNATURE: u64 = 1 << 20;
+const MAX_SIGNATURE: u64 = super::keyless::MAX_BUNDLE;
+/// Where a file's sigstore bundle may lie, beside it.
+const BUNDLE_SUFFIXES: [&str; 2] = [".sigstore.json", ".sigstore"];
 
 /// A minisign public key (a `minisign.pub` file, or its base64 line).
 #[derive(Clone, Debug)]
@@ -133,6 +136,35 @@ pub fn verify_file(policy: &Policy, rule: &Rule, path: &Path) -> Result<Verified
             }
         }
     }
+    if !rule.keyless.is_empty() {
+        for suffix in BUNDLE_SUFFIXES {
+            let bundle_path = with_suffix(path, suffix);
+            let Some(bytes) = read_signature(&bundle_path).map_err(&refused)? else {
+                continue;
+            };
+            let shown = bundle_path.display().to_string();
+            found.push(shown.clone());
+            let bundle = match super::keyless::parse_bundle(&bytes, &shown) {
+                Ok(b) => b,
+                Err(e) => {
+                    reasons.push(e);
+                    continue;
+                }
+            };
+            for signer in &rule.keyless {
+                match signer.verify_file(path, &bundle) {
+                    Ok(who) => {
+                        return Ok(Verified {
+                            artifact,
+                            scheme: "keyless".into(),
+                            key: format!("{who} ({})", signer.describe()),
+                        })
+                    }
+                    Err(e) => reasons.push(format!("{shown} against {}: {e}", signer.describe())),
+                }
+            }
+        }
+    }
     if found.is_empty() {
         let mut looked: Vec<String> = Vec::new();
         if !rule.openpgp.is_empty() {
@@ -142,6 +174,9 @@ pub fn verify_file(policy: &Policy, rule: &Rule, path: &Path) -> Result<Verified
         }
         if !rule.minisign.is_empty() {
             looked.push(with_suffix(path, ".minisig").display().to_string());
+        }
+        if !rule.keyless.is_empty() {
+            looked.extend(BUNDLE_SUFFIXES.map(|s| with_suffix(path, s).display().to_string()));
         }
         return Err(refused(format!(
             "no detached signature (looked for {}); rule {:?} wants one",

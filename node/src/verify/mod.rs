@@ -19,6 +19,12 @@
 //! minisign = ["keys/release.minisign.pub"]         # a detached FILE.minisig
 //!
 //! [[rule]]
+//! match = "docker://ghcr.io/example/*"
+//! [[rule.keyless]]                                 # sigstore keyless: a Fulcio certificate, logged in Rekor
+//! identity = "https://github.com/example/*/.github/workflows/release.yml@refs/tags/*"
+//! issuer = "https://token.actions.githubusercontent.com"
+//!
+//! [[rule]]
 //! match = "dir:*"
 //! unsigned = true                                  # taken without a signature, on purpose
 //! ```
@@ -29,10 +35,12 @@
 //! one keyring). Key paths are relative to the policy file.
 //!
 //! - [`cosign`]: sigstore's "simple signing" payloads of images and their signatures.
-//! - [`detached`]: OpenPGP and minisign signatures of files.
+//! - [`detached`]: OpenPGP and minisign signatures of files, and sigstore bundles beside them.
+//! - [`keyless`]: sigstore keyless signatures, of images and files, against an offline trusted root.
 
 pub mod cosign;
 pub mod detached;
+pub mod keyless;
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +101,8 @@ pub struct Rule {
     pub openpgp: Vec<PathBuf>,
     /// minisign public keys.
     pub minisign: Vec<detached::MinisignKey>,
+    /// Sigstore keyless signers.
+    pub keyless: Vec<keyless::Keyless>,
     /// Taken without a signature.
     pub unsigned: bool,
 }
@@ -109,6 +119,9 @@ impl Rule {
         }
         if !self.minisign.is_empty() {
             w.push("minisign");
+        }
+        if !self.keyless.is_empty() {
+            w.push("keyless");
         }
         w
     }
@@ -144,6 +157,8 @@ struct RuleToml {
     #[serde(default)]
     minisign: Vec<String>,
     #[serde(default)]
+    keyless: Vec<keyless::KeylessToml>,
+    #[serde(default)]
     unsigned: bool,
 }
 
@@ -152,9 +167,10 @@ struct RuleToml {
 pub struct Verified {
     /// The artifact: an image with its digest, a file, a repository's signed index.
     pub artifact: String,
-    /// `cosign`, `openpgp`, `minisign`, or `unsigned` (a rule that takes it without one).
+    /// `cosign`, `keyless`, `openpgp`, `minisign`, or `unsigned` (a rule that takes it without one).
     pub scheme: String,
-    /// The key that made the good signature (its file and fingerprint); empty for `unsigned`.
+    /// The key that made the good signature (its file and fingerprint; for `keyless`, the identity that signed
+    /// and the rule's signer); empty for `unsigned`.
     pub key: String,
 }
 
@@ -189,10 +205,13 @@ impl Policy {
         let mut rules = Vec::new();
         for r in t.rule {
             let at = |p: &str| base.join(p);
-            let has_keys = !(r.cosign.is_empty() && r.openpgp.is_empty() && r.minisign.is_empty());
+            let has_keys = !(r.cosign.is_empty()
+                && r.openpgp.is_empty()
+                && r.minisign.is_empty()
+                && r.keyless.is_empty());
             if has_keys == r.unsigned {
                 return Err(bad(format!(
-                    "rule {:?}: give keys (cosign, openpgp, minisign) or `unsigned = true`, not {}",
+                    "rule {:?}: give keys (cosign, openpgp, minisign, keyless) or `unsigned = true`, not {}",
                     r.pattern,
                     if r.unsigned { "both" } else { "neither" }
                 )));
@@ -209,6 +228,12 @@ impl Policy {
                 .map(|p| detached::MinisignKey::load(&at(p)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| bad(format!("rule {:?}: {e}", r.pattern)))?;
+            let keyless = r
+                .keyless
+                .iter()
+                .map(|k| keyless::Keyless::load(k, base))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("rule {:?}: {e}", r.pattern)))?;
             let openpgp: Vec<PathBuf> = r.openpgp.iter().map(|p| at(p)).collect();
             for k in &openpgp {
                 crate::openpgp::Keyring::load(k)
@@ -219,6 +244,7 @@ impl Policy {
                 cosign,
                 openpgp,
                 minisign,
+                keyless,
                 unsigned: r.unsigned,
             });
         }
