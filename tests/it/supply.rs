@@ -44,6 +44,23 @@ fn raw_at(node: &Node, image: &str) -> Vec<u8> {
     .stdout_bytes
 }
 
+/// A fresh GnuPG home at `dir` (mode 0700, as gpg wants it).
+fn gnupg_home(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    dir.to_path_buf()
+}
+
+/// `gpg --batch --quiet ARGS` with GNUPGHOME `home`.
+fn gpg_in(home: &std::path::Path, args: &[&str]) -> ferry_tests::cmd::Output {
+    let mut c = std::process::Command::new("gpg");
+    c.env("GNUPGHOME", home)
+        .args(["--batch", "--quiet"])
+        .args(args);
+    ferry_tests::cmd::run(&mut c)
+}
+
 #[test]
 fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom() {
     let imgs = images();
@@ -325,19 +342,8 @@ fn repositories_and_files_pass_only_with_the_policys_keys() {
     assert!(!s.lists("debs", "2"));
 
     // Files: a detached OpenPGP signature made by gpg, and a minisign signature made by minisign.
-    let gnupg = dir.join("gnupg");
-    fs::create_dir_all(&gnupg).unwrap();
-    let gpg = |args: &[&str]| {
-        let mut c = std::process::Command::new("gpg");
-        c.env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--quiet"])
-            .args(args);
-        ferry_tests::cmd::run(&mut c).ok()
-    };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
-    }
+    let gnupg = gnupg_home(&dir.join("gnupg"));
+    let gpg = |args: &[&str]| gpg_in(&gnupg, args).ok();
     gpg(&[
         "--passphrase",
         "",
@@ -647,7 +653,7 @@ fn images_named_by_charts_and_manifests_come_with_them() {
     };
     write(
         "web/Chart.yaml",
-        "apiVersion: v2\nname: web\nversion: 1.2.0\nappVersion: v1\n",
+        "apiVersion: v2\nname: web\nversion: 1.2.0\nappVersion: v1\ndependencies:\n  - name: cache\n    version: 0.1.0\n  - name: metrics\n    version: 0.1.0\n    condition: metrics.enabled\n",
     );
     write(
         "web/values.yaml",
@@ -655,7 +661,8 @@ fn images_named_by_charts_and_manifests_come_with_them() {
             "image:\n  registry: {host}\n  repository: team/app\n\
              worker:\n  image: {host}/team/worker:v2\n\
              extra:\n  image: \"{{{{ .Values.global.extraImage }}}}\"\n\
-             cache:\n  image:\n    tag: v2\n"
+             cache:\n  image:\n    tag: v2\n\
+             metrics:\n  enabled: false\n"
         ),
     );
     write(
@@ -663,6 +670,15 @@ fn images_named_by_charts_and_manifests_come_with_them() {
         &format!(
             "spec:\n  containers:\n    - name: app\n      image: \"{{{{ .Values.image.registry }}}}/{{{{ .Values.image.repository }}}}:{{{{ .Values.image.tag | default .Chart.AppVersion }}}}\"\n    - name: side\n      image: {host}/team/side:v1\n"
         ),
+    );
+    // A subchart the values turn off: helm would not render it, and its image is nowhere to be pulled.
+    write(
+        "web/charts/metrics/Chart.yaml",
+        "apiVersion: v2\nname: metrics\nversion: 0.1.0\n",
+    );
+    write(
+        "web/charts/metrics/values.yaml",
+        &format!("image: {host}/team/metrics:v9\n"),
     );
     write(
         "web/charts/cache/Chart.yaml",
@@ -721,13 +737,16 @@ fn images_named_by_charts_and_manifests_come_with_them() {
     assert_eq!(named["source"], "web-1.2.0.tgz", "{show}");
     assert_eq!(named["chart"], "web 1.2.0", "{show}");
     assert_eq!(named["images"].as_array().unwrap().len(), 4, "{show}");
+    assert_eq!(named["disabled"].as_array().unwrap().len(), 1, "{show}");
     assert_eq!(
         named["unresolved"][0]["at"], "web-1.2.0.tgz: web/values.yaml: extra.image",
         "{show}"
     );
     let text = s.run(["show", "web@1"]).ok().stdout;
     assert!(
-        text.contains("web-1.2.0.tgz (web 1.2.0)") && text.contains("unresolved at"),
+        text.contains("web-1.2.0.tgz (web 1.2.0)")
+            && text.contains("unresolved at")
+            && text.contains("not taken: web-1.2.0.tgz: web: subchart metrics: condition metrics.enabled is false"),
         "{text}"
     );
 
@@ -1156,4 +1175,83 @@ fn a_keyless_signed_image_from_a_private_sigstore_is_checked_and_crosses_with_it
         "{report}"
     );
     assert_eq!(node.stop(), Some(0));
+}
+
+#[test]
+fn charts_pass_only_with_a_provenance_file_signed_by_the_policys_keyring() {
+    let pkgs = ferry_tests::fixtures::pkgs();
+    let s = Store::new();
+    let dir = s.tmp_path("charts");
+    fs::create_dir_all(&dir).unwrap();
+    // web 1.2.0 and the provenance file gpg clearsigned as `helm package --sign` lays it out; gpg agrees.
+    for f in ["web-1.2.0.tgz", "web-1.2.0.tgz.prov"] {
+        fs::copy(pkgs.helm.join(f), dir.join(f)).unwrap();
+    }
+    let gnupg = gnupg_home(&s.tmp_path("gnupg"));
+    gpg_in(&gnupg, &["--import", pkgs.key.to_str().unwrap()]).ok();
+    gpg_in(
+        &gnupg,
+        &["--verify", dir.join("web-1.2.0.tgz.prov").to_str().unwrap()],
+    )
+    .ok();
+
+    let policy = |name: &str, keyring: &std::path::Path| {
+        write_policy(
+            dir.parent().unwrap(),
+            name,
+            &format!(
+                "[[rule]]\nmatch = \"helm:*\"\nopenpgp = [\"{}\"]\n",
+                keyring.display()
+            ),
+        )
+    };
+    let good = policy("good.toml", &pkgs.key);
+    let helm = format!("helm:{}", dir.display());
+    let r = s.json(["add", "charts@1", &helm, "--verify", &good]);
+    assert_eq!(r["verified"][0]["scheme"], "openpgp", "{r}");
+    assert!(
+        r["verified"][0]["artifact"]
+            .as_str()
+            .unwrap()
+            .ends_with("web-1.2.0.tgz"),
+        "{r}"
+    );
+
+    let refused = |version: &str, policy: &str| {
+        let e = s
+            .run([
+                "add",
+                &format!("charts@{version}"),
+                &helm,
+                "--verify",
+                policy,
+            ])
+            .expect_code(1)
+            .error_lines()
+            .join("\n");
+        assert!(!s.lists("charts", version));
+        e
+    };
+    // Another keyring.
+    let debian = std::path::Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    let e = refused("2", &policy("debian.toml", debian));
+    assert!(
+        e.contains("web-1.2.0.tgz.prov") && e.contains("debian-archive-keyring"),
+        "{e}"
+    );
+    // Another archive under the signed name: the signature is good, the sum is not.
+    fs::copy(pkgs.helm.join("web-1.0.0.tgz"), dir.join("web-1.2.0.tgz")).unwrap();
+    let e = refused("3", &good);
+    assert!(
+        e.contains("it signs sha256:") && e.contains("but the archive is sha256:"),
+        "{e}"
+    );
+    // A chart without a provenance file.
+    fs::copy(pkgs.helm.join("web-1.2.0.tgz"), dir.join("web-1.2.0.tgz")).unwrap();
+    fs::copy(pkgs.helm.join("db-0.3.1.tgz"), dir.join("db-0.3.1.tgz")).unwrap();
+    let e = refused("4", &good);
+    assert!(
+        e.contains("db-0.3.1.tgz") && e.contains("no provenance file"),
+        "{e}"
+    );
 }

@@ -132,6 +132,9 @@ pub fn run(g: &Global, a: ShowArgs) -> anyhow::Result<()> {
                     u.at, u.value, u.reason
                 ));
             }
+            for d in &n.disabled {
+                output::line(format!("    not taken: {d}"));
+            }
         }
     }
     output::line(format!(

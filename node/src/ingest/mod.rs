@@ -436,6 +436,13 @@ pub fn add(
             },
             Source::Pypi(src) => pypi::ingest(&ctx, src, &mut entries, &mut stats)?,
             Source::Helm(src) => {
+                if let Some((policy, rule)) = check {
+                    verified.extend(crate::verify::detached::verify_charts(
+                        policy,
+                        rule,
+                        &src.repo.dir,
+                    )?);
+                }
                 if let Some(report) = helm::ingest(&ctx, src, &mut entries, &mut stats)? {
                     pull_named(&ctx, &report, opts, &mut entries, &mut stats, &mut verified)?;
                 }
@@ -579,6 +586,12 @@ fn policy_check<'p>(
     let fits = match source {
         Source::Registry(_) => rule.openpgp.is_empty() && rule.minisign.is_empty(),
         Source::File(_) => rule.cosign.is_empty(),
+        Source::Helm(_) => {
+            rule.cosign.is_empty()
+                && rule.minisign.is_empty()
+                && rule.keyless.is_empty()
+                && !rule.openpgp.is_empty()
+        }
         Source::Apt(_) | Source::Yum(_) => {
             if rule.openpgp.len() > 1 {
                 return Err(policy

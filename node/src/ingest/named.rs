@@ -40,6 +40,10 @@ pub struct Named {
     pub images: BTreeSet<String>,
     /// What looked like an image but could not be made into a reference.
     pub unresolved: Vec<Unresolved>,
+    /// Subcharts whose images were not taken: a dependency's `condition` (or its `tags`) turned them off in the
+    /// merged values, as helm would not render them. Each says which subchart and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<String>,
 }
 
 /// A value that could not be resolved.
@@ -384,6 +388,55 @@ fn parse_yaml(bytes: &[u8], what: &str) -> Result<Value, IngestError> {
     })
 }
 
+/// Whether helm would render the subchart `name` of a chart whose Chart.yaml (or, for apiVersion v1,
+/// requirements.yaml) is `deps_from` and whose merged values are `values`; `Err` says why not. As helm decides:
+/// the first path of the dependency's `condition` that holds a boolean in the values settles it; else its `tags`
+/// turn it off when none of them is true under `tags:` and one is false; else it is on.
+fn dependency_enabled(deps_from: &[&Value], values: &Value, name: &str) -> Result<(), String> {
+    let dep = deps_from
+        .iter()
+        .filter_map(|d| d.get("dependencies").and_then(Value::as_sequence))
+        .flatten()
+        .find(|d| {
+            d.get("alias").and_then(scalar).as_deref() == Some(name)
+                || d.get("name").and_then(scalar).as_deref() == Some(name)
+        });
+    let Some(dep) = dep else { return Ok(()) };
+    let lookup = |path: &str| {
+        path.trim()
+            .split('.')
+            .try_fold(values, |v, k| v.get(k))
+            .and_then(Value::as_bool)
+    };
+    if let Some(condition) = dep.get("condition").and_then(scalar) {
+        for path in condition.split(',') {
+            if let Some(on) = lookup(path) {
+                return if on {
+                    Ok(())
+                } else {
+                    Err(format!("condition {} is false", path.trim()))
+                };
+            }
+        }
+    }
+    let tags: Vec<String> = dep
+        .get("tags")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(scalar)
+        .collect();
+    let set: Vec<(String, bool)> = tags
+        .iter()
+        .filter_map(|t| lookup(&format!("tags.{t}")).map(|b| (t.clone(), b)))
+        .collect();
+    if !set.is_empty() && set.iter().all(|(_, on)| !on) {
+        let off: Vec<&str> = set.iter().map(|(t, _)| t.as_str()).collect();
+        return Err(format!("tags {} are false", off.join(", ")));
+    }
+    Ok(())
+}
+
 /// The chart rooted at `root/` in `files`, with `overrides` merged over its values and the parent's `globals`.
 fn scan_chart(
     files: &BTreeMap<String, Vec<u8>>,
@@ -407,6 +460,11 @@ fn scan_chart(
         .transpose()?
         .unwrap_or(Value::Null);
     let app_version = chart.get("appVersion").and_then(scalar);
+    let requirements = files
+        .get(&format!("{root}/requirements.yaml"))
+        .map(|b| parse_yaml(b, &at(&format!("{root}/requirements.yaml"))))
+        .transpose()?
+        .unwrap_or(Value::Null);
     let mut values = match files.get(&format!("{root}/values.yaml")) {
         Some(b) => parse_yaml(b, &at(&format!("{root}/values.yaml")))?,
         None => Value::Mapping(Default::default()),
@@ -465,7 +523,22 @@ fn scan_chart(
             .cloned()
             .unwrap_or(Value::Mapping(Default::default()))
     };
+    let enabled = |name: &str, out: &mut Named| match dependency_enabled(
+        &[&chart, &requirements],
+        &values,
+        name,
+    ) {
+        Ok(()) => true,
+        Err(why) => {
+            out.disabled
+                .push(format!("{}: subchart {name}: {why}", at(root)));
+            false
+        }
+    };
     for dir in &subdirs {
+        if !enabled(dir, out) {
+            continue;
+        }
         scan_chart(
             files,
             &format!("{sub_prefix}{dir}"),
@@ -477,6 +550,9 @@ fn scan_chart(
         )?;
     }
     for (name, inner, top, sub_name) in &nested {
+        if !enabled(sub_name, out) {
+            continue;
+        }
         scan_chart(
             inner,
             top,
@@ -627,6 +703,66 @@ mod tests {
             ["values.yaml: templated.image", "values.yaml: broken.image"],
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn subcharts_a_condition_or_tags_turn_off_are_not_scanned() {
+        let chart = "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n\
+                     - name: cache\n  version: 1.0.0\n  condition: cache.enabled,global.cache\n\
+                     - name: db\n  version: 1.0.0\n  tags: [storage, sql]\n\
+                     - name: queue\n  version: 1.0.0\n  condition: queue.enabled\n  tags: [messaging]\n";
+        let sub = |name: &str| {
+            [
+                (
+                    format!("app/charts/{name}/Chart.yaml"),
+                    format!("apiVersion: v2\nname: {name}\nversion: 1.0.0\n"),
+                ),
+                (
+                    format!("app/charts/{name}/values.yaml"),
+                    format!("image: r.example/{name}:1\n"),
+                ),
+            ]
+        };
+        let scan = |values: &str| {
+            let mut files: BTreeMap<String, Vec<u8>> = [
+                ("app/Chart.yaml".to_string(), chart.to_string()),
+                ("app/values.yaml".to_string(), values.to_string()),
+            ]
+            .into_iter()
+            .chain(sub("cache"))
+            .chain(sub("db"))
+            .chain(sub("queue"))
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+            files.retain(|_, v| !v.is_empty());
+            let mut out = Named::default();
+            let empty = Value::Mapping(Default::default());
+            scan_chart(&files, "app", &empty, &empty, "app.tgz", &mut out, 0).unwrap();
+            let images: Vec<String> = out.images.into_iter().collect();
+            (images, out.disabled)
+        };
+        // Nothing set: every subchart is on.
+        let (images, disabled) = scan("");
+        assert_eq!(
+            images,
+            ["r.example/cache:1", "r.example/db:1", "r.example/queue:1"]
+        );
+        assert!(disabled.is_empty());
+        // The first condition path that holds a boolean decides; tags are off only when none is true; a condition
+        // overrides tags.
+        let (images, disabled) = scan(
+            "cache:\n  enabled: false\nglobal:\n  cache: true\ntags:\n  storage: false\n  sql: false\n  messaging: false\nqueue:\n  enabled: true\n",
+        );
+        assert_eq!(images, ["r.example/queue:1"]);
+        assert_eq!(
+            disabled,
+            [
+                "app.tgz: app: subchart cache: condition cache.enabled is false",
+                "app.tgz: app: subchart db: tags storage, sql are false",
+            ]
+        );
+        let (images, _) = scan("tags:\n  storage: false\n  sql: true\n");
+        assert!(images.contains(&"r.example/db:1".to_string()));
     }
 
     #[test]

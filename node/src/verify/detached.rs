@@ -187,6 +187,98 @@ pub fn verify_file(policy: &Policy, rule: &Rule, path: &Path) -> Result<Verified
     Err(refused(reasons.join("; ")))
 }
 
+/// Check every chart archive (`*.tgz`) directly in `dir` as `helm verify` does: its provenance file
+/// `CHART.tgz.prov` (what `helm package --sign` writes: the Chart.yaml, then `files:` with the archive's SHA-256,
+/// clearsigned) must be signed by one of the rule's keyrings and name the archive's SHA-256.
+pub fn verify_charts(
+    policy: &Policy,
+    rule: &Rule,
+    dir: &Path,
+) -> Result<Vec<Verified>, VerifyError> {
+    let listed = std::fs::read_dir(dir)
+        .map_err(|e| policy.refused(format!("helm: {}", dir.display()), e.to_string()))?;
+    let mut charts: Vec<std::path::PathBuf> = listed
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    charts.sort();
+    let mut out = Vec::with_capacity(charts.len());
+    'charts: for chart in charts {
+        let artifact = format!("chart {}", chart.display());
+        let refused = |reason: String| policy.refused(&artifact, reason);
+        let prov_path = with_suffix(&chart, ".prov");
+        let Some(prov) = read_signature(&prov_path).map_err(&refused)? else {
+            return Err(refused(format!(
+                "no provenance file {} (`helm package --sign` writes one); rule {:?} wants an OpenPGP signature",
+                prov_path.display(),
+                rule.pattern
+            )));
+        };
+        let text = String::from_utf8_lossy(&prov);
+        let mut reasons = Vec::new();
+        for ring_path in &rule.openpgp {
+            let ring = crate::openpgp::Keyring::load(ring_path).map_err(&refused)?;
+            match ring.verify_cleartext(&text) {
+                Ok((signed, fingerprint)) => {
+                    provenance_names(&signed, &chart).map_err(|e| {
+                        refused(format!(
+                            "{}, signed by {} ({fingerprint}): {e}",
+                            prov_path.display(),
+                            ring_path.display()
+                        ))
+                    })?;
+                    out.push(Verified {
+                        artifact,
+                        scheme: "openpgp".into(),
+                        key: format!("{} ({fingerprint})", ring_path.display()),
+                    });
+                    continue 'charts;
+                }
+                Err(e) => reasons.push(format!(
+                    "{} against {}: {e}",
+                    prov_path.display(),
+                    ring_path.display()
+                )),
+            }
+        }
+        return Err(refused(reasons.join("; ")));
+    }
+    Ok(out)
+}
+
+/// Whether the signed text of a provenance file names `chart`'s file name with its SHA-256 under `files:`.
+fn provenance_names(signed: &str, chart: &Path) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Sums {
+        files: std::collections::BTreeMap<String, String>,
+    }
+    // The Chart.yaml document, a `...` line, then the sums document.
+    let sums = signed
+        .split_once("\n...\n")
+        .map(|(_, sums)| sums)
+        .ok_or("no `...` line before the file sums")?;
+    let sums: Sums =
+        yaml_serde::from_str(sums).map_err(|e| format!("the file sums are not YAML: {e}"))?;
+    let name = chart
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let wanted = sums
+        .files
+        .get(&name)
+        .ok_or_else(|| format!("it names no sum for {name}"))?;
+    let mut f = std::fs::File::open(chart).map_err(|e| format!("{}: {e}", chart.display()))?;
+    let mut h = sha2::Sha256::default();
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", chart.display()))?;
+    let have = format!("sha256:{}", hex::encode(sha2::Digest::finalize(h)));
+    if *wanted != have {
+        return Err(format!(
+            "it signs {wanted} for {name}, but the archive is {have}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
