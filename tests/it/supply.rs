@@ -61,6 +61,20 @@ fn gpg_in(home: &std::path::Path, args: &[&str]) -> ferry_tests::cmd::Output {
     ferry_tests::cmd::run(&mut c)
 }
 
+/// What the node's referrers API lists for `digest` in `repo`.
+fn referrers_at(node: &Node, repo: &str, digest: &str) -> serde_json::Value {
+    let r = reqwest::blocking::Client::new()
+        .get(node.url(&format!("/v2/{repo}/referrers/{digest}")))
+        .send()
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "referrers of {digest}: {}",
+        r.status()
+    );
+    serde_json::from_slice(&r.bytes().unwrap()).unwrap()
+}
+
 #[test]
 fn a_signed_image_is_checked_at_the_seed_and_crosses_with_its_signature_and_sbom() {
     let imgs = images();
@@ -1111,15 +1125,7 @@ fn a_keyless_signed_image_from_a_private_sigstore_is_checked_and_crosses_with_it
         format!("sha256:{}", ferry_tests::fsutil::sha256_hex(&sig_raw)),
         signature_manifest
     );
-    let referrers: serde_json::Value = serde_json::from_slice(
-        &reqwest::blocking::Client::new()
-            .get(node.url(&format!("/v2/team/bundled/referrers/{v2}")))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap(),
-    )
-    .unwrap();
+    let referrers = referrers_at(&node, "team/bundled", &v2);
     assert_eq!(
         referrers["manifests"][0]["digest"],
         bundle_referrer.as_str(),
@@ -1254,4 +1260,112 @@ fn charts_pass_only_with_a_provenance_file_signed_by_the_policys_keyring() {
         e.contains("db-0.3.1.tgz") && e.contains("no provenance file"),
         "{e}"
     );
+}
+
+#[test]
+fn images_from_an_oci_layout_are_checked_and_bring_their_signatures_and_referrers() {
+    let imgs = images();
+    let upstream = Registry::start();
+    upstream.push(&imgs.layout, "v1", "team/app:v1", false);
+    upstream.push(&imgs.layout, "v2", "team/app:v2", false);
+    let v1 = upstream.digest("team/app:v1");
+    let v1_size = upstream.raw_manifest("team/app:v1").len();
+    let seed = Store::new();
+    let work = seed.tmp_path("keys");
+    fs::create_dir_all(&work).unwrap();
+    let key = Key::new(&work, "publisher");
+    let push = Pusher::new(&upstream.host);
+    let reference = format!("{}/team/app:v1", upstream.host);
+    sigstore::push_signature(
+        &push,
+        &work,
+        "team/app",
+        &v1,
+        &sigstore::payload(&reference, &v1),
+        &key,
+    );
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"team/app"}"#;
+    let sbom_manifest = sigstore::push_sbom(&push, "team/app", (&v1, v1_size), sbom);
+
+    // skopeo copies the image, its signature tag and its SBOM (a manifest with a subject) into a layout, as an
+    // operator carrying images on disk would.
+    let layout = seed.tmp_path("layout");
+    let sig_tag = format!("{}.sig", v1.replace(':', "-"));
+    for (from, name) in [
+        ("team/app:v1".to_string(), "v1"),
+        ("team/app:v2".to_string(), "v2"),
+        (format!("team/app:{sig_tag}"), sig_tag.as_str()),
+        (format!("team/app@{sbom_manifest}"), "sbom"),
+    ] {
+        run_ok(
+            "skopeo",
+            [
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/{from}", upstream.host),
+                &format!("oci:{}:{name}", layout.display()),
+            ],
+        );
+    }
+    let policy = write_policy(
+        &work,
+        "oci.toml",
+        &format!(
+            "[[rule]]\nmatch = \"oci:*\"\ncosign = [\"{}\"]\n",
+            key.public.display()
+        ),
+    );
+    let oci = |tag: &str| format!("oci:{}{tag}", layout.display());
+
+    // v2 carries no signature: refused, naming it and the layout; so is the whole layout, which holds v2.
+    for (release, source) in [("app@0", oci(":v2")), ("app@0", oci(""))] {
+        let e = seed
+            .run(["add", release, &source, "--verify", &policy])
+            .expect_code(1)
+            .error_lines()
+            .join("\n");
+        assert!(
+            e.contains("image v2 (")
+                && e.contains("in OCI layout")
+                && e.contains("no cosign signature"),
+            "{e}"
+        );
+    }
+    assert!(!seed.lists("app", "0"));
+
+    // v1 passes, and brings its signature tag; the SBOM is no image of its own but goes with v1.
+    let report = seed.json(["add", "app@1", &oci(":v1"), "--verify", &policy]);
+    assert_eq!(report["verified"][0]["scheme"], "cosign", "{report}");
+    let show = seed.show("app@1");
+    let tags: Vec<&str> = image_entries(&show)
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["v1", sig_tag.as_str()], "{show}");
+    let (_site, node) = carry(&seed, "app@1");
+    let repo = image_entries(&show)[0]["repository"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let referrers = referrers_at(&node, &repo, &v1);
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        sbom_manifest.as_str(),
+        "{referrers}"
+    );
+    assert_eq!(
+        raw_at(&node, &format!("{repo}:{sig_tag}")),
+        upstream.raw_manifest(&format!("team/app:{sig_tag}"))
+    );
+    assert_eq!(node.stop(), Some(0));
+
+    // The whole layout, unchecked: its three images; the SBOM is v1's referrer, not an image named "sbom".
+    seed.json(["add", "all@1", &oci("")]);
+    let show = seed.show("all@1");
+    let mut tags: Vec<&str> = image_entries(&show)
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, [sig_tag.as_str(), "v1", "v2"], "{show}");
 }

@@ -13,6 +13,7 @@
 //! - [`pushed`]: `pushed:` sources — images pushed to this node's registry, named into a release.
 
 pub mod apt;
+pub mod attached;
 pub mod docker_archive;
 pub mod files;
 pub mod helm;
@@ -402,9 +403,15 @@ pub fn add(
             )
         });
         match source {
-            Source::Oci { dir, tag } => {
-                oci::ingest(&ctx, dir, tag.as_deref(), &mut entries, &mut stats)?
-            }
+            Source::Oci { dir, tag } => oci::ingest(
+                &ctx,
+                dir,
+                tag.as_deref(),
+                check,
+                &mut entries,
+                &mut stats,
+                &mut verified,
+            )?,
             Source::DockerArchive(path) => {
                 docker_archive::ingest(&ctx, path, &mut entries, &mut stats)?
             }
@@ -584,7 +591,9 @@ fn policy_check<'p>(
         return Ok(None);
     }
     let fits = match source {
-        Source::Registry(_) => rule.openpgp.is_empty() && rule.minisign.is_empty(),
+        Source::Registry(_) | Source::Oci { .. } => {
+            rule.openpgp.is_empty() && rule.minisign.is_empty()
+        }
         Source::File(_) => rule.cosign.is_empty(),
         Source::Helm(_) => {
             rule.cosign.is_empty()

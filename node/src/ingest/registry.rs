@@ -3,11 +3,12 @@
 //! Anonymous access, HTTP Basic, and the bearer-token flow (`WWW-Authenticate: Bearer realm=…,service=…`).
 //! HTTPS always, except for hosts the operator names as insecure.
 
+use super::attached;
 use super::image::{self, media, BlobSource, Context};
 use super::reference::Reference;
 use super::IngestError;
 use crate::store::WriteStats;
-use crate::verify::{cosign, Policy, Rule, Verified};
+use crate::verify::{Policy, Rule, Verified};
 use ferry_protocol::{Entry, ImageEntry, Sha256Digest};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
@@ -371,95 +372,6 @@ impl RegistryClient {
         }
         Ok(index.manifests)
     }
-
-    /// The signatures of `digest`: the cosign signature layers of the manifest tagged `sha256-<hex>.sig` and of
-    /// its referrers of cosign's signature artifact type (with the certificate and Rekor entry of keyless ones),
-    /// and the sigstore bundles its referrers hold.
-    pub fn signatures(&self, digest: &Sha256Digest) -> Result<FoundSignatures, IngestError> {
-        use crate::verify::{cosign, keyless};
-        let mut found = FoundSignatures::default();
-        let sig_tag = format!("sha256-{}.sig", digest.hex());
-        let mut manifests = Vec::new();
-        if let Some(m) = self.manifest_if_tagged(&sig_tag)? {
-            manifests.push((format!("tag {sig_tag}"), m.bytes, false));
-        }
-        for d in self.referrers(digest)? {
-            let kind = d.artifact_type.as_deref().unwrap_or_default();
-            let bundle = kind.starts_with(keyless::BUNDLE_ARTIFACT);
-            if kind != cosign::SIG_ARTIFACT && !bundle {
-                continue;
-            }
-            let at = d.sha256(&format!("the referrers of {digest}"))?;
-            let m = self.fetch_manifest(&at.to_string(), Some(at))?;
-            manifests.push((format!("referrer {at}"), m.bytes, bundle));
-        }
-        for (found_in, bytes, bundle) in manifests {
-            let within = format!("signature manifest {found_in} at {}", self.describe());
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-                    what: within.clone(),
-                    reason: format!("not JSON: {e}"),
-                })?;
-            for layer in v["layers"].as_array().into_iter().flatten() {
-                let media_type = layer["mediaType"].as_str().unwrap_or_default();
-                if bundle {
-                    if media_type.starts_with(keyless::BUNDLE_ARTIFACT) {
-                        found.bundles.push(keyless::FoundBundle {
-                            bytes: self.small_blob(layer, &within)?,
-                            found_in: found_in.clone(),
-                        });
-                    }
-                    continue;
-                }
-                if media_type != cosign::SIMPLE_SIGNING {
-                    continue;
-                }
-                let annotations = &layer["annotations"];
-                let Some(signature) = annotations[cosign::SIGNATURE_ANNOTATION].as_str() else {
-                    continue;
-                };
-                found.signatures.push(cosign::Signature {
-                    payload: self.small_blob(layer, &within)?,
-                    signature: signature.to_string(),
-                    found_in: found_in.clone(),
-                    attached: keyless::Attached::from_annotations(annotations),
-                });
-            }
-        }
-        Ok(found)
-    }
-
-    /// The bytes of the small blob `layer` describes (a signature payload, a bundle), checked against its
-    /// digest and size; `within` names its manifest.
-    fn small_blob(&self, layer: &serde_json::Value, within: &str) -> Result<Vec<u8>, IngestError> {
-        let d: image::Descriptor =
-            serde_json::from_value(layer.clone()).map_err(|e| IngestError::Malformed {
-                what: within.to_string(),
-                reason: format!("a malformed layer: {e}"),
-            })?;
-        let at = d.sha256(within)?;
-        if d.size > MAX_PAYLOAD {
-            return Err(IngestError::Malformed {
-                what: within.to_string(),
-                reason: format!(
-                    "a signature layer of {} bytes (at most {MAX_PAYLOAD})",
-                    d.size
-                ),
-            });
-        }
-        let mut bytes = Vec::new();
-        self.open(&at, d.size)?
-            .take(d.size + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| IngestError::Registry(format!("reading {within}: {e}")))?;
-        if bytes.len() as u64 != d.size || Sha256Digest::of(&bytes) != at {
-            return Err(IngestError::Malformed {
-                what: within.to_string(),
-                reason: format!("layer {at} does not match its digest and size"),
-            });
-        }
-        Ok(bytes)
-    }
 }
 
 /// The most referrers of one manifest carried.
@@ -467,17 +379,6 @@ const MAX_REFERRERS: usize = 1024;
 /// The most referrers carried for one image in all (its manifests', and theirs, at every depth): what an
 /// upstream registry can make one ingest fetch stays bounded.
 const MAX_REFERRERS_PER_IMAGE: usize = 4096;
-/// The largest signature payload or sigstore bundle read.
-const MAX_PAYLOAD: u64 = 1 << 20;
-
-/// What [`RegistryClient::signatures`] finds for an image.
-#[derive(Debug, Default)]
-pub struct FoundSignatures {
-    /// Cosign signature layers (made with a key, or keyless with a certificate).
-    pub signatures: Vec<crate::verify::cosign::Signature>,
-    /// Sigstore bundles held by referrers.
-    pub bundles: Vec<crate::verify::keyless::FoundBundle>,
-}
 
 /// A manifest fetched by tag or digest.
 pub struct Fetched {
@@ -520,32 +421,20 @@ impl BlobSource for RegistryClient {
     }
 }
 
-/// Whether `found` holds a good signature of `digest` by one of the rule's cosign keys or keyless signers:
-/// the scheme and the key (or identity) on success, every reason on failure.
-fn verify_image(
-    rule: &Rule,
-    digest: &Sha256Digest,
-    found: &FoundSignatures,
-) -> Result<(&'static str, String), String> {
-    let mut reasons = Vec::new();
-    if !rule.cosign.is_empty() {
-        match cosign::verify_image(&rule.cosign, digest, &found.signatures) {
-            Ok(key) => return Ok(("cosign", key.describe())),
-            Err(e) => reasons.push(e),
-        }
+impl attached::Attachments for RegistryClient {
+    fn tagged(&self, tag: &str) -> Result<Option<Vec<u8>>, IngestError> {
+        Ok(self.manifest_if_tagged(tag)?.map(|m| m.bytes))
     }
-    if !rule.keyless.is_empty() {
-        match crate::verify::keyless::verify_image(
-            &rule.keyless,
-            digest,
-            &found.signatures,
-            &found.bundles,
-        ) {
-            Ok((signer, who)) => return Ok(("keyless", format!("{who} ({})", signer.describe()))),
-            Err(e) => reasons.push(e),
-        }
+
+    fn referrers_of(&self, digest: &Sha256Digest) -> Result<Vec<image::Descriptor>, IngestError> {
+        self.referrers(digest)
     }
-    Err(reasons.join("; "))
+
+    fn manifest(&self, digest: &Sha256Digest) -> Result<Vec<u8>, IngestError> {
+        Ok(self
+            .fetch_manifest(&digest.to_string(), Some(*digest))?
+            .bytes)
+    }
 }
 
 /// Ingest the image `r` from its registry, with what is attached to it. With `verify`, a cosign signature of
@@ -563,8 +452,8 @@ pub fn ingest(
     let (digest, size, media_type) = client.resolve(r)?;
     if let Some((policy, rule)) = verify {
         let artifact = format!("image {r} ({digest})");
-        let found = client.signatures(&digest)?;
-        let (scheme, key) = verify_image(rule, &digest, &found)
+        let found = attached::find_signatures(&client, &digest)?;
+        let (scheme, key) = attached::verify_image(rule, &digest, &found)
             .map_err(|reason| policy.refused(&artifact, reason))?;
         verified.push(Verified {
             artifact,
