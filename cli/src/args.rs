@@ -90,12 +90,27 @@ pub enum Command {
     Sync(SyncArgs),
     /// What the node is doing: releases, peers, syncs.
     Status,
+    /// Print the completion script for SHELL: `source <(ferry completions bash)` for this shell, or save it where
+    /// the shell looks (the Debian package installs the bash, zsh and fish ones).
+    Completions(CompletionsArgs),
+    /// Write the man pages, `ferry.1` and one per subcommand (`ferry-add.1`, `ferry-pin-set.1`, …), into DIR.
+    Manpages {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+    },
     /// (internal) One sync's progress as JSON, for `ferry sync`'s progress bar.
     #[command(hide = true)]
     SyncProgress {
         /// NAME@VERSION.
         release: String,
     },
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_parser = ["bash", "zsh", "fish", "elvish", "powershell"])]
+    pub shell: String,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -155,7 +170,7 @@ pub enum ClientKind {
     Dnf,
 }
 
-#[derive(Debug, Args, Serialize, Deserialize)]
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
 pub struct ServeArgs {
     /// The node's configuration file [default: STORE/node.toml when it exists].
     #[arg(long)]
@@ -383,6 +398,9 @@ pub enum PeersCommand {
 
 #[derive(Debug, Args, Serialize, Deserialize)]
 pub struct InitArgs {
+    /// Succeed without change when the store exists already (a service's first start creates it).
+    #[arg(long)]
+    pub if_missing: bool,
     /// Smallest chunk (e.g. 16K).
     #[arg(long, default_value = "16K", value_parser = parse_size)]
     pub min_chunk: u64,

@@ -6,6 +6,7 @@
 //! - `progress`: indicatif bars behind the node's `Progress` trait.
 //! - `exit`: exit codes.
 //! - `remote`: commands on a store a running node holds, through its admin socket.
+//! - `systemd`: readiness and status for systemd (`Type=notify`), logs to the journal under it.
 
 mod args;
 mod commands;
@@ -13,6 +14,7 @@ mod exit;
 mod output;
 mod progress;
 mod remote;
+mod systemd;
 
 use clap::Parser;
 
@@ -24,16 +26,35 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() {
-    let mut cli = args::Cli::parse();
+/// Log to stderr, or to the journal with each event's fields (`ERROR=`, `PEER=`, …) when `ferry serve` runs
+/// under systemd with its output going there. `RUST_LOG` filters; the default is warnings, and for a node under
+/// systemd also what it does (info).
+fn init_logging(cli: &args::Cli) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let journal = matches!(cli.command, args::Command::Serve(_)) && systemd::stderr_is_journal();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if journal { "info" } else { "warn" })
+    });
+    if journal {
+        if let Ok(layer) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .init();
+            return;
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .init();
+}
+
+fn main() {
+    let mut cli = args::Cli::parse();
+    init_logging(&cli);
     if let Some(forwarded) = remote::forward(&mut cli) {
         let code = forwarded.unwrap_or_else(|e| {
             eprintln!("error: {}", exit::one_line(&e));

@@ -19,6 +19,18 @@ pub fn line(s: impl std::fmt::Display) {
     }
 }
 
+/// Write bytes to stdout as they are (a script, a page); exit 0 if stdout is gone.
+pub fn raw(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
 /// A message for people on stderr (the client's, for a command a node runs for a client).
 pub fn note(s: impl std::fmt::Display) {
     match crate::remote::sink() {

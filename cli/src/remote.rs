@@ -52,8 +52,10 @@ pub fn sink() -> Option<Sink> {
 
 /// Run `cli` on the node holding its store, if one is running. `None`: no node answers; run it here.
 pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
-    if let Command::ClientConfig(_) = cli.command {
-        return None; // talks to a node over HTTP, not to a store
+    if let Command::ClientConfig(_) | Command::Completions(_) | Command::Manpages { .. } =
+        cli.command
+    {
+        return None; // talks to a node over HTTP, or to no store at all
     }
     let dir = commands::store_dir(&cli.global).ok()?;
     let client = Client::connect(&dir)?;
@@ -130,7 +132,9 @@ fn absolutize(command: &mut Command, cwd: &Path) {
         Command::Serve(ServeArgs {
             config: Some(c), ..
         }) => abs(c),
+        Command::Manpages { dir } => abs(dir),
         Command::Init(_)
+        | Command::Completions(_)
         | Command::Keys(_)
         | Command::Ls
         | Command::Show(_)

@@ -35,8 +35,12 @@
 //! - `netns`: the several-hosts harness — namespaces on a bridge reach each other, a cut heals, the delay relay
 //!   delays UDP and TCP round trips and delivers exact bytes, a panicking test leaves no namespace or process,
 //!   stale namespaces are removed.
-//! - `supply`: `add --verify` against a policy (cosign-signed images, signed apt repositories, files with
-//!   OpenPGP and minisign signatures), and signatures and SBOM referrers carried to a site's registry.
+//! - `supply`: `add --verify` against a policy (cosign-signed images, keyless sigstore signatures of images
+//!   and files, signed apt repositories, Helm provenance, files with OpenPGP and minisign signatures), and
+//!   signatures and SBOM referrers carried to a site's registry from registries and OCI layouts.
+//! - `service`: Ferry as a system service — the Debian package (contents, installed under `dpkg --root`, its
+//!   units verified by systemd-analyze, completions in bash, man pages by man), the OCI image built from it run
+//!   by podman and ingested by Ferry, and `serve` telling systemd it is ready and reloading on SIGHUP.
 //! - `sync`: network sync between nodes — on loopback (the update carries what a bundle would; untrusted
 //!   releases refused; followers take new versions) and as several hosts in namespaces (three sites sharing what
 //!   the seed sends, found by mDNS; a killed and a corrupt peer routed around; a partition that heals; a sync
@@ -83,6 +87,7 @@ mod registry;
 mod repos;
 mod rpm;
 mod serve;
+mod service;
 mod status;
 mod store;
 mod supply;

@@ -37,6 +37,15 @@ impl Podman {
         c
     }
 
+    /// The skopeo/containers-image reference of image `name` in this storage.
+    pub fn storage(&self, name: &str) -> String {
+        format!(
+            "containers-storage:[vfs@{}+{}]{name}",
+            self.root.display(),
+            self.runroot.path().display()
+        )
+    }
+
     /// Run `podman ARGS…` and capture everything.
     pub fn run(&self, args: &[&str]) -> crate::cmd::Output {
         crate::cmd::run(&mut self.command(args))

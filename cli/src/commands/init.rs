@@ -5,6 +5,14 @@ use ferry_node::{membership, Store};
 
 pub fn run(g: &Global, a: InitArgs) -> anyhow::Result<()> {
     let dir = super::store_dir(g)?;
+    if a.if_missing && dir.join("config.toml").exists() {
+        if g.json {
+            output::json(&serde_json::json!({ "store": dir, "existed": true }));
+        } else {
+            output::line(format!("store {} exists", dir.display()));
+        }
+        return Ok(());
+    }
     let to_u32 = |v: u64, what: &str| {
         u32::try_from(v).map_err(|_| anyhow::anyhow!("--{what} {v} is too large"))
     };

@@ -5,6 +5,7 @@ mod audit;
 mod bundle;
 mod client_config;
 mod diff;
+mod docs;
 mod export;
 mod fsck;
 mod gc;
@@ -80,6 +81,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::ClientConfig(a) => client_config::run(g, a),
         Command::Sync(a) => sync::run(g, a),
         Command::Status => sync::status(g),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Manpages { dir } => docs::manpages(&dir),
         Command::SyncProgress { release } => sync::progress(g, &release),
     }
 }

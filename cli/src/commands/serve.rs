@@ -29,17 +29,14 @@ pub fn serve(
         .listen
         .or(config.http.listen)
         .unwrap_or(([127, 0, 0, 1], 5050).into());
-    let access = Access::from_files(
-        a.push_token_file
-            .as_deref()
-            .or(config.auth.push_token_file.as_deref()),
-        a.pull_token_file
-            .as_deref()
-            .or(config.auth.pull_token_file.as_deref()),
-        a.status_token_file
-            .as_deref()
-            .or(config.auth.status_token_file.as_deref()),
-    )?;
+    let access = access_from(&a, &config)?;
+    let reload = Reload {
+        config: a.config.clone(),
+        store: store.root().to_path_buf(),
+        push: a.push_token_file.clone(),
+        pull: a.pull_token_file.clone(),
+        status: a.status_token_file.clone(),
+    };
     let (defaults, u) = (UploadLimits::default(), &config.uploads);
     let max_bytes = a.max_upload.or(u.max_bytes).unwrap_or(defaults.max_bytes);
     let limits = UploadLimits {
@@ -96,6 +93,7 @@ pub fn serve(
         if let Some(net) = &network {
             mirror.attach_network(net.clone());
         }
+        tokio::spawn(reload.watch(mirror.clone(), stopped(stop_rx.clone())));
         let admin = tokio::spawn(admin::run(
             admin_listener,
             store.root().to_path_buf(),
@@ -105,6 +103,7 @@ pub fn serve(
         // Gzip blobs of new releases are re-created before anyone asks for them (stopped when this returns).
         let _prewarm = prewarm.then(|| ferry_node::prewarm::Prewarm::start(store.clone()));
         output::line(format!("listening on http://{addr}"));
+        crate::systemd::notify(&format!("READY=1\nSTATUS=listening on http://{addr}"));
         ready(addr);
         mirror::run(listener, mirror, conns, stopped(stop_rx)).await?;
         admin.await?;
@@ -115,6 +114,83 @@ pub fn serve(
     rt.shutdown_timeout(STOP_WAIT);
     tracing::info!("stopped");
     served
+}
+
+/// The token files a node admits requests by: flags over the configuration file.
+fn access_from(a: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Access> {
+    Ok(Access::from_files(
+        a.push_token_file
+            .as_deref()
+            .or(config.auth.push_token_file.as_deref()),
+        a.pull_token_file
+            .as_deref()
+            .or(config.auth.pull_token_file.as_deref()),
+        a.status_token_file
+            .as_deref()
+            .or(config.auth.status_token_file.as_deref()),
+    )?)
+}
+
+/// What SIGHUP (`systemctl reload ferry`) re-reads: the configuration file and the token files it or the flags
+/// name. Other settings (listen addresses, limits, peers) take a restart, and a reload that finds them changed
+/// says so.
+struct Reload {
+    config: Option<std::path::PathBuf>,
+    store: std::path::PathBuf,
+    push: Option<std::path::PathBuf>,
+    pull: Option<std::path::PathBuf>,
+    status: Option<std::path::PathBuf>,
+}
+
+impl Reload {
+    /// Reload on every SIGHUP until `stop`.
+    async fn watch(self, mirror: Mirror, stop: impl std::future::Future<Output = ()>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGHUP; reloading takes a restart");
+                return;
+            }
+        };
+        let this = std::sync::Arc::new(self);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            let (this, mirror) = (this.clone(), mirror.clone());
+            let done = tokio::task::spawn_blocking(move || this.apply(&mirror)).await;
+            let status = match done {
+                Ok(Ok(())) => "reloaded the token files".to_string(),
+                Ok(Err(e)) => {
+                    tracing::error!("reload refused, keeping the settings in force: {e:#}");
+                    format!("reload refused: {e:#}")
+                }
+                Err(e) => format!("reload failed: {e}"),
+            };
+            crate::systemd::notify(&format!("READY=1\nSTATUS={status}"));
+        }
+    }
+
+    /// Read the configuration and token files again and admit requests by them.
+    fn apply(&self, mirror: &Mirror) -> anyhow::Result<()> {
+        let config = match &self.config {
+            Some(path) => NodeConfig::load(path)?,
+            None => NodeConfig::load_default(&self.store)?,
+        };
+        let flags = ServeArgs {
+            config: None,
+            push_token_file: self.push.clone(),
+            pull_token_file: self.pull.clone(),
+            status_token_file: self.status.clone(),
+            ..ServeArgs::default()
+        };
+        mirror.set_access(access_from(&flags, &config)?);
+        tracing::info!("reloaded the token files");
+        Ok(())
+    }
 }
 
 /// How long the node waits at its stop for blocking work still running.

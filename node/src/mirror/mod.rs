@@ -44,7 +44,8 @@ struct MirrorShared {
     catalog: Mutex<Arc<Catalog>>,
     /// Held while a new catalog is built (on the blocking pool), so one build serves every request waiting.
     rebuild: tokio::sync::Mutex<()>,
-    access: Access,
+    /// Who may do what; replaced whole when the node reloads its token files.
+    access: std::sync::RwLock<Arc<Access>>,
     uploads: uploads::Uploads,
     /// Pushed blobs go through the store's ingest one at a time (each ingest is parallel inside), so two
     /// uploads of the same content never both write its chunks.
@@ -66,7 +67,7 @@ impl Mirror {
             store,
             catalog: Mutex::new(Arc::new(catalog)),
             rebuild: tokio::sync::Mutex::new(()),
-            access,
+            access: std::sync::RwLock::new(Arc::new(access)),
             uploads,
             ingest: Arc::new(Mutex::new(())),
             served: Arc::default(),
@@ -98,8 +99,22 @@ impl Mirror {
     }
 
     /// Who may push and pull.
-    pub fn access(&self) -> &Access {
-        &self.0.access
+    pub fn access(&self) -> Arc<Access> {
+        self.0
+            .access
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Admit requests as `access` says from now on (a reload of the token files); requests already admitted
+    /// finish as they were.
+    pub fn set_access(&self, access: Access) {
+        *self
+            .0
+            .access
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(access);
     }
 
     pub(crate) fn uploads(&self) -> &uploads::Uploads {

@@ -1,0 +1,333 @@
+//! Ferry as a system service: the Debian package and what it holds, installed into a root with dpkg; its
+//! systemd units as systemd-analyze sees them; its completions loaded by bash and its man pages rendered by man;
+//! the OCI image built from the package, run by podman and carried by Ferry itself; and `ferry serve` speaking
+//! systemd's notify protocol (ready once it listens, reloading its token files on SIGHUP).
+
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_tests::cmd::{run, run_ok};
+use ferry_tests::ferry::{self, Store};
+use ferry_tests::node::Node;
+use ferry_tests::podman::Podman;
+
+/// The package built from the test build's binary, in `dir`.
+fn build_deb(dir: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/package/deb");
+    let out = run_ok(
+        script.to_str().unwrap(),
+        [
+            "--binary",
+            ferry::bin().to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--fast",
+        ],
+    );
+    PathBuf::from(out.stdout.trim())
+}
+
+#[test]
+fn the_debian_package_installs_and_holds_units_completions_and_man_pages() {
+    let s = Store::new();
+    let work = s.tmp_path("package");
+    let deb = build_deb(&work);
+    let version = run_ok(ferry::bin().to_str().unwrap(), ["--version"]).stdout;
+    assert!(
+        deb.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!(
+                "ferry_{}_",
+                version.split_whitespace().nth(1).unwrap()
+            )),
+        "{deb:?}"
+    );
+
+    // What it holds, as dpkg lists it.
+    let listing = run_ok("dpkg", ["-c", deb.to_str().unwrap()]).stdout;
+    for path in [
+        "./usr/bin/ferry",
+        "./lib/systemd/system/ferry.service",
+        "./lib/systemd/system/ferry-gc.service",
+        "./lib/systemd/system/ferry-gc.timer",
+        "./usr/lib/sysusers.d/ferry.conf",
+        "./usr/lib/tmpfiles.d/ferry.conf",
+        "./usr/share/bash-completion/completions/ferry",
+        "./usr/share/zsh/vendor-completions/_ferry",
+        "./usr/share/fish/vendor_completions.d/ferry.fish",
+        "./usr/share/man/man1/ferry.1.gz",
+        "./usr/share/man/man1/ferry-serve.1.gz",
+        "./usr/share/man/man1/ferry-pin-set.1.gz",
+        "./usr/share/doc/ferry/copyright",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{listing}"
+        );
+    }
+    assert!(
+        listing.lines().all(|l| l.contains("root/root")),
+        "{listing}"
+    );
+
+    // Installed into an empty root: dpkg runs the maintainer scripts against DPKG_ROOT, which make the ferry user
+    // and its state directory there.
+    let root = work.join("root");
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let root_arg = format!("--root={}", root.display());
+    run_ok(
+        "dpkg",
+        [
+            root_arg.as_str(),
+            "--force-script-chrootless",
+            "--force-depends",
+            "--log=/dev/null",
+            "--install",
+            deb.to_str().unwrap(),
+        ],
+    );
+    let status = run_ok("dpkg", [root_arg.as_str(), "--status", "ferry"]).stdout;
+    assert!(status.contains("Status: install ok installed"), "{status}");
+    let installed = root.join("usr/bin/ferry");
+    assert_eq!(
+        run_ok(installed.to_str().unwrap(), ["--version"]).stdout,
+        version
+    );
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("ferry:"))
+        .unwrap_or_else(|| panic!("no ferry user:\n{passwd}"));
+    assert!(user.contains(":/var/lib/ferry:"), "{user}");
+    let state = fs::metadata(root.join("var/lib/ferry")).unwrap();
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(state.permissions().mode() & 0o777, 0o750);
+        let uid: u32 = user.split(':').nth(2).unwrap().parse().unwrap();
+        assert_eq!(state.uid(), uid);
+    }
+
+    // The units, as systemd reads them in that root: given the targets a system has (this machine's) and the
+    // kill(1) ExecReload runs (procps's, on a real system), with the package's binary and man pages where the
+    // units name them.
+    let units = root.join("lib/systemd/system");
+    for target in fs::read_dir("/lib/systemd/system").unwrap() {
+        let target = target.unwrap().path();
+        if target.extension().is_some_and(|e| e == "target") {
+            fs::copy(&target, units.join(target.file_name().unwrap())).unwrap();
+        }
+    }
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy("/bin/kill", root.join("bin/kill")).unwrap();
+    let verify = run(std::process::Command::new("systemd-analyze")
+        .args([
+            "verify",
+            root_arg.as_str(),
+            units.join("ferry.service").to_str().unwrap(),
+            units.join("ferry-gc.service").to_str().unwrap(),
+            units.join("ferry-gc.timer").to_str().unwrap(),
+        ])
+        .env("MANPATH", root.join("usr/share/man")));
+    assert_eq!(verify.code, Some(0), "{verify}");
+    assert!(
+        verify.stderr.trim().is_empty(),
+        "systemd-analyze has remarks:\n{verify}"
+    );
+    let service = fs::read_to_string(units.join("ferry.service")).unwrap();
+    for line in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/ferry",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(service.contains(line), "{line:?} not in ferry.service");
+    }
+
+    // bash loads the completions and completes subcommands and options.
+    let script = root.join("usr/share/bash-completion/completions/ferry");
+    let bash = run_ok(
+        "bash",
+        [
+            "-c",
+            &format!(
+                "source {}; complete -p ferry; COMP_WORDS=(ferry pi); COMP_CWORD=1; _ferry ferry pi ferry; \
+                 echo \"words: ${{COMPREPLY[*]}}\"; COMP_WORDS=(ferry add x --ver); COMP_CWORD=3; \
+                 _ferry ferry --ver x; echo \"options: ${{COMPREPLY[*]}}\"",
+                script.display()
+            ),
+        ],
+    )
+    .stdout;
+    assert!(bash.contains("-F _ferry ferry"), "{bash}");
+    assert!(bash.contains("words: pin\n"), "{bash}");
+    assert!(bash.contains("options: --verify\n"), "{bash}");
+
+    // man renders every page, each naming its command and options.
+    let pages: Vec<PathBuf> = fs::read_dir(root.join("usr/share/man/man1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(pages.len() > 30, "{pages:?}");
+    for page in &pages {
+        let mut man = std::process::Command::new("man");
+        man.args(["-l", page.to_str().unwrap()])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100");
+        let out = run(&mut man);
+        assert_eq!(out.code, Some(0), "{page:?}: {out}");
+        let name = page
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".1.gz");
+        assert!(out.stdout.contains(name), "{page:?}:\n{}", out.stdout);
+    }
+    let mut man = std::process::Command::new("man");
+    man.args([
+        "-l",
+        root.join("usr/share/man/man1/ferry-add.1.gz")
+            .to_str()
+            .unwrap(),
+    ])
+    .env("MANPAGER", "cat");
+    let add = run(&mut man).stdout;
+    assert!(add.contains("--verify") && add.contains("NAME"), "{add}");
+}
+
+#[test]
+fn the_image_built_from_the_package_runs_and_ferry_carries_it() {
+    let s = Store::new();
+    let work = s.tmp_path("image");
+    let deb = build_deb(&work);
+    let layout = work.join("layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/package/image");
+    let image = run_ok(
+        script.to_str().unwrap(),
+        [deb.to_str().unwrap(), layout.to_str().unwrap()],
+    )
+    .stdout;
+    let image = image.trim().to_string();
+    let version = image.rsplit(':').next().unwrap().to_string();
+    // podman runs containers here with runc and limits below the machine's (crun refuses its cgroup setup, and
+    // both runtimes are refused raising the open-files and process limits).
+    let podman = Podman::new(&work);
+    let local = format!("localhost/ferry:{version}");
+    run_ok(
+        "skopeo",
+        [
+            "copy",
+            "--quiet",
+            &format!("oci:{image}"),
+            &podman.storage(&local),
+        ],
+    );
+    let id = local.as_str();
+    let run_image = |args: &[&str]| {
+        let mut all = vec![
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            id,
+        ];
+        all.extend_from_slice(args);
+        podman.run(&all).ok().stdout
+    };
+    assert_eq!(run_image(&["--version"]).trim(), format!("ferry {version}"));
+    // The image runs as the ferry user and makes its store where the service keeps it.
+    let init = run_image(&["init", "--json"]);
+    assert!(
+        init.contains("\"store\": \"/var/lib/ferry/store\""),
+        "{init}"
+    );
+    // Ferry takes its own image like any other, to carry it across the gap.
+    let report = s.json(["add", &format!("ferry@{version}"), &format!("oci:{image}")]);
+    assert!(report["release"].as_str().is_some(), "{report}");
+    let show = s.show(&format!("ferry@{version}"));
+    assert_eq!(ferry::images(&show).len(), 1, "{show}");
+}
+
+/// The next datagram on `sock`, as text.
+fn notified(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a notification within 60 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn serve_tells_systemd_it_is_ready_and_reloads_its_token_files_on_sighup() {
+    let s = Store::new();
+    let socket = s.tmp_path("notify.sock");
+    let sock = UnixDatagram::bind(&socket).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let tokens = s.tmp_path("push.tokens");
+    fs::write(&tokens, "first\n").unwrap();
+    let mut cmd = ferry::command(
+        &s.path,
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--push-token-file",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    cmd.env("NOTIFY_SOCKET", &socket);
+    let node = Node::spawn(cmd);
+    let ready = notified(&sock);
+    assert!(
+        ready.contains("READY=1")
+            && ready.contains(&format!("STATUS=listening on http://{}", node.addr)),
+        "{ready}"
+    );
+    let http = reqwest::blocking::Client::new();
+    let push_with = |token: &str| {
+        http.post(node.url("/v2/team/app/blobs/uploads/"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(push_with("first"), 202);
+    assert_eq!(push_with("second"), 401);
+
+    let hup = |node: &Node| run_ok("kill", ["-HUP", &node.pid().to_string()]);
+    fs::write(&tokens, "second\n").unwrap();
+    hup(&node);
+    let reloaded = notified(&sock);
+    assert!(
+        reloaded.contains("READY=1") && reloaded.contains("STATUS=reloaded the token files"),
+        "{reloaded}"
+    );
+    assert_eq!(push_with("second"), 202);
+    assert_eq!(push_with("first"), 401);
+
+    // A token file that cannot be read: the reload is refused, saying why, and the tokens in force stay.
+    fs::remove_file(&tokens).unwrap();
+    hup(&node);
+    let refused = notified(&sock);
+    assert!(
+        refused.contains("STATUS=reload refused") && refused.contains("push.tokens"),
+        "{refused}"
+    );
+    assert_eq!(push_with("second"), 202);
+    assert_eq!(node.stop(), Some(0));
+}
