@@ -90,6 +90,10 @@ pub enum Command {
     Sync(SyncArgs),
     /// What the node is doing: releases, peers, syncs.
     Status,
+    /// Check this node's setup — the store's owner and free space, the allow-list against the peers it dials,
+    /// trusted publisher keys, client configurations, the service's sandbox — and say what to fix; exit 1 if
+    /// anything needs fixing.
+    Doctor(DoctorArgs),
     /// Print the completion script for SHELL: `source <(ferry completions bash)` for this shell, or save it where
     /// the shell looks (the Debian package installs the bash, zsh and fish ones).
     Completions(CompletionsArgs),
@@ -104,6 +108,19 @@ pub enum Command {
         /// NAME@VERSION.
         release: String,
     },
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct DoctorArgs {
+    /// The node's configuration file [default: STORE/node.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where client (apt, yum, pip) and systemd configurations are read.
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub etc: PathBuf,
+    /// Where packaged systemd units are read.
+    #[arg(long, value_name = "DIR", default_value = "/lib/systemd/system")]
+    pub units: PathBuf,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -52,10 +52,13 @@ pub fn sink() -> Option<Sink> {
 
 /// Run `cli` on the node holding its store, if one is running. `None`: no node answers; run it here.
 pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
-    if let Command::ClientConfig(_) | Command::Completions(_) | Command::Manpages { .. } =
-        cli.command
+    if let Command::ClientConfig(_)
+    | Command::Completions(_)
+    | Command::Manpages { .. }
+    | Command::Doctor(_) = cli.command
     {
-        return None; // talks to a node over HTTP, or to no store at all
+        // Talks to a node over HTTP, to no store at all, or reads the store's files without opening it.
+        return None;
     }
     let dir = commands::store_dir(&cli.global).ok()?;
     let client = Client::connect(&dir)?;
@@ -133,6 +136,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
             config: Some(c), ..
         }) => abs(c),
         Command::Manpages { dir } => abs(dir),
+        Command::Doctor(_) => {}
         Command::Init(_)
         | Command::Completions(_)
         | Command::Keys(_)

@@ -18,7 +18,9 @@
 //! - [`node_config`]: the running node's `node.toml` (listen address, push and pull tokens).
 //! - [`progress`]: how long work reports progress (the CLI draws it).
 //! - [`sample`]: the generated sample release `ferry quickstart` adds.
-//! - [`verify`]: upstream signatures checked at ingest against a policy (cosign, OpenPGP, minisign).
+//! - [`verify`]: upstream signatures checked at ingest against a policy (cosign, keyless sigstore, OpenPGP,
+//!   minisign).
+//! - [`doctor`]: a node's setup checked from its files, each problem with its fix.
 //!
 //! Hidden: `fuzz`, thin wrappers that give the fuzz targets (`node/fuzz`) the private parsers of outside bytes.
 
@@ -27,6 +29,7 @@ pub mod bundle;
 pub mod chunker;
 pub mod config;
 pub mod delta;
+pub mod doctor;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzz;

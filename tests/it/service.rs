@@ -331,3 +331,140 @@ fn serve_tells_systemd_it_is_ready_and_reloads_its_token_files_on_sighup() {
     assert_eq!(push_with("second"), 202);
     assert_eq!(node.stop(), Some(0));
 }
+
+#[test]
+fn doctor_finds_each_broken_setup_and_names_the_fix() {
+    let s = Store::new();
+    let etc = s.tmp_path("etc");
+    let units = s.tmp_path("units");
+    fs::create_dir_all(&etc).unwrap();
+    fs::create_dir_all(&units).unwrap();
+    // The problems `ferry doctor --json` finds, as (check, what, fix).
+    let doctor = || {
+        let out = s.run([
+            "doctor",
+            "--etc",
+            etc.to_str().unwrap(),
+            "--units",
+            units.to_str().unwrap(),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json: {e}\n{out}"));
+        let problems: Vec<(String, String, String)> = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap().to_string();
+                (text("check"), text("what"), text("fix"))
+            })
+            .collect();
+        assert_eq!(
+            out.code,
+            Some(if problems.is_empty() { 0 } else { 1 }),
+            "{out}"
+        );
+        assert_eq!(v["problems"], problems.len(), "{v}");
+        problems
+    };
+    let only = |problems: Vec<(String, String, String)>, check: &str| {
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, check, "{problems:?}");
+        let (_, what, fix) = problems.into_iter().next().unwrap();
+        (what, fix)
+    };
+    assert_eq!(doctor(), vec![], "a fresh store is healthy");
+
+    // 1. The store belongs to someone else.
+    {
+        use std::os::unix::fs::chown;
+        chown(&s.path, Some(65534), None).unwrap();
+        let (what, fix) = only(doctor(), "store");
+        chown(&s.path, Some(0), None).unwrap();
+        assert!(what.contains("belongs to uid 65534"), "{what}");
+        assert!(
+            fix.contains(&format!("chown -R 0 {}", s.path.display())),
+            "{fix}"
+        );
+    }
+
+    // 2. The upload reserve is more than the filesystem has free.
+    let node_toml = s.path.join("node.toml");
+    fs::write(
+        &node_toml,
+        "[uploads]\nmin_free_bytes = 1152921504606846976\n",
+    )
+    .unwrap();
+    let (what, fix) = only(doctor(), "disk");
+    assert!(what.contains("pushes are refused"), "{what}");
+    assert!(fix.contains("min_free_bytes"), "{fix}");
+
+    // 3. A peer dialled by id that the allow-list lacks (its connections back would be refused).
+    let seed = Store::new();
+    let seed_id = seed.run(["id"]).ok().stdout.trim().to_string();
+    let seed_pub = seed.tmp_path("seed.pub");
+    fs::write(&seed_pub, seed.run(["keys", "export"]).ok().stdout).unwrap();
+    s.run(["trust", "add", seed_pub.to_str().unwrap()]).ok();
+    fs::write(
+        &node_toml,
+        format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\npeers = [\"/ip4/127.0.0.1/tcp/7701/p2p/{seed_id}\"]\n"),
+    )
+    .unwrap();
+    let (what, fix) = only(doctor(), "peers");
+    assert!(what.contains(&seed_id), "{what}");
+    assert_eq!(fix, format!("`ferry peers allow {seed_id}`"));
+
+    // 4. Syncing from peers without trusting the seed's key.
+    s.run(["peers", "allow", &seed_id]).ok();
+    assert_eq!(doctor(), vec![]);
+    let key_id = seed.key_id.clone();
+    s.run(["trust", "rm", &key_id]).ok();
+    let (what, fix) = only(doctor(), "trust");
+    assert!(what.contains("trusts no publisher key"), "{what}");
+    assert!(fix.contains("ferry trust add"), "{fix}");
+    s.run(["trust", "add", seed_pub.to_str().unwrap()]).ok();
+
+    // 5. A client configuration pointing at another node's mirror (this one listens on 127.0.0.1:5050).
+    fs::create_dir_all(etc.join("apt/sources.list.d")).unwrap();
+    fs::write(
+        etc.join("apt/sources.list.d/ferry.list"),
+        "# mirrors from the site's node\n\
+         deb http://127.0.0.1:5050/repos/debian/current/ bookworm main\n\
+         deb [signed-by=/etc/apt/keyrings/ferry.asc] http://127.0.0.1:5999/repos/base/current/ bookworm main\n",
+    )
+    .unwrap();
+    let (what, fix) = only(doctor(), "clients");
+    assert!(
+        what.contains("ferry.list line 3") && what.contains("127.0.0.1:5999"),
+        "{what}"
+    );
+    assert!(fix.contains("ferry client-config"), "{fix}");
+    fs::remove_file(etc.join("apt/sources.list.d/ferry.list")).unwrap();
+
+    // And a service unit running this store that may not write it.
+    fs::create_dir_all(etc.join("systemd/system")).unwrap();
+    fs::write(
+        etc.join("systemd/system/ferry.service"),
+        format!(
+            "[Service]\nEnvironment=FERRY_STORE={}\nExecStart=/usr/bin/ferry serve\nProtectSystem=strict\n\
+             ReadWritePaths=/var/lib/ferry\n",
+            s.path.display()
+        ),
+    )
+    .unwrap();
+    let (what, fix) = only(doctor(), "service");
+    assert!(what.contains("ReadWritePaths"), "{what}");
+    assert!(
+        fix.contains(&format!("ReadWritePaths={}", s.path.display())),
+        "{fix}"
+    );
+    fs::create_dir_all(etc.join("systemd/system/ferry.service.d")).unwrap();
+    fs::write(
+        etc.join("systemd/system/ferry.service.d/store.conf"),
+        format!("[Service]\nReadWritePaths={}\n", s.path.display()),
+    )
+    .unwrap();
+    assert_eq!(doctor(), vec![]);
+}

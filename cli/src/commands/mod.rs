@@ -6,6 +6,7 @@ mod bundle;
 mod client_config;
 mod diff;
 mod docs;
+mod doctor;
 mod export;
 mod fsck;
 mod gc;
@@ -81,6 +82,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::ClientConfig(a) => client_config::run(g, a),
         Command::Sync(a) => sync::run(g, a),
         Command::Status => sync::status(g),
+        Command::Doctor(a) => doctor::run(g, &a),
         Command::Completions(a) => docs::completions(&a),
         Command::Manpages { dir } => docs::manpages(&dir),
         Command::SyncProgress { release } => sync::progress(g, &release),
