@@ -273,6 +273,7 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
             "pins": pins,
             "disk": disk,
             "network": net,
+            "delivered": store.deliveries()?,
         }));
         return Ok(());
     }
@@ -298,6 +299,20 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
             None => String::new(),
         };
         output::line(format!("current   {name}@{version}{note}"));
+    }
+    let delivered = store.deliveries()?;
+    if !delivered.deliveries.is_empty() {
+        output::line(format!(
+            "delivered {} in {} deliveries for {} of layers ({} saved)",
+            output::bytes(delivered.shipped_bytes),
+            delivered.deliveries.len(),
+            output::bytes(delivered.layer_bytes),
+            output::bytes(
+                delivered
+                    .layer_bytes
+                    .saturating_sub(delivered.shipped_bytes)
+            )
+        ));
     }
     let Some(node) = node else {
         output::line("node      not running");

@@ -15,6 +15,7 @@ use ferry_protocol::{BlobRef, ChunkId, RecipeId};
 use ferry_protocol::{Object, Recipe};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::path::Path;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -189,11 +190,23 @@ pub fn import(
                 "user": std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok(),
             },
             "chunks_new": report.chunks_new,
+            "bundle_bytes": bundle_bytes(dir),
             "seed_head": seed_head,
             "carried": carried,
         }),
     );
     Ok(report)
+}
+
+/// The bytes of every file in the bundle directory: what crossed the gap on the medium.
+fn bundle_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// A recipe of the index that does not rebuild: a faulty exporter.

@@ -48,6 +48,8 @@ struct Snapshot {
     net: Option<NetStatus>,
     /// Name → releases peers announced newer than the newest held (names held or followed).
     lag: BTreeMap<String, u64>,
+    /// What crossed the gap, and its layer-level size.
+    delivered: crate::store::delivered::Deliveries,
 }
 
 fn snapshot(m: &Mirror) -> Result<Snapshot, StoreError> {
@@ -98,6 +100,7 @@ fn snapshot(m: &Mirror) -> Result<Snapshot, StoreError> {
         gc: store.gc_totals(),
         recreation: store.recreation_stats(),
         served_bytes: m.served_bytes(),
+        delivered: store.deliveries()?,
         names,
         net,
         lag,
@@ -363,7 +366,12 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:
 h1{font-size:1.3em}h2{font-size:1.05em;margin-top:1.6em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse}td,th{padding:.2em .8em .2em 0;text-align:left;vertical-align:top}\
 th{font-weight:600;color:#555}.num{text-align:right}.cur{font-weight:600}.bad{color:#b00}.ok{color:#070}\
-.mono{font-family:ui-monospace,monospace;font-size:.9em}";
+.mono{font-family:ui-monospace,monospace;font-size:.9em}\
+.wide{overflow-x:auto;max-width:100%}.big{font-size:1.25em;margin:.4em 0}.big b{color:#064}\
+.legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 .8em;vertical-align:middle}\
+progress{width:8em;vertical-align:middle}svg{width:100%;max-width:760px;height:auto;display:block;margin:.6em 0}\
+@media (max-width:600px){body{margin:.6em;font-size:15px}td,th{padding:.2em .5em .2em 0}\
+.hide-narrow{display:none}h1 .mono{display:block;font-size:.7em;word-break:break-all}}";
 
 const SCRIPT: &str = "function ago(s){var d=Math.round(Date.now()/1000-s);\
 if(d<60)return d+' s ago';if(d<3600)return Math.round(d/60)+' min ago';\
@@ -372,6 +380,142 @@ document.querySelectorAll('time[data-epoch]').forEach(function(t){\
 t.title=t.textContent;t.textContent=ago(+t.dataset.epoch);});\
 document.getElementById('updated').textContent='updated '+new Date().toLocaleTimeString();\
 setTimeout(function(){location.reload();},15000);";
+
+/// Colours of the charts: layer-level bytes, shipped bytes, and the parts of the disk.
+const LAYER: &str = "#bbb";
+const SHIPPED: &str = "#2a7";
+const PARTS: [&str; 4] = ["#2a7", "#47b", "#d93", "#a5a"];
+
+/// "What crossed the gap and what it saved": the totals (with the figures as data attributes, for scripts and
+/// tests), a chart of each delivery's shipped and layer-level bytes, oldest left, and the deliveries as a table.
+fn gap_section(h: &mut String, d: &crate::store::delivered::Deliveries) {
+    h.push_str("<h2>Across the gap</h2>");
+    if d.deliveries.is_empty() {
+        h.push_str("<p id=saved data-shipped=0 data-layer=0>Nothing has arrived by bundle or sync yet.</p>");
+        return;
+    }
+    let saved = d.layer_bytes.saturating_sub(d.shipped_bytes);
+    let pct = if d.layer_bytes == 0 {
+        0.0
+    } else {
+        100.0 * saved as f64 / d.layer_bytes as f64
+    };
+    let _ = write!(
+        h,
+        "<div id=saved data-shipped=\"{}\" data-layer=\"{}\" data-saved=\"{saved}\">\
+         <p class=big><b>{}</b> crossed the gap for <b>{}</b> of layers: <b>{pct:.0}%</b> saved \
+         ({} deliveries).</p></div>",
+        d.shipped_bytes,
+        d.layer_bytes,
+        bytes(d.shipped_bytes),
+        bytes(d.layer_bytes),
+        d.deliveries.len(),
+    );
+    // The chart: the last 40 deliveries, two bars each, scaled to the largest.
+    let shown: Vec<_> = d.deliveries.iter().rev().take(40).rev().collect();
+    let top = shown
+        .iter()
+        .map(|x| x.layer_bytes.max(x.shipped_bytes))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let (w, hgt, slot) = (640.0, 160.0, 640.0 / shown.len().max(8) as f64);
+    let _ = write!(
+        h,
+        "<svg id=gap-chart viewBox=\"0 0 {w} {}\" role=img aria-label=\"bytes shipped and layer-level bytes per delivery\">",
+        hgt + 18.0
+    );
+    for (i, x) in shown.iter().enumerate() {
+        let x0 = i as f64 * slot + slot * 0.1;
+        let bw = slot * 0.38;
+        for (k, (v, colour)) in [(x.layer_bytes, LAYER), (x.shipped_bytes, SHIPPED)]
+            .into_iter()
+            .enumerate()
+        {
+            let bh = (v as f64 / top * hgt).max(if v > 0 { 1.0 } else { 0.0 });
+            let _ = write!(
+                h,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{}: {}</title></rect>",
+                x0 + k as f64 * bw,
+                hgt - bh,
+                esc(&x.releases.join(", ")),
+                if k == 0 {
+                    format!("{} layer-level", bytes(v))
+                } else {
+                    format!("{} shipped", bytes(v))
+                }
+            );
+        }
+    }
+    let _ = write!(
+        h,
+        "<line x1=0 y1=\"{hgt}\" x2=\"{w}\" y2=\"{hgt}\" stroke=\"#888\"/>\
+         <text x=0 y=\"{}\" font-size=11 fill=\"#555\">oldest</text>\
+         <text x=\"{w}\" y=\"{}\" font-size=11 fill=\"#555\" text-anchor=end>newest</text></svg>\
+         <p class=legend><span style=\"background:{LAYER}\"></span>layer-level (what a registry mirror would ship)\
+         <span style=\"background:{SHIPPED}\"></span>shipped</p>",
+        hgt + 14.0,
+        hgt + 14.0,
+    );
+    h.push_str(
+        "<div class=wide><table id=deliveries><tr><th>when</th><th>how</th><th>releases</th>\
+         <th class=num>shipped</th><th class=num>layer-level</th><th class=num>saved</th></tr>",
+    );
+    for x in d.deliveries.iter().rev().take(50) {
+        let saved = x.layer_bytes.saturating_sub(x.shipped_bytes);
+        let _ = write!(
+            h,
+            "<tr data-shipped=\"{}\" data-layer=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td>\
+             <td class=num>{}</td><td class=num>{}</td></tr>",
+            x.shipped_bytes,
+            x.layer_bytes,
+            when(x.time),
+            x.via,
+            esc(&x.releases.join(", ")),
+            bytes(x.shipped_bytes),
+            bytes(x.layer_bytes),
+            if x.layer_bytes == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * saved as f64 / x.layer_bytes as f64)
+            },
+        );
+    }
+    h.push_str("</table></div>");
+}
+
+/// The disk's parts as one stacked bar, with a legend.
+fn disk_bar(h: &mut String, d: &DiskUsage) {
+    let parts = [
+        ("packs", d.packs),
+        ("index", d.index),
+        ("cache", d.cache),
+        ("uploads", d.uploads),
+    ];
+    let total = parts.iter().map(|p| p.1).sum::<u64>().max(1) as f64;
+    h.push_str(
+        "<svg id=disk-chart viewBox=\"0 0 640 22\" role=img aria-label=\"disk use by part\">",
+    );
+    let mut x = 0.0;
+    for ((name, v), colour) in parts.iter().zip(PARTS) {
+        let w = *v as f64 / total * 640.0;
+        let _ = write!(
+            h,
+            "<rect x=\"{x:.1}\" y=0 width=\"{w:.1}\" height=22 fill=\"{colour}\"><title>{name}: {}</title></rect>",
+            bytes(*v)
+        );
+        x += w;
+    }
+    h.push_str("</svg><p class=legend>");
+    for ((name, v), colour) in parts.iter().zip(PARTS) {
+        let _ = write!(
+            h,
+            "<span style=\"background:{colour}\"></span>{name} {}",
+            bytes(*v)
+        );
+    }
+    h.push_str("</p>");
+}
 
 fn render(s: &Snapshot) -> String {
     let mut h = String::new();
@@ -390,12 +534,14 @@ fn render(s: &Snapshot) -> String {
         bytes(s.served_bytes),
     );
 
+    gap_section(&mut h, &s.delivered);
+
     h.push_str("<h2>Releases</h2>");
     if s.names.is_empty() {
         h.push_str("<p>No releases yet.</p>");
     } else {
         h.push_str(
-            "<table id=releases><tr><th>name</th><th>current</th><th>pin</th><th>versions held</th>\
+            "<div class=wide><table id=releases><tr><th>name</th><th>current</th><th>pin</th><th>versions held</th>\
              <th>newest published</th></tr>",
         );
         for (name, versions) in &s.names {
@@ -429,7 +575,7 @@ fn render(s: &Snapshot) -> String {
                 c = esc(current),
             );
         }
-        h.push_str("</table>");
+        h.push_str("</table></div>");
     }
     // Pins for versions not held (a site pin that arrived first).
     let waiting: Vec<_> = s
@@ -477,7 +623,7 @@ fn render(s: &Snapshot) -> String {
             }
             if !net.peers.is_empty() {
                 h.push_str(
-                    "<table id=peers><tr><th>peer</th><th>state</th><th>address</th><th>releases</th>\
+                    "<div class=wide><table id=peers><tr><th>peer</th><th>state</th><th>address</th><th>releases</th>\
                      <th class=num>fetched from</th><th class=num>sent to</th></tr>",
                 );
                 for (id, p) in &net.peers {
@@ -496,33 +642,56 @@ fn render(s: &Snapshot) -> String {
                         bytes(p.sent_bytes),
                     );
                 }
-                h.push_str("</table>");
+                h.push_str("</table></div>");
             }
             if !net.syncs.is_empty() {
                 h.push_str(
-                    "<table id=syncs><tr><th>sync</th><th>state</th><th class=num>chunks</th>\
-                     <th class=num>bytes</th><th class=num>seconds</th></tr>",
+                    "<div class=wide><table id=syncs><tr><th>sync</th><th>state</th><th>progress</th>\
+                     <th class=num>chunks</th><th class=num>bytes</th><th class=num>seconds</th></tr>",
                 );
                 for p in &net.syncs {
                     let _ = write!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td class=num>{} / {}</td><td class=num>{}</td><td class=num>{:.0}</td></tr>",
+                        "<tr><td>{}</td><td class=\"{}\">{}</td><td><progress max=\"{}\" value=\"{}\"></progress></td>\
+                         <td class=num>{} / {}</td><td class=num>{}</td><td class=num>{:.0}</td></tr>",
                         esc(&p.release),
+                        if p.state.starts_with("failed") { "bad" } else { "" },
                         esc(&p.state),
+                        p.chunks_total.max(1),
+                        p.chunks_done,
                         p.chunks_done,
                         p.chunks_total,
                         bytes(p.bytes_done),
                         p.seconds,
                     );
                 }
-                h.push_str("</table>");
+                h.push_str("</table></div>");
+            }
+            if !net.refused.is_empty() {
+                h.push_str(
+                    "<h2>Recent refusals</h2><div class=wide><table id=refused><tr><th>peer</th><th>from</th>\
+                     <th>plane</th><th>why</th></tr>",
+                );
+                for r in net.refused.iter().rev() {
+                    let _ = write!(
+                        h,
+                        "<tr><td class=mono>{}</td><td>{}</td><td>{}</td><td class=bad>{}</td></tr>",
+                        esc(&r.peer),
+                        esc(&r.addr),
+                        r.plane,
+                        esc(&r.why)
+                    );
+                }
+                h.push_str("</table></div>");
             }
         }
     }
 
+    h.push_str("<h2>Disk</h2>");
+    disk_bar(&mut h, &s.disk);
     let _ = write!(
         h,
-        "<h2>Disk</h2><table id=disk><tr><th>packs</th><td class=num>{}</td></tr><tr><th>index</th><td class=num>{}</td></tr>\
+        "<table id=disk><tr><th>packs</th><td class=num>{}</td></tr><tr><th>index</th><td class=num>{}</td></tr>\
          <tr><th>cache</th><td class=num>{}</td></tr><tr><th>uploads</th><td class=num>{}</td></tr>\
          <tr><th>total</th><td class=num>{}</td></tr></table>\
          <p id=gc>Garbage collection: {} since start, {} reclaimed, {} releases removed; last {}.</p>",

@@ -21,6 +21,7 @@
 
 pub mod accept;
 pub mod audit;
+pub mod delivered;
 pub mod fsck;
 pub mod gc;
 pub mod gzip;
