@@ -52,12 +52,10 @@ pub fn sink() -> Option<Sink> {
 
 /// Run `cli` on the node holding its store, if one is running. `None`: no node answers; run it here.
 pub fn forward(cli: &mut Cli) -> Option<anyhow::Result<i32>> {
-    if let Command::ClientConfig(_)
-    | Command::Completions(_)
-    | Command::Manpages { .. }
-    | Command::Doctor(_) = cli.command
+    if let Command::ClientConfig(_) | Command::Completions(_) | Command::Manpages { .. } =
+        cli.command
     {
-        // Talks to a node over HTTP, to no store at all, or reads the store's files without opening it.
+        // Talks to a node over HTTP, or to no store at all.
         return None;
     }
     let dir = commands::store_dir(&cli.global).ok()?;
@@ -136,7 +134,11 @@ fn absolutize(command: &mut Command, cwd: &Path) {
             config: Some(c), ..
         }) => abs(c),
         Command::Manpages { dir } => abs(dir),
-        Command::Doctor(_) => {}
+        Command::Doctor(a) => {
+            a.config.iter_mut().for_each(abs);
+            abs(&mut a.etc);
+            abs(&mut a.units);
+        }
         Command::Init(_)
         | Command::Completions(_)
         | Command::Keys(_)

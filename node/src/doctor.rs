@@ -1,7 +1,8 @@
 //! `ferry doctor`: a node's setup checked from its files, each problem named with what to do about it.
 //!
-//! Every check reads files only (the store's, `node.toml`, client and service configurations under an `/etc`
-//! the caller names), so it runs whether or not the node does, and opens nothing a running node holds.
+//! Every check but the clocks' reads files only (the store's, `node.toml`, client and service configurations
+//! under an `/etc` the caller names), so it runs whether or not the node does, and opens nothing a running node
+//! holds.
 //!
 //! - **store**: the store belongs to the user running ferry, and that user can write it;
 //! - **disk**: the store's filesystem has more free space than the upload reserve (`uploads.min_free_bytes`);
@@ -11,7 +12,10 @@
 //!   every key file in `trust/` reads;
 //! - **clients**: apt, yum and pip configurations that point at a Ferry mirror (`/repos/…`) point at this node's
 //!   port (and address, where it listens on one);
-//! - **service**: a `ferry.service` that runs this store may write it (`ReadWritePaths=`).
+//! - **service**: a `ferry.service` that runs this store may write it (`ReadWritePaths=`);
+//! - **clock**: no connected peer's clock is more than [`MAX_SKEW_MS`] from this node's. This one needs the
+//!   running node, which measures each peer's clock from its hello: `ferry doctor` runs inside the node when one
+//!   holds the store, and otherwise says the clocks went unchecked.
 
 use crate::membership::{self, AllowList};
 use crate::node_config::NodeConfig;
@@ -21,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// One check's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    /// `store`, `disk`, `peers`, `trust`, `clients`, `service`.
+    /// `store`, `disk`, `peers`, `trust`, `clients`, `service`, `clock`.
     pub check: &'static str,
     /// Whether it passed.
     pub ok: bool,
@@ -61,7 +65,25 @@ pub struct Setup<'a> {
     pub etc: &'a Path,
     /// Where packaged units live (`/lib/systemd/system`).
     pub units: &'a Path,
+    /// The connected peers' clocks as the running node measured them; `None` when no node runs.
+    pub clocks: Option<&'a [PeerClock]>,
 }
+
+/// A connected peer's clock, as the node measured it from the peer's hello.
+#[derive(Clone, Debug)]
+pub struct PeerClock {
+    /// Its peer id.
+    pub peer: String,
+    /// Its clock less this node's, in milliseconds; `None` when it never said (a node too old to).
+    pub offset_ms: Option<i64>,
+    /// How far the offset may be off (half the hello's round trip); `None` when not known.
+    pub error_ms: Option<u64>,
+}
+
+/// How far a peer's clock may be from this node's before it is a problem. Apt refuses a `Release` file dated in
+/// its future (a partial mirror's is signed with this node's time), signatures are checked against the time of
+/// day, and audit logs of the site no longer read in order; NTP keeps clocks within milliseconds.
+pub const MAX_SKEW_MS: u64 = 5_000;
 
 /// Run every check.
 pub fn check(s: &Setup<'_>) -> Vec<Finding> {
@@ -70,7 +92,63 @@ pub fn check(s: &Setup<'_>) -> Vec<Finding> {
     out.push(trust(s.store, s.config));
     out.extend(clients(s.etc, s.config));
     out.extend(service(s));
+    out.push(clock(s.clocks));
     out
+}
+
+fn clock(clocks: Option<&[PeerClock]>) -> Finding {
+    let Some(clocks) = clocks else {
+        return Finding::ok(
+            "clock",
+            "not checked: no node runs on this store, and only a running node measures its peers' clocks",
+        );
+    };
+    let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let mut off = Vec::new();
+    let mut measured = 0;
+    for c in clocks {
+        let Some(offset) = c.offset_ms else { continue };
+        measured += 1;
+        // Only what lies beyond the measurement's own uncertainty counts.
+        if offset
+            .unsigned_abs()
+            .saturating_sub(c.error_ms.unwrap_or(0))
+            > MAX_SKEW_MS
+        {
+            off.push(format!(
+                "{}'s clock is {} {} this node's",
+                c.peer,
+                secs(offset.unsigned_abs()),
+                if offset > 0 { "ahead of" } else { "behind" }
+            ));
+        }
+    }
+    if !off.is_empty() {
+        return Finding::problem(
+            "clock",
+            format!(
+                "{} (more than {} apart)",
+                off.join("; "),
+                secs(MAX_SKEW_MS)
+            ),
+            "keep every node on one time source: systemd-timesyncd or chrony on each, pointed at the site's NTP \
+             server (an air-gapped site needs one of its own); `timedatectl timesync-status` shows what a node follows",
+        );
+    }
+    let worst = clocks
+        .iter()
+        .filter_map(|c| c.offset_ms)
+        .map(i64::unsigned_abs)
+        .max()
+        .unwrap_or(0);
+    Finding::ok(
+        "clock",
+        format!(
+            "{measured} of {} connected peer(s) measured, the farthest {} away",
+            clocks.len(),
+            secs(worst)
+        ),
+    )
 }
 
 fn store(root: &Path) -> Finding {
@@ -409,6 +487,34 @@ fn service(s: &Setup<'_>) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(offset_ms: Option<i64>, error_ms: Option<u64>) -> PeerClock {
+        PeerClock {
+            peer: "12D3KooWpeer".into(),
+            offset_ms,
+            error_ms,
+        }
+    }
+
+    #[test]
+    fn clocks_apart_beyond_the_measures_bound_are_a_problem() {
+        let ahead = clock(Some(&[peer(Some(90_000), Some(10))]));
+        assert!(!ahead.ok);
+        assert!(ahead.what.contains("90.0 s ahead of"), "{}", ahead.what);
+        let behind = clock(Some(&[
+            peer(Some(2_000), Some(1)),
+            peer(Some(-7_000), None),
+        ]));
+        assert!(!behind.ok);
+        assert!(behind.what.contains("7.0 s behind"), "{}", behind.what);
+        assert!(!behind.what.contains("2.0 s"), "{}", behind.what);
+        // 5.3 s apart, measured over a link whose round trip was 1 s: within the bound.
+        assert!(clock(Some(&[peer(Some(5_300), Some(500))])).ok);
+        let fine = clock(Some(&[peer(Some(-40), Some(1)), peer(None, None)]));
+        assert!(fine.ok);
+        assert!(fine.what.starts_with("1 of 2 connected"), "{}", fine.what);
+        assert!(clock(None).what.contains("not checked"));
+    }
 
     #[test]
     fn urls_give_their_host_and_port() {

@@ -209,6 +209,10 @@ pub struct Hello {
     /// The node's site-wide pins, tombstones included, so a node that was away converges when it connects.
     #[serde(default)]
     pub pins: Vec<Pin>,
+    /// The sender's wall clock when it sent this hello, milliseconds since the Unix epoch (0 from a node too
+    /// old to say). Peers compare it with their own to find clocks that disagree (`ferry doctor`).
+    #[serde(default)]
+    pub time_ms: u64,
 }
 
 /// One name's pin, or the tombstone of a removed one.

@@ -468,3 +468,144 @@ fn doctor_finds_each_broken_setup_and_names_the_fix() {
     .unwrap();
     assert_eq!(doctor(), vec![]);
 }
+
+/// `ferry serve` with network sync on loopback, its wall clock moved by `skew` (as libfaketime reads `FAKETIME`:
+/// `+90s`), or on the machine's clock.
+fn serve_skewed(store: &Store, skew: Option<&str>, extra: &[&str]) -> Node {
+    let mut c = std::process::Command::new(ferry::bin());
+    if let Some(skew) = skew {
+        // libfaketime preloaded, as the `faketime` wrapper does; the wrapper itself would stand between the test
+        // and the node's pid, and not pass its SIGTERM on.
+        let lib = fs::read_dir("/usr/lib")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("faketime/libfaketime.so.1"))
+            .find(|p| p.is_file())
+            .expect("libfaketime (Debian's faketime package; tools/ci-deps installs it)");
+        c.env("LD_PRELOAD", lib).env("FAKETIME", skew);
+        // Only the wall clock moves; timers keep the machine's.
+        c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    c.arg("--store")
+        .arg(&store.path)
+        .args(["--no-progress", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    Node::spawn(c)
+}
+
+#[test]
+fn doctor_finds_a_peer_whose_clock_is_off() {
+    use crate::sync::{allow_all, connected, peer_id, status, wait_for};
+    let seed = Store::new();
+    let site = Store::new();
+    allow_all(&[&seed, &site]);
+    let (seed_id, site_id) = (peer_id(&seed), peer_id(&site));
+    let etc = site.tmp_path("etc");
+    fs::create_dir_all(&etc).unwrap();
+    // `ferry doctor --json` on `s`: its exit code and its clock check.
+    let doctor = |s: &Store| {
+        let out = s.run([
+            "doctor",
+            "--etc",
+            etc.to_str().unwrap(),
+            "--units",
+            etc.to_str().unwrap(),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json: {e}\n{out}"));
+        let clock = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "clock")
+            .unwrap_or_else(|| panic!("no clock check: {v}"))
+            .clone();
+        (out.code, clock)
+    };
+    let measured =
+        |s: &Store, other: &str| status(s)["network"]["peers"][other]["clock_offset_ms"].as_i64();
+    // The seed started (its clock moved by `skew`), and the site with the seed as its peer, both measured.
+    let start = |skew: Option<&str>| {
+        let seed_node = serve_skewed(&seed, skew, &[]);
+        let seed_addr = seed_node.p2p.clone().expect("the seed's p2p address");
+        let site_node = serve_skewed(&site, None, &["--peer", &seed_addr]);
+        wait_for(
+            "both nodes to measure each other's clock",
+            Duration::from_secs(30),
+            || {
+                connected(&site) == 1
+                    && measured(&site, &seed_id).is_some()
+                    && measured(&seed, &site_id).is_some()
+            },
+        );
+        (seed_node, site_node)
+    };
+
+    // With no node running, nothing measures the clocks, and doctor says so.
+    let (code, clock) = doctor(&site);
+    assert_eq!(code, Some(0), "{clock}");
+    assert!(
+        clock["what"].as_str().unwrap().contains("not checked"),
+        "{clock}"
+    );
+
+    // The seed's clock runs 90 s ahead of the site's.
+    let (seed_node, site_node) = start(Some("+90s"));
+    let ahead = measured(&site, &seed_id).unwrap();
+    let behind = measured(&seed, &site_id).unwrap();
+    assert!((88_000..92_000).contains(&ahead), "{ahead} ms");
+    assert!((-92_000..-88_000).contains(&behind), "{behind} ms");
+
+    // Each node's doctor (run inside the node, which measured) names the other, which way, and the fix.
+    let (code, clock) = doctor(&site);
+    assert_eq!(code, Some(1), "{clock}");
+    assert_eq!(clock["ok"], false, "{clock}");
+    let what = clock["what"].as_str().unwrap();
+    assert!(
+        what.contains(&format!("{seed_id}'s clock is 9")) && what.contains(" s ahead of"),
+        "{what}"
+    );
+    assert!(clock["fix"].as_str().unwrap().contains("chrony"), "{clock}");
+    let (code, clock) = doctor(&seed);
+    assert_eq!(code, Some(1), "{clock}");
+    let what = clock["what"].as_str().unwrap();
+    assert!(
+        what.contains(&format!("{site_id}'s clock is 9")) && what.contains(" s behind"),
+        "{what}"
+    );
+    // The metrics and the page show it too.
+    let m = ferry_tests::metrics::scrape(&site_node.url("/metrics"));
+    let gauge =
+        ferry_tests::metrics::value(&m, "ferry_peer_clock_offset_seconds", &[("peer", &seed_id)])
+            .expect("the clock gauge");
+    assert!((88.0..92.0).contains(&gauge), "{gauge}");
+    let page = reqwest::blocking::get(site_node.url("/"))
+        .and_then(|r| r.text())
+        .unwrap();
+    assert!(
+        page.contains("<td class=\"num bad\">+9"),
+        "no skewed clock cell in the page"
+    );
+    assert_eq!(site_node.stop(), Some(0));
+    assert_eq!(seed_node.stop(), Some(0));
+
+    // Both back on the machine's clock: the check passes.
+    let (seed_node, site_node) = start(None);
+    let (code, clock) = doctor(&site);
+    assert_eq!(code, Some(0), "{clock}");
+    assert_eq!(clock["ok"], true, "{clock}");
+    assert!(
+        clock["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 1 connected peer(s) measured"),
+        "{clock}"
+    );
+    assert!(measured(&site, &seed_id).unwrap().abs() < 2_000);
+    assert_eq!(site_node.stop(), Some(0));
+    assert_eq!(seed_node.stop(), Some(0));
+}

@@ -1,8 +1,12 @@
 //! `ferry doctor`: the checks of `ferry_node::doctor`, printed one per line with their fixes.
+//!
+//! When a node holds the store, the command runs inside it (like every command): the file checks then see the
+//! store as the node's user does, and the clock check has the node's measure of each connected peer's clock.
 
 use crate::args::{DoctorArgs, Global};
 use crate::output;
-use ferry_node::doctor::{self, Setup};
+use crate::remote;
+use ferry_node::doctor::{self, PeerClock, Setup};
 use ferry_node::node_config::NodeConfig;
 
 pub fn run(g: &Global, a: &DoctorArgs) -> anyhow::Result<()> {
@@ -11,11 +15,25 @@ pub fn run(g: &Global, a: &DoctorArgs) -> anyhow::Result<()> {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::load_default(&store)?,
     };
+    // `Some(None)`: the node runs without network sync, so it has no peers and there is nothing to skew.
+    let clocks: Option<Vec<PeerClock>> = remote::attached_network().map(|net| {
+        net.map(|n| n.status().peers)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(peer, p)| PeerClock {
+                peer,
+                offset_ms: p.clock_offset_ms,
+                error_ms: p.clock_error_ms,
+            })
+            .collect()
+    });
     let findings = doctor::check(&Setup {
         store: &store,
         config: &config,
         etc: &a.etc,
         units: &a.units,
+        clocks: clocks.as_deref(),
     });
     let problems = findings.iter().filter(|f| !f.ok).count();
     if g.json {

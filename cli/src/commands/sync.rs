@@ -334,13 +334,16 @@ pub fn status(g: &Global) -> anyhow::Result<()> {
     output::line(format!("peers     {}", net.peers.len()));
     for (id, p) in &net.peers {
         output::line(format!(
-            "  {id}  {}  {}{}  releases {}  received {}  sent {}{}",
+            "  {id}  {}  {}{}  releases {}  received {}  sent {}{}{}",
             if p.connected { "connected" } else { "gone" },
             p.ip.map(|i| i.to_string()).unwrap_or_default(),
             p.data_port.map(|d| format!(":{d}")).unwrap_or_default(),
             p.releases.len(),
             output::bytes(p.received_bytes),
             output::bytes(p.sent_bytes),
+            p.clock_offset_ms
+                .map(|ms| format!("  clock {:+.1} s", ms as f64 / 1000.0))
+                .unwrap_or_default(),
             match (&p.dropped, p.refused_for_secs) {
                 (Some(d), Some(s)) => format!("  DROPPED: {d} ({s} s left)"),
                 (Some(d), None) => format!("  DROPPED: {d}"),

@@ -177,6 +177,22 @@ impl Exposition {
 }
 
 /// A per-peer counter: name, help, and the field it reads.
+/// A peer's clock offset as a table cell, marked bad past `ferry doctor`'s bound.
+fn clock_cell(offset_ms: Option<i64>) -> String {
+    match offset_ms {
+        None => "<td class=num></td>".into(),
+        Some(ms) => format!(
+            "<td class=\"num{}\">{:+.1} s</td>",
+            if ms.unsigned_abs() > crate::doctor::MAX_SKEW_MS {
+                " bad"
+            } else {
+                ""
+            },
+            ms as f64 / 1000.0
+        ),
+    }
+}
+
 type PerPeer = (&'static str, &'static str, fn(&PeerInfo) -> u64);
 
 fn encode_metrics(s: &Snapshot) -> String {
@@ -321,6 +337,20 @@ fn encode_metrics(s: &Snapshot) -> String {
         e.family(name, "counter", help);
         for (peer, p) in &net.peers {
             e.sample(name, &[("peer", peer)], field(p));
+        }
+    }
+    e.family(
+        "ferry_peer_clock_offset_seconds",
+        "gauge",
+        "Each peer's wall clock less this node's, measured from its hello (peers that said).",
+    );
+    for (peer, p) in &net.peers {
+        if let Some(ms) = p.clock_offset_ms {
+            e.sample(
+                "ferry_peer_clock_offset_seconds",
+                &[("peer", peer)],
+                ms as f64 / 1000.0,
+            );
         }
     }
     e.family(
@@ -624,7 +654,7 @@ fn render(s: &Snapshot) -> String {
             if !net.peers.is_empty() {
                 h.push_str(
                     "<div class=wide><table id=peers><tr><th>peer</th><th>state</th><th>address</th><th>releases</th>\
-                     <th class=num>fetched from</th><th class=num>sent to</th></tr>",
+                     <th class=num>fetched from</th><th class=num>sent to</th><th class=num>clock</th></tr>",
                 );
                 for (id, p) in &net.peers {
                     let state = match (&p.dropped, p.connected) {
@@ -634,12 +664,13 @@ fn render(s: &Snapshot) -> String {
                     };
                     let _ = write!(
                         h,
-                        "<tr><td class=mono>{}</td><td>{state}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+                        "<tr><td class=mono>{}</td><td>{state}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td>{}</tr>",
                         esc(id),
                         p.ip.map(|ip| ip.to_string()).unwrap_or_default(),
                         p.releases.len(),
                         bytes(p.received_bytes),
                         bytes(p.sent_bytes),
+                        clock_cell(p.clock_offset_ms),
                     );
                 }
                 h.push_str("</table></div>");

@@ -41,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// What the rest of the node asks of the control plane.
@@ -286,6 +286,16 @@ pub(crate) fn build(
     Ok(swarm)
 }
 
+/// A peer's clock less this node's, and how far that may be off, from a hello this node sent at `sent` and the
+/// answer, stamped `peer_ms` by the peer, that came at `received` (each by the monotonic and the wall clock).
+/// The peer stamped its answer somewhere within the round trip; its middle is the best guess, half the round trip
+/// the bound.
+fn clock_offset(sent: (Instant, u64), received: (Instant, u64), peer_ms: u64) -> (i64, u64) {
+    let rtt = received.0.saturating_duration_since(sent.0).as_millis() as u64;
+    let middle = sent.1 as i64 + (rtt / 2) as i64;
+    (peer_ms as i64 - middle, rtt.div_ceil(2))
+}
+
 fn release_key(id: &str) -> kad::RecordKey {
     kad::RecordKey::new(&format!("ferry/release/{id}"))
 }
@@ -438,6 +448,9 @@ fn on_event(
             });
             if num_established.get() == 1 {
                 let hello = net.hello();
+                net.count_peer(peer_id, |p| {
+                    p.hello_sent = Some((std::time::Instant::now(), hello.time_ms));
+                });
                 swarm
                     .behaviour_mut()
                     .hello
@@ -550,7 +563,7 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
             if !net.control_message(peer, "hellos") {
                 return;
             }
-            let hello = match message {
+            let (hello, answer) = match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
@@ -558,14 +571,30 @@ fn on_behaviour(net: &Network, swarm: &mut libp2p::Swarm<Behaviour>, ev: Behavio
                         .behaviour_mut()
                         .hello
                         .send_response(channel, net.hello());
-                    request
+                    (request, false)
                 }
-                request_response::Message::Response { response, .. } => response,
+                request_response::Message::Response { response, .. } => (response, true),
             };
+            let received = (std::time::Instant::now(), super::wall_ms());
             tracing::debug!(%peer, data_port = hello.data_port, releases = hello.releases.len(), "hello");
             let releases = hello.releases.clone();
             net.take_pins(peer, hello.pins);
             net.update_peer(peer, |p| {
+                if hello.time_ms != 0 {
+                    let sent = if answer { p.hello_sent.take() } else { None };
+                    match (sent, p.clock_error_ms) {
+                        (Some(sent), _) => {
+                            let (offset, error) = clock_offset(sent, received, hello.time_ms);
+                            p.clock_offset_ms = Some(offset);
+                            p.clock_error_ms = Some(error);
+                        }
+                        // An unasked hello's measure (off by its one-way delay) only until an answer's comes.
+                        (None, None) => {
+                            p.clock_offset_ms = Some(hello.time_ms as i64 - received.1 as i64);
+                        }
+                        (None, Some(_)) => {}
+                    }
+                }
                 p.data_port = Some(hello.data_port);
                 p.releases = hello.releases;
                 p.follows = hello.follows;
@@ -631,6 +660,20 @@ mod tests {
     use ferry_protocol::Hash32;
 
     #[test]
+    fn a_clock_offset_is_taken_at_the_middle_of_the_round_trip() {
+        let t0 = Instant::now();
+        let sent = (t0, 1_000_000);
+        let received = (t0 + Duration::from_millis(400), 1_000_400);
+        // The peer stamped its answer 200 ms into the round trip, by a clock 5 s ahead.
+        assert_eq!(clock_offset(sent, received, 1_005_200), (5_000, 200));
+        // A clock 3 s behind, answering at once.
+        assert_eq!(clock_offset(sent, received, 997_000), (-3_200, 200));
+        // An odd round trip rounds the bound up, never down.
+        let received = (t0 + Duration::from_millis(3), 1_000_003);
+        assert_eq!(clock_offset(sent, received, 1_000_001).1, 2);
+    }
+
+    #[test]
     fn the_hello_of_a_node_holding_fifty_thousand_releases_fits() {
         let releases = (0..50_000u32)
             .map(|i| Announced {
@@ -644,6 +687,7 @@ mod tests {
             releases,
             follows: (0..100).map(|i| format!("name-{i}")).collect(),
             pins: Vec::new(),
+            time_ms: 1_796_000_000_000,
         };
         let bytes = serde_json::to_vec(&hello).expect("a hello serialises");
         assert!(

@@ -86,6 +86,13 @@ pub enum NetError {
     Control(String),
 }
 
+/// This machine's wall clock, milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What this node knows of another.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PeerInfo {
@@ -110,6 +117,16 @@ pub struct PeerInfo {
     pub dropped: Option<String>,
     /// Seconds this node still refuses it on both planes, after dropping it for protocol violations.
     pub refused_for_secs: Option<u64>,
+    /// Its wall clock less this node's, in milliseconds, from its last hello (`None` before one came, or from a
+    /// node too old to say).
+    pub clock_offset_ms: Option<i64>,
+    /// How far [`PeerInfo::clock_offset_ms`] may be off, in milliseconds: half the round trip of the hello that
+    /// measured it, or `None` when it came unasked (a request's one-way delay is unknown; an answer to this
+    /// node's own hello replaces it).
+    pub clock_error_ms: Option<u64>,
+    /// When this node sent its hello to the peer, by both clocks; taken by the answer.
+    #[serde(skip)]
+    pub(crate) hello_sent: Option<(std::time::Instant, u64)>,
 }
 
 impl PeerInfo {
@@ -255,6 +272,7 @@ impl Network {
             releases: self.held().unwrap_or_default(),
             follows: self.0.follow.clone(),
             pins: self.site_pins(),
+            time_ms: wall_ms(),
         }
     }
 
