@@ -26,7 +26,7 @@ pub const FILE: &str = "audit.log";
 /// The file of carried entries in a bundle directory.
 pub const BUNDLE_FILE: &str = "audit.jsonl";
 /// The longest line read back (an import entry holds the carried ones).
-const MAX_LINE: usize = 64 << 20;
+pub(crate) const MAX_LINE: usize = 64 << 20;
 
 /// One entry of the log.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -306,6 +306,8 @@ struct Shared {
     gc_totals: Mutex<gc::GcTotals>,
     /// The trust set as last read, with the stamp of `trust/` then.
     trusted: Mutex<Option<(Option<crate::membership::FileStamp>, crate::trust::TrustSet)>>,
+    /// What [`Store::deliveries`] has read of the audit log.
+    deliveries: Mutex<delivered::Cache>,
 }
 
 fn pack_len_key(n: u32) -> [u8; 5] {
@@ -435,6 +437,7 @@ impl Store {
             notes: Mutex::new(None),
             gc: Mutex::new(()),
             trusted: Mutex::new(None),
+            deliveries: Mutex::new(delivered::Cache::default()),
             gc_totals: Mutex::new(gc::GcTotals::default()),
         };
         let store = Store(Arc::new(shared));
