@@ -40,6 +40,7 @@ use libp2p::{
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -334,33 +335,55 @@ pub(crate) async fn run(
     let mut announced: HashSet<String> = HashSet::new();
     // Site-wide pins gossiped (or, at start-up, left to the hello): name → (clock, origin).
     let mut pins_sent: HashMap<String, (u64, String)> = HashMap::new();
-    let mut generation = u64::MAX;
+    // The generation of the store whose releases and pins were last announced; `None` before the first look.
+    let mut generation: Option<u64> = None;
+    // A read of the store on the blocking pool, when one runs.
+    let mut reading: Option<
+        tokio::task::JoinHandle<Result<super::Held, crate::store::StoreError>>,
+    > = None;
     let mut look = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            _ = look.tick() => {
+            _ = look.tick(), if reading.is_none() => {
                 let now = net.0.store.generation();
-                if now != generation {
-                    // At start-up only provide: peers learn what is held from the hello.
-                    let startup = generation == u64::MAX;
-                    generation = now;
-                    for held in net.held().unwrap_or_default() {
-                        if announced.insert(held.id.clone()) {
-                            let _ = swarm.behaviour_mut().kad.start_providing(release_key(&held.id));
-                            if !startup {
-                                publish(&mut swarm, &topic, &Gossip::Release(held));
-                            }
+                if generation != Some(now) {
+                    let net = net.clone();
+                    reading = Some(tokio::task::spawn_blocking(move || net.read_held()));
+                }
+            }
+            read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                let held = match read {
+                    Ok(Ok(held)) => Arc::new(held),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the store's releases");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the store's releases failed");
+                        continue;
+                    }
+                };
+                // At start-up only provide: peers learn what is held from the hello.
+                let startup = generation.is_none();
+                generation = Some(held.generation);
+                *net.0.held.lock().expect("poisoned") = held.clone();
+                for r in &held.releases {
+                    if announced.insert(r.id.clone()) {
+                        let _ = swarm.behaviour_mut().kad.start_providing(release_key(&r.id));
+                        if !startup {
+                            publish(&mut swarm, &topic, &Gossip::Release(r.clone()));
                         }
                     }
-                    for pin in net.site_pins() {
-                        let key = (pin.clock, pin.origin.clone());
-                        if pins_sent.get(&pin.name) != Some(&key) {
-                            pins_sent.insert(pin.name.clone(), key);
-                            if !startup {
-                                tracing::info!(name = %pin.name, version = ?pin.version, "gossiping a site pin");
-                                publish(&mut swarm, &topic, &Gossip::Pin(pin));
-                            }
+                }
+                for pin in &held.pins {
+                    let key = (pin.clock, pin.origin.clone());
+                    if pins_sent.get(&pin.name) != Some(&key) {
+                        pins_sent.insert(pin.name.clone(), key);
+                        if !startup {
+                            tracing::info!(name = %pin.name, version = ?pin.version, "gossiping a site pin");
+                            publish(&mut swarm, &topic, &Gossip::Pin(pin.clone()));
                         }
                     }
                 }
@@ -379,8 +402,9 @@ pub(crate) async fn run(
             _ = follows_tick.tick() => {
                 publish(&mut swarm, &topic, &Gossip::Follows(net.0.follow.clone()));
                 // Again now and then, so a pin whose gossip was lost still reaches every node.
-                for pin in net.site_pins() {
-                    publish(&mut swarm, &topic, &Gossip::Pin(pin));
+                let held = net.0.held.lock().expect("poisoned").clone();
+                for pin in &held.pins {
+                    publish(&mut swarm, &topic, &Gossip::Pin(pin.clone()));
                 }
             }
             cmd = commands.recv() => match cmd {

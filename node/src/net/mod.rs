@@ -175,6 +175,20 @@ pub(crate) struct Shared {
     pub(crate) delta_jobs: tokio::sync::Semaphore,
     /// Each peer's violations, drops and request pacing.
     pub(crate) conduct: conduct::Conduct,
+    /// What the hello says of the store, read on the blocking pool whenever the store's generation moves, so the
+    /// control plane (an async task) answers hellos from memory.
+    pub(crate) held: Mutex<Arc<Held>>,
+}
+
+/// The store as the control plane tells peers of it: read by [`Network::read_held`] on the blocking pool.
+#[derive(Default)]
+pub(crate) struct Held {
+    /// The store's generation when read.
+    pub(crate) generation: u64,
+    /// Releases held whole.
+    pub(crate) releases: Vec<Announced>,
+    /// Site-wide pins, tombstones included.
+    pub(crate) pins: Vec<ferry_protocol::sync::Pin>,
 }
 
 /// The network side of a running node. Cheap to clone.
@@ -232,7 +246,16 @@ impl Network {
             listening: Mutex::new(Vec::new()),
             delta_jobs: tokio::sync::Semaphore::new(data::DELTA_JOBS),
             conduct: conduct::Conduct::default(),
+            held: Mutex::new(Arc::default()),
         }));
+        // What the first hellos say, before the control plane runs.
+        let first = {
+            let net = net.clone();
+            tokio::task::spawn_blocking(move || net.read_held())
+                .await
+                .map_err(|e| NetError::Control(format!("reading the store: {e}")))??
+        };
+        *net.0.held.lock().expect("poisoned") = Arc::new(first);
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             stop.await;
@@ -266,14 +289,26 @@ impl Network {
     }
 
     /// What this node tells a peer when they connect.
+    /// This node's hello, from memory ([`Shared::held`]).
     pub(crate) fn hello(&self) -> Hello {
+        let held = self.0.held.lock().expect("poisoned").clone();
         Hello {
             data_port: self.data_addr().port(),
-            releases: self.held().unwrap_or_default(),
+            releases: held.releases.clone(),
             follows: self.0.follow.clone(),
-            pins: self.site_pins(),
+            pins: held.pins.clone(),
             time_ms: wall_ms(),
         }
+    }
+
+    /// Read what the hello says of the store (blocking: run it on the blocking pool).
+    pub(crate) fn read_held(&self) -> Result<Held, StoreError> {
+        let generation = self.0.store.generation();
+        Ok(Held {
+            generation,
+            releases: self.held()?,
+            pins: self.site_pins(),
+        })
     }
 
     /// The store's site-wide pins, tombstones included.
