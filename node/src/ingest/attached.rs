@@ -31,18 +31,28 @@ pub struct FoundSignatures {
     pub bundles: Vec<keyless::FoundBundle>,
 }
 
+/// The most signatures (cosign signature layers and sigstore bundles, each up to [`MAX_PAYLOAD`]) read for one
+/// image: more is refused, so what an upstream can make an ingest hold is bounded.
+pub const MAX_SIGNATURES: usize = 64;
+
 /// The signatures of `digest` in `src`: the cosign signature layers of the manifest tagged `sha256-<hex>.sig`
 /// and of its referrers of cosign's signature artifact type (with the certificate and Rekor entry of keyless
-/// ones), and the sigstore bundles its referrers hold.
+/// ones), and the sigstore bundles its referrers hold. Manifests are read one at a time.
 pub fn find_signatures(
     src: &impl Attachments,
     digest: &Sha256Digest,
 ) -> Result<FoundSignatures, IngestError> {
     let mut found = FoundSignatures::default();
     let sig_tag = format!("sha256-{}.sig", digest.hex());
-    let mut manifests = Vec::new();
     if let Some(bytes) = src.tagged(&sig_tag)? {
-        manifests.push((format!("tag {sig_tag}"), bytes, false));
+        take_signatures(
+            src,
+            digest,
+            &mut found,
+            &format!("tag {sig_tag}"),
+            &bytes,
+            false,
+        )?;
     }
     for d in src.referrers_of(digest)? {
         let kind = d.artifact_type.as_deref().unwrap_or_default();
@@ -51,42 +61,74 @@ pub fn find_signatures(
             continue;
         }
         let at = d.sha256(&format!("the referrers of {digest}"))?;
-        manifests.push((format!("referrer {at}"), src.manifest(&at)?, bundle));
+        let bytes = src.manifest(&at)?;
+        take_signatures(
+            src,
+            digest,
+            &mut found,
+            &format!("referrer {at}"),
+            &bytes,
+            bundle,
+        )?;
     }
-    for (found_in, bytes, bundle) in manifests {
-        let within = format!("signature manifest {found_in} at {}", src.describe());
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| IngestError::Malformed {
-                what: within.clone(),
-                reason: format!("not JSON: {e}"),
-            })?;
-        for layer in v["layers"].as_array().into_iter().flatten() {
-            let media_type = layer["mediaType"].as_str().unwrap_or_default();
-            if bundle {
-                if media_type.starts_with(keyless::BUNDLE_ARTIFACT) {
-                    found.bundles.push(keyless::FoundBundle {
-                        bytes: small_blob(src, layer, &within)?,
-                        found_in: found_in.clone(),
-                    });
-                }
-                continue;
-            }
-            if media_type != cosign::SIMPLE_SIGNING {
-                continue;
-            }
+    Ok(found)
+}
+
+/// Add to `found` the signatures of the manifest `bytes` (found in `found_in`): its sigstore bundles if it is a
+/// `bundle` referrer, else its cosign signature layers.
+fn take_signatures(
+    src: &impl Attachments,
+    digest: &Sha256Digest,
+    found: &mut FoundSignatures,
+    found_in: &str,
+    bytes: &[u8],
+    bundle: bool,
+) -> Result<(), IngestError> {
+    let within = format!("signature manifest {found_in} at {}", src.describe());
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| IngestError::Malformed {
+            what: within.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    for layer in v["layers"].as_array().into_iter().flatten() {
+        let media_type = layer["mediaType"].as_str().unwrap_or_default();
+        let wanted = if bundle {
+            media_type.starts_with(keyless::BUNDLE_ARTIFACT)
+        } else {
+            media_type == cosign::SIMPLE_SIGNING
+                && layer["annotations"][cosign::SIGNATURE_ANNOTATION].is_string()
+        };
+        if !wanted {
+            continue;
+        }
+        if found.signatures.len() + found.bundles.len() >= MAX_SIGNATURES {
+            return Err(IngestError::Malformed {
+                what: within,
+                reason: format!(
+                    "more than {MAX_SIGNATURES} signatures of {digest}: refused rather than checked in part"
+                ),
+            });
+        }
+        let payload = small_blob(src, layer, &within)?;
+        if bundle {
+            found.bundles.push(keyless::FoundBundle {
+                bytes: payload,
+                found_in: found_in.to_string(),
+            });
+        } else {
             let annotations = &layer["annotations"];
-            let Some(signature) = annotations[cosign::SIGNATURE_ANNOTATION].as_str() else {
-                continue;
-            };
             found.signatures.push(cosign::Signature {
-                payload: small_blob(src, layer, &within)?,
-                signature: signature.to_string(),
-                found_in: found_in.clone(),
+                payload,
+                signature: annotations[cosign::SIGNATURE_ANNOTATION]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                found_in: found_in.to_string(),
                 attached: keyless::Attached::from_annotations(annotations),
             });
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// The bytes of the small blob `layer` describes (a signature payload, a bundle), checked against its digest
@@ -158,3 +200,65 @@ pub fn subject_of(v: &serde_json::Value) -> Option<Sha256Digest> {
 
 /// The tags cosign gives an image's attachments.
 pub const ATTACHMENT_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image whose `.sig` tag holds `layers` signature layers, all over one small payload.
+    struct Signed {
+        payload: Vec<u8>,
+        layers: usize,
+    }
+
+    impl BlobSource for Signed {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+
+        fn open(&self, _: &Sha256Digest, _: u64) -> Result<Box<dyn Read + Send + '_>, IngestError> {
+            Ok(Box::new(&self.payload[..]))
+        }
+    }
+
+    impl Attachments for Signed {
+        fn tagged(&self, _: &str) -> Result<Option<Vec<u8>>, IngestError> {
+            let layer = serde_json::json!({
+                "mediaType": cosign::SIMPLE_SIGNING,
+                "digest": Sha256Digest::of(&self.payload).to_string(),
+                "size": self.payload.len(),
+                "annotations": { cosign::SIGNATURE_ANNOTATION: "c2ln" },
+            });
+            let manifest = serde_json::json!({ "layers": vec![layer; self.layers] });
+            Ok(Some(serde_json::to_vec(&manifest).unwrap()))
+        }
+
+        fn referrers_of(&self, _: &Sha256Digest) -> Result<Vec<Descriptor>, IngestError> {
+            Ok(Vec::new())
+        }
+
+        fn manifest(&self, d: &Sha256Digest) -> Result<Vec<u8>, IngestError> {
+            Err(IngestError::NotFound(d.to_string()))
+        }
+    }
+
+    #[test]
+    fn signatures_past_the_bound_are_refused_not_read() {
+        let digest = Sha256Digest::of(b"image");
+        let payload = b"{\"critical\":{}}".to_vec();
+        let src = Signed {
+            payload: payload.clone(),
+            layers: MAX_SIGNATURES,
+        };
+        let found = find_signatures(&src, &digest).unwrap();
+        assert_eq!(found.signatures.len(), MAX_SIGNATURES);
+        assert_eq!(found.signatures[0].payload, payload);
+        let src = Signed {
+            payload,
+            layers: MAX_SIGNATURES + 1,
+        };
+        let e = find_signatures(&src, &digest).unwrap_err().to_string();
+        assert!(e.contains("more than 64 signatures"), "{e}");
+        assert!(e.contains("tag sha256-"), "{e}");
+    }
+}

@@ -333,10 +333,20 @@ pub fn verify_image<'k>(
                 .join(" or ")
         ));
     }
+    // Each signature's bundle made (or parsed) once, whatever the number of signers.
+    let legacy: Vec<(&Signature, Result<Bundle, String>)> =
+        with_cert.iter().map(|s| (*s, legacy_bundle(s))).collect();
+    let parsed: Vec<(&FoundBundle, Result<Bundle, String>)> = bundles
+        .iter()
+        .map(|b| (b, parse_bundle(&b.bytes, &b.found_in)))
+        .collect();
     let mut reasons = Vec::new();
     for k in signers {
-        for s in &with_cert {
-            let checked = legacy_bundle(s).and_then(|b| k.verify_bytes(&s.payload, &b));
+        for (s, bundle) in &legacy {
+            let checked = bundle
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|b| k.verify_bytes(&s.payload, b));
             match checked {
                 Ok(who) => match super::cosign::parse_payload(&s.payload) {
                     Ok(p) if p.digest == *digest => return Ok((k, who)),
@@ -352,9 +362,11 @@ pub fn verify_image<'k>(
                 Err(e) => reasons.push(format!("{} against {}: {e}", s.found_in, k.describe())),
             }
         }
-        for b in bundles {
-            let checked = parse_bundle(&b.bytes, &b.found_in)
-                .and_then(|bundle| k.verify_digest(digest, &bundle));
+        for (b, bundle) in &parsed {
+            let checked = bundle
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|bundle| k.verify_digest(digest, bundle));
             match checked {
                 Ok(who) => return Ok((k, who)),
                 Err(e) => reasons.push(format!("{} against {}: {e}", b.found_in, k.describe())),
