@@ -329,6 +329,18 @@ fn serve_tells_systemd_it_is_ready_and_reloads_its_token_files_on_sighup() {
         "{refused}"
     );
     assert_eq!(push_with("second"), 202);
+
+    // A setting a reload cannot apply (the upload limits): the tokens reload, and the status says what waits
+    // for a restart.
+    fs::write(&tokens, "second\n").unwrap();
+    fs::write(s.path.join("node.toml"), "[uploads]\nmax_sessions = 3\n").unwrap();
+    hup(&node);
+    let waiting = notified(&sock);
+    assert!(
+        waiting.contains("STATUS=reloaded the token files; [uploads] changed and take a restart"),
+        "{waiting}"
+    );
+    assert_eq!(push_with("second"), 202);
     assert_eq!(node.stop(), Some(0));
 }
 

@@ -31,6 +31,7 @@ pub fn serve(
         .unwrap_or(([127, 0, 0, 1], 5050).into());
     let access = access_from(&a, &config)?;
     let reload = Reload {
+        started: config.clone(),
         config: a.config.clone(),
         store: store.root().to_path_buf(),
         push: a.push_token_file.clone(),
@@ -135,6 +136,8 @@ fn access_from(a: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Access> {
 /// name. Other settings (listen addresses, limits, peers) take a restart, and a reload that finds them changed
 /// says so.
 struct Reload {
+    /// The configuration the node started with.
+    started: NodeConfig,
     config: Option<std::path::PathBuf>,
     store: std::path::PathBuf,
     push: Option<std::path::PathBuf>,
@@ -163,7 +166,7 @@ impl Reload {
             let (this, mirror) = (this.clone(), mirror.clone());
             let done = tokio::task::spawn_blocking(move || this.apply(&mirror)).await;
             let status = match done {
-                Ok(Ok(())) => "reloaded the token files".to_string(),
+                Ok(Ok(status)) => status,
                 Ok(Err(e)) => {
                     tracing::error!("reload refused, keeping the settings in force: {e:#}");
                     format!("reload refused: {e:#}")
@@ -174,12 +177,22 @@ impl Reload {
         }
     }
 
-    /// Read the configuration and token files again and admit requests by them.
-    fn apply(&self, mirror: &Mirror) -> anyhow::Result<()> {
+    /// Read the configuration and token files again and admit requests by them; what to tell systemd.
+    fn apply(&self, mirror: &Mirror) -> anyhow::Result<String> {
         let config = match &self.config {
             Some(path) => NodeConfig::load(path)?,
             None => NodeConfig::load_default(&self.store)?,
         };
+        let s = &self.started;
+        let waiting: Vec<&str> = [
+            ("[http]", s.http != config.http),
+            ("[uploads]", s.uploads != config.uploads),
+            ("[p2p]", s.p2p != config.p2p),
+            ("[cache]", s.cache != config.cache),
+        ]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect();
         let flags = ServeArgs {
             config: None,
             push_token_file: self.push.clone(),
@@ -189,7 +202,17 @@ impl Reload {
         };
         mirror.set_access(access_from(&flags, &config)?);
         tracing::info!("reloaded the token files");
-        Ok(())
+        if waiting.is_empty() {
+            return Ok("reloaded the token files".into());
+        }
+        let waiting = waiting.join(", ");
+        tracing::warn!(
+            sections = %waiting,
+            "node.toml changed where a reload cannot apply it; restart the node (`systemctl restart ferry`)"
+        );
+        Ok(format!(
+            "reloaded the token files; {waiting} changed and take a restart"
+        ))
     }
 }
 
