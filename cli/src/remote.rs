@@ -240,7 +240,11 @@ fn run_forwarded(store: &Store, network: Option<Network>, request: Request, sink
     match commands::run(cli) {
         Ok(()) => exit::Code::Ok as i32,
         Err(e) => {
-            tracing::warn!(error = %exit::one_line(&e), "admin command failed");
+            if e.downcast_ref::<commands::doctor::Problems>().is_some() {
+                tracing::info!(error = %exit::one_line(&e), "admin command reported problems");
+            } else {
+                tracing::warn!(error = %exit::one_line(&e), "admin command failed");
+            }
             let _ = sink.stderr(format!("error: {}\n", exit::one_line(&e)).as_bytes());
             exit::classify(&e) as i32
         }

@@ -7,7 +7,8 @@
 //! - **store**: the store belongs to the user running ferry, and that user can write it;
 //! - **disk**: the store's filesystem has more free space than the upload reserve (`uploads.min_free_bytes`);
 //! - **peers**: every peer `node.toml` dials by id is on the allow-list too (else its connections back are
-//!   refused), and the allow-list reads;
+//!   refused), the allow-list reads, and (the running node's view) no peer dialling this node was refused for
+//!   not being on it;
 //! - **trust**: a node set up to receive (it syncs, or follows names) trusts a publisher key besides its own, and
 //!   every key file in `trust/` reads;
 //! - **clients**: apt, yum and pip configurations that point at a Ferry mirror (`/repos/…`) point at this node's
@@ -65,8 +66,17 @@ pub struct Setup<'a> {
     pub etc: &'a Path,
     /// Where packaged units live (`/lib/systemd/system`).
     pub units: &'a Path,
-    /// The connected peers' clocks as the running node measured them; `None` when no node runs.
-    pub clocks: Option<&'a [PeerClock]>,
+    /// What the running node knows of its peers; `None` when no node runs.
+    pub live: Option<&'a Live>,
+}
+
+/// What a running node has seen of its peers, for the checks files cannot answer.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    /// The connected peers' clocks, as measured from their hellos.
+    pub clocks: Vec<PeerClock>,
+    /// Peers whose connections the node refused for not being on the allow-list: (peer id, address).
+    pub unlisted: Vec<(String, String)>,
 }
 
 /// A connected peer's clock, as the node measured it from the peer's hello.
@@ -88,11 +98,11 @@ pub const MAX_SKEW_MS: u64 = 5_000;
 /// Run every check.
 pub fn check(s: &Setup<'_>) -> Vec<Finding> {
     let mut out = vec![store(s.store), disk(s.store, s.config)];
-    out.push(peers(s.store, s.config));
+    out.push(peers(s.store, s.config, s.live));
     out.push(trust(s.store, s.config));
     out.extend(clients(s.etc, s.config));
     out.extend(service(s));
-    out.push(clock(s.clocks));
+    out.push(clock(s.live.map(|l| &l.clocks[..])));
     out
 }
 
@@ -234,7 +244,7 @@ fn disk(root: &Path, config: &NodeConfig) -> Finding {
     )
 }
 
-fn peers(root: &Path, config: &NodeConfig) -> Finding {
+fn peers(root: &Path, config: &NodeConfig, live: Option<&Live>) -> Finding {
     let members = match AllowList::of(root).members() {
         Ok(m) => m,
         Err(e) => {
@@ -270,11 +280,53 @@ fn peers(root: &Path, config: &NodeConfig) -> Finding {
                 .join(", "),
         );
     }
+    // The other side: peers that dial this node and are refused (seen by the running node).
+    let mut refused: Vec<&(String, String)> = live
+        .map(|l| {
+            l.unlisted
+                .iter()
+                .filter(|(id, _)| !allowed.contains(id.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    refused.sort();
+    refused.dedup_by(|a, b| a.0 == b.0);
+    if !refused.is_empty() {
+        return Finding::problem(
+            "peers",
+            format!(
+                "this node refused {} for not being on its allow-list",
+                refused
+                    .iter()
+                    .map(|(id, addr)| format!("{id} (from {addr})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "if {} the site's, {}; a stranger needs nothing (it stays out)",
+                if refused.len() == 1 {
+                    "it is one of"
+                } else {
+                    "they are"
+                },
+                refused
+                    .iter()
+                    .map(|(id, _)| format!("`ferry peers allow {id}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
     Finding::ok(
         "peers",
         format!(
-            "{} peer(s) allowed; every peer dialled by id is among them",
-            members.len()
+            "{} peer(s) allowed; every peer dialled by id is among them{}",
+            members.len(),
+            if live.is_some() {
+                ", and none was refused for not being on it"
+            } else {
+                ""
+            }
         ),
     )
 }

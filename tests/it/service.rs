@@ -509,7 +509,7 @@ fn serve_skewed(store: &Store, skew: Option<&str>, extra: &[&str]) -> Node {
 }
 
 #[test]
-fn doctor_finds_a_peer_whose_clock_is_off() {
+fn doctor_finds_a_peer_whose_clock_is_off_and_one_the_allow_list_refuses() {
     use crate::sync::{allow_all, connected, peer_id, status, wait_for};
     let seed = Store::new();
     let site = Store::new();
@@ -517,8 +517,8 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
     let (seed_id, site_id) = (peer_id(&seed), peer_id(&site));
     let etc = site.tmp_path("etc");
     fs::create_dir_all(&etc).unwrap();
-    // `ferry doctor --json` on `s`: its exit code and its clock check.
-    let doctor = |s: &Store| {
+    // `ferry doctor --json` on `s`: its exit code and the named check.
+    let doctor = |s: &Store, check: &str| {
         let out = s.run([
             "doctor",
             "--etc",
@@ -529,14 +529,14 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
         ]);
         let v: serde_json::Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("doctor --json: {e}\n{out}"));
-        let clock = v["checks"]
+        let found = v["checks"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["check"] == "clock")
-            .unwrap_or_else(|| panic!("no clock check: {v}"))
+            .find(|c| c["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} check: {v}"))
             .clone();
-        (out.code, clock)
+        (out.code, found)
     };
     let measured =
         |s: &Store, other: &str| status(s)["network"]["peers"][other]["clock_offset_ms"].as_i64();
@@ -558,7 +558,7 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
     };
 
     // With no node running, nothing measures the clocks, and doctor says so.
-    let (code, clock) = doctor(&site);
+    let (code, clock) = doctor(&site, "clock");
     assert_eq!(code, Some(0), "{clock}");
     assert!(
         clock["what"].as_str().unwrap().contains("not checked"),
@@ -573,7 +573,7 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
     assert!((-92_000..-88_000).contains(&behind), "{behind} ms");
 
     // Each node's doctor (run inside the node, which measured) names the other, which way, and the fix.
-    let (code, clock) = doctor(&site);
+    let (code, clock) = doctor(&site, "clock");
     assert_eq!(code, Some(1), "{clock}");
     assert_eq!(clock["ok"], false, "{clock}");
     let what = clock["what"].as_str().unwrap();
@@ -582,7 +582,7 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
         "{what}"
     );
     assert!(clock["fix"].as_str().unwrap().contains("chrony"), "{clock}");
-    let (code, clock) = doctor(&seed);
+    let (code, clock) = doctor(&seed, "clock");
     assert_eq!(code, Some(1), "{clock}");
     let what = clock["what"].as_str().unwrap();
     assert!(
@@ -607,7 +607,7 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
 
     // Both back on the machine's clock: the check passes.
     let (seed_node, site_node) = start(None);
-    let (code, clock) = doctor(&site);
+    let (code, clock) = doctor(&site, "clock");
     assert_eq!(code, Some(0), "{clock}");
     assert_eq!(clock["ok"], true, "{clock}");
     assert!(
@@ -618,6 +618,40 @@ fn doctor_finds_a_peer_whose_clock_is_off() {
         "{clock}"
     );
     assert!(measured(&site, &seed_id).unwrap().abs() < 2_000);
+
+    // The allow-list from the other side: a node the seed does not list dials it and is refused. The seed's
+    // doctor names it, and allowing it clears the problem.
+    let other = Store::new();
+    other.run(["peers", "allow", &seed_id]).ok();
+    let other_id = peer_id(&other);
+    let seed_addr = seed_node.p2p.clone().unwrap();
+    let other_node = serve_skewed(&other, None, &["--peer", &seed_addr]);
+    wait_for(
+        "the seed to refuse the unlisted node",
+        Duration::from_secs(30),
+        || {
+            status(&seed)["network"]["refused"]
+                .to_string()
+                .contains(&other_id)
+        },
+    );
+    let (_, refused) = doctor(&seed, "peers");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(
+        refused["what"].as_str().unwrap().contains(&other_id),
+        "{refused}"
+    );
+    assert!(
+        refused["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`ferry peers allow {other_id}`")),
+        "{refused}"
+    );
+    seed.run(["peers", "allow", &other_id]).ok();
+    let (_, allowed) = doctor(&seed, "peers");
+    assert_eq!(allowed["ok"], true, "{allowed}");
+    assert_eq!(other_node.stop(), Some(0));
     assert_eq!(site_node.stop(), Some(0));
     assert_eq!(seed_node.stop(), Some(0));
 }

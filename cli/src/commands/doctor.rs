@@ -6,7 +6,7 @@
 use crate::args::{DoctorArgs, Global};
 use crate::output;
 use crate::remote;
-use ferry_node::doctor::{self, PeerClock, Setup};
+use ferry_node::doctor::{self, Live, PeerClock, Setup};
 use ferry_node::node_config::NodeConfig;
 
 pub fn run(g: &Global, a: &DoctorArgs) -> anyhow::Result<()> {
@@ -15,25 +15,36 @@ pub fn run(g: &Global, a: &DoctorArgs) -> anyhow::Result<()> {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::load_default(&store)?,
     };
-    // `Some(None)`: the node runs without network sync, so it has no peers and there is nothing to skew.
-    let clocks: Option<Vec<PeerClock>> = remote::attached_network().map(|net| {
-        net.map(|n| n.status().peers)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, p)| p.connected)
-            .map(|(peer, p)| PeerClock {
-                peer,
-                offset_ms: p.clock_offset_ms,
-                error_ms: p.clock_error_ms,
-            })
-            .collect()
+    // `Some(None)`: the node runs without network sync, so it has no peers to measure or refuse.
+    let live: Option<Live> = remote::attached_network().map(|net| {
+        let Some(status) = net.map(|n| n.status()) else {
+            return Live::default();
+        };
+        Live {
+            unlisted: status
+                .refused
+                .iter()
+                .filter(|r| r.why.contains("allow-list"))
+                .map(|r| (r.peer.clone(), r.addr.clone()))
+                .collect(),
+            clocks: status
+                .peers
+                .into_iter()
+                .filter(|(_, p)| p.connected)
+                .map(|(peer, p)| PeerClock {
+                    peer,
+                    offset_ms: p.clock_offset_ms,
+                    error_ms: p.clock_error_ms,
+                })
+                .collect(),
+        }
     });
     let findings = doctor::check(&Setup {
         store: &store,
         config: &config,
         etc: &a.etc,
         units: &a.units,
-        clocks: clocks.as_deref(),
+        live: live.as_ref(),
     });
     let problems = findings.iter().filter(|f| !f.ok).count();
     if g.json {
@@ -51,9 +62,13 @@ pub fn run(g: &Global, a: &DoctorArgs) -> anyhow::Result<()> {
         }
     }
     if problems > 0 {
-        anyhow::bail!(
-            "{problems} problem(s) in this node's setup; each is named above with its fix"
-        );
+        return Err(Problems(problems).into());
     }
     Ok(())
 }
+
+/// The doctor's answer when it found something: the exit is 1, but for a node running the command it is a
+/// report, not a failure of the command.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} problem(s) in this node's setup; each is named above with its fix")]
+pub struct Problems(pub usize);

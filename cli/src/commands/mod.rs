@@ -6,7 +6,7 @@ mod bundle;
 mod client_config;
 mod diff;
 mod docs;
-mod doctor;
+pub(crate) mod doctor;
 mod export;
 mod fsck;
 mod gc;
