@@ -35,7 +35,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 mod driver;
+mod spool;
 use driver::Fetch;
+use spool::RecipeSpool;
+pub use spool::SpoolError;
 
 /// Stored chunks are committed this often: only committed chunks can be served, or shown in a bitmap to peers
 /// syncing beside this node.
@@ -63,6 +66,9 @@ pub enum SyncError {
         /// Why (untrusted signer, bad signature, another release under that name).
         reason: String,
     },
+    /// The recipes fetched could not be kept on disk (a full disk, an unwritable `tmp/`).
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     /// Chunks are all present but blobs do not assemble (a recipe that does not match its blob).
     #[error("release {id}: {count} blobs did not assemble from their chunks")]
     Incomplete {
@@ -140,8 +146,8 @@ const KEEP_FINISHED: usize = 32;
 pub struct Running {
     /// What it holds of the release's chunk list, once the list is known.
     pub(crate) held: Mutex<Option<Held>>,
-    /// Recipes fetched and not yet stored, so peers can have them too.
-    pub(crate) recipes: Mutex<HashMap<RecipeId, Vec<u8>>>,
+    /// Recipes fetched and not yet stored, so peers can have them too, and the blobs' records at the end.
+    pub(crate) recipes: Arc<Mutex<RecipeSpool>>,
     progress: Mutex<SyncProgress>,
     started: Instant,
     done: watch::Sender<Option<Result<SyncReport, String>>>,
@@ -181,13 +187,7 @@ impl Running {
 
     /// The store holds these recipes now: peers are answered from it.
     fn forget_recipes(&self, ids: &[RecipeId]) {
-        let mut recipes = self.recipes.lock().expect("poisoned");
-        for id in ids {
-            recipes.remove(id);
-        }
-        if recipes.len() < recipes.capacity() / 4 {
-            recipes.shrink_to_fit();
-        }
+        self.recipes.lock().expect("poisoned").forget(ids);
     }
 
     /// Chunks `positions` of the list are committed: peers may be told.
@@ -279,7 +279,9 @@ impl Network {
         let (done, _) = watch::channel(None);
         let running = Arc::new(Running {
             held: Mutex::new(None),
-            recipes: Mutex::new(HashMap::new()),
+            recipes: Arc::new(Mutex::new(RecipeSpool::new(
+                &self.0.store.root().join("tmp"),
+            ))),
             progress: Mutex::new(SyncProgress {
                 release: id.to_string(),
                 state: "finding peers".into(),
@@ -311,7 +313,7 @@ impl Network {
             // What the sync held for peers (its chunk list, recipes not yet stored) goes with it: from here the
             // store answers for the release. Only the report stays, for the latest few.
             r.held.lock().expect("poisoned").take();
-            *r.recipes.lock().expect("poisoned") = HashMap::new();
+            r.recipes.lock().expect("poisoned").clear();
             r.done.send_replace(Some(result));
             net.forget_finished();
         });
@@ -335,13 +337,22 @@ impl Network {
         }
     }
 
-    /// Recipe `id`, if a sync in progress fetched it (for peers that ask).
+    /// Recipe `id`, if a sync in progress fetched it (for peers that ask). Reads a file: blocking threads only.
     pub(crate) fn running_recipe(&self, id: &RecipeId) -> Option<Vec<u8>> {
-        let syncs = self.0.syncs.lock().expect("poisoned");
-        syncs
-            .values()
-            .filter(|r| !r.finished())
-            .find_map(|r| r.recipes.lock().expect("poisoned").get(id).cloned())
+        let spools: Vec<_> = {
+            let syncs = self.0.syncs.lock().expect("poisoned");
+            syncs
+                .values()
+                .filter(|r| !r.finished())
+                .map(|r| r.recipes.clone())
+                .collect()
+        };
+        spools.iter().find_map(|s| {
+            s.lock().expect("poisoned").get(id).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read a spooled recipe for a peer");
+                None
+            })
+        })
     }
 
     /// Peers that may be asked, with their data address: connected, allowed, and `from` if given. Those that
@@ -417,11 +428,11 @@ async fn run(
         let running = running.clone();
         tokio::task::spawn_blocking(move || {
             let (list, index, accepting) =
-                list_chunks(&blobs, &mut recipes, deltas_possible, &running);
-            (list, index, accepting, blobs, recipes)
+                list_chunks(&blobs, &mut recipes, deltas_possible, &running)?;
+            Ok::<_, SyncError>((list, index, accepting, blobs, recipes))
         })
         .await
-        .expect("listing chunks panicked")
+        .expect("listing chunks panicked")?
     };
     let list = Arc::new(list);
     let held: Vec<bool> = {
@@ -466,6 +477,14 @@ async fn run(
         tracing::warn!(release = id, error = %e, "cannot plan deltas; fetching chunks whole");
         Vec::new()
     });
+    // The signed release is needed again only at the end: it waits on disk through the fetch, where the
+    // node's memory peaks.
+    let parked = {
+        let dir = store.root().join("tmp");
+        tokio::task::spawn_blocking(move || spool::Parked::new(&dir, &signed.encode()))
+            .await
+            .expect("parking the release panicked")?
+    };
     let mut fetch = Fetch::new(
         net,
         id,
@@ -491,6 +510,18 @@ async fn run(
         });
     }
     tracing::debug!(release = id, at = ?started.elapsed(), "blobs accepted");
+    let signed = tokio::task::spawn_blocking(move || parked.take())
+        .await
+        .expect("reading the parked release panicked")?;
+    let signed = SignedRelease::decode(&signed).map_err(|e| {
+        SyncError::Spool(SpoolError {
+            dir: store.root().join("tmp"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("release {id}, set aside during the fetch, no longer decodes: {e}"),
+            ),
+        })
+    })?;
     let older = {
         let signed = signed.clone();
         matches!(
@@ -533,6 +564,9 @@ async fn run(
     })
 }
 
+/// A release's chunk list, the positions by id, and which recipes use which chunks ([`list_chunks`]).
+type Listed = (Vec<(ChunkId, u32)>, Positions, Accepting);
+
 /// The chunk list of a release's `blobs` in order of first use, the positions by id, and which recipes use which
 /// chunks. Its length is at most the parts of the distinct recipes: reserved once, trimmed after (a list grown by
 /// doubling holds up to twice). `keep`: recipes stay in `recipes` (deltas are planned over them); otherwise each
@@ -542,7 +576,7 @@ fn list_chunks(
     recipes: &mut Recipes,
     keep: bool,
     running: &Running,
-) -> (Vec<(ChunkId, u32)>, Positions, Accepting) {
+) -> Result<Listed, SpoolError> {
     let most = {
         let mut seen = HashSet::new();
         blobs
@@ -569,7 +603,7 @@ fn list_chunks(
         let recipe = if keep {
             &recipes.parsed[&b.recipe]
         } else {
-            taken = recipes.take(&b.recipe, running);
+            taken = recipes.take(&b.recipe, running)?;
             &taken
         };
         for part in recipe.parts() {
@@ -583,7 +617,7 @@ fn list_chunks(
         }
     }
     list.shrink_to_fit();
-    (list, index, accepting)
+    Ok((list, index, accepting))
 }
 
 /// The signed release from the first peer that has one this store accepts; waits for peers while none does.
@@ -686,15 +720,14 @@ impl Recipes {
             .map_or_else(|| self.encoded[id], |r| r.parts().len())
     }
 
-    /// Recipe `id`, taken out: parsed, or parsed from its encoded copy (which stays for peers).
-    fn take(&mut self, id: &RecipeId, running: &Running) -> Recipe {
+    /// Recipe `id`, taken out: parsed, or parsed from its spooled copy (which stays for peers).
+    fn take(&mut self, id: &RecipeId, running: &Running) -> Result<Recipe, SpoolError> {
         if let Some(r) = self.parsed.remove(id) {
-            return r;
+            return Ok(r);
         }
         self.encoded.remove(id);
-        let recipes = running.recipes.lock().expect("poisoned");
-        let bytes = recipes.get(id).expect("every recipe was fetched");
-        Recipe::decode(bytes).expect("encoded here from a recipe checked against its id")
+        let recipe = running.recipes.lock().expect("poisoned").recipe(id)?;
+        Ok(recipe.expect("every recipe was fetched"))
     }
 }
 
@@ -802,17 +835,27 @@ async fn fetch_recipes(
                 continue;
             };
             let bases = bases.clone();
-            let rebuilt =
-                tokio::task::spawn_blocking(move || rebuild_recipes(peer, &wanted, answer, &bases))
-                    .await
-                    .expect("rebuilding recipes panicked");
+            let spool = running.recipes.clone();
+            // Rebuilt, checked and written to the spool: CPU work and a file write.
+            let rebuilt = tokio::task::spawn_blocking(move || {
+                let Some((size, rebuilt)) = rebuild_recipes(peer, &wanted, answer, &bases) else {
+                    return Ok(None);
+                };
+                let mut spool = spool.lock().expect("poisoned");
+                let mut out = Vec::with_capacity(rebuilt.len());
+                for (rid, recipe, bytes) in rebuilt {
+                    spool.insert(rid, &bytes)?;
+                    out.push((rid, recipe));
+                }
+                Ok::<_, SpoolError>(Some((size, out)))
+            })
+            .await
+            .expect("rebuilding recipes panicked")?;
             let Some((size, rebuilt)) = rebuilt else {
                 continue;
             };
             running.set(|p| p.recipe_bytes += size);
-            let mut kept = running.recipes.lock().expect("poisoned");
-            for (rid, recipe, bytes) in rebuilt {
-                kept.insert(rid, bytes);
+            for (rid, recipe) in rebuilt {
                 if keep_parsed {
                     out.parsed.insert(rid, recipe);
                 } else {
@@ -967,17 +1010,21 @@ async fn accept_blobs(
 ) -> Result<Vec<BlobRef>, SyncError> {
     let mut missing = Vec::new();
     for group in blobs.chunks(ACCEPT_BATCH) {
-        let encoded = fetched_recipes(running, group);
-        let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
-        let still = accept_blobs_with(store.clone(), encoded, group.to_vec(), stored).await?;
-        running.forget_recipes(&recorded(recipes, &still));
+        let (still, recorded) = accept_blobs_with(
+            store.clone(),
+            running.recipes.clone(),
+            group.to_vec(),
+            stored,
+        )
+        .await?;
+        running.forget_recipes(&recorded);
         missing.extend(still);
     }
     Ok(missing)
 }
 
-/// Of `recipes` given to [`accept_blobs_with`], those the store holds now: all but the recipes of blobs it
-/// returned incomplete.
+/// Of `recipes` given to the store with `blobs`, those it holds now: all but the recipes of blobs it returned
+/// incomplete.
 fn recorded(recipes: Vec<RecipeId>, incomplete: &[BlobRef]) -> Vec<RecipeId> {
     let incomplete: HashSet<RecipeId> = incomplete.iter().map(|b| b.recipe).collect();
     recipes
@@ -986,37 +1033,49 @@ fn recorded(recipes: Vec<RecipeId>, incomplete: &[BlobRef]) -> Vec<RecipeId> {
         .collect()
 }
 
-/// The recipes of `blobs` this sync fetched (those the store holds are not among them).
-fn fetched_recipes(running: &Running, blobs: &[BlobRef]) -> HashMap<RecipeId, Vec<u8>> {
-    let all = running.recipes.lock().expect("poisoned");
-    blobs
-        .iter()
-        .filter_map(|b| Some((b.recipe, all.get(&b.recipe)?.clone())))
-        .collect()
+/// The recipes of `blobs` this sync fetched (those the store holds are not among them), read from its spool.
+fn fetched_recipes(
+    spool: &Mutex<RecipeSpool>,
+    blobs: &[BlobRef],
+) -> Result<HashMap<RecipeId, Vec<u8>>, SpoolError> {
+    let spool = spool.lock().expect("poisoned");
+    let mut out = HashMap::new();
+    for b in blobs {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(b.recipe) {
+            if let Some(bytes) = spool.get(&b.recipe)? {
+                e.insert(bytes);
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// Record `blobs` on a blocking thread. `stored`: the sync counted every chunk of them stored, found in the
-/// store when it began (looked up then) or stored by it since ([`Accepting::stored`]), so the store need not look
-/// each up again; a collection that began noting after the sync did saw those lookups and writes, and one that
-/// began before waits for the sync to end.
+/// Record `blobs` on a blocking thread, their recipes read from the sync's `spool`: the blobs still incomplete,
+/// and the spooled recipes the store holds now. `stored`: the sync counted every chunk of them stored, found in
+/// the store when it began (looked up then) or stored by it since ([`Accepting::stored`]), so the store need not
+/// look each up again; a collection that began noting after the sync did saw those lookups and writes, and one
+/// that began before waits for the sync to end.
 async fn accept_blobs_with(
     store: Store,
-    encoded: HashMap<RecipeId, Vec<u8>>,
+    spool: Arc<Mutex<RecipeSpool>>,
     blobs: Vec<BlobRef>,
     stored: bool,
-) -> Result<Vec<BlobRef>, SyncError> {
+) -> Result<(Vec<BlobRef>, Vec<RecipeId>), SyncError> {
     if blobs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
-    Ok(tokio::task::spawn_blocking(move || {
-        if stored {
+    tokio::task::spawn_blocking(move || {
+        let encoded = fetched_recipes(&spool, &blobs)?;
+        let missing = if stored {
             store.accept_stored_blobs(&encoded, &blobs)
         } else {
             store.accept_blobs(&encoded, &blobs)
-        }
+        }?;
+        let recorded = recorded(encoded.into_keys().collect(), &missing);
+        Ok((missing, recorded))
     })
     .await
-    .expect("accept_blobs panicked")?)
+    .expect("accept_blobs panicked")
 }
 
 /// At most this many blobs are recorded at a time. While chunks arrive, a batch every 500 ms at most, and after

@@ -338,19 +338,18 @@ impl<'a> Fetch<'a> {
                 // Commits the chunks too; runs beside the fetch.
                 self.accepting.busy = true;
                 let tx = self.events_tx.clone();
-                let encoded = fetched_recipes(self.running, &blobs);
+                let spool = self.running.recipes.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let n = blobs.len();
-                    let recipes: Vec<RecipeId> = encoded.keys().copied().collect();
                     // `take_ready` gives only blobs whose chunks are all stored.
-                    let r = accept_blobs_with(store, encoded, blobs, true).await;
+                    let r = accept_blobs_with(store, spool, blobs, true).await;
                     let took = started.elapsed();
                     tracing::debug!(blobs = n, ?took, "blobs recorded while fetching");
                     // The recipes of blobs recorded are the store's now: the copies kept for peers can go.
-                    let stored = match &r {
-                        Ok(missing) => recorded(recipes, missing),
-                        Err(_) => Vec::new(),
+                    let (r, stored) = match r {
+                        Ok((missing, stored)) => (Ok(missing), stored),
+                        Err(e) => (Err(e), Vec::new()),
                     };
                     let _ = tx.send(Event::Accepted(r, took, committed, stored));
                 });
