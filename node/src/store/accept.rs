@@ -137,8 +137,9 @@ impl Store {
     /// must be safe, and every blob it names must be complete. Holding the same bytes already is not an error;
     /// holding different content under the same `name@version` is.
     pub fn accept_release(&self, signed: &SignedRelease) -> Result<Accepted, StoreError> {
-        let manifest = signed.manifest_unverified()?;
-        let id = manifest.id();
+        // The unverified parse goes at once: a release of 100,000 files parses to ~125 MB, and a shadowed copy
+        // would live beside the verified one to the end (the peak of a large sync).
+        let id = signed.manifest_unverified()?.id();
         let manifest = self.verify_release(&id, signed)?;
         manifest.validate()?;
         let _guard = self.0.publish.lock().expect("publish lock poisoned");
