@@ -516,14 +516,7 @@ async fn run(
     let older = {
         let (store, id) = (store.clone(), id.to_string());
         tokio::task::spawn_blocking(move || {
-            let dir = store.root().join("tmp");
-            let signed = SignedRelease::decode(&parked.take()?).map_err(|e| SpoolError {
-                dir,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("release {id}, set aside during the fetch, no longer decodes: {e}"),
-                ),
-            })?;
+            let signed: SignedRelease = parked.take(&format!("release {id}"))?;
             let accepted = store.accept_release(&signed)?;
             Ok::<_, SyncError>(matches!(
                 accepted,

@@ -20,15 +20,44 @@ pub(crate) struct RecipeSpool {
     at: HashMap<RecipeId, (u64, u32)>,
 }
 
-/// A spool that could not be written or read.
+/// A spool (recipes, the parked release) that could not be written or read back.
 #[derive(Debug, thiserror::Error)]
-#[error("recipes spooled under {dir}: {source}")]
+#[error("the sync's spool in {dir}: {source}")]
 pub struct SpoolError {
     /// The directory the spool file is in.
     pub dir: PathBuf,
     /// What failed.
     #[source]
     pub source: io::Error,
+}
+
+impl SpoolError {
+    fn at(dir: &Path, source: io::Error) -> Self {
+        SpoolError {
+            dir: dir.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A new unnamed file in `dir` (created if missing).
+fn unnamed_file(dir: &Path) -> Result<File, SpoolError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir))
+        .map_err(|e| SpoolError::at(dir, e))
+}
+
+/// `bytes` read back from a spool in `dir` decoded as `what`; bytes that no longer decode are the spool's error.
+fn decode<T: Object>(dir: &Path, what: &str, bytes: &[u8]) -> Result<T, SpoolError> {
+    T::decode(bytes).map_err(|e| {
+        SpoolError::at(
+            dir,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what}, set aside during the sync, no longer decodes: {e}"),
+            ),
+        )
+    })
 }
 
 impl RecipeSpool {
@@ -43,10 +72,7 @@ impl RecipeSpool {
     }
 
     fn error(&self, source: io::Error) -> SpoolError {
-        SpoolError {
-            dir: self.dir.clone(),
-            source,
-        }
+        SpoolError::at(&self.dir, source)
     }
 
     /// Keep recipe `id`. One already kept stays as it is (a recipe's bytes are fixed by its id).
@@ -57,10 +83,7 @@ impl RecipeSpool {
         let len = u32::try_from(bytes.len())
             .map_err(|_| self.error(io::Error::other("a recipe over 4 GiB")))?;
         if self.file.is_none() {
-            let made = std::fs::create_dir_all(&self.dir)
-                .and_then(|()| tempfile::tempfile_in(&self.dir))
-                .map_err(|e| self.error(e))?;
-            self.file = Some(made);
+            self.file = Some(unnamed_file(&self.dir)?);
         }
         let file = self.file.as_ref().expect("made above");
         file.write_all_at(bytes, self.end)
@@ -86,12 +109,7 @@ impl RecipeSpool {
         let Some(bytes) = self.get(id)? else {
             return Ok(None);
         };
-        Recipe::decode(&bytes).map(Some).map_err(|e| {
-            self.error(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("recipe {id} no longer decodes: {e}"),
-            ))
-        })
+        decode(&self.dir, &format!("recipe {id}"), &bytes).map(Some)
     }
 
     /// The store holds these now: their copies go (the file's space with the file, at the sync's end).
@@ -123,14 +141,9 @@ pub(crate) struct Parked {
 impl Parked {
     /// Write `bytes` to a new unnamed file in `dir`.
     pub(crate) fn new(dir: &Path, bytes: &[u8]) -> Result<Self, SpoolError> {
-        let error = |source| SpoolError {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let file = std::fs::create_dir_all(dir)
-            .and_then(|()| tempfile::tempfile_in(dir))
-            .map_err(error)?;
-        file.write_all_at(bytes, 0).map_err(error)?;
+        let file = unnamed_file(dir)?;
+        file.write_all_at(bytes, 0)
+            .map_err(|e| SpoolError::at(dir, e))?;
         Ok(Parked {
             dir: dir.to_path_buf(),
             file,
@@ -138,16 +151,13 @@ impl Parked {
         })
     }
 
-    /// The bytes back; the file goes.
-    pub(crate) fn take(self) -> Result<Vec<u8>, SpoolError> {
+    /// The object back, decoded (`what` names it in an error); the file goes.
+    pub(crate) fn take<T: Object>(self, what: &str) -> Result<T, SpoolError> {
         let mut bytes = vec![0; self.len];
         self.file
             .read_exact_at(&mut bytes, 0)
-            .map_err(|source| SpoolError {
-                dir: self.dir.clone(),
-                source,
-            })?;
-        Ok(bytes)
+            .map_err(|e| SpoolError::at(&self.dir, e))?;
+        decode(&self.dir, what, &bytes)
     }
 }
 
@@ -181,10 +191,25 @@ mod tests {
     #[test]
     fn a_parked_object_comes_back_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        let parked = Parked::new(dir.path(), &bytes).unwrap();
+        let signed = ferry_protocol::SignedRelease {
+            manifest: (0..100_000u32).map(|i| (i * 7) as u8).collect(),
+            key: ferry_protocol::KeyId::of_public_key(&[7; 32]),
+            signature: vec![1; 64],
+        };
+        let parked = Parked::new(dir.path(), &signed.encode()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert_eq!(parked.take().unwrap(), bytes);
+        let back: ferry_protocol::SignedRelease = parked.take("release a@1").unwrap();
+        assert_eq!(back, signed);
+        // Bytes that are not the object are an error that names the object and the directory.
+        let parked = Parked::new(dir.path(), b"not a release").unwrap();
+        let e = parked
+            .take::<ferry_protocol::SignedRelease>("release a@1")
+            .unwrap_err();
+        assert!(e.to_string().contains("release a@1"), "{e}");
+        assert!(
+            e.to_string().contains(&dir.path().display().to_string()),
+            "{e}"
+        );
     }
 
     #[test]
