@@ -799,13 +799,13 @@ async fn fetch_recipes(
     };
     let bases = Arc::new(bases.unwrap_or_default());
     let mut round = 0;
+    let mut stuck = false;
     while !lacking.is_empty() {
         let before = lacking.len();
-        round += 1;
-        // Every group at once, spread over the peers (holders first): one request after another would pay a
-        // round trip per group, seconds of an idle link on a WAN before the first chunk is asked for. Each
-        // answer is taken as it comes, so they are not all held at once.
-        let sources = net.sources(id, from);
+        // Every group at once, spread over the peers: one request after another would pay a round trip per
+        // group, seconds of an idle link on a WAN before the first chunk is asked for. Each answer is taken as
+        // it comes, so they are not all held at once.
+        let sources = recipe_sources(net.sources(id, from), stuck);
         let mut asks: futures::stream::FuturesUnordered<_> = lacking
             .chunks(RECIPES_PER_REQUEST)
             .zip(sources.iter().cycle().skip(round % sources.len().max(1)))
@@ -861,9 +861,11 @@ async fn fetch_recipes(
             }
         }
         lacking.retain(|r| !out.contains(r));
+        round += 1;
         // Wait for peers only when a whole round of asking brought nothing; otherwise ask for the next group
         // at once.
-        if !lacking.is_empty() && lacking.len() == before {
+        stuck = lacking.len() == before;
+        if !lacking.is_empty() && stuck {
             running.set(|p| {
                 p.state = format!("waiting for peers with {} recipes of {id}", lacking.len())
             });
@@ -871,6 +873,20 @@ async fn fetch_recipes(
         }
     }
     Ok((out, unnamed))
+}
+
+/// Whom to ask for recipes, in turn: the peers that hold the release whole, which hold every recipe of it —
+/// or, when none does or a round of asking them brought nothing, every peer (one syncing the release keeps the
+/// recipes it fetched for others). Asking a peer that is itself still starting the same sync, as nodes started
+/// together all are, brings nothing and would cost a wait for peers before the next round.
+fn recipe_sources(
+    sources: Vec<(PeerId, SocketAddr, bool)>,
+    widen: bool,
+) -> Vec<(PeerId, SocketAddr, bool)> {
+    if widen || !sources.iter().any(|(_, _, holds)| *holds) {
+        return sources;
+    }
+    sources.into_iter().filter(|(_, _, holds)| *holds).collect()
 }
 
 /// The recipes of `peer`'s `answer` to a request for `wanted`, each rebuilt from its difference and checked
@@ -1496,6 +1512,21 @@ mod tests {
             SyncResponse::HaveChanges { mark, bits, added } => (mark, bits, added),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn recipes_are_asked_of_holders_and_of_everyone_only_when_holders_bring_nothing() {
+        let addr: SocketAddr = "10.0.0.1:7701".parse().unwrap();
+        let [seed, a, b] = [(); 3].map(|_| PeerId::random());
+        let peers = vec![(seed, addr, true), (a, addr, false), (b, addr, false)];
+        let ids =
+            |v: Vec<(PeerId, SocketAddr, bool)>| v.into_iter().map(|p| p.0).collect::<Vec<_>>();
+        // Sites started together: the two others are still starting their own sync and hold no recipe.
+        assert_eq!(ids(recipe_sources(peers.clone(), false)), vec![seed]);
+        assert_eq!(ids(recipe_sources(peers.clone(), true)), vec![seed, a, b]);
+        // No holder connected: peers syncing the release may have the recipes.
+        let siblings = peers[1..].to_vec();
+        assert_eq!(ids(recipe_sources(siblings, false)), vec![a, b]);
     }
 
     #[test]
