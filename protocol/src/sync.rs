@@ -142,6 +142,10 @@ pub enum SyncResponse {
         /// Positions held since the mark (with `bits`, none).
         added: Vec<u32>,
     },
+    /// The answer to [`SyncRequest::HaveChanges`] of a peer that syncs the release but has no chunk list yet
+    /// (it is fetching the signed release or the recipes): it will hold chunks soon, so the asker counts it among
+    /// the nodes sharing the release's segments and asks again.
+    Starting,
 }
 
 impl crate::Object for SyncResponse {

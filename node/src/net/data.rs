@@ -540,29 +540,31 @@ fn small_answer(net: &Network, req: SyncRequest) -> SyncResponse {
                 })
                 .collect(),
         ),
-        SyncRequest::Have { id } => have_answer(net, &id, |held| SyncResponse::Have(held.bits())),
-        SyncRequest::HaveChanges { id, since } => have_answer(net, &id, |held| held.changes(since)),
+        SyncRequest::Have { id } => have_answer(net, &id, |held| SyncResponse::Have(held.bits()))
+            .unwrap_or_else(|| SyncResponse::Refused(format!("still starting to sync {id}"))),
+        SyncRequest::HaveChanges { id, since } => {
+            have_answer(net, &id, |held| held.changes(since)).unwrap_or(SyncResponse::Starting)
+        }
     }
 }
 
 /// What this node holds of release `id`: whole (one index lookup), or what its sync of it holds, from memory
-/// (`answer`).
+/// (`answer`); `None` while that sync has no chunk list yet.
 fn have_answer(
     net: &Network,
     id: &str,
     answer: impl FnOnce(&super::sync::Held) -> SyncResponse,
-) -> SyncResponse {
+) -> Option<SyncResponse> {
     if matches!(net.0.store.signed_release(id), Ok(Some(_))) {
-        return SyncResponse::Whole;
+        return Some(SyncResponse::Whole);
     }
     let Some(running) = net.sync_of(id).filter(|r| !r.finished()) else {
-        return SyncResponse::Refused(format!("this node neither holds nor syncs release {id}"));
+        return Some(SyncResponse::Refused(format!(
+            "this node neither holds nor syncs release {id}"
+        )));
     };
     let held = running.held.lock().expect("poisoned");
-    match held.as_ref() {
-        Some(h) => answer(h),
-        None => SyncResponse::Refused(format!("still starting to sync {id}")),
-    }
+    held.as_ref().map(answer)
 }
 
 /// Send the records for `ids`, reading them from packs a group at a time on a blocking thread while the

@@ -12,6 +12,9 @@
 //! hashes highest with it). A segment another node owns is kept for that node's class in the schedule: this node
 //! takes it from that node once it holds it, not from the seed — so the seed's link carries each chunk about
 //! once per site. An owner that is gone, or has shown nothing new for [`STALL`], loses its segments to everyone.
+//! A peer that answers [`SyncResponse::Starting`] (it syncs the release but has no chunk list yet) owns segments
+//! from that answer on: nodes started together split the release from their first request to the seed, rather
+//! than each taking a second's worth of it before the others show up.
 
 use super::*;
 use crate::net::schedule::{BatchId, Have, Schedule};
@@ -446,6 +449,9 @@ impl<'a> Fetch<'a> {
                 l.mark = Some(mark);
                 mark.count
             }
+            // It syncs the release too and will hold chunks soon: it shares the segments from now on (if it
+            // does not start, it stalls and loses them), and is asked again.
+            Ok(SyncResponse::Starting) => 0,
             Ok(SyncResponse::Refused(why)) => {
                 self.set_aside(peer, now, &why);
                 return;
