@@ -13,7 +13,8 @@
 //!   deadline ([`Schedule::expire`]). A peer that says it holds nothing is dropped; chunks it answers absent are
 //!   not asked of it again.
 //! - **Hedging.** A batch much older than its peer's rate makes it expected ([`HEDGE_FACTOR`]) is handed, once, to
-//!   a faster peer that holds its chunks. The first copy of a chunk to arrive counts; the other is ignored.
+//!   a faster peer that holds its chunks — those of them the ownership below lets that peer be asked for. The first
+//!   copy of a chunk to arrive counts; the other is ignored.
 //! - **Ownership.** Segments may be owned by a class of peers ([`Schedule::set_owner`]); while a peer of that
 //!   class is present, peers of other classes leave those segments alone.
 //!
@@ -471,11 +472,15 @@ impl<P: Copy + Ord> Schedule<P> {
             if now.saturating_duration_since(b.sent) <= expected.max(HEDGE_MIN) {
                 return None;
             }
+            // Ownership holds for hedges too: a chunk kept for another class is not asked of this peer, however
+            // late its copy is (else a seed would send again what a node sharing the release is bringing).
             let chunks: Vec<usize> = b
                 .chunks
                 .iter()
                 .copied()
-                .filter(|&i| self.slot[i] != Slot::Done && s.holds(i))
+                .filter(|&i| {
+                    self.slot[i] != Slot::Done && s.holds(i) && !self.kept_from(s, i / SEGMENT)
+                })
                 .collect();
             (!chunks.is_empty()).then_some((*id, chunks))
         })?;
@@ -491,9 +496,7 @@ impl<P: Copy + Ord> Schedule<P> {
         let mut bytes = 0u64;
         while w < self.walk.len() {
             let seg = self.walk[w];
-            let owner = self.owner[seg];
-            let kept = owner != 0 && owner != s.class && self.class_peers[owner as usize] > 0;
-            if self.open[seg] > 0 && !kept {
+            if self.open[seg] > 0 && !self.kept_from(s, seg) {
                 let end = ((seg + 1) * SEGMENT).min(self.size.len());
                 for i in seg * SEGMENT..end {
                     if self.slot[i] != Slot::Needed || !s.holds(i) {
@@ -512,6 +515,12 @@ impl<P: Copy + Ord> Schedule<P> {
         }
         self.peers.get_mut(&peer).expect("known").cursor = w;
         chunks
+    }
+
+    /// Whether segment `seg` is kept for a class other than peer `s`'s, one with a peer present.
+    fn kept_from(&self, s: &PeerState, seg: usize) -> bool {
+        let owner = self.owner[seg];
+        owner != 0 && owner != s.class && self.class_peers[owner as usize] > 0
     }
 
     fn send(&mut self, peer: P, chunks: Vec<usize>, now: Instant, hedge: bool) -> Batch {

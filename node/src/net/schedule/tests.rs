@@ -120,6 +120,42 @@ fn a_slow_peers_batch_is_hedged_to_a_fast_one_and_counted_once() {
 }
 
 #[test]
+fn a_late_batch_of_a_segment_kept_for_another_node_is_not_hedged_to_the_seed() {
+    // Peer 1 is a node sharing the release (class 1) that holds segments 0 and 1; peer 2 the seed. This node owns
+    // segments 0 and 2, peer 1 segment 1. Chunks of 16 KiB: every batch fits a first window.
+    let t0 = Instant::now();
+    let n = 3 * SEGMENT;
+    let mut s = Schedule::new(vec![16 << 10; n], 0..n, 3);
+    s.add_peer(1, 1, t0);
+    s.add_peer(2, 0, t0);
+    s.set_owners([(0, 0), (1, 1), (2, 0)]);
+    let mut bits = vec![0u8; n.div_ceil(8)];
+    for i in 0..2 * SEGMENT {
+        set_bit(&mut bits, i);
+    }
+    s.set_have(1, Have::Bits(bits));
+    s.set_have(2, Have::All);
+    // The sibling is given what it holds; the seed the rest, which comes back at once and measures it.
+    let slow: Vec<usize> = drain(&mut s, 1, t0)
+        .into_iter()
+        .flat_map(|b| b.chunks)
+        .collect();
+    assert_eq!(slow.len(), 2 * SEGMENT);
+    for b in drain(&mut s, 2, t0) {
+        assert!(b.chunks.iter().all(|&i| i >= 2 * SEGMENT));
+        s.done(b.id, &b.chunks, &[], b.bytes, ms(t0, 100));
+    }
+    assert!(s.rate(2, ms(t0, 100)).is_some());
+    // A minute on, the sibling's batches are long overdue: the seed is given this node's own chunks again, not
+    // those of the segment the sibling owns.
+    let hedges = drain(&mut s, 2, ms(t0, 60_000));
+    assert!(!hedges.is_empty() && hedges.iter().all(|b| b.hedge));
+    let mut hedged: Vec<usize> = hedges.into_iter().flat_map(|b| b.chunks).collect();
+    hedged.sort_unstable();
+    assert_eq!(hedged, (0..SEGMENT).collect::<Vec<_>>());
+}
+
+#[test]
 fn an_unmeasured_peers_batch_is_hedged_after_a_while() {
     let t0 = Instant::now();
     let mut s = Schedule::new(vec![K; 64], 0..64, 3);

@@ -496,9 +496,10 @@ impl<'a> Fetch<'a> {
     fn check_stalls(&mut self, now: Instant) {
         // A sibling that holds the whole release shows nothing new because it has nothing left to show: it
         // keeps its segments (it can serve every one of them).
-        for l in self.links.values_mut().filter(|l| !l.whole) {
+        for (peer, l) in self.links.iter_mut().filter(|(_, l)| !l.whole) {
             if let Some(s) = &mut l.sibling {
                 if !s.stalled && now.saturating_duration_since(s.grew) > STALL {
+                    tracing::debug!(%peer, release = self.id, shown = s.shown, "a node sharing the release stalled; its segments are open to everyone");
                     s.stalled = true;
                     self.owners_dirty = true;
                 }
@@ -652,6 +653,9 @@ impl<'a> Fetch<'a> {
         self.schedule_deltas(&ranked);
         for &peer in &ranked {
             while let Some(batch) = self.sched.pick(peer, now) {
+                if batch.hedge {
+                    tracing::debug!(%peer, release = self.id, chunks = batch.chunks.len(), "hedging an overdue batch");
+                }
                 self.send_batch(peer, batch.id, batch.chunks);
             }
         }
