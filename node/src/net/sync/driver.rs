@@ -54,6 +54,8 @@ struct Link {
     /// Syncing beside this node: its class in the schedule (segments it owns are kept for it), how many chunks
     /// it has shown, and when that last grew.
     sibling: Option<Sibling>,
+    /// The class it was given when it first synced beside this node.
+    class: Option<u8>,
 }
 
 struct Sibling {
@@ -114,7 +116,7 @@ pub(super) struct Fetch<'a> {
     pub(super) accepting: Accepting,
     /// Runs to ask for as deltas.
     runs: Vec<DeltaRun>,
-    /// Classes given to siblings so far (class 0, everyone's, holds this node's own segments).
+    /// Classes given to siblings so far, one per peer (class 0, everyone's, holds this node's own segments).
     classes: u8,
     /// Siblings came, went, stalled or resumed: the segments are to be shared again.
     owners_dirty: bool,
@@ -235,6 +237,7 @@ impl<'a> Fetch<'a> {
                 present: true,
                 deltas: 0,
                 sibling: None,
+                class: None,
             });
             l.present = true;
             if l.addr != addr {
@@ -476,9 +479,17 @@ impl<'a> Fetch<'a> {
                 }
             }
             Some(_) => {}
-            None if self.classes < u8::MAX => {
-                self.classes += 1;
-                let class = self.classes;
+            None => {
+                // A peer set aside and back keeps the class it had: one that comes and goes (or answers
+                // `Starting` and never starts) does not use up the 255 classes.
+                let class = match l.class {
+                    Some(c) => c,
+                    None if self.classes < u8::MAX => {
+                        self.classes += 1;
+                        *l.class.insert(self.classes)
+                    }
+                    None => return,
+                };
                 l.sibling = Some(Sibling {
                     class,
                     shown,
@@ -488,7 +499,6 @@ impl<'a> Fetch<'a> {
                 self.sched.set_class(peer, class);
                 self.owners_dirty = true;
             }
-            None => {}
         }
     }
 
@@ -499,7 +509,12 @@ impl<'a> Fetch<'a> {
         for (peer, l) in self.links.iter_mut().filter(|(_, l)| !l.whole) {
             if let Some(s) = &mut l.sibling {
                 if !s.stalled && now.saturating_duration_since(s.grew) > STALL {
-                    tracing::debug!(%peer, release = self.id, shown = s.shown, "a node sharing the release stalled; its segments are open to everyone");
+                    tracing::debug!(
+                        %peer,
+                        release = self.id,
+                        shown = s.shown,
+                        "a node sharing the release stalled; its segments are open to everyone"
+                    );
                     s.stalled = true;
                     self.owners_dirty = true;
                 }
@@ -654,7 +669,12 @@ impl<'a> Fetch<'a> {
         for &peer in &ranked {
             while let Some(batch) = self.sched.pick(peer, now) {
                 if batch.hedge {
-                    tracing::debug!(%peer, release = self.id, chunks = batch.chunks.len(), "hedging an overdue batch");
+                    tracing::debug!(
+                        %peer,
+                        release = self.id,
+                        chunks = batch.chunks.len(),
+                        "hedging an overdue batch"
+                    );
                 }
                 self.send_batch(peer, batch.id, batch.chunks);
             }
