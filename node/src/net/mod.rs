@@ -415,13 +415,14 @@ impl Network {
         }
     }
 
-    /// Close every connection with `peer` on both planes, saying `reason`, and note it for `ferry status`; the
+    /// Note the drop of `peer` for `ferry status`, then close every connection with it on both planes, saying
+    /// `reason` (noted first, so that status names the drop by the time the peer sees its connection closed); the
     /// planes refuse it until [`conduct::DROP_FOR`] has passed.
     fn drop_peer(&self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, %reason, "dropped a peer");
+        self.update_peer(peer, |p| p.dropped = Some(reason.clone()));
         self.0.data.drop_peer(&peer, &reason);
         let _ = self.0.control.send(control::Command::Disconnect(peer));
-        self.update_peer(peer, |p| p.dropped = Some(reason));
     }
 
     /// Whether to take a control-plane message (gossip, a hello) from `peer`: not while it is dropped, nor past
