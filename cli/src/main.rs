@@ -22,10 +22,7 @@ use clap::Parser;
 /// and glibc gave each its own arena and kept what they freed. Measured on a sync of 1.5 M chunks (see
 /// docs/benchmarks.md, issue 21): the syncing node peaked at 1.42 GiB with glibc's malloc and 0.87 GiB with
 /// jemalloc, and took 64 s against 54 s. Its own threads give freed memory back to the system after a second
-/// (`.cargo/config.toml` sets that when jemalloc is built), so a node shrinks when a large sync ends. It is the
-/// process's `malloc` as well (`unprefixed_malloc_on_supported_platforms`): the C libraries (zstd's contexts,
-/// liblzma, bzip2) allocate there too, where with glibc's malloc beside it each blocking thread's zstd context
-/// left a glibc arena behind (five of them, 4.8 MiB, grew in a soak of 500 syncs). Run-time options: `MALLOC_CONF`.
+/// (`.cargo/config.toml` sets that when jemalloc is built), so a node shrinks when a large sync ends.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
