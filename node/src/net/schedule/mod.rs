@@ -29,7 +29,7 @@
 //!   bitmap peer that holds only the end of the list may pass many, but not the same ones twice without a rewind.
 //!   Measured (`cost_per_chunk_of_picking`, five peers, one with a bitmap): about 15 ns per chunk for 10k
 //!   chunks, 20 ns for 1M.
-//! - [`Schedule::done`], [`Schedule::failed`] are O(batch + p) (throughput is a running sum over [`RATE_SPAN`]).
+//! - [`Schedule::done`], [`Schedule::failed`] are O(batch + p) (throughput is a running sum over [`RATE_SPAN`] of bytes and of time with batches in flight).
 //! - [`Schedule::set_have`] is O(n / 8) for a bitmap (compared with the one before, the cursor going back to the
 //!   first segment with a new bit), O(1) otherwise.
 //! - [`Schedule::gone`] and [`Schedule::expire`] are O(p + b + the chunks given back).
@@ -128,10 +128,14 @@ struct PeerState {
     cursor: usize,
     in_flight: usize,
     in_flight_bytes: u64,
-    first_sent: Option<Instant>,
-    /// Recent completions (when, raw bytes), for its throughput, and their sum.
-    recent: VecDeque<(Instant, u64)>,
+    /// While batches are in flight: since when the peer has been busy and not yet accounted for.
+    busy_since: Option<Instant>,
+    /// Recent completions (when, raw bytes, busy time since the one before), for its throughput, and their sums.
+    /// Only time with batches in flight counts: a peer asked little (a node sharing the release, asked for the
+    /// few chunks it shows) is measured by how fast it answers, not by how rarely it is asked.
+    recent: VecDeque<(Instant, u64, Duration)>,
     recent_bytes: u64,
+    recent_busy: Duration,
     resting_until: Option<Instant>,
 }
 
@@ -145,24 +149,29 @@ impl PeerState {
             }
     }
 
-    /// Raw bytes per second delivered lately; `None` before the first batch comes back.
-    fn rate(&self, now: Instant) -> Option<f64> {
-        let first = self.first_sent?;
+    /// Raw bytes per second delivered lately while it had batches in flight; `None` before the first batch comes
+    /// back. A batch it sits on does not lower it: that batch is hedged by what the rate says it should take.
+    fn rate(&self) -> Option<f64> {
         if self.recent.is_empty() {
             return None;
         }
-        let bytes = self.recent_bytes;
-        let span = now
-            .saturating_duration_since(first)
-            .min(RATE_SPAN)
-            .as_secs_f64()
-            .max(0.05);
-        Some(bytes as f64 / span)
+        let busy = self.recent_busy.as_secs_f64().max(0.05);
+        Some(self.recent_bytes as f64 / busy)
+    }
+
+    /// Batch traffic with it settled at `now` (one came back or failed): the busy time since the last mark is
+    /// returned, and the next stretch starts now if batches are still in flight.
+    fn settle(&mut self, now: Instant) -> Duration {
+        let busy = self
+            .busy_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.busy_since = (self.in_flight > 0).then_some(now);
+        busy
     }
 
     /// (batch, window) in bytes.
-    fn sizes(&self, now: Instant) -> (u64, u64) {
-        match self.rate(now) {
+    fn sizes(&self) -> (u64, u64) {
+        match self.rate() {
             None => (FIRST_BATCH, FIRST_WINDOW),
             Some(r) => {
                 let batch = ((r * BATCH_TIME.as_secs_f64()) as u64).clamp(MIN_BATCH, MAX_BATCH);
@@ -278,9 +287,10 @@ impl<P: Copy + Ord> Schedule<P> {
                 cursor: 0,
                 in_flight: 0,
                 in_flight_bytes: 0,
-                first_sent: None,
+                busy_since: None,
                 recent: VecDeque::new(),
                 recent_bytes: 0,
+                recent_busy: Duration::ZERO,
                 resting_until: None,
             },
         );
@@ -420,14 +430,14 @@ impl<P: Copy + Ord> Schedule<P> {
         self.batches.len()
     }
 
-    /// Bytes per second `peer` delivered lately, once measured.
-    pub fn rate(&self, peer: P, now: Instant) -> Option<f64> {
-        self.peers.get(&peer)?.rate(now)
+    /// Bytes per second `peer` delivered lately while it had batches in flight, once measured.
+    pub fn rate(&self, peer: P) -> Option<f64> {
+        self.peers.get(&peer)?.rate()
     }
 
     /// Most bytes to have in flight to `peer` now.
-    pub fn window(&self, peer: P, now: Instant) -> Option<u64> {
-        Some(self.peers.get(&peer)?.sizes(now).1)
+    pub fn window(&self, peer: P) -> Option<u64> {
+        Some(self.peers.get(&peer)?.sizes().1)
     }
 
     /// The next batch to ask `peer` for, if it has room and holds something needed: first an overdue batch of a
@@ -440,7 +450,7 @@ impl<P: Copy + Ord> Schedule<P> {
         {
             return None;
         }
-        let (batch, window) = s.sizes(now);
+        let (batch, window) = s.sizes();
         if s.in_flight_bytes >= window {
             return None;
         }
@@ -456,12 +466,12 @@ impl<P: Copy + Ord> Schedule<P> {
     /// batch's peer.
     fn hedge(&mut self, peer: P, now: Instant) -> Option<Batch> {
         let s = &self.peers[&peer];
-        let rate = s.rate(now)?;
+        let rate = s.rate()?;
         let (id, chunks) = self.batches.iter().find_map(|(id, b)| {
             if b.hedged || b.peer == peer {
                 return None;
             }
-            let slow = self.peers[&b.peer].rate(now);
+            let slow = self.peers[&b.peer].rate();
             let expected = match slow {
                 Some(r) if r >= rate => return None,
                 Some(r) => {
@@ -537,9 +547,11 @@ impl<P: Copy + Ord> Schedule<P> {
             };
         }
         let s = self.peers.get_mut(&peer).expect("known");
+        if s.in_flight == 0 {
+            s.busy_since = Some(now);
+        }
         s.in_flight += 1;
         s.in_flight_bytes += bytes;
-        s.first_sent.get_or_insert(now);
         let id = BatchId(self.next_batch);
         self.next_batch += 1;
         self.batches.insert(
@@ -579,15 +591,18 @@ impl<P: Copy + Ord> Schedule<P> {
             s.in_flight -= 1;
             s.in_flight_bytes -= b.bytes;
             s.lacks.extend(absent.iter().copied());
+            let busy = s.settle(now);
             if bytes > 0 {
-                s.recent.push_back((now, bytes));
+                s.recent.push_back((now, bytes, busy));
                 s.recent_bytes += bytes;
-                while let Some(&(t, b)) = s.recent.front() {
+                s.recent_busy += busy;
+                while let Some(&(t, b, d)) = s.recent.front() {
                     if now.saturating_duration_since(t) <= RATE_SPAN {
                         break;
                     }
                     s.recent.pop_front();
                     s.recent_bytes -= b;
+                    s.recent_busy -= d;
                 }
             }
         }
@@ -604,6 +619,7 @@ impl<P: Copy + Ord> Schedule<P> {
         if let Some(s) = self.peers.get_mut(&b.peer) {
             s.in_flight -= 1;
             s.in_flight_bytes -= b.bytes;
+            s.settle(now);
             s.resting_until = Some(now + REST);
         }
         self.give_back(&b.chunks);

@@ -97,9 +97,9 @@ fn a_slow_peers_batch_is_hedged_to_a_fast_one_and_counted_once() {
     let b = s.pick(2, t0).unwrap();
     let now = ms(t0, 1000);
     let mut done = s.done(a.id, &a.chunks[..1], &[], u64::from(K), now);
-    assert!(s.rate(2, now).is_none());
+    assert!(s.rate(2).is_none());
     done.extend(s.done(b.id, &b.chunks, &[], 4 << 20, now));
-    assert!(s.rate(1, now).unwrap() < s.rate(2, now).unwrap());
+    assert!(s.rate(1).unwrap() < s.rate(2).unwrap());
     // The slow peer's next batch is late; the fast peer is given it again before anything new.
     let slow = s.pick(1, now).unwrap();
     assert!(s.pick(2, ms(now, 100)).is_some_and(|h| !h.hedge));
@@ -145,7 +145,7 @@ fn a_late_batch_of_a_segment_kept_for_another_node_is_not_hedged_to_the_seed() {
         assert!(b.chunks.iter().all(|&i| i >= 2 * SEGMENT));
         s.done(b.id, &b.chunks, &[], b.bytes, ms(t0, 100));
     }
-    assert!(s.rate(2, ms(t0, 100)).is_some());
+    assert!(s.rate(2).is_some());
     // A minute on, the sibling's batches are long overdue: the seed is given this node's own chunks again, not
     // those of the segment the sibling owns.
     let hedges = drain(&mut s, 2, ms(t0, 60_000));
@@ -261,14 +261,14 @@ fn windows_grow_with_measured_rate_and_are_clamped() {
         s.add_peer(p, 0, t0);
         s.set_have(p, Have::All);
     }
-    assert_eq!(s.window(1, t0), Some(FIRST_WINDOW));
+    assert_eq!(s.window(1), Some(FIRST_WINDOW));
     let now = ms(t0, 1000);
     // 10 KiB/s, 8 MiB/s, 1 GiB/s over the first second.
     for (p, bytes) in [(1, 10 << 10), (2, 8 << 20), (3, 1 << 30)] {
         let b = s.pick(p, t0).unwrap();
         s.done(b.id, &b.chunks, &[], bytes, now);
     }
-    let w: Vec<u64> = (1..=3).map(|p| s.window(p, now).unwrap()).collect();
+    let w: Vec<u64> = (1..=3).map(|p| s.window(p).unwrap()).collect();
     assert_eq!(w[0], 2 * MIN_BATCH);
     assert_eq!(w[1], 8 << 20);
     assert_eq!(w[2], MAX_WINDOW);
@@ -283,6 +283,40 @@ fn windows_grow_with_measured_rate_and_are_clamped() {
         assert!(batches.len() <= IN_FLIGHT);
         assert!(batches.iter().all(|b| b.bytes <= MAX_BATCH));
     }
+}
+
+#[test]
+fn a_peer_asked_little_is_measured_by_how_fast_it_answers_not_by_how_rarely_it_is_asked() {
+    let t0 = Instant::now();
+    let n = 64 * SEGMENT;
+    let mut s = Schedule::new(vec![K; n], 0..n, 0);
+    s.add_peer(1, 0, t0);
+    s.set_have(1, Have::All);
+    // Asked one batch every 500 ms, each back 50 ms later: busy 150 ms of the 1,050.
+    let mut bytes = 0;
+    for k in 0..3 {
+        let asked = ms(t0, 500 * k);
+        let b = s.pick(1, asked).unwrap();
+        bytes += b.bytes;
+        s.done(b.id, &b.chunks, &[], b.bytes, ms(asked, 50));
+    }
+    let answered = ms(t0, 1050);
+    let rate = s.rate(1).unwrap();
+    let busy_rate = bytes as f64 / 0.150;
+    assert!(
+        (rate - busy_rate).abs() < busy_rate * 0.01,
+        "{rate} against {busy_rate}"
+    );
+    // Idle time does not lower it; a slow answer does.
+    assert_eq!(s.rate(1), Some(rate));
+    let late = s.pick(1, ms(answered, 400)).unwrap();
+    s.done(late.id, &late.chunks, &[], late.bytes, ms(answered, 1400));
+    let slower = (bytes + late.bytes) as f64 / 1.150;
+    let now = s.rate(1).unwrap();
+    assert!(
+        (now - slower).abs() < slower * 0.01,
+        "{now} against {slower}"
+    );
 }
 
 #[test]

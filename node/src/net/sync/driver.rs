@@ -656,7 +656,7 @@ impl<'a> Fetch<'a> {
             .links
             .iter()
             .filter(|(_, l)| l.usable(now))
-            .map(|(p, _)| (*p, self.sched.rate(*p, now).unwrap_or(f64::INFINITY)))
+            .map(|(p, _)| (*p, self.sched.rate(*p).unwrap_or(f64::INFINITY)))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.into_iter().map(|(p, _)| p).collect()
