@@ -29,7 +29,8 @@
 //!   bitmap peer that holds only the end of the list may pass many, but not the same ones twice without a rewind.
 //!   Measured (`cost_per_chunk_of_picking`, five peers, one with a bitmap): about 15 ns per chunk for 10k
 //!   chunks, 20 ns for 1M.
-//! - [`Schedule::done`], [`Schedule::failed`] are O(batch + p) (throughput is a running sum over [`RATE_SPAN`] of bytes and of time with batches in flight).
+//! - [`Schedule::done`], [`Schedule::failed`] are O(batch + p) (throughput is a running sum over [`RATE_SPAN`]
+//!   of bytes and of time with batches in flight).
 //! - [`Schedule::set_have`] is O(n / 8) for a bitmap (compared with the one before, the cursor going back to the
 //!   first segment with a new bit), O(1) otherwise.
 //! - [`Schedule::gone`] and [`Schedule::expire`] are O(p + b + the chunks given back).

@@ -51,15 +51,14 @@ struct Link {
     dropped: bool,
     present: bool,
     deltas: usize,
-    /// Syncing beside this node: its class in the schedule (segments it owns are kept for it), how many chunks
-    /// it has shown, and when that last grew.
+    /// Syncing beside this node: how many chunks it has shown, and when that last grew.
     sibling: Option<Sibling>,
-    /// The class it was given when it first synced beside this node.
+    /// The class it was given when it first synced beside this node (segments it owns are kept for it), kept
+    /// while it is set aside.
     class: Option<u8>,
 }
 
 struct Sibling {
-    class: u8,
     shown: u64,
     grew: Instant,
     /// Its segments are open to everyone (it stalled).
@@ -491,7 +490,6 @@ impl<'a> Fetch<'a> {
                     None => return,
                 };
                 l.sibling = Some(Sibling {
-                    class,
                     shown,
                     grew: now,
                     stalled: false,
@@ -528,8 +526,9 @@ impl<'a> Fetch<'a> {
         let local = self.net.0.local;
         let mut owners: Vec<(u64, u8)> = vec![(node_key(&local), 0)];
         for (peer, l) in &self.links {
-            if let Some(s) = l.sibling.as_ref().filter(|s| !s.stalled) {
-                owners.push((node_key(peer), s.class));
+            let sharing = l.sibling.as_ref().is_some_and(|s| !s.stalled);
+            if let Some(class) = l.class.filter(|_| sharing) {
+                owners.push((node_key(peer), class));
             }
         }
         let segments = self.sched.segments();
