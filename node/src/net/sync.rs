@@ -1294,15 +1294,8 @@ async fn fetch_batch(
         let verdicts: Vec<Result<(), String>> = records
             .par_iter()
             .map(|(_, h, body)| {
-                let raw = crate::store::packs::decompress(body, h.raw_len)
-                    .map_err(|e| format!("sent chunk {} that does not decompress: {e}", h.id))?;
-                if ChunkId::of(&raw) != h.id {
-                    return Err(format!(
-                        "sent chunk {} whose bytes do not match its id",
-                        h.id
-                    ));
-                }
-                Ok(())
+                crate::store::packs::verify(body, h.raw_len, &h.id)
+                    .map_err(|e| format!("sent chunk {}, which {e}", h.id))
             })
             .collect();
         let mut good = Vec::new();

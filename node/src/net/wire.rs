@@ -66,9 +66,29 @@ pub async fn write_frame<T: Object>(
 pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, WireError> {
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await?;
-    let mut body = vec![0u8; frame_len(len)?];
-    recv.read_exact(&mut body).await?;
+    let body = read_bytes(recv, frame_len(len)?).await?;
     decode_frame(&body)
+}
+
+/// The next `len` bytes of `recv`, copied from quinn's buffers as they come into a buffer of that capacity.
+/// Not `vec![0; len]` and `read_exact`: jemalloc zeroes a large allocation it reuses by handing its pages back
+/// to the kernel (`madvise`), so each such buffer cost a system call, a page fault per 4 KiB and the kernel's
+/// clearing of every page (10% of the machine's CPU in the 20-site fanout of docs/benchmarks.md).
+async fn read_bytes(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, WireError> {
+    let mut body = Vec::with_capacity(len);
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(WireError::Stream(format!(
+                    "the stream ended {} bytes into {len}",
+                    body.len()
+                )))
+            }
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    Ok(body)
 }
 
 /// Read one length-prefixed request holding a `T` from a peer that may be hostile: a prefix past `max` is refused
@@ -167,9 +187,7 @@ pub async fn read_record(
     let mut h = [0u8; RECORD_HEADER_LEN];
     recv.read_exact(&mut h).await?;
     let (header, stored) = record_header(&h, max_stored)?;
-    let mut body = vec![0u8; stored];
-    recv.read_exact(&mut body).await?;
-    Ok((header, body))
+    Ok((header, read_bytes(recv, stored).await?))
 }
 
 /// A chunk record's header and how many stored bytes follow it (none when the peer lacks the chunk), refused

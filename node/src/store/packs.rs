@@ -145,7 +145,7 @@ pub fn read_record(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>,
 /// Read the record at `loc` — header and zstd payload, as stored — checking only that the header is the one
 /// the index expects. Peers that receive the payload decompress and verify it themselves.
 pub fn read_stored(file: &File, loc: &Location, id: &ChunkId) -> Result<Vec<u8>, RecordError> {
-    let mut buf = vec![0u8; (HEADER_LEN + u64::from(loc.comp_len)) as usize];
+    let mut buf = zeroed((HEADER_LEN + u64::from(loc.comp_len)) as usize);
     file.read_exact_at(&mut buf, loc.offset)
         .map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => RecordError::Corrupt(format!(
@@ -171,6 +171,54 @@ thread_local! {
     /// One decompression context per thread, reused: making one per chunk cost more than decoding a small chunk.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// `len` zero bytes, written as zeros rather than asked of the allocator as zeroed memory. jemalloc zeroes a
+/// large allocation (16 KiB and up) it reuses by handing its pages back to the kernel (`madvise`), so each
+/// `vec![0; len]` of a record cost a system call, then a page fault and the kernel's clearing of every 4 KiB
+/// page when the read filled it: 10% of the machine's CPU in the 20-site fanout of docs/benchmarks.md.
+#[allow(clippy::slow_vector_initialization)] // the point: see above
+pub fn zeroed(len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len);
+    buf.resize(len, 0);
+    buf
+}
+
+thread_local! {
+    /// The buffer [`verify`] decodes into on this thread, kept at the largest chunk it has seen.
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Check that `payload` decompresses to exactly `raw_len` bytes that hash to `id`, decoding into a buffer this
+/// thread keeps rather than a new one per chunk: for a chunk that arrives from a peer, where only the verdict
+/// is wanted. The error says what is wrong (as "the chunk …"), without naming the chunk.
+pub fn verify(payload: &[u8], raw_len: u32, id: &ChunkId) -> Result<(), String> {
+    DECODED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let len = raw_len as usize;
+        if buf.len() < len + 1 {
+            // One byte over `raw_len`: a payload that expands further fills it, and is caught below.
+            buf.resize(len + 1, 0);
+        }
+        let n = DECOMPRESSOR
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                d.as_mut()
+                    .expect("made above")
+                    .decompress_to_buffer(payload, &mut buf[..len + 1])
+            })
+            .map_err(|e| format!("does not decompress: {e}"))?;
+        if n != len {
+            return Err(format!("expands to {n} bytes, not {raw_len}"));
+        }
+        if ChunkId::of(&buf[..n]) != *id {
+            return Err("does not hash to its id".into());
+        }
+        Ok(())
+    })
 }
 
 /// Decompress a payload that must expand to exactly `raw_len` bytes (one that would expand further fails
@@ -278,5 +326,41 @@ mod tests {
         let stored = zstd::bulk::compress(&data, 3).unwrap();
         assert!(decompress(&stored, 0).is_err());
         assert_eq!(decompress(&stored, 800).unwrap(), data);
+    }
+
+    #[test]
+    fn a_chunk_from_a_peer_is_verified_whatever_the_chunks_its_thread_decoded_before() {
+        let big = b"0123456789abcdef".repeat(8192);
+        let small = b"abcdefgh".repeat(100);
+        let (big_z, small_z) = (
+            zstd::bulk::compress(&big, 3).unwrap(),
+            zstd::bulk::compress(&small, 3).unwrap(),
+        );
+        let (big_id, small_id) = (ChunkId::of(&big), ChunkId::of(&small));
+        // The larger chunk first: the buffer kept from it is larger than the next chunk.
+        assert_eq!(verify(&big_z, big.len() as u32, &big_id), Ok(()));
+        assert_eq!(verify(&small_z, 800, &small_id), Ok(()));
+        // A payload that expands past what it is said to hold, or short of it, fails though the kept buffer
+        // has room.
+        assert_eq!(
+            verify(&small_z, 799, &small_id).unwrap_err(),
+            "expands to 800 bytes, not 799"
+        );
+        assert!(verify(&small_z, 700, &small_id)
+            .unwrap_err()
+            .starts_with("does not decompress"));
+        assert_eq!(
+            verify(&small_z, 801, &small_id).unwrap_err(),
+            "expands to 800 bytes, not 801"
+        );
+        assert_eq!(
+            verify(&small_z, 800, &big_id).unwrap_err(),
+            "does not hash to its id"
+        );
+        assert!(verify(b"not zstd at all", 800, &small_id)
+            .unwrap_err()
+            .starts_with("does not decompress"));
+        assert!(verify(&big_z[..big_z.len() / 2], big.len() as u32, &big_id).is_err());
+        assert_eq!(zeroed(70_000), vec![0u8; 70_000]);
     }
 }

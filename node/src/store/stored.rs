@@ -29,8 +29,15 @@ impl Store {
                 })
             })
             .collect();
+        // One allocation for the group, sized for every record it may hold: grown by `resize`, each run would
+        // move it and touch fresh pages (see `packs::zeroed`).
+        let most: u64 = locs
+            .iter()
+            .flatten()
+            .map(|l| packs::HEADER_LEN + u64::from(l.comp_len))
+            .sum();
         let mut out = StoredGroup {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(most as usize),
             chunks: Vec::with_capacity(ids.len()),
         };
         let mut i = 0;

@@ -468,7 +468,13 @@ impl<P: Copy + Ord> Schedule<P> {
     fn hedge(&mut self, peer: P, now: Instant) -> Option<Batch> {
         let s = &self.peers[&peer];
         let rate = s.rate()?;
-        let (id, chunks) = self.batches.iter().find_map(|(id, b)| {
+        // Batches go in the order they were sent, and none younger than HEDGE_MIN is overdue: the scan stops at
+        // the first of those, so a pick costs the few late batches, not every batch in flight.
+        let mut overdue = self
+            .batches
+            .iter()
+            .take_while(|(_, b)| now.saturating_duration_since(b.sent) > HEDGE_MIN);
+        let (id, chunks) = overdue.find_map(|(id, b)| {
             if b.hedged || b.peer == peer {
                 return None;
             }
