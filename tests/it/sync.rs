@@ -988,14 +988,22 @@ fn a_sync_killed_midway_resumes_without_fetching_again_what_it_stored() {
     wait_for("half the release", Duration::from_secs(60), || {
         bytes_done(site) > total / 2
     });
-    let stored_before = bytes_done(site);
+    let chunks_total = num(&status(site)["network"]["syncs"][0], "chunks_total");
     unsafe_kill(node.pid());
     drop(node);
     assert!(
         !site.lists("rel", "1"),
         "a half-synced release is not visible"
     );
-    fsck_clean(site);
+    // What the store holds for good: the chunks committed before the kill (the last ones stored may not be).
+    let (code, held, out) = site.fsck_json();
+    assert_eq!(code, Some(0), "fsck found problems:\n{out}");
+    assert_eq!(held["ok"], true, "{held}");
+    let kept = num(&held, "chunks");
+    assert!(
+        kept > 0 && kept < chunks_total,
+        "{kept} of {chunks_total} chunks held after the kill"
+    );
 
     let _node = start_site();
     wait_for(
@@ -1004,13 +1012,13 @@ fn a_sync_killed_midway_resumes_without_fetching_again_what_it_stored() {
         || connected(site) == 1,
     );
     let report = sync(site, "rel@1", &[]);
-    let again = num(&report, "payload_bytes");
-    // At most the last half-second before the kill was stored and not yet committed.
-    assert!(
-        again + stored_before <= total + (3 << 20),
-        "fetched {again} bytes after the restart, {stored_before} were stored before it, of {total}"
+    // Every chunk held is used, none fetched twice: exactly the rest crosses.
+    assert_eq!(
+        num(&report, "chunks"),
+        chunks_total - kept,
+        "{kept} of {chunks_total} chunks were held before the restart: {report}"
     );
-    assert!(again < total, "{report}");
+    assert!(num(&report, "payload_bytes") < total, "{report}");
     fsck_clean(site);
     assert_eq!(
         content_hashes(site, "rel@1"),
