@@ -173,6 +173,19 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Run `f` with this thread's decompression context, made on first use.
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> io::Result<T>,
+) -> io::Result<T> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        f(d.as_mut().expect("made above"))
+    })
+}
+
 /// `len` zero bytes, written as zeros rather than asked of the allocator as zeroed memory. jemalloc zeroes a
 /// large allocation (16 KiB and up) it reuses by handing its pages back to the kernel (`madvise`), so each
 /// `vec![0; len]` of a record cost a system call, then a page fault and the kernel's clearing of every 4 KiB
@@ -200,16 +213,7 @@ pub fn verify(payload: &[u8], raw_len: u32, id: &ChunkId) -> Result<(), String> 
             // One byte over `raw_len`: a payload that expands further fills it, and is caught below.
             buf.resize(len + 1, 0);
         }
-        let n = DECOMPRESSOR
-            .with(|d| {
-                let mut d = d.borrow_mut();
-                if d.is_none() {
-                    *d = Some(zstd::bulk::Decompressor::new()?);
-                }
-                d.as_mut()
-                    .expect("made above")
-                    .decompress_to_buffer(payload, &mut buf[..len + 1])
-            })
+        let n = with_decompressor(|d| d.decompress_to_buffer(payload, &mut buf[..len + 1]))
             .map_err(|e| format!("does not decompress: {e}"))?;
         if n != len {
             return Err(format!("expands to {n} bytes, not {raw_len}"));
@@ -224,17 +228,9 @@ pub fn verify(payload: &[u8], raw_len: u32, id: &ChunkId) -> Result<(), String> 
 /// Decompress a payload that must expand to exactly `raw_len` bytes (one that would expand further fails
 /// without writing past `raw_len`).
 pub fn decompress(payload: &[u8], raw_len: u32) -> io::Result<Vec<u8>> {
-    let out = DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        // Room for one byte at least: libzstd aborts the process when handed an empty Vec's dangling pointer
-        // and a payload with sequences; the length is checked below.
-        d.as_mut()
-            .expect("made above")
-            .decompress(payload, (raw_len as usize).max(1))
-    })?;
+    // Room for one byte at least: libzstd aborts the process when handed an empty Vec's dangling pointer and a
+    // payload with sequences; the length is checked below.
+    let out = with_decompressor(|d| d.decompress(payload, (raw_len as usize).max(1)))?;
     if out.len() != raw_len as usize {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
