@@ -70,10 +70,8 @@ pub async fn read_frame<T: Object>(recv: &mut quinn::RecvStream) -> Result<T, Wi
     decode_frame(&body)
 }
 
-/// The next `len` bytes of `recv`, copied from quinn's buffers as they come into a buffer of that capacity.
-/// Not `vec![0; len]` and `read_exact`: jemalloc zeroes a large allocation it reuses by handing its pages back
-/// to the kernel (`madvise`), so each such buffer cost a system call, a page fault per 4 KiB and the kernel's
-/// clearing of every page (10% of the machine's CPU in the 20-site fanout of docs/benchmarks.md).
+/// The next `len` bytes of `recv`, copied from quinn's buffers as they come into a buffer of that capacity:
+/// not `vec![0; len]` and `read_exact`, for the cost `store::packs::zeroed` explains.
 async fn read_bytes(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, WireError> {
     let mut body = Vec::with_capacity(len);
     while body.len() < len {
