@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::node::{allow, site_store, synced, tx_bytes, Node, Synced};
 use super::seed::{Seed, TREE};
-use super::{LINK_MBIT, P2P_PORT};
+use super::P2P_PORT;
 use crate::measure::{self, median, sync, warm_tree, Measured};
 use crate::{mb, verdict, Bench};
 
@@ -69,13 +69,14 @@ pub(super) fn run(
     seed: &Seed,
     what: &str,
     n: usize,
+    mbit: u32,
     reps: usize,
 ) -> Result<()> {
     let names: Vec<String> = (0..n).map(site_name).collect();
     let mut hosts = vec!["seed"];
     hosts.extend(names.iter().map(String::as_str));
     let lan = Lan::new(&hosts);
-    lan.shape("seed", LINK_MBIT);
+    lan.shape("seed", mbit);
     let sh = lan.host("seed");
     let dir = b.fresh("sync-fanout")?;
     let seed_chunks = seed.show(b, TREE)?["chunks"].clone();
@@ -207,7 +208,7 @@ pub(super) fn run(
     seed_node.stop()?;
     drop(lan);
     res?;
-    report(md, seed, what, n, &runs)
+    report(md, seed, what, n, mbit, &runs)
 }
 
 /// `min / median / max` of `xs`, each formatted by `f`.
@@ -217,16 +218,23 @@ fn spread(xs: &[f64], f: impl Fn(f64) -> String) -> String {
     format!("{} / {} / {}", f(lo), f(median(xs)), f(hi))
 }
 
-fn report(md: &mut String, seed: &Seed, what: &str, n: usize, runs: &[FanRun]) -> Result<()> {
+fn report(
+    md: &mut String,
+    seed: &Seed,
+    what: &str,
+    n: usize,
+    mbit: u32,
+    runs: &[FanRun],
+) -> Result<()> {
     writeln!(
         md,
-        "### 3. {n} site nodes behind one {LINK_MBIT} Mbit/s seed link\n"
+        "### 3. {n} site nodes behind one {mbit} Mbit/s seed link\n"
     )?;
     writeln!(
         md,
         "Seed store `WORK/fixtures/netsync/fanout` (`ferry init` defaults): {what}, chosen so that {n} site \
          stores fit on one machine at once. Namespaces `seed`, `s01` … `s{n:02}` on one bridge; only the seed's \
-         link is shaped ({LINK_MBIT} Mbit/s both ways, tbf); the site Lan is unshaped (veth, no delay). Each site \
+         link is shaped ({mbit} Mbit/s both ways, tbf); the site Lan is unshaped (veth, no delay). Each site \
          dials the seed and the sites started before it (static peers, no mDNS: a full mesh, as mDNS would make \
          it). *alone*: a fresh `s01` syncs `{TREE}` with no other site running. *together*: {n} fresh sites, each \
          connected to the seed and to every other site, then {n} `ferry sync {TREE}` processes released by one \

@@ -113,6 +113,10 @@ pub struct SyncArgs {
     /// Site nodes of the fanout part.
     #[arg(long, default_value_t = 20)]
     sites: usize,
+    /// The fanout part's seed link, Mbit/s both ways. At the default, 20 nodes on two CPUs are bound by the CPUs
+    /// rather than the link; a slower link shows the sharing where the link binds.
+    #[arg(long, default_value_t = LINK_MBIT)]
+    fanout_mbit: u32,
     /// The tree the million part's release is made of, cut into small chunks (the default, two Rust toolchains,
     /// stable and nightly, made 1,500,269 distinct chunks of 256/1K/4K here).
     #[arg(long, default_value = "/root/.rustup/toolchains")]
@@ -339,6 +343,7 @@ fn run_part(
                 &seed,
                 &format!("`{}` = `dir:{}`", seed::TREE, source.display()),
                 args.sites.max(2),
+                args.fanout_mbit.max(1),
                 reps,
             )
         }
