@@ -12,6 +12,7 @@ use ferry_tests::fsutil::{index_entries, sha256_file, verify_blobs};
 use ferry_tests::node::Node;
 
 use crate::oci::oci;
+use crate::sync::fsck_clean;
 
 /// Bytes of the gzip layers of the fixture images v1 and v2 (each layer once).
 fn layer_bytes() -> u64 {
@@ -39,12 +40,6 @@ fn cache_files(store: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[track_caller]
-fn fsck_clean(s: &Store) {
-    let (code, report, _) = s.fsck_json();
-    assert_eq!(code, Some(0), "fsck: {report}");
-    assert_eq!(report["ok"], true, "{report}");
-}
-
 #[test]
 fn gzip_layers_are_recreated_exactly_everywhere() {
     let imgs = images();
